@@ -1,0 +1,207 @@
+"""``sleuth train agent``: GRPO over multi-turn search-agent rollouts (Search-R1 style).
+
+Rollouts run through the same agent loop as ``ask`` and ``eval`` (TRL's ``rollout_func``);
+retrieved information is masked out of the loss; advantages are group-relative (GRPO); the reward
+is a weighted mix of ``sleuth.rewards`` computed from each episode's trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sleuth.agent.config import AgentConfig
+from sleuth.agent.trajectory import Trajectory
+from sleuth.evaluate.benchmarks import load_benchmark
+from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
+
+DEFAULT_REWARD = {"f1": 1.0, "format": 0.2, "search_recall": 0.2}
+
+
+@dataclass(frozen=True)
+class AgentTrainConfig:
+    out: str
+    model: str | None = None  # None = the packaged SmolLM2-135M-Instruct
+    benchmark: str = "hotpotqa-1100:train"
+    index: str | None = None  # None = the bundled HotpotQA BM25 index
+    limit: int = 0
+    reward: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARD))
+    steps: int = 3
+    questions_per_step: int = 1
+    num_generations: int = 4
+    learning_rate: float = 1e-6
+    beta: float = 0.0
+    temperature: float = 1.0
+    max_turns: int = 3
+    max_searches: int = 2
+    max_new_tokens: int = 48
+    top_k: int = 3
+    doc_chars: int = 300
+    concurrency: int = 4
+    save_steps: int = 1
+    seed: int = 0
+
+    def agent_config(self) -> AgentConfig:
+        return AgentConfig(
+            action_format="tags",
+            actions=("search", "answer"),
+            max_turns=self.max_turns,
+            max_searches=self.max_searches,
+            max_new_tokens=self.max_new_tokens,
+            top_k=self.top_k,
+            doc_chars=self.doc_chars,
+            temperature=self.temperature,
+            force_answer=False,  # a forced answer is not the policy's choice: no credit for it
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gold_of(answers: list[str], evidence_ids: list[str]) -> Gold:
+    return Gold(answers=list(answers), evidence_ids=set(evidence_ids))
+
+
+def make_reward_function(spec: dict[str, float]) -> Callable[..., list[float]]:
+    """The TRL reward: ``sleuth.rewards`` over each rollout's trajectory (passed by the rollout)."""
+    weights = parse_spec(spec)
+
+    def trajectory_reward(prompts, completions, trajectory, answers, evidence_ids, **kwargs):
+        totals, parts = [], {name: 0.0 for name in weights}
+        for raw, gold_answers, gold_ids in zip(trajectory, answers, evidence_ids, strict=True):
+            traj = Trajectory.from_dict(json.loads(raw))
+            breakdown = reward_breakdown(traj, gold_of(gold_answers, gold_ids), weights)
+            totals.append(breakdown["total"])
+            for name in weights:
+                parts[name] += breakdown[name]
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            for name, value in parts.items():
+                log_metric(f"reward_parts/{name}", value / len(totals))
+        return totals
+
+    return trajectory_reward
+
+
+def build_dataset(config: AgentTrainConfig) -> Any:
+    from datasets import Dataset
+
+    questions = load_benchmark(config.benchmark).questions
+    questions = questions[: config.limit] if config.limit else questions
+    return Dataset.from_list(
+        [
+            {
+                "prompt": q.question,
+                "answers": list(q.answers),
+                "evidence_ids": [aliases[0] for aliases in q.gold_evidence if aliases],
+            }
+            for q in questions
+        ]
+    )
+
+
+def build_trainer(
+    config: AgentTrainConfig,
+    search: Any,
+    model: Any,
+    tokenizer: Any,
+    generate: Any = None,
+    trainer_class: type | None = None,
+) -> Any:
+    """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
+    sampler (tests script it), ``trainer_class`` lets a caller subclass the trainer."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sleuth.train.checkpoints import AtomicCheckpointMixin
+    from sleuth.train.rollout import AgentRolloutFunc
+    from sleuth.train.runlog import JsonlLogCallback
+
+    out = Path(config.out)
+    batch = config.questions_per_step * config.num_generations
+    args = GRPOConfig(
+        output_dir=str(out),
+        max_steps=config.steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_turns * (config.max_new_tokens + 64 * config.top_k * 2),
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        temperature=config.temperature,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        bf16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,  # a small model on CPU: memory is ample, speed is not
+        report_to=[],
+        dataloader_num_workers=0,
+    )
+    base = trainer_class or GRPOTrainer
+
+    class Trainer(AtomicCheckpointMixin, base):  # type: ignore[valid-type, misc]
+        pass
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    rollout = AgentRolloutFunc(
+        search, tokenizer, config.agent_config(), config.concurrency, generate=generate
+    )
+    trainer = Trainer(
+        model=model,
+        reward_funcs=make_reward_function(config.reward),
+        args=args,
+        train_dataset=build_dataset(config),
+        processing_class=tokenizer,
+        rollout_func=rollout,
+        callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
+    )
+    trainer.sleuth_rollout = rollout
+    return trainer
+
+
+def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
+    from sleuth.search.cache import bundled_index
+    from sleuth.search.index_format import open_index
+    from sleuth.train.checkpoints import clear_staging, last_checkpoint
+    from sleuth.train.expand import _write_json
+    from sleuth.train.policy_model import load_trainable
+    from sleuth.train.runlog import read_log
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parse_spec(config.reward)  # a bad spec fails before the model loads
+    _write_json(out / "config.json", config.to_dict())
+    clear_staging(out)
+    engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
+    model, tokenizer, name = load_trainable(config.model)
+    trainer = build_trainer(config, engine, model, tokenizer)
+    resume = last_checkpoint(out)
+    if resume:
+        log(f"resuming from {resume.name}")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    history = read_log(out / "train_log.jsonl")
+    steps = [r for r in history if "reward" in r]
+    results = {
+        "model": name,
+        "steps": len(steps),
+        "seconds": round(time.perf_counter() - started, 1),
+        "reward_per_step": [r["reward"] for r in steps],
+        "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
+        "config": config.to_dict(),
+    }
+    _write_json(out / "results.json", results)
+    return results
+
+
+def _masked_share(rollouts: list[Any]) -> float:
+    total = sum(len(r.stream.mask) for r in rollouts)
+    return sum(1 for r in rollouts for m in r.stream.mask if m == 0) / total if total else 0.0

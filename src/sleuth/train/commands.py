@@ -1,0 +1,166 @@
+"""``sleuth train expand | agent``: GRPO on the search engine's feedback (TRL, CPU by default)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+train_app = typer.Typer(
+    help="Train with GRPO on the search engine's feedback. Runs resume from their last "
+    "complete checkpoint when re-run with the same --out.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")
+
+
+def _terms(value: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
+@train_app.command("expand")
+def expand_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists)")],
+    model: Annotated[
+        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
+    ] = None,
+    benchmark: Annotated[str, typer.Option(help="Benchmark with gold evidence")] = "hotpotqa-1100",
+    train_split: Annotated[str, typer.Option(help="Split to train on")] = "train",
+    eval_split: Annotated[str, typer.Option(help="Held-out split to report on")] = "test",
+    index: Annotated[
+        Path | None, typer.Option(help="Index of the benchmark's corpus (default: bundled BM25)")
+    ] = None,
+    train_limit: Annotated[
+        int, typer.Option(help="Use the first N training questions (0 = all)")
+    ] = 0,
+    eval_limit: Annotated[int, typer.Option(help="Report on the first N held-out (0 = all)")] = 0,
+    steps: Annotated[int, typer.Option(help="GRPO steps")] = 60,
+    questions_per_step: Annotated[int, typer.Option(help="Questions per step")] = 2,
+    num_generations: Annotated[int, typer.Option(help="Rewrites per question (GRPO group)")] = 8,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 5e-6,
+    beta: Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of rollouts")] = 1.0,
+    max_completion_length: Annotated[int, typer.Option(help="Tokens per rewrite")] = 48,
+    k: Annotated[int, typer.Option("-k", help="Recall cut-off the reward uses")] = 10,
+    max_queries: Annotated[int, typer.Option(help="Platform rule: queries per rewrite")] = 3,
+    max_chars: Annotated[int, typer.Option(help="Platform rule: characters per query")] = 200,
+    banned: Annotated[str, typer.Option(help="Platform rule: comma-separated banned terms")] = "",
+    required: Annotated[
+        str, typer.Option(help="Platform rule: comma-separated required terms")
+    ] = "",
+    penalty: Annotated[float, typer.Option(help="Reward subtracted per rule violation")] = 0.25,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """Teach a model to rewrite questions into search queries that the engine answers well.
+
+    The reward is the engine's own Recall@k of the gold paragraphs for the rewrite's queries
+    (fused by reciprocal rank), minus a penalty per platform-rule violation (LESER). Reports
+    Recall@k of the raw question, the untrained and the trained rewrites on the held-out split,
+    and saves the learning curve as curve.png.
+    """
+    from sleuth.rewards.query_rewrite import PlatformRules
+    from sleuth.train.expand import ExpandConfig, train_expand
+
+    config = ExpandConfig(
+        out=str(out),
+        model=model,
+        benchmark=benchmark,
+        train_split=train_split,
+        eval_split=eval_split,
+        index=str(index) if index else None,
+        train_limit=train_limit,
+        eval_limit=eval_limit,
+        k=k,
+        rules=PlatformRules(
+            max_chars=max_chars,
+            max_queries=max_queries,
+            banned_terms=_terms(banned),
+            required_terms=_terms(required),
+            penalty=penalty,
+        ),
+        steps=steps,
+        questions_per_step=questions_per_step,
+        num_generations=num_generations,
+        learning_rate=learning_rate,
+        beta=beta,
+        temperature=temperature,
+        max_completion_length=max_completion_length,
+        save_steps=save_steps,
+        seed=seed,
+    )
+    results = train_expand(config, log=typer.echo)
+    recall = results[f"recall@{k}"]
+    typer.echo(f"\nRecall@{k} on {results['eval_questions']} held-out questions:")
+    for name, value in recall.items():
+        typer.echo(f"  {name:<20} {value:.3f}")
+    typer.echo(json.dumps(results["training"]))
+    typer.echo(f"results: {out / 'results.json'}   learning curve: {out / 'curve.png'}")
+
+
+@train_app.command("agent")
+def agent_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists)")],
+    model: Annotated[
+        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
+    ] = None,
+    benchmark: Annotated[str, typer.Option(help="Questions to train on")] = "hotpotqa-1100:train",
+    index: Annotated[
+        Path | None, typer.Option(help="Index of the benchmark's corpus (default: bundled BM25)")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Use the first N questions (0 = all)")] = 0,
+    reward: Annotated[
+        str,
+        typer.Option(help="Reward weights as JSON over sleuth.rewards names"),
+    ] = json.dumps({"f1": 1.0, "format": 0.2, "search_recall": 0.2}),
+    steps: Annotated[int, typer.Option(help="GRPO steps")] = 3,
+    questions_per_step: Annotated[int, typer.Option(help="Questions per step")] = 1,
+    num_generations: Annotated[int, typer.Option(help="Episodes per question (GRPO group)")] = 4,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-6,
+    beta: Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of rollouts")] = 1.0,
+    max_turns: Annotated[int, typer.Option(help="Model turns per episode")] = 3,
+    max_searches: Annotated[int, typer.Option(help="Searches per episode")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model turn")] = 48,
+    top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
+    doc_chars: Annotated[int, typer.Option(help="Characters shown per hit")] = 300,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """GRPO on multi-turn search episodes run through the agent loop.
+
+    Retrieved <information> and other environment tokens are masked out of the loss; the
+    reward mixes sleuth.rewards (see docs/rewards.md) computed from each trajectory. The CPU
+    default is a smoke-sized run; docs/training.md gives multi-GPU settings.
+    """
+    from sleuth.train.agent_grpo import AgentTrainConfig, train_agent
+
+    config = AgentTrainConfig(
+        out=str(out),
+        model=model,
+        benchmark=benchmark,
+        index=str(index) if index else None,
+        limit=limit,
+        reward=json.loads(reward) if reward.strip().startswith("{") else reward,  # type: ignore[arg-type]
+        steps=steps,
+        questions_per_step=questions_per_step,
+        num_generations=num_generations,
+        learning_rate=learning_rate,
+        beta=beta,
+        temperature=temperature,
+        max_turns=max_turns,
+        max_searches=max_searches,
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        doc_chars=doc_chars,
+        save_steps=save_steps,
+        seed=seed,
+    )
+    results = train_agent(config, log=typer.echo)
+    typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
+    typer.echo(f"results: {out / 'results.json'}   log: {out / 'train_log.jsonl'}")

@@ -1,0 +1,237 @@
+"""Multi-turn rollouts for GRPO through the one agent loop, recorded token by token.
+
+The agent loop talks to a ``PolicyLLM`` that generates with the model being trained and records
+the exact token stream the model conditioned on: the first prompt, then alternately the model's
+own tokens (loss mask 1) and everything the environment added — retrieved information, the chat
+template's turn markers, a closing tag the loop appended (mask 0). The model is fed that stream,
+not a re-rendered conversation, so what is trained on is exactly what was sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sleuth.agent.config import AgentConfig
+from sleuth.agent.loop import Agent
+from sleuth.agent.trajectory import Trajectory
+from sleuth.errors import SleuthError
+from sleuth.llm.base import Completion, GenerationConfig, Message, Usage
+from sleuth.llm.transformers_local import render_for_template
+from sleuth.search.base import SearchEngine
+
+# Generates continuation token ids for a token stream: (ids, config) -> new ids.
+Generate = Callable[[list[int], GenerationConfig], list[int]]
+_SENTINEL = "\u2063SLEUTH-TURN-END\u2063"
+
+
+@dataclass
+class TokenStream:
+    """One episode's tokens: ``prompt_ids``, then ``completion_ids`` with a parallel loss mask."""
+
+    prompt_ids: list[int] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)  # 1 = the model's own token, 0 = environment
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt_ids + self.completion_ids
+
+    def add(self, ids: Sequence[int], model_made: bool) -> None:
+        self.completion_ids += ids
+        self.mask += [int(model_made)] * len(ids)
+
+
+class PolicyLLM:
+    """The ``LLM`` protocol over the policy being trained, for one episode (it keeps its stream)."""
+
+    def __init__(self, generate: Generate, tokenizer: Any, name: str = "policy") -> None:
+        self.generate, self.tokenizer, self.name = generate, tokenizer, name
+        self.stream = TokenStream()
+        self._last_text = ""  # what the model's last turn decoded to (no special tokens)
+        self._last_ended_with_eos = False
+        self._started = False
+
+    def _render(self, messages: list[Message]) -> str:
+        return self.tokenizer.apply_chat_template(
+            render_for_template(messages), add_generation_prompt=True, tokenize=False
+        )
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def environment_text(self, messages: list[Message]) -> str:
+        """What the environment adds after the model's last turn, as template text.
+
+        Rendered with a sentinel in place of the model's last message, so the turn-end markers,
+        the new messages and the next generation prompt come out of the model's own chat
+        template, whatever it is; text the loop appended to the model's turn (a closing tag cut
+        by a stop string) comes first.
+        """
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        spoken = messages[last].get("content") or ""
+        with_sentinel = [*messages[:last], {"role": "assistant", "content": _SENTINEL}]
+        rendered = self._render(with_sentinel + list(messages[last + 1 :]))
+        if _SENTINEL not in rendered:
+            raise SleuthError("the chat template drops the assistant's turn; cannot train on it")
+        tail = rendered.split(_SENTINEL, 1)[1]
+        appended = spoken[len(self._last_text) :] if spoken.startswith(self._last_text) else ""
+        eos = self.tokenizer.eos_token or ""
+        if self._last_ended_with_eos and eos and tail.startswith(eos):
+            tail = tail[len(eos) :]  # the model already closed its turn with EOS
+        return appended + tail
+
+    def _step(self, messages: list[Message], config: GenerationConfig) -> Completion:
+        started = time.perf_counter()
+        if not self._started:
+            self.stream.prompt_ids = self._encode(self._render(messages))
+            self._started = True
+        else:
+            self.stream.add(self._encode(self.environment_text(messages)), model_made=False)
+        new_ids = self.generate(self.stream.ids, config)
+        self.stream.add(new_ids, model_made=True)
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        self._last_text = text
+        self._last_ended_with_eos = bool(new_ids) and new_ids[-1] == self.tokenizer.eos_token_id
+        finish = "length" if len(new_ids) >= config.max_tokens else "stop"
+        for stop in config.stop:  # OpenAI semantics: the stop string is not returned
+            if stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        return Completion(
+            text=text,
+            usage=Usage(
+                prompt_tokens=len(self.stream.ids) - len(new_ids), completion_tokens=len(new_ids)
+            ),
+            latency_s=time.perf_counter() - started,
+            finish_reason=finish,
+            model=self.name,
+        )
+
+    async def complete(
+        self,
+        messages: list[Message],
+        config: GenerationConfig | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Completion:
+        if tools:
+            raise SleuthError("agent training uses the tag action format, not JSON tool calls")
+        return await asyncio.to_thread(self._step, list(messages), config or GenerationConfig())
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ModelGenerator:
+    """``Generate`` over a transformers model; one generation at a time (the model is shared)."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self._lock = threading.Lock()
+
+    def __call__(self, ids: list[int], config: GenerationConfig) -> list[int]:
+        import torch
+
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_tokens,
+            "do_sample": config.temperature > 0,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if config.temperature > 0:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        if config.stop:
+            kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
+        inputs = torch.tensor([ids])
+        with self._lock, torch.no_grad():
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                output = self.model.generate(
+                    input_ids=inputs, attention_mask=torch.ones_like(inputs), **kwargs
+                )
+            finally:
+                self.model.train(was_training)
+        return output[0, len(ids) :].tolist()
+
+
+@dataclass
+class Rollout:
+    trajectory: Trajectory
+    stream: TokenStream
+
+
+async def run_episodes(
+    questions: Sequence[str],
+    generate: Generate,
+    tokenizer: Any,
+    search: SearchEngine,
+    config: AgentConfig,
+    concurrency: int = 4,
+) -> list[Rollout]:
+    """One agent episode per question (repeats allowed: a GRPO group), streams recorded."""
+    if config.action_format != "tags":
+        raise SleuthError("agent training uses action_format='tags'")
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(question: str) -> Rollout:
+        async with gate:
+            policy = PolicyLLM(generate, tokenizer)
+            trajectory = await Agent(policy, search, config).run(question)
+            return Rollout(trajectory, policy.stream)
+
+    return list(await asyncio.gather(*(one(q) for q in questions)))
+
+
+def as_trl_output(rollouts: Sequence[Rollout], eos_token_id: int | None) -> dict[str, Any]:
+    """What TRL's ``rollout_func`` returns; ``env_mask`` becomes the trainer's loss mask.
+
+    An episode that produced no model token (it failed before generating) gets one EOS token
+    that is masked out, so the batch stays aligned and contributes no gradient.
+    """
+    prompt_ids, completion_ids, masks, trajectories = [], [], [], []
+    for rollout in rollouts:
+        ids, mask = list(rollout.stream.completion_ids), list(rollout.stream.mask)
+        if not ids and eos_token_id is not None:
+            ids, mask = [eos_token_id], [0]
+        prompt_ids.append(list(rollout.stream.prompt_ids))
+        completion_ids.append(ids)
+        masks.append(mask)
+        trajectories.append(rollout.trajectory.to_json())
+    return {
+        "prompt_ids": prompt_ids,
+        "completion_ids": completion_ids,
+        "logprobs": None,
+        "env_mask": masks,
+        "trajectory": trajectories,
+    }
+
+
+class AgentRolloutFunc:
+    """TRL's ``rollout_func``: each prompt (a question) becomes one agent episode."""
+
+    def __init__(
+        self,
+        search: SearchEngine,
+        tokenizer: Any,
+        config: AgentConfig,
+        concurrency: int = 4,
+        generate: Generate | None = None,
+    ) -> None:
+        self.search, self.tokenizer, self.config = search, tokenizer, config
+        self.concurrency, self._generate = concurrency, generate
+        self.last: list[Rollout] = []  # the latest batch, for logging and tests
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        questions = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+        generate = self._generate or ModelGenerator(
+            trainer.accelerator.unwrap_model(trainer.model), self.tokenizer
+        )
+        self.last = asyncio.run(
+            run_episodes(
+                questions, generate, self.tokenizer, self.search, self.config, self.concurrency
+            )
+        )
+        return as_trl_output(self.last, self.tokenizer.eos_token_id)

@@ -1,0 +1,103 @@
+"""Sleuth's search tool for verl >= 0.8, as one self-contained file (standard library only).
+
+verl 0.8 removed its built-in ``verl.tools.search_tool.SearchTool``; tools are now plain
+functions loaded with ``actor_rollout_ref.rollout.multi_turn.function_tool_path=<this file>``.
+``sleuth export verl`` copies this file as ``sleuth_search_tool.py`` with the retrieval URL and
+topk filled in. It keeps the old tool's contract so the same data and prompt train on either
+verl: the tool is called ``search``, takes ``query_list``, sends Search-R1's ``POST /retrieve``
+body (``queries``, ``topk``, ``return_scores``) and answers with the same
+``{"result": "Doc 1 (Title: ...)..."}`` text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from verl.tools.function_tool import function_tool
+except ImportError:  # outside verl (tests, a quick manual check) the file still imports
+
+    def function_tool(name: Any = None, *, schema: Any = None) -> Any:
+        if callable(name):
+            return name
+        return lambda fn: fn
+
+
+# -- settings (rewritten by `sleuth export verl`) ---------------------------------------------
+RETRIEVAL_URL = "http://127.0.0.1:8000/retrieve"
+TOPK = 3
+TIMEOUT_S = 30.0
+RETRIES = 5  # connection errors and 5xx are retried with a growing pause; 4xx are not
+PAUSE_S = 1.0  # pause after the n-th failed try: n * PAUSE_S
+
+
+def retrieve(
+    queries: list[str],
+    topk: int | None = None,
+    url: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[list[Any]]:
+    """``result`` of one ``/retrieve`` call: per query, a list of ``{"document", "score"}``.
+
+    Settings are read at call time, so a caller can change the module's constants.
+    """
+    topk, url, retries = TOPK if topk is None else topk, url or RETRIEVAL_URL, max(1, RETRIES)
+    body = json.dumps({"queries": queries, "topk": topk, "return_scores": True}).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    last = ""
+    for attempt in range(1, retries + 1):
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:
+                return json.loads(reply.read().decode("utf-8"))["result"]
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:500]
+            if exc.code < 500:
+                raise RuntimeError(f"retrieval server said {exc.code}: {detail}") from None
+            last = f"{exc.code}: {detail}"
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if attempt < retries:
+            sleep(attempt * PAUSE_S)
+    raise RuntimeError(f"retrieval server {url} unreachable after {retries} tries ({last})")
+
+
+def render(results: list[list[Any]]) -> str:
+    """The text verl's SearchTool returned: numbered docs per query, queries split by ---."""
+    blocks = []
+    for hits in results:
+        docs = []
+        for n, item in enumerate(hits, start=1):
+            document = item.get("document", item) if isinstance(item, dict) else {}
+            contents = str(document.get("contents", "")) if isinstance(document, dict) else ""
+            title, _, text = contents.partition("\n")
+            docs.append(f"Doc {n} (Title: {title})\n{text}")
+        blocks.append("\n\n".join(docs))
+    return "\n---\n".join(blocks)
+
+
+@function_tool("search")
+def search(query_list: list[str]) -> str:
+    """Searches the document collection and returns the top passages for each query.
+
+    Args:
+        query_list: A list of fully-formed search queries; results come back for each query.
+    """
+    if (
+        not isinstance(query_list, list)
+        or not query_list
+        or not all(isinstance(q, str) and q.strip() for q in query_list)
+    ):
+        message = "Error: 'query_list' must be a non-empty list of non-empty strings."
+        return json.dumps({"result": message})
+    try:
+        results = retrieve(query_list)
+    except RuntimeError as exc:  # the model sees the failure, as with verl's own tool
+        return json.dumps({"result": f"Search error: {exc}"}, ensure_ascii=False)
+    text = render(results) if any(results) else "No search results found."
+    return json.dumps({"result": text}, ensure_ascii=False)
