@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "sleuth.agent.commands",  # ask
     "sleuth.evaluate.commands",  # eval, demo
     "sleuth.train.commands",  # train, export
+    "sleuth.train.export_commands",  # export verl
 )
 
 for _name in COMMAND_MODULES:
