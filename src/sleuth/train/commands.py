@@ -56,6 +56,12 @@ def expand_command(
     penalty: Annotated[float, typer.Option(help="Reward subtracted per rule violation")] = 0.25,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    vllm_mode: Annotated[
+        str, typer.Option(help="GPU: generate with TRL's vLLM ('server' or 'colocate')")
+    ] = "",
+    vllm_server_url: Annotated[
+        str, typer.Option(help="GPU: URL of `trl vllm-serve` when --vllm-mode server")
+    ] = "",
 ) -> None:
     """Teach a model to rewrite questions into search queries that the engine answers well.
 
@@ -93,6 +99,8 @@ def expand_command(
         max_completion_length=max_completion_length,
         save_steps=save_steps,
         seed=seed,
+        vllm_mode=vllm_mode,
+        vllm_server_url=vllm_server_url,
     )
     results = train_expand(config, log=typer.echo)
     recall = results[f"recall@{k}"]

@@ -46,6 +46,8 @@ class ExpandConfig:
     save_steps: int = 10
     seed: int = 0
     eval_batch_size: int = 16
+    vllm_mode: str = ""  # "" = generate with transformers; "server" | "colocate" = TRL's vLLM
+    vllm_server_url: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +192,18 @@ def make_reward_function(
     return engine_recall_reward
 
 
+def vllm_options(config: ExpandConfig) -> dict[str, Any]:
+    """TRL's own vLLM generation (GPU only; not exercised on this CPU machine)."""
+    if not config.vllm_mode:
+        return {}
+    if config.vllm_mode not in ("server", "colocate"):
+        raise SleuthError(f"vllm mode must be 'server' or 'colocate', not {config.vllm_mode!r}")
+    options: dict[str, Any] = {"use_vllm": True, "vllm_mode": config.vllm_mode}
+    if config.vllm_server_url:
+        options["vllm_server_base_url"] = config.vllm_server_url
+    return options
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -267,6 +281,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
         report_to=[],
         disable_tqdm=False,
         dataloader_num_workers=0,
+        **vllm_options(config),
     )
 
     class Trainer(AtomicCheckpointMixin, GRPOTrainer):
