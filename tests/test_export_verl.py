@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -514,7 +515,27 @@ def test_run_script_serves_the_index_itself(hotpot_bm25_path, tmp_path):
 
 
 # -- optional: verl's own source files ------------------------------------------------------
-VERL_SOURCES = [Path(p) for p in os.environ.get("SLEUTH_VERL_SRC", "").split(os.pathsep) if p]
+VERL_VERSIONS = ("0.7.1", "0.8.0", "0.9.1")  # 0.7 has the YAML search tool, 0.8+ function tools
+
+
+@pytest.fixture(scope="module")
+def verl_source(request, tmp_path_factory) -> Path:
+    """verl's own sources: ``$SLEUTH_VERL_SRC/verl-<version>`` if given, else the wheel from PyPI
+    (``pip download --no-deps``: pure Python, ~1.7 MB; nothing is installed)."""
+    version = request.param
+    given = os.environ.get("SLEUTH_VERL_SRC")
+    if given:
+        return Path(given) / f"verl-{version}"
+    out = tmp_path_factory.mktemp(f"verl-{version}")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         f"verl=={version}", "-d", str(out)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    with zipfile.ZipFile(next(out.glob("verl-*.whl"))) as wheel:
+        wheel.extractall(out / "src")
+    return out / "src"
+
 
 VERL_CHECK = """
 import asyncio, importlib.util, json, re, sys, types
@@ -577,11 +598,12 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.skipif(not VERL_SOURCES, reason="set SLEUTH_VERL_SRC to unzipped verl wheels")
-@pytest.mark.parametrize("root", VERL_SOURCES, ids=str)
-def test_export_against_verls_own_code(root, exported, server):
+@pytest.mark.slow
+@pytest.mark.parametrize("verl_source", VERL_VERSIONS, indirect=True)
+def test_export_against_verls_own_code(verl_source, exported, server):
     """verl's search client / function-tool loader / reward loader / config on this export,
-    without Ray or GPUs (docs/verl.md: how to fetch the sources)."""
+    without Ray or GPUs (``pytest -m slow``: downloads verl's wheels from PyPI)."""
+    root = verl_source
     done = subprocess.run(
         [sys.executable, "-c", VERL_CHECK, str(root), str(exported), server.url],
         capture_output=True,
