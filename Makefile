@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench soak lint clean
 
 $(STAMP): pyproject.toml requirements-pins.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# 10 minutes of mixed load on the retrieval server (SLEUTH_SOAK_MINUTES=N to change).
+soak: $(STAMP)
+	$(BIN)/python -m bench.run_all soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
