@@ -122,11 +122,20 @@ class ResultLog:
                     yield record
 
     def read(self) -> list[dict[str, Any]]:
-        """Records in write order, the first per key kept (a key is never counted twice)."""
+        """One record per key, in first-write order: the first success if there is one (a
+        resumed run retries failures), else the latest failure. Never a key twice."""
         unique: dict[str, dict[str, Any]] = {}
         for record in self._lines():
-            unique.setdefault(record["key"], record)
+            kept = unique.get(record["key"])
+            if kept is None or kept.get("error"):  # a failure gives way to any later attempt
+                unique[record["key"]] = record
         return list(unique.values())
 
-    def keys(self) -> set[str]:
+    def recorded_keys(self) -> set[str]:
+        """Every key with a record, failed or not."""
         return {record["key"] for record in self._lines()}
+
+    def keys(self) -> set[str]:
+        """Keys that are done: answered without a backend failure. Failed episodes (the model
+        or search server broke) are not done, so a re-run retries them."""
+        return {record["key"] for record in self.read() if not record.get("error")}

@@ -45,7 +45,8 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
 
 
 def read_trajectories(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
-    """Trajectory dicts by episode id (first kept); torn lines from a crash are skipped."""
+    """Trajectory dicts by episode id; a retried episode's last attempt wins (failures are
+    retried on resume, successes never are). Torn lines from a crash are skipped."""
     found: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return found
@@ -56,7 +57,7 @@ def read_trajectories(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
             episode = data.get("episode_id") if isinstance(data, dict) else None
-            if episode in wanted and episode not in found:
+            if episode in wanted:
                 found[episode] = data
     return found
 

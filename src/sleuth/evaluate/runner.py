@@ -242,15 +242,18 @@ class EvaluationRunner:
     async def _recover(self, done: set[str]) -> int:
         """Score trajectories written just before a crash whose result line never made it."""
         recovered = 0
+        recorded = self.results.recorded_keys()
         for trajectory in self.trajectories.read():
             meta = trajectory.metadata
             key = trajectory.episode_id
             question = self._by_id.get(str(meta.get("question_id")))
-            if key in done or question is None or "method" not in meta:
+            if key in done or key in recorded or question is None or "method" not in meta:
                 continue
             record = score_trajectory(trajectory, question, meta["method"], int(meta["seed"]))
+            if record.get("error"):
+                continue  # a failed episode whose record was lost: simply retried
             await self._judge(record, question)
-            self.results.append(record)
+            self._write(self.results.append, record)
             done.add(key)
             recovered += 1
         return recovered
@@ -275,13 +278,25 @@ class EvaluationRunner:
             raise
         except Exception as exc:  # one bad question must not end the run
             trajectory = failure_trajectory(key, question.question, exc, metadata)
-        self.trajectories.append(trajectory)
+        self._write(self.trajectories.append, trajectory)
         record = score_trajectory(trajectory, question, method, seed)
         await self._judge(record, question)
-        self.results.append(record)
+        self._write(self.results.append, record)
         if self.on_result is not None:
             self.on_result(record)
         return record
+
+    def _write(self, append: Callable[[Any], None], item: Any) -> None:
+        """A full disk or a lost mount stops the run with one clear message; the append-only
+        logs keep every complete line written before it, so re-running resumes cleanly."""
+        try:
+            append(item)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise SleuthError(
+                f"cannot write to {self.run_dir}: {reason}. Results written so far are intact; "
+                "free space and re-run the same command to resume."
+            ) from exc
 
     async def _judge(self, record: dict[str, Any], question: BenchmarkQuestion) -> None:
         if self.judge_llm is None or record.get("error"):
