@@ -238,3 +238,39 @@ def test_llm_endpoint_faults_are_retried_or_recorded_and_resume_matches(
         _assert_same_end(out, clean_run)
     finally:
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory) -> Path:
+    """200k short generated passages: a build that takes seconds, long enough to be killed."""
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{n}" for n in range(5000)]
+    path = tmp_path_factory.mktemp("big") / "corpus.jsonl"
+    with path.open("w") as handle:
+        for n in range(200_000):
+            text = " ".join(rng.choices(words, k=12))
+            handle.write(json.dumps({"id": f"d{n}", "text": text}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_kill_9_of_an_index_build_never_leaves_a_half_index(tmp_path, big_corpus, delay):
+    """``sleuth index`` killed at a moment into a rebuild over an existing index: the folder
+    still holds the old complete index; a re-run builds the new one and clears the debris."""
+    from sleuth.search import build_index, open_index
+    from sleuth.types import Document
+
+    target = tmp_path / "idx"
+    build_index([Document(f"old{i}", "", f"old text {i}") for i in range(7)], target)
+    command = [sys.executable, "-m", "sleuth.cli", "index", str(big_corpus), "--out", str(target)]
+    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    build.send_signal(signal.SIGKILL)
+    assert build.wait() == -signal.SIGKILL  # killed before it finished
+    assert len(open_index(target)) == 7  # the old index, whole
+    rebuilt = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert len(open_index(target)) == 200_000
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no temporary folder left behind

@@ -128,3 +128,14 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'nope'}: no such index folder"
+
+
+def test_a_kill_between_the_swap_renames_is_undone_on_open(tmp_path: Path):
+    """The one moment of a rebuild with no ``idx`` folder: the old one sits renamed aside."""
+    target = build_index(DOCS[:10], tmp_path / "idx")
+    target.rename(tmp_path / ".idx.old-deadbeef")  # as a kill after the first rename leaves it
+    (tmp_path / ".idx.tmp-cafef00d").mkdir()  # and the new build's folder, its builder gone
+    (tmp_path / ".idx.tmp-cafef00d" / ".builder-pid").write_text("999999999")
+    assert len(open_index(tmp_path / "idx")) == 10
+    build_index(DOCS, tmp_path / "idx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]

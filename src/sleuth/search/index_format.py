@@ -54,6 +54,44 @@ def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+BUILDER_PID = ".builder-pid"
+STALE_UNMARKED_S = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(out: Path) -> None:
+    """Undo what a killed build left beside ``out``.
+
+    A kill between the two renames of a swap leaves no ``out`` but a complete ``.old-`` folder:
+    it is put back. Temporary folders of builds whose process is gone are removed (a live
+    build's folder, marked with its PID, is left alone).
+    """
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not out.exists() and olds and (olds[-1] / MANIFEST).is_file():
+        os.replace(olds.pop(), out)
+    for old in olds:
+        _remove_tree(old)
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int((tmp / BUILDER_PID).read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
+        if pid is None and time.time() - tmp.stat().st_mtime < STALE_UNMARKED_S:
+            continue  # just created by a build that has not marked it yet
+        _remove_tree(tmp)
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     if out.exists():
         if not (out / MANIFEST).is_file() and any(out.iterdir()):
@@ -90,8 +128,10 @@ def build_index(
         raise SleuthError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted(out)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
+    (tmp / BUILDER_PID).write_text(str(os.getpid()))
     try:
         params = _build_into(
             documents,
@@ -119,6 +159,7 @@ def build_index(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         _write_json_atomically(tmp / MANIFEST, manifest)
+        (tmp / BUILDER_PID).unlink()
         _swap_into_place(tmp, out)
     except BaseException:
         _remove_tree(tmp)
@@ -212,6 +253,8 @@ def _build_into(
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     folder = Path(path).expanduser()
+    if not folder.exists() and folder.parent.is_dir():
+        recover_interrupted(folder.resolve())
     if not folder.is_dir():
         raise IndexFormatError(f"{folder}: no such index folder")
     manifest_path = folder / MANIFEST

@@ -8,7 +8,6 @@ is a weighted mix of ``sleuth.rewards`` computed from each episode's trajectory.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -111,45 +110,28 @@ def build_trainer(
     model: Any,
     tokenizer: Any,
     generate: Any = None,
-    trainer_class: type | None = None,
+    trainer_class_override: type | None = None,
 ) -> Any:
     """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
-    sampler (tests script it), ``trainer_class`` lets a caller subclass the trainer."""
-    from trl import GRPOConfig, GRPOTrainer
-
-    from sleuth.train.checkpoints import AtomicCheckpointMixin
+    sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
+    from sleuth.train.grpo import grpo_args, trainer_class
     from sleuth.train.rollout import AgentRolloutFunc
     from sleuth.train.runlog import JsonlLogCallback
 
     out = Path(config.out)
-    batch = config.questions_per_step * config.num_generations
-    args = GRPOConfig(
-        output_dir=str(out),
-        max_steps=config.steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1,
+    args = grpo_args(
+        out,
+        steps=config.steps,
+        questions_per_step=config.questions_per_step,
         num_generations=config.num_generations,
         max_completion_length=config.max_turns * (config.max_new_tokens + 64 * config.top_k * 2),
         learning_rate=config.learning_rate,
         beta=config.beta,
         temperature=config.temperature,
-        logging_steps=1,
-        save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=2,
         seed=config.seed,
-        bf16=False,
-        use_cpu=True,
-        gradient_checkpointing=False,  # a small model on CPU: memory is ample, speed is not
-        report_to=[],
-        dataloader_num_workers=0,
     )
-    base = trainer_class or GRPOTrainer
-
-    class Trainer(AtomicCheckpointMixin, base):  # type: ignore[valid-type, misc]
-        pass
-
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    Trainer = trainer_class(trainer_class_override)
     rollout = AgentRolloutFunc(
         search, tokenizer, config.agent_config(), config.concurrency, generate=generate
     )

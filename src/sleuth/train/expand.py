@@ -156,6 +156,27 @@ def generate_rewrites(
     return outputs
 
 
+def rewrite_all(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[BenchmarkQuestion],
+    config: ExpandConfig,
+    when: str,
+) -> list[str]:
+    from sleuth.progress import progress_bar
+
+    with progress_bar(f"rewrites {when}", len(questions)) as advance:
+        return generate_rewrites(
+            model,
+            tokenizer,
+            [q.question for q in questions],
+            config.rules,
+            config.max_completion_length,
+            config.eval_batch_size,
+            advance,
+        )
+
+
 def score_rewrites(
     outputs: Sequence[str],
     questions: Sequence[BenchmarkQuestion],
@@ -211,12 +232,11 @@ def _mean(values: Sequence[float]) -> float:
 def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, evaluate before/after, write ``results.json`` and ``curve.png``; resumable."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
 
-    from sleuth.progress import progress_bar
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import AtomicCheckpointMixin, clear_staging, last_checkpoint
+    from sleuth.train.checkpoints import clear_staging, last_checkpoint
+    from sleuth.train.grpo import grpo_args, trainer_class
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import JsonlLogCallback, read_log
 
@@ -237,16 +257,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
         before = json.loads(baseline_path.read_text())
     else:
         raw = raw_question_recall(engine, eval_questions, config.k)
-        with progress_bar("rewrites before training", len(eval_questions)) as advance:
-            outputs = generate_rewrites(
-                model,
-                tokenizer,
-                [q.question for q in eval_questions],
-                config.rules,
-                config.max_completion_length,
-                config.eval_batch_size,
-                advance,
-            )
+        outputs = rewrite_all(model, tokenizer, eval_questions, config, "before training")
         before = {
             "raw_question_recall": _mean(raw),
             "rows": score_rewrites(outputs, eval_questions, search, config.rules, config.k),
@@ -259,35 +270,20 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
             for q in train_questions
         ]
     )
-    batch = config.questions_per_step * config.num_generations
-    args = GRPOConfig(
-        output_dir=str(out),
-        max_steps=config.steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1,
+    args = grpo_args(
+        out,
+        steps=config.steps,
+        questions_per_step=config.questions_per_step,
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         learning_rate=config.learning_rate,
         beta=config.beta,
         temperature=config.temperature,
-        logging_steps=1,
-        save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=2,
         seed=config.seed,
-        bf16=False,
-        use_cpu=True,
-        gradient_checkpointing=False,  # a small model on CPU: memory is ample, speed is not
-        report_to=[],
-        disable_tqdm=False,
-        dataloader_num_workers=0,
         **vllm_options(config),
     )
-
-    class Trainer(AtomicCheckpointMixin, GRPOTrainer):
-        pass
-
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    Trainer = trainer_class()
     trainer = Trainer(
         model=model,
         reward_funcs=make_reward_function(search, config.rules, config.k),
@@ -303,16 +299,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
 
-    with progress_bar("rewrites after training", len(eval_questions)) as advance:
-        outputs = generate_rewrites(
-            trainer.model,
-            tokenizer,
-            [q.question for q in eval_questions],
-            config.rules,
-            config.max_completion_length,
-            config.eval_batch_size,
-            advance,
-        )
+    outputs = rewrite_all(trainer.model, tokenizer, eval_questions, config, "after training")
     after_rows = score_rewrites(outputs, eval_questions, search, config.rules, config.k)
     history = read_log(out / "train_log.jsonl")
     results = summarise(config, model_name, before, after_rows, history, train_seconds)
