@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +380,3 @@ def _write_json(path: Path, payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def with_overrides(config: ExpandConfig, **changes: Any) -> ExpandConfig:
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
