@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "sleuth.llm.commands",  # serve-llm
     "sleuth.agent.commands",  # ask
     "sleuth.evaluate.commands",  # eval, demo
-    "sleuth.train.commands",  # train, export
+    "sleuth.train.commands",  # train expand, train agent
     "sleuth.train.export_commands",  # export verl
 )
 
