@@ -60,3 +60,11 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def packaged_llm():
+    """The packaged SmolLM2-135M on the default local backend (OpenVINO), loaded once."""
+    from sleuth.llm import load_llm
+
+    return load_llm()

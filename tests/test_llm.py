@@ -22,8 +22,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of France? Answer i
 
 
 @pytest.fixture(scope="session")
-def packaged():
-    return load_llm()
+def packaged(packaged_llm):
+    return packaged_llm
 
 
 def complete(llm, messages=QUESTION, **config):

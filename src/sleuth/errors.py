@@ -26,3 +26,5 @@ class DocumentNotFound(SleuthError, KeyError):
 
 class LLMError(SleuthError):
     """An LLM backend failed after its retries, or is misconfigured."""
+
+    status: int = 0  # the HTTP status, when a server refused the request

@@ -30,6 +30,12 @@ class AgentConfig:
     # Tiny models often answer in plain prose: when True, an output with no action tag at all
     # is taken as the answer (the step keeps an error note, so format metrics still see it).
     untagged_answer: bool = False
+    # Decode every model turn under the action grammar (exactly one well-formed action of the
+    # enabled set), on every backend that can enforce it; see sleuth.agent.grammar.
+    constrain: bool = True
+    think: bool = True  # the grammar admits an optional <think>...</think> before the action
+    # Teach the protocol in the system prompt with a worked example (an invented question).
+    prompt_example: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.actions) - set(ACTIONS)

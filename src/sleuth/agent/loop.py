@@ -16,6 +16,7 @@ from typing import Any
 from sleuth.agent import prompts
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
+from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.knowledge import KnowledgeCache
 from sleuth.agent.parsing import THINK, Action, judge_verdict, parse_json, parse_tags
 from sleuth.agent.trajectory import Step, Trajectory
@@ -86,14 +87,15 @@ class _Episode:
         self.knowledge = KnowledgeCache(self.cfg.doc_chars)
         self.question = question
         system = (
-            prompts.tag_system_prompt(self.cfg.actions)
+            prompts.tag_system_prompt(self.cfg.actions, self.cfg.prompt_example)
             if self.tags
-            else prompts.json_system_prompt(self.cfg.actions)
+            else prompts.json_system_prompt(self.cfg.actions, self.cfg.prompt_example)
         )
         self.tools = None if self.tags else prompts.json_tools(self.cfg.actions)
         self.messages: list[Message] = [{"role": "system", "content": system}]
         self.pending: list[Message] = [{"role": "user", "content": question}]
         self.searches = self.tokens = self.invalid_streak = 0
+        self.actions: tuple[str, ...] = self.cfg.actions  # enabled in the current turn
         self.started = time.perf_counter()
         self.trajectory = Trajectory(
             episode_id="",
@@ -171,24 +173,55 @@ class _Episode:
             if done:
                 return
 
+    def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
+        constraint = (
+            ActionGrammar(actions, think=think).constraint(self.cfg.action_format)
+            if self.cfg.constrain
+            else None
+        )
+        return GenerationConfig(
+            max_tokens=min(self.cfg.max_new_tokens, max(1, self.cfg.max_tokens - self.tokens)),
+            temperature=self.cfg.temperature,
+            stop=[f"</{a}>" for a in actions] if self.tags else [],
+            seed=self.cfg.seed,
+            constraint=constraint,
+        )
+
+    async def _generate(self, config: GenerationConfig) -> Completion:
+        try:
+            completion = await self.agent.llm.complete(
+                self.messages, config, None if self.tags else prompts.json_tools(self.actions)
+            )
+        except Exception as exc:  # recorded, never raised: the trajectory is still returned
+            raise _Stop("llm_error", f"{type(exc).__name__}: {exc}") from None
+        if config.constraint is not None and not completion.constraint:
+            backend = getattr(self.agent.llm, "name", type(self.agent.llm).__name__)
+            completion.constraint = f"not enforced: backend {backend} cannot constrain"
+        self.tokens += completion.usage.completion_tokens
+        return completion
+
     async def _call_model(
         self, actions: tuple[str, ...]
     ) -> tuple[Completion, float, list[Message]]:
         delta, self.pending = self.pending, []
         self.messages.extend(delta)
-        config = GenerationConfig(
-            max_tokens=min(self.cfg.max_new_tokens, max(1, self.cfg.max_tokens - self.tokens)),
-            temperature=self.cfg.temperature,
-            stop=[f"</{a}>" for a in actions] if self.tags else [],
-            seed=self.cfg.seed,
-        )
-        tools = None if self.tags else prompts.json_tools(actions)
+        self.actions = actions
         started = time.perf_counter()
-        try:
-            completion = await self.agent.llm.complete(self.messages, config, tools)
-        except Exception as exc:  # recorded, never raised: the trajectory is still returned
-            raise _Stop("llm_error", f"{type(exc).__name__}: {exc}") from None
-        self.tokens += completion.usage.completion_tokens
+        think = self.cfg.think and self.tags
+        completion = await self._generate(self._generation_config(actions, think))
+        cut_in_thought = (
+            think
+            and self.cfg.constrain
+            and completion.finish_reason == "length"
+            and "</think>" not in completion.text
+            and self.tokens < self.cfg.max_tokens
+        )
+        if cut_in_thought:  # the thought used up the turn: ask again for the action alone
+            first = completion
+            completion = await self._generate(self._generation_config(actions, False))
+            completion.usage.completion_tokens += first.usage.completion_tokens
+            completion.usage.prompt_tokens += first.usage.prompt_tokens
+            completion.constraint += " (thought cut at max tokens; retried without thought)"
         return completion, time.perf_counter() - started, delta
 
     def _parse(self, completion: Completion, actions: tuple[str, ...]) -> Action:
@@ -210,6 +243,7 @@ class _Episode:
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
             llm_seconds=llm_seconds,
+            constraint=completion.constraint,
         )
 
     def _maybe_untagged_answer(self, text: str, action: Action) -> Action:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 TAG_HELP = {
@@ -31,13 +32,61 @@ DATA_RULE = (
 )
 
 
-def tag_system_prompt(actions: tuple[str, ...]) -> str:
+ANSWER_RULE = (
+    "The answer is a few words copied from the documents (a name, a date, a place, a number, "
+    "or yes/no), never a sentence."
+)
+SEARCH_RULE = (
+    "Search before answering: look up each fact the question depends on, one search per fact, "
+    "with a short query (a name plus what you need). If results do not help, search again with "
+    "other words."
+)
+
+# A worked example on an invented question (no benchmark contains it): two searches, the
+# second built from what the first returned, then a short answer.
+_EXAMPLE_QUESTION = "In which country was the inventor of the Velloran loom born?"
+_EXAMPLE_HIT_1 = (
+    "[1] (id: Velloran loom) Velloran loom\nThe Velloran loom is a treadle loom for narrow "
+    "ribbons, invented by Mira Castell in 1821."
+)
+_EXAMPLE_HIT_2 = (
+    "[1] (id: Mira Castell) Mira Castell\nMira Castell (1790-1856) was a weaver and inventor "
+    "born in Porto, Portugal."
+)
+
+
+def _tag_example(actions: tuple[str, ...]) -> str:
+    turns = [f"Question: {_EXAMPLE_QUESTION}"]
+    if "search" in actions:
+        turns += [
+            "<think>First find who invented the loom.</think>\n"
+            "<search>Velloran loom inventor</search>",
+            f"<information>\n{_EXAMPLE_HIT_1}\n</information>",
+            "<search>Mira Castell born</search>",
+            f"<information>\n{_EXAMPLE_HIT_2}\n</information>",
+        ]
+    if "judge" in actions:
+        turns += [
+            "<judge>yes: Castell invented the loom and was born in Portugal</judge>",
+            "You judged the information sufficient. Give the final answer.",
+        ]
+    turns.append("<answer>Portugal</answer>")
+    return "Example (an invented question):\n" + "\n".join(turns)
+
+
+def tag_system_prompt(actions: tuple[str, ...], example: bool = True) -> str:
     lines = "\n".join(f"- {TAG_HELP[a]}" for a in actions)
-    return (
-        "You answer questions by searching for evidence. Think briefly inside <think>...</think> "
-        "if useful, then write exactly one action:\n"
-        f"{lines}\n{DATA_RULE}"
+    text = (
+        "You answer questions by searching for evidence. Each turn, you may think briefly inside "
+        "<think>...</think>, then write exactly one action:\n"
+        f"{lines}\n"
     )
+    if "search" in actions:
+        text += SEARCH_RULE + " "
+    text += f"{ANSWER_RULE}\n{DATA_RULE}"
+    if example:
+        text += "\n\n" + _tag_example(actions)
+    return text
 
 
 def json_tools(actions: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -63,14 +112,35 @@ def json_tools(actions: tuple[str, ...]) -> list[dict[str, Any]]:
     return tools
 
 
-def json_system_prompt(actions: tuple[str, ...]) -> str:
+def _json_example(actions: tuple[str, ...]) -> str:
+    def call(name: str, **arguments: str) -> str:
+        return json.dumps({"name": name, "arguments": arguments})
+
+    turns = [f"Question: {_EXAMPLE_QUESTION}"]
+    if "search" in actions:
+        turns += [
+            call("search", query="Velloran loom inventor"),
+            f"Result: {_EXAMPLE_HIT_1}",
+            call("search", query="Mira Castell born"),
+            f"Result: {_EXAMPLE_HIT_2}",
+        ]
+    turns.append(call("answer", answer="Portugal"))
+    return "Example (an invented question):\n" + "\n".join(turns)
+
+
+def json_system_prompt(actions: tuple[str, ...], example: bool = True) -> str:
     names = ", ".join(actions)
-    return (
+    text = (
         "You answer questions by searching for evidence. Call exactly one tool per turn "
         f"({names}). If your runtime cannot call tools, write "
         '<tool_call>{"name": "...", "arguments": {...}}</tool_call>. '
-        f"{DATA_RULE}"
     )
+    if "search" in actions:
+        text += SEARCH_RULE + " "
+    text += f"{ANSWER_RULE}\n{DATA_RULE}"
+    if example:
+        text += "\n\n" + _json_example(actions)
+    return text
 
 
 FORCE_ANSWER = "The budget is used up. Answer now with your best guess as <answer>...</answer>."

@@ -45,6 +45,9 @@ class Step:
     llm_seconds: float = 0.0
     tool_seconds: float = 0.0
     error: str = ""  # why the action was invalid or failed, if it was
+    # How the action grammar was applied to this turn: "regex"/"json_schema" (enforced by the
+    # backend), "fallback: ..." (the server refused it), "not enforced: ..." or "" (not asked).
+    constraint: str = ""
 
 
 @dataclass(slots=True)

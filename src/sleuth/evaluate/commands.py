@@ -70,6 +70,16 @@ def run_command(
         bool,
         typer.Option(help="Take prose with no action tag as the answer (for tiny models)"),
     ] = False,
+    constrain: Annotated[
+        bool,
+        typer.Option(help="Decode each model turn under the action grammar (one valid action)"),
+    ] = True,
+    prompt_example: Annotated[
+        bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
+    ] = True,
+    backend: Annotated[
+        str, typer.Option(help="Local model backend: auto | openvino | transformers")
+    ] = "auto",
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
     time_budget: Annotated[
         float | None,
@@ -100,6 +110,8 @@ def run_command(
         temperature=temperature,
         doc_chars=doc_chars,
         untagged_answer=untagged_answer,
+        constrain=constrain,
+        prompt_example=prompt_example,
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
     settings = RunSettings(
@@ -114,7 +126,7 @@ def run_command(
         search=search_label,
         judge=judge_label,
     )
-    llm = open_llm(model, llm_url)
+    llm = open_llm(model, llm_url, backend)
     judge = None
     if judge_llm:
         same = judge_llm == (model or "packaged") and judge_url == llm_url

@@ -36,6 +36,9 @@ class Budget:
     action_format: str = "tags"
     # Take a reply with no action tag as the answer (tiny models often answer in prose).
     untagged_answer: bool = False
+    constrain: bool = True  # decode each turn under the action grammar (sleuth.agent.grammar)
+    think: bool = True  # the grammar admits a short <think> before the action
+    prompt_example: bool = True  # a worked example in the system prompt
 
 
 def method_settings(method: str, budget: Budget, seed: int | None = None) -> dict[str, Any]:

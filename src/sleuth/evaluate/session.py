@@ -42,13 +42,13 @@ def open_search(
     return None, None, None
 
 
-def open_llm(model: str | None, url: str | None) -> LLM:
+def open_llm(model: str | None, url: str | None, backend: str = "auto") -> LLM:
     """The packaged SmolLM2 in-process when no model is named, else an HTTP/served model."""
     from sleuth.llm import load_llm
 
     if url is not None:
         return load_llm(model, url=url)
-    return load_llm(model)
+    return load_llm(model, backend=backend)
 
 
 def run_with_progress(

@@ -12,15 +12,29 @@ from sleuth.llm.base import LLM, Completion, GenerationConfig, Message, ToolCall
 __all__ = ["LLM", "Completion", "GenerationConfig", "Message", "ToolCall", "Usage", "load_llm"]
 
 
+BACKENDS = ("auto", "openvino", "transformers")
+
+
 def load_llm(
-    spec: str | None = None, *, url: str | None = None, api_key: str | None = None, **kwargs
+    spec: str | None = None,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    backend: str = "auto",
+    **kwargs,
 ) -> LLM:
     """Pick a backend from a model spec.
 
-    ``None`` / ``"packaged"``: the packaged SmolLM2-135M in-process; ``url=`` (or a spec that is
-    an http(s) URL): an OpenAI-compatible server with model ``spec``; ``"llama:PATH.gguf"``:
-    llama-cpp-python; anything else: a Hugging Face id, a local folder or a ``.gguf`` file.
+    ``url=`` (or a spec that is an http(s) URL): an OpenAI-compatible server with model
+    ``spec``; ``"llama:PATH.gguf"``: llama-cpp-python. Anything else (None/"packaged" for the
+    packaged SmolLM2-135M, a named model such as ``qwen2.5-coder-0.5b``, an HF id, a local
+    folder or a ``.gguf`` file) runs in-process on ``backend``: ``openvino`` (continuous
+    batching, int8; the default when openvino-genai is installed) or ``transformers``.
     """
+    from sleuth.errors import LLMError
+
+    if backend not in BACKENDS:
+        raise LLMError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if spec and spec.startswith(("http://", "https://")):
         url, spec = spec, None
     if url:
@@ -31,6 +45,18 @@ def load_llm(
         from sleuth.llm.llama_cpp_backend import LlamaCppLLM
 
         return LlamaCppLLM(spec.removeprefix("llama:"), **kwargs)
+    if backend == "auto":
+        backend = "openvino" if _has_openvino() else "transformers"
+    if backend == "openvino":
+        from sleuth.llm.openvino_backend import OpenVINOLLM
+
+        return OpenVINOLLM(spec, **kwargs)
     from sleuth.llm.transformers_local import TransformersLLM
 
     return TransformersLLM(spec, **kwargs)
+
+
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino_genai") is not None

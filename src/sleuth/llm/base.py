@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from sleuth.llm.constraint import Constraint
+
 Message = dict[str, Any]  # OpenAI chat format: {"role": ..., "content": ..., "tool_calls": ...}
 
 
@@ -34,6 +36,9 @@ class GenerationConfig:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # The grammar the output must match (the agent's action grammar); backends that can
+    # enforce it do, the others say so in ``Completion.constraint``.
+    constraint: Constraint | None = None
 
 
 @dataclass(slots=True)
@@ -44,6 +49,9 @@ class Completion:
     latency_s: float = 0.0
     finish_reason: str = "stop"  # "stop" | "length" | "tool_calls"
     model: str = ""
+    # How the constraint was handled: "" (none asked), "regex"/"json_schema" (enforced),
+    # "fallback: ..." (the server refused it; generated unconstrained), "unsupported: ...".
+    constraint: str = ""
 
 
 @runtime_checkable

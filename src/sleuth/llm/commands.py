@@ -6,8 +6,14 @@ from typing import Annotated
 
 import typer
 
+model_app = typer.Typer(
+    help="Local models: prepare (convert once into the cache) and list the named ones.",
+    no_args_is_help=True,
+)
+
 
 def register(app: typer.Typer) -> None:
+    app.add_typer(model_app, name="model")
     app.command(
         "serve-llm",
         help="Serve a model as an OpenAI-compatible /v1/chat/completions (default: the packaged "
@@ -17,14 +23,23 @@ def register(app: typer.Typer) -> None:
 
 def serve_llm_command(
     model: Annotated[
-        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
+        str | None,
+        typer.Option(help="HF id, folder, .gguf or a named model (default: packaged SmolLM2)"),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind")] = 8001,
     token: Annotated[
         str | None, typer.Option(help="Bearer token required by clients", envvar="SLEUTH_TOKEN")
     ] = None,
-    max_concurrency: Annotated[int, typer.Option(help="Requests generated at once")] = 4,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Requests handed to the model at once (batched by openvino)")
+    ] = 64,
+    backend: Annotated[
+        str, typer.Option(help="auto | openvino (continuous batching) | transformers")
+    ] = "auto",
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body accepted (413 above)")
+    ] = 1024 * 1024,
 ) -> None:
     """Load MODEL once and serve it until interrupted."""
     import uvicorn
@@ -36,15 +51,52 @@ def serve_llm_command(
 
     check_binding(host, token)
     stderr.print("loading model ...")
-    llm = load_llm(model)
+    llm = load_llm(model, backend=backend)
     stderr.print(
         f"[green]serving[/green] {llm.name} at http://{host}:{port}/v1 "
         "(POST /v1/chat/completions, GET /v1/models)"
     )
     uvicorn.run(
-        create_llm_app(llm, token=token, max_concurrency=max_concurrency),
+        create_llm_app(
+            llm, token=token, max_concurrency=max_concurrency, max_body_bytes=max_body_bytes
+        ),
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
     )
+
+
+@model_app.command("prepare")
+def prepare_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="HF id, folder, .gguf or a named model (default: packaged SmolLM2)"),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="openvino | transformers")] = "openvino",
+) -> None:
+    """Convert MODEL for BACKEND now (GGUF -> HF folder -> OpenVINO int8), so first use is fast."""
+    import time
+
+    from sleuth.llm.models import resolve_hf_folder
+    from sleuth.progress import stderr
+
+    started = time.perf_counter()
+    folder, name = resolve_hf_folder(model)
+    if backend == "openvino":
+        from sleuth.llm.openvino_export import openvino_model_dir
+
+        folder = str(openvino_model_dir(folder, name))
+    elif backend != "transformers":
+        raise typer.BadParameter("--backend must be openvino or transformers")
+    stderr.print(f"{name} ready for {backend}: {folder} ({time.perf_counter() - started:.0f}s)")
+
+
+@model_app.command("list")
+def list_command() -> None:
+    """The named local models and how to install them."""
+    from sleuth.llm.named import NAMED_MODELS, install_command
+
+    for name, spec in NAMED_MODELS.items():
+        typer.echo(f"{name}  ({spec.size / 1e6:.0f} MB GGUF, {spec.license})")
+        typer.echo(f"    {install_command(name)}")

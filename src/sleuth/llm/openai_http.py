@@ -13,9 +13,49 @@ import httpx
 
 from sleuth.errors import LLMError
 from sleuth.llm.base import Completion, GenerationConfig, Message, ToolCall, Usage
+from sleuth.llm.constraint import Constraint
 from sleuth.llm.scripted import approx_tokens
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+# How each kind of server takes a decoding constraint (see constraint_fields).
+DIALECTS = ("auto", "vllm", "vllm-legacy", "sglang", "llamacpp", "openai", "none")
+_OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "sleuth": "vllm"}
+
+
+def constraint_fields(constraint: Constraint, dialect: str) -> dict[str, Any] | str:
+    """Request fields that carry ``constraint`` to a server of ``dialect``, or why it cannot.
+
+    vLLM (>= 0.10) and Sleuth's serve-llm: ``structured_outputs``; older vLLM: ``guided_*``;
+    SGLang: ``regex`` / ``response_format``; llama.cpp server: ``grammar`` (GBNF) /
+    ``json_schema``; OpenAI and OpenVINO Model Server: ``response_format`` (JSON only).
+    """
+    schema_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "action", "schema": constraint.schema, "strict": True},
+    }
+    if dialect == "vllm":
+        key = "regex" if constraint.kind == "regex" else "json"
+        value = constraint.pattern if constraint.kind == "regex" else constraint.schema
+        return {"structured_outputs": {key: value}}
+    if dialect == "vllm-legacy":
+        if constraint.kind == "regex":
+            return {"guided_regex": constraint.pattern}
+        return {"guided_json": constraint.schema}
+    if dialect == "sglang":
+        if constraint.kind == "regex":
+            return {"regex": constraint.pattern}
+        return {"response_format": schema_format}
+    if dialect == "llamacpp":
+        if constraint.kind == "regex":
+            if not constraint.gbnf:
+                return "unsupported: llama.cpp takes GBNF grammars and this constraint has none"
+            return {"grammar": constraint.gbnf}
+        return {"json_schema": constraint.schema}
+    if dialect == "openai":
+        if constraint.kind == "regex":
+            return "unsupported: the OpenAI API has no regex constraint (use --format json)"
+        return {"response_format": schema_format}
+    return "unsupported: constraints disabled for this server (--constrain-via none)"
 
 
 class OpenAIChatLLM:
@@ -30,7 +70,12 @@ class OpenAIChatLLM:
         timeout: float = 120.0,
         max_retries: int = 4,
         backoff_s: float = 0.5,
+        constrain_via: str = "auto",
     ) -> None:
+        if constrain_via not in DIALECTS:
+            raise LLMError(f"constrain_via must be one of {', '.join(DIALECTS)}")
+        self.constrain_via = constrain_via
+        self._refused: str = ""  # the server's answer when it rejected the constraint fields
         self.base_url = base_url.rstrip("/")
         self.name = model or "default"
         key = api_key or os.environ.get("SLEUTH_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
@@ -57,6 +102,38 @@ class OpenAIChatLLM:
         if tools:
             payload["tools"] = tools
         return payload
+
+    async def _dialect(self) -> str:
+        """``constrain_via``, or for "auto" the server's kind read from ``/models``' owner."""
+        if self.constrain_via != "auto":
+            return self.constrain_via
+        try:
+            response = await self._session().get(f"{self.base_url}/models")
+            owners = {m.get("owned_by", "") for m in response.json().get("data", [])}
+        except (httpx.HTTPError, ValueError, AttributeError):
+            owners = set()
+        found = next((_OWNERS[o] for o in owners if o in _OWNERS), "vllm")
+        self.constrain_via = found
+        return found
+
+    async def _constrained_post(
+        self, payload: dict[str, Any], constraint: Constraint | None
+    ) -> tuple[dict[str, Any], str]:
+        """Post with the constraint fields; a server that refuses them gets a recorded fallback."""
+        if constraint is None:
+            return await self._post(payload), ""
+        if self._refused:
+            return await self._post(payload), f"fallback: {self._refused}"
+        fields = constraint_fields(constraint, await self._dialect())
+        if isinstance(fields, str):
+            return await self._post(payload), fields
+        try:
+            return await self._post({**payload, **fields}), constraint.describe()
+        except LLMError as exc:
+            if not 400 <= exc.status < 500 or exc.status in (401, 403, 404):
+                raise
+            self._refused = f"the server refused {', '.join(fields)} ({str(exc)[:200]})"
+            return await self._post(payload), f"fallback: {self._refused}"
 
     def _session(self) -> httpx.AsyncClient:
         """One pooled client per event loop (a client cannot outlive the loop it was made in)."""
@@ -90,7 +167,9 @@ class OpenAIChatLLM:
                             f"{url} answered 200 with non-JSON: {response.text[:200]!r}"
                         ) from None
                 if response.status_code not in RETRY_STATUSES or last:
-                    raise LLMError(_explain(url, response))
+                    error = LLMError(_explain(url, response))
+                    error.status = response.status_code
+                    raise error
                 delay = _retry_after(response)
             await asyncio.sleep(
                 delay if delay is not None else self._backoff * 2**attempt * (0.5 + random.random())
@@ -105,7 +184,9 @@ class OpenAIChatLLM:
     ) -> Completion:
         config = config or GenerationConfig()
         started = time.perf_counter()
-        data = await self._post(self._payload(messages, config, tools))
+        data, constraint_note = await self._constrained_post(
+            self._payload(messages, config, tools), config.constraint
+        )
         try:
             choice = data["choices"][0]
             message = choice["message"]
@@ -128,6 +209,7 @@ class OpenAIChatLLM:
             latency_s=time.perf_counter() - started,
             finish_reason=choice.get("finish_reason") or "stop",
             model=data.get("model", self.name),
+            constraint=constraint_note,
         )
 
     async def aclose(self) -> None:

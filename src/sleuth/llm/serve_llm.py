@@ -9,36 +9,87 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
+from litestar.response import Stream
 
 from sleuth.errors import LLMError
 from sleuth.llm.base import LLM, GenerationConfig
+from sleuth.llm.constraint import Constraint
 
 ROLES = {"system", "user", "assistant", "tool"}
+
+
+MAX_TOKENS_LIMIT = 4096
 
 
 class ChatRequest(msgspec.Struct):
     messages: list[dict[str, Any]]
     model: str | None = None
-    max_tokens: int = 256
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
     stop: str | list[str] | None = None
     seed: int | None = None
     tools: list[dict[str, Any]] | None = None
     stream: bool = False
+    n: int = 1
+    # Decoding constraints, as vLLM takes them (structured_outputs) and OpenAI (response_format).
+    structured_outputs: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
 
-def _validate(request: ChatRequest) -> GenerationConfig:
-    if request.stream:
-        raise HTTPException(status_code=400, detail="streaming is not supported; set stream=false")
+def _constraint(request: ChatRequest) -> Constraint | None:
+    structured = request.structured_outputs or {}
+    unknown = set(structured) - {"regex", "json"}
+    if unknown:
+        raise HTTPException(
+            status_code=400,
+            detail=f"structured_outputs supports regex and json here, not {sorted(unknown)}",
+        )
+    if isinstance(structured.get("regex"), str):
+        return Constraint(kind="regex", pattern=structured["regex"])
+    if isinstance(structured.get("json"), dict):
+        return Constraint(kind="json_schema", schema=structured["json"])
+    if structured:
+        raise HTTPException(
+            status_code=400, detail="structured_outputs.regex must be a string, .json an object"
+        )
+    response_format = request.response_format or {}
+    kind = response_format.get("type", "text")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise HTTPException(
+                status_code=400, detail="response_format.json_schema.schema must be an object"
+            )
+        return Constraint(kind="json_schema", schema=schema)
+    if kind == "json_object":
+        return Constraint(kind="json_schema", schema={"type": "object"})
+    if kind != "text":
+        raise HTTPException(
+            status_code=400,
+            detail="response_format.type must be text, json_object or json_schema",
+        )
+    return None
+
+
+def _validate(request: ChatRequest, served: str, context: int | None) -> GenerationConfig:
     if not request.messages:
         raise HTTPException(status_code=400, detail="messages is empty")
+    if request.model not in (None, "", served, "default"):
+        raise HTTPException(
+            status_code=404,
+            detail=f"the model {request.model!r} is not served here; this server serves {served!r}",
+        )
+    if request.n != 1:
+        raise HTTPException(status_code=400, detail="n must be 1 (one choice per request)")
     for n, message in enumerate(request.messages):
         if message.get("role") not in ROLES:
             raise HTTPException(
@@ -46,20 +97,39 @@ def _validate(request: ChatRequest) -> GenerationConfig:
             )
         if not isinstance(message.get("content") or "", str):
             raise HTTPException(status_code=400, detail=f"messages[{n}].content must be a string")
-    if not 1 <= request.max_tokens <= 4096:
-        raise HTTPException(status_code=400, detail="max_tokens must be in 1..4096")
+    max_tokens = request.max_completion_tokens or request.max_tokens or 256
+    limit = min(MAX_TOKENS_LIMIT, context) if context else MAX_TOKENS_LIMIT
+    if not 1 <= max_tokens <= limit:
+        raise HTTPException(status_code=400, detail=f"max_tokens must be in 1..{limit}")
     if not 0 <= request.temperature <= 2 or not 0 < request.top_p <= 1:
         raise HTTPException(
             status_code=400, detail="temperature must be in 0..2 and top_p in (0, 1]"
         )
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     return GenerationConfig(
-        max_tokens=request.max_tokens,
+        max_tokens=max_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
         stop=stops,
         seed=request.seed,
+        constraint=_constraint(request),
     )
+
+
+def _check_context(llm: LLM, messages: list[dict[str, Any]], config: GenerationConfig) -> int:
+    """The prompt's token count; 400 when prompt + max_tokens do not fit the model's context."""
+    context = getattr(llm, "context_length", None)
+    count = getattr(llm, "count_tokens", None)
+    if not context or count is None:
+        return 0
+    prompt = count(messages)
+    if prompt + config.max_tokens > context:
+        raise HTTPException(
+            status_code=400,
+            detail=f"the prompt is {prompt} tokens and max_tokens {config.max_tokens}: together "
+            f"more than the model's context of {context} tokens; shorten the prompt",
+        )
+    return prompt
 
 
 def _error(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
@@ -69,18 +139,63 @@ def _error(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     )
 
 
-def create_llm_app(llm: LLM, *, token: str | None = None, max_concurrency: int = 4) -> Litestar:
+def create_llm_app(
+    llm: LLM,
+    *,
+    token: str | None = None,
+    max_concurrency: int = 64,
+    max_body_bytes: int = 1024 * 1024,
+) -> Litestar:
+    """The app. Requests are handed to the backend concurrently (``max_concurrency`` at once):
+    a batching backend (OpenVINO) then decodes them together."""
     gate = asyncio.Semaphore(max_concurrency)
+    context = getattr(llm, "context_length", None)
 
     def check_token(request: Request) -> None:
         if token and request.headers.get("authorization") != f"Bearer {token}":
             raise HTTPException(status_code=401, detail="missing or wrong bearer token")
 
+    def envelope(kind: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": llm.name,
+        }
+
+    async def stream_events(
+        data: ChatRequest, config: GenerationConfig
+    ) -> AsyncIterator[bytes]:
+        head = envelope("chat.completion.chunk")
+        first = {**head, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+        yield _sse(first)
+        async with gate:
+            streamer = getattr(llm, "stream", None)
+            try:
+                if streamer is not None and config.constraint is None and not data.tools:
+                    async for piece in streamer(data.messages, config):
+                        delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                        yield _sse({**head, "choices": [delta]})
+                    finish = "stop"
+                else:  # backends without token streaming: one chunk with the whole text
+                    completion = await llm.complete(data.messages, config, data.tools)
+                    delta = {"index": 0, "delta": {"content": completion.text}}
+                    yield _sse({**head, "choices": [delta]})
+                    finish = completion.finish_reason
+            except LLMError as exc:
+                yield _sse({"error": {"message": str(exc), "code": 502}})
+                return
+        yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        yield b"data: [DONE]\n\n"
+
     @post("/v1/chat/completions", status_code=200)
-    async def chat(request: Request, data: JSONBody[ChatRequest]) -> dict[str, Any]:
-        """OpenAI chat completion (non-streaming)."""
+    async def chat(request: Request, data: JSONBody[ChatRequest]) -> Any:
+        """OpenAI chat completion; ``stream: true`` answers with server-sent events."""
         check_token(request)
-        config = _validate(data)
+        config = _validate(data, llm.name, context)
+        _check_context(llm, data.messages, config)
+        if data.stream:
+            return Stream(stream_events(data, config), media_type="text/event-stream")
         async with gate:
             try:
                 completion = await llm.complete(data.messages, config, data.tools)
@@ -100,10 +215,7 @@ def create_llm_app(llm: LLM, *, token: str | None = None, max_concurrency: int =
                 for call in completion.tool_calls
             ]
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": llm.name,
+            **envelope("chat.completion"),
             "choices": [
                 {"index": 0, "message": message, "finish_reason": completion.finish_reason}
             ],
@@ -129,5 +241,9 @@ def create_llm_app(llm: LLM, *, token: str | None = None, max_concurrency: int =
     return Litestar(
         route_handlers=[chat, models, health],
         exception_handlers={HTTPException: _error},
-        request_max_body_size=8 * 1024 * 1024,
+        request_max_body_size=max_body_bytes,
     )
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + msgspec.json.encode(payload) + b"\n\n"

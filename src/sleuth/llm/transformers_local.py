@@ -34,29 +34,35 @@ def render_for_template(messages: list[Message]) -> list[Message]:
 
 
 class TransformersLLM:
+    """The fallback and training backend: plain transformers, one request at a time."""
+
+    supports_constraint = True
+
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-        from sleuth.llm.packaged import PACKAGED_NAME, packaged_model_dir
+        from sleuth.llm.models import resolve_hf_folder
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        hf_logging.disable_progress_bar()
         torch.set_num_threads(threads or os.cpu_count() or 1)
-        spec = str(model) if model not in (None, "", "packaged") else None
+        folder, self.name = resolve_hf_folder(model)
         try:
-            if spec is None:
-                folder, extra, self.name = packaged_model_dir(), {}, PACKAGED_NAME
-            elif spec.endswith(".gguf"):
-                path = Path(spec).expanduser()
-                folder, extra, self.name = path.parent, {"gguf_file": path.name}, path.stem
-            else:
-                folder, extra, self.name = spec, {}, spec
-            self.tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
-            self.model = AutoModelForCausalLM.from_pretrained(folder, **extra).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForCausalLM.from_pretrained(folder).eval()
         except OSError as exc:
-            raise LLMError(f"cannot load model {spec or PACKAGED_NAME!r}: {exc}") from None
+            raise LLMError(f"cannot load model {self.name!r}: {exc}") from None
         self._lock = threading.Lock()
         self._torch = torch
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 8192))
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        text = self.tokenizer.apply_chat_template(
+            render_for_template(messages), add_generation_prompt=True, tokenize=False
+        )
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _generate(
         self, messages: list[Message], config: GenerationConfig, tools: list[dict] | None
@@ -87,6 +93,14 @@ class TransformersLLM:
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         if config.stop:
             kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
+        if config.constraint is not None:
+            from transformers import LogitsProcessorList
+
+            from sleuth.llm.grammar_mask import GrammarLogitsProcessor
+
+            vocab = int(self.model.config.vocab_size)
+            processor = GrammarLogitsProcessor(tokenizer, config.constraint, 1, prompt_len, vocab)
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
         with self._lock, torch.no_grad():
             if config.seed is not None:
                 torch.manual_seed(config.seed)
@@ -105,6 +119,7 @@ class TransformersLLM:
             latency_s=time.perf_counter() - started,
             finish_reason="tool_calls" if calls else finish,
             model=self.name,
+            constraint=config.constraint.describe() if config.constraint else "",
         )
 
     async def complete(

@@ -6,8 +6,6 @@ same conversion the inference backend uses), never trained through the GGUF quan
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
@@ -15,27 +13,9 @@ from sleuth.errors import SleuthError
 
 def resolve_model_folder(spec: str | None) -> tuple[str, str]:
     """``(folder or HF id, display name)`` for ``spec`` (None/"packaged" = SmolLM2-135M)."""
-    from sleuth.llm.packaged import PACKAGED_NAME, packaged_model_dir, save_plain_hf
-    from sleuth.search.cache import cache_dir
+    from sleuth.llm.models import resolve_hf_folder
 
-    if spec in (None, "", "packaged"):
-        return str(packaged_model_dir()), PACKAGED_NAME
-    assert spec is not None
-    if spec.endswith(".gguf"):
-        path = Path(spec).expanduser().resolve()
-        if not path.is_file():
-            raise SleuthError(f"{path}: no such GGUF file")
-        digest = hashlib.sha1(f"{path}:{path.stat().st_size}".encode()).hexdigest()[:10]
-        out = cache_dir() / "models" / f"{path.stem}-{digest}"
-        if not (out / "config.json").is_file():
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
-            save_plain_hf(model, tokenizer, out)
-        return str(out), path.stem
-    return spec, spec
+    return resolve_hf_folder(spec)
 
 
 def load_trainable(spec: str | None) -> tuple[Any, Any, str]:

@@ -1,0 +1,123 @@
+"""The grammar of one model turn: exactly one well-formed action of the enabled set.
+
+Tags format: an optional ``<think>...</think>``, then exactly one action tag with its argument,
+then nothing. Lengths are capped in words of at most ``WORD_CHARS`` characters, so every turn
+is finite and random logits under the grammar still end in a complete action (the property
+test). Caps are in words rather than one long character range because OpenVINO GenAI's
+grammar engine precomputes masks per regex state: ``[^<>]{1,150}`` took about 20 s to compile
+here, the word form a few seconds (once per grammar and process). JSON format: one
+``{"name", "arguments"}`` object whose arguments match that tool's schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sleuth.llm.constraint import Constraint
+
+# Words allowed after the first one, per action argument (so N + 1 words at most).
+WORD_CAPS: dict[str, int] = {
+    "think": 19,
+    "search": 15,
+    "open": 15,
+    "judge": 29,
+    "ask": 29,
+    "answer": 9,
+}
+CHAR_CAPS: dict[str, int] = {  # JSON format: schema maxLength per argument
+    "search": 150,
+    "open": 200,
+    "judge": 300,
+    "ask": 300,
+    "answer": 100,
+}
+WORD_CHARS = 24  # characters per word: with the word caps, every turn has a bounded length
+# Printable characters but < and > (which would open a tag) and whitespace, spelled as positive
+# ranges: a negated class is clamped to ASCII by the xgrammar inside OpenVINO GenAI (no "ü").
+WORD_CLASS = r"[!-;=?-~\u00a1-\uffff]"
+_WORD = rf"{WORD_CLASS}{{1,{WORD_CHARS}}}"
+
+
+def _words(extra: int) -> str:
+    return rf"{_WORD}( {_WORD}){{0,{extra}}}"
+
+
+@dataclass(frozen=True)
+class ActionGrammar:
+    """Which actions a turn may take and whether a thought may precede the action."""
+
+    actions: tuple[str, ...]
+    think: bool = True
+    word_caps: dict[str, int] = field(default_factory=lambda: dict(WORD_CAPS))
+
+    def tag_regex(self) -> str:
+        alternatives = []
+        for action in self.actions:
+            body = _words(self.word_caps[action])
+            if action == "judge":
+                body = rf"(yes|no): {body}"
+            alternatives.append(rf"<{action}>{body}</{action}>")
+        action_part = "(" + "|".join(alternatives) + ")"
+        if not self.think:
+            return action_part
+        return rf"(<think>{_words(self.word_caps['think'])}</think>\n)?{action_part}"
+
+    def tag_gbnf(self) -> str:
+        """The tag grammar in llama.cpp's GBNF (same language as ``tag_regex``)."""
+
+        def words(extra: int) -> str:
+            return f'word (" " word){{0,{extra}}}'
+
+        rules = [f"word ::= [^<> \\t\\n\\r]{{1,{WORD_CHARS}}}"]
+        alternatives = []
+        for action in self.actions:
+            body = words(self.word_caps[action])
+            if action == "judge":
+                body = f'("yes" | "no") ": " {body}'
+            rules.append(f'{action} ::= "<{action}>" {body} "</{action}>"')
+            alternatives.append(action)
+        choice = "(" + " | ".join(alternatives) + ")"
+        root = "root ::= " + ("think? " if self.think else "") + choice
+        if self.think:
+            rules.append(f'think ::= "<think>" {words(self.word_caps["think"])} "</think>\\n"')
+        return "\n".join([root, *rules]) + "\n"
+
+    def json_schema(self) -> dict[str, Any]:
+        from sleuth.agent.prompts import TOOL_HELP
+
+        variants = []
+        for action in self.actions:
+            _, params = TOOL_HELP[action]
+            properties: dict[str, Any] = {}
+            for name in params:
+                if action == "judge" and name == "verdict":
+                    properties[name] = {"type": "string", "enum": ["yes", "no"]}
+                else:
+                    properties[name] = {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": CHAR_CAPS[action],
+                    }
+            variants.append(
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": action},
+                        "arguments": {
+                            "type": "object",
+                            "properties": properties,
+                            "required": list(params),
+                            "additionalProperties": False,
+                        },
+                    },
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
+        return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+    def constraint(self, action_format: str) -> Constraint:
+        if action_format == "json":
+            return Constraint(kind="json_schema", schema=self.json_schema())
+        return Constraint(kind="regex", pattern=self.tag_regex(), gbnf=self.tag_gbnf())

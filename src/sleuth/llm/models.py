@@ -1,0 +1,38 @@
+"""Where a model spec points: the packaged default, a GGUF file, a named model, an HF id or folder.
+
+Every backend (OpenVINO, transformers, training) resolves specs here, so ``--model X`` means the
+same weights everywhere. A GGUF file is converted once into a cached plain HF folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sleuth.errors import SleuthError
+
+
+def is_packaged(spec: str | Path | None) -> bool:
+    return spec in (None, "", "packaged")
+
+
+def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
+    """``(folder or HF id, display name)`` for ``spec`` (None/"packaged" = SmolLM2-135M)."""
+    from sleuth.llm.packaged import PACKAGED_NAME, gguf_to_hf, packaged_model_dir
+    from sleuth.search.cache import cache_dir
+
+    if is_packaged(spec):
+        return str(packaged_model_dir()), PACKAGED_NAME
+    text = str(spec)
+    from sleuth.llm.named import NAMED_MODELS, named_model_gguf
+
+    if text in NAMED_MODELS:
+        gguf = named_model_gguf(text)
+        return str(gguf_to_hf(gguf, cache_dir() / "models" / f"{text}-hf")), text
+    if text.endswith(".gguf"):
+        path = Path(text).expanduser().resolve()
+        if not path.is_file():
+            raise SleuthError(f"{path}: no such GGUF file")
+        digest = hashlib.sha1(f"{path}:{path.stat().st_size}".encode()).hexdigest()[:10]
+        return str(gguf_to_hf(path, cache_dir() / "models" / f"{path.stem}-{digest}")), path.stem
+    return text, text

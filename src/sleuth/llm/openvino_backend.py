@@ -1,0 +1,309 @@
+"""The default local backend: OpenVINO GenAI's ContinuousBatchingPipeline on the CPU.
+
+Why: measured on 2 cores it decodes SmolLM2-135M several times faster than transformers with
+int8 weights, and, unlike every other CPU engine that installs as a wheel, it batches requests
+continuously: many coroutines calling ``complete`` at once share every decoding step. One
+worker thread owns the pipeline: it admits queued requests with ``add_request`` and calls
+``step()`` while anything is running; callers wait on futures. Prefix caching reuses the
+KV cache of a conversation's earlier turns.
+
+Structured output (regex / JSON schema, compiled by the engine's grammar backend) enforces the
+agent's action grammar; the model's chat template is applied with its Hugging Face tokenizer
+so prompts are token-for-token those of the transformers backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sleuth.errors import LLMError
+from sleuth.llm.base import Completion, GenerationConfig, Message, Usage
+from sleuth.llm.constraint import Constraint
+from sleuth.llm.toolcalls import parse_tool_calls
+from sleuth.llm.transformers_local import render_for_template
+
+
+@dataclass
+class _Request:
+    ids: list[int]
+    config: Any  # openvino_genai.GenerationConfig
+    future: Future
+    stream: queue.SimpleQueue | None = None  # token ids as they are generated, then None
+    handle: Any = None
+    sent: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+class OpenVINOLLM:
+    """Any model Sleuth can resolve (packaged, GGUF, HF folder/id), run by OpenVINO GenAI."""
+
+    supports_constraint = True
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        weight_format: str = "int8",
+        kv_cache_gb: float = 1.0,
+        max_num_seqs: int = 32,
+    ) -> None:
+        try:
+            import openvino as ov
+            import openvino_genai as ov_genai
+        except ImportError:
+            raise LLMError(
+                "the OpenVINO backend needs openvino-genai: pip install 'sleuth[llm]' "
+                "(or choose --backend transformers)"
+            ) from None
+        from transformers import AutoTokenizer
+
+        from sleuth.llm.models import resolve_hf_folder
+        from sleuth.llm.openvino_export import openvino_model_dir
+
+        source, self.name = resolve_hf_folder(model)
+        folder = Path(model) if model and _is_openvino_folder(Path(str(model))) else None
+        folder = folder or openvino_model_dir(source, self.name, weight_format)
+        self.folder = folder
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        except OSError as exc:
+            raise LLMError(f"cannot load the tokenizer of {self.name!r}: {exc}") from None
+        scheduler = ov_genai.SchedulerConfig()
+        scheduler.cache_size = max(1, int(kv_cache_gb))
+        scheduler.max_num_seqs = max_num_seqs
+        scheduler.enable_prefix_caching = True
+        properties = {"INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1}
+        try:
+            self._pipe = ov_genai.ContinuousBatchingPipeline(
+                str(folder), scheduler, "CPU", properties
+            )
+        except RuntimeError as exc:
+            raise LLMError(f"OpenVINO cannot load {folder}: {str(exc)[:300]}") from None
+        self.context_length = _context_length(folder, self.tokenizer)
+        self._ov, self._genai = ov, ov_genai
+        self._ids = itertools.count()
+        self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._closed = False
+        self._worker = threading.Thread(target=self._run, name="openvino-batcher", daemon=True)
+        self._worker.start()
+
+    # -- the worker thread --------------------------------------------------------------------
+    def _admit(self, request: _Request) -> bool:
+        import numpy as np
+
+        tensor = self._ov.Tensor(np.asarray([request.ids], dtype=np.int64))
+        try:
+            request.handle = self._pipe.add_request(next(self._ids), tensor, request.config)
+        except Exception as exc:  # a bad request must not kill the worker
+            request.future.set_exception(LLMError(f"OpenVINO rejected the request: {exc}"))
+            if request.stream is not None:
+                request.stream.put(None)
+            return False
+        return True
+
+    def _run(self) -> None:
+        running: list[_Request] = []
+        while True:
+            block = not running
+            try:
+                while True:
+                    item = self._inbox.get(block=block)
+                    block = False
+                    if item is None:
+                        self._fail_all(running, "the model was closed")
+                        return
+                    if self._admit(item):
+                        running.append(item)
+            except queue.Empty:
+                pass
+            try:
+                self._pipe.step()
+            except Exception as exc:
+                self._fail_all(running, f"generation failed: {exc}")
+                running = []
+                continue
+            running = [r for r in running if not self._progress(r)]
+
+    def _progress(self, request: _Request) -> bool:
+        """Forward new tokens of a streaming request; resolve finished ones. True when done."""
+        status = request.handle.get_status()
+        finished = status != self._genai.GenerationStatus.RUNNING
+        if request.stream is not None and request.handle.can_read():
+            for output in request.handle.read().values():
+                new_ids = list(output.generated_ids)
+                if new_ids:
+                    request.stream.put(new_ids)
+        if not finished:
+            return False
+        if request.stream is not None:
+            request.stream.put(None)
+            request.future.set_result(None)
+            return True
+        outputs = request.handle.read_all()
+        if not outputs:
+            request.future.set_exception(LLMError(f"generation ended with status {status}"))
+            return True
+        output = outputs[0]
+        length = output.finish_reason == self._genai.GenerationFinishReason.LENGTH
+        reason = "length" if length else "stop"
+        request.future.set_result((list(output.generated_ids), reason))
+        return True
+
+    @staticmethod
+    def _fail_all(requests: list[_Request], message: str) -> None:
+        for request in requests:
+            if not request.future.done():
+                request.future.set_exception(LLMError(message))
+            if request.stream is not None:
+                request.stream.put(None)
+
+    # -- requests -----------------------------------------------------------------------------
+    def encode_chat(self, messages: list[Message], tools: list[dict] | None = None) -> list[int]:
+        rendered = render_for_template(messages)
+        try:
+            text = self.tokenizer.apply_chat_template(
+                rendered, tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        except Exception:  # templates without tool support reject the argument
+            text = self.tokenizer.apply_chat_template(
+                rendered, add_generation_prompt=True, tokenize=False
+            )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _generation_config(self, config: GenerationConfig) -> Any:
+        genai = self._genai
+        ov_config = genai.GenerationConfig()
+        ov_config.max_new_tokens = config.max_tokens
+        if config.temperature > 0:
+            ov_config.do_sample = True
+            ov_config.temperature = config.temperature
+            ov_config.top_p = config.top_p
+        else:
+            ov_config.do_sample = False
+        if config.seed is not None:
+            ov_config.rng_seed = config.seed
+        if config.stop:
+            ov_config.stop_strings = set(config.stop)
+            ov_config.include_stop_str_in_output = False
+        if config.constraint is not None:
+            ov_config.structured_output_config = _structured(genai, config.constraint)
+        eos = self.tokenizer.eos_token_id
+        if eos is not None:
+            ov_config.set_eos_token_id(int(eos))
+        return ov_config
+
+    def _submit(self, ids: list[int], config: GenerationConfig, stream: bool = False) -> _Request:
+        if self._closed:
+            raise LLMError("the model was closed")
+        if len(ids) + config.max_tokens > self.context_length:
+            raise LLMError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({config.max_tokens}) exceeds the "
+                f"model's context of {self.context_length} tokens"
+            )
+        request = _Request(
+            ids, self._generation_config(config), Future(), queue.SimpleQueue() if stream else None
+        )
+        self._inbox.put(request)
+        return request
+
+    def _finish(
+        self,
+        prompt_ids: list[int],
+        new_ids: list[int],
+        reason: str,
+        config: GenerationConfig,
+        tools: list[dict] | None,
+        started: float,
+    ) -> Completion:
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        for stop in config.stop:
+            if stop in text:
+                text, reason = text[: text.index(stop)], "stop"
+        calls = parse_tool_calls(text, {t["function"]["name"] for t in tools}) if tools else []
+        return Completion(
+            text=text,
+            tool_calls=calls,
+            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(new_ids)),
+            latency_s=time.perf_counter() - started,
+            finish_reason="tool_calls" if calls else reason,
+            model=self.name,
+            constraint=config.constraint.describe() if config.constraint else "",
+        )
+
+    async def complete(
+        self,
+        messages: list[Message],
+        config: GenerationConfig | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Completion:
+        config = config or GenerationConfig()
+        started = time.perf_counter()
+        ids = self.encode_chat(messages, tools)
+        request = self._submit(ids, config)
+        new_ids, reason = await asyncio.wrap_future(request.future)
+        return self._finish(ids, new_ids, reason, config, tools, started)
+
+    async def stream(
+        self, messages: list[Message], config: GenerationConfig | None = None
+    ) -> AsyncIterator[str]:
+        """Text deltas as tokens arrive (stop strings are cut from the end by the engine)."""
+        config = config or GenerationConfig()
+        request = self._submit(self.encode_chat(messages), config, stream=True)
+        assert request.stream is not None
+        generated: list[int] = []
+        emitted = ""
+        while True:
+            chunk = await asyncio.to_thread(request.stream.get)
+            if chunk is None:
+                break
+            generated += chunk
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            if len(text) > len(emitted) and not text.endswith("\ufffd"):
+                yield text[len(emitted) :]
+                emitted = text
+        await asyncio.wrap_future(request.future)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode_chat(messages))
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._inbox.put(None)
+            await asyncio.to_thread(self._worker.join, 10)
+
+
+def _structured(genai: Any, constraint: Constraint) -> Any:
+    structured = genai.StructuredOutputConfig()
+    if constraint.kind == "regex":
+        structured.regex = constraint.pattern
+    else:
+        structured.json_schema = constraint.schema_json
+    return structured
+
+
+def _is_openvino_folder(path: Path) -> bool:
+    return (path / "openvino_model.xml").is_file()
+
+
+def _context_length(folder: Path, tokenizer: Any) -> int:
+    """The model's context window: config's max_position_embeddings, else the tokenizer's."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        return int(config["max_position_embeddings"])
+    except (OSError, KeyError, ValueError, TypeError):
+        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        return limit if 0 < limit < 1_000_000 else 8192

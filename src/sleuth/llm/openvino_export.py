@@ -1,0 +1,110 @@
+"""Convert a model to OpenVINO IR (int8 weights) once, into the cache.
+
+The exporter is optimum-intel's. Its pins (transformers<5.6, an older huggingface-hub, a
+torchvision that does not import beside torch 2.13.0) disagree with Sleuth's own environment,
+so it runs in a separate virtual environment that Sleuth creates in the cache on first use
+(about 3 minutes, once per machine) from ``openvino_export_requirements.txt``. The OpenVINO
+runtime that *runs* the model needs none of this: only ``openvino-genai`` in the main
+environment. ``SLEUTH_OV_EXPORT_PYTHON`` points at an existing exporter environment instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+from sleuth.errors import LLMError
+from sleuth.llm.locks import file_lock, publish_once
+from sleuth.progress import stderr
+
+REQUIREMENTS = "openvino_export_requirements.txt"
+OPTIMUM_INTEL = "optimum-intel==2.2.0"
+WEIGHT_FORMATS = ("int8", "int4", "fp16", "fp32")
+_READY = ".sleuth-ready"
+
+
+def _requirements_text() -> str:
+    return resources.files("sleuth.llm").joinpath(REQUIREMENTS).read_text()
+
+
+def _run(command: list[str], log: Path, what: str) -> None:
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise LLMError(f"{what} failed (exit {result.returncode}); last lines of {log}:\n{tail}")
+
+
+def exporter_python() -> Path:
+    """The Python of the exporter environment, created on first use."""
+    if override := os.environ.get("SLEUTH_OV_EXPORT_PYTHON"):
+        return Path(override)
+    from sleuth.search.cache import cache_dir
+
+    requirements = _requirements_text()
+    digest = hashlib.sha1((requirements + OPTIMUM_INTEL).encode()).hexdigest()[:10]
+    env = cache_dir() / "tools" / f"openvino-export-{digest}"
+    python = env / "bin" / "python"
+    if (env / _READY).is_file():
+        return python
+    with file_lock(env.with_name(f".{env.name}.lock")):
+        if (env / _READY).is_file():
+            return python
+        shutil.rmtree(env, ignore_errors=True)  # an unfinished build: nobody else uses it
+        env.parent.mkdir(parents=True, exist_ok=True)
+        log = env.with_name(f"{env.name}.log")
+        stderr.print(
+            f"creating the OpenVINO exporter environment (once, ~3 min): {env} (log: {log})"
+        )
+        req_file = env.with_name(f"{env.name}.requirements.txt")
+        req_file.write_text(requirements)
+        base = sys.executable
+        _run([base, "-m", "venv", str(env)], log, "creating the exporter venv")
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        _run([*pip, "-r", str(req_file)], log, "installing the exporter")
+        # --no-deps: optimum-intel requires torchvision, which breaks beside torch 2.13.0.
+        _run([*pip, "--no-deps", OPTIMUM_INTEL], log, "installing optimum-intel")
+        (env / _READY).write_text(requirements)
+    return python
+
+
+def openvino_model_dir(source: str, name: str, weight_format: str = "int8") -> Path:
+    """``source`` (an HF folder or id) exported to OpenVINO IR in the cache, once."""
+    from sleuth.search.cache import cache_dir
+
+    if weight_format not in WEIGHT_FORMATS:
+        raise LLMError(f"weight format must be one of {WEIGHT_FORMATS}, not {weight_format!r}")
+    key = source
+    source_path = Path(source)
+    if (source_path / "config.json").is_file():
+        key = f"{source_path.resolve()}:{(source_path / 'config.json').stat().st_mtime_ns}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    safe_name = "".join(c if c.isalnum() or c in "-._" else "_" for c in name)[:60]
+    out = cache_dir() / "models" / "openvino" / f"{safe_name}-{weight_format}-{digest}"
+
+    def ready(path: Path) -> bool:
+        return all((path / f).is_file() for f in ("openvino_model.xml", "tokenizer_config.json"))
+
+    if ready(out):
+        return out
+
+    def build(tmp: Path) -> None:
+        python = exporter_python()
+        log = out.with_name(f"{out.name}.log")
+        stderr.print(f"converting {name} to OpenVINO {weight_format} (once, ~1-2 min) ...")
+        command = [
+            str(python), "-m", "optimum.commands.optimum_cli", "export", "openvino",
+            "--model", source, "--task", "text-generation-with-past",
+            "--weight-format", weight_format, str(tmp),
+        ]  # fmt: skip
+        _run(command, log, f"exporting {name} to OpenVINO")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return publish_once(out, build, ready)
