@@ -163,9 +163,7 @@ def create_llm_app(
             "model": llm.name,
         }
 
-    async def stream_events(
-        data: ChatRequest, config: GenerationConfig
-    ) -> AsyncIterator[bytes]:
+    async def stream_events(data: ChatRequest, config: GenerationConfig) -> AsyncIterator[bytes]:
         head = envelope("chat.completion.chunk")
         first = {**head, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
         yield _sse(first)
