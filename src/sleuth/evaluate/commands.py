@@ -139,6 +139,7 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """(Re)write RUN/report.json and RUN/report.html from the stored results."""
+    from sleuth.display import safe_markup
     from sleuth.evaluate.report import build_report, write_report
     from sleuth.evaluate.session import summary_table, wide_console
     from sleuth.progress import stderr
@@ -149,7 +150,7 @@ def report_command(
         typer.echo(json.dumps(report["methods"], indent=2))
     else:
         wide_console().print(summary_table(report["methods"], str(report["benchmark"])))
-    stderr.print(f"wrote {json_path} and {html_path}")
+    stderr.print(f"wrote {safe_markup(json_path)} and {safe_markup(html_path)}")
 
 
 @eval_app.command("compare")

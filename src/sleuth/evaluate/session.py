@@ -139,9 +139,12 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     """Methods as rows; mean [95% CI] for the headline metrics."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
+
+    from sleuth.display import safe_text
 
     has_judge = any(d["metrics"]["judge"]["mean"] is not None for d in summary.values())
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    table = Table(title=Text(safe_text(title)), box=box.SIMPLE_HEAD, padding=(0, 1))
     columns = ["method", "n", "EM", "F1", "cover-EM", "judge", "recall", "suff.", "k.use"]
     columns += ["searches", "s/q", "failed"]
     for column in columns:
@@ -164,7 +167,7 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     for method, data in summary.items():
         judge = [cell(data, "judge")] if has_judge else []
         table.add_row(
-            method,
+            Text(safe_text(method)),
             str(data["episodes"]),
             cell(data, "em"),
             cell(data, "f1"),
@@ -193,6 +196,7 @@ def execute(
     deadline: float | None = None,
 ) -> tuple[RunOutcome, dict[str, dict[str, Any]], Path | None]:
     """Run, print the summary table, and write the report; returns what a caller may show."""
+    from sleuth.display import safe_markup
     from sleuth.evaluate.report import load_run, write_report
     from sleuth.evaluate.summary import summarize
     from sleuth.progress import stderr
@@ -214,7 +218,7 @@ def execute(
     )
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
-        f"in {outcome.seconds:.0f}s; results in {out}"
+        f"in {outcome.seconds:.0f}s; results in {safe_markup(out)}"
     )
     if outcome.unstarted:
         stderr.print(
@@ -224,5 +228,5 @@ def execute(
     html = None
     if write and records:
         _, html = write_report(out)
-        stderr.print(f"report: {html}")
+        stderr.print(f"report: {safe_markup(html)}")
     return outcome, summary, html

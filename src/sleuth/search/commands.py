@@ -83,7 +83,9 @@ def search_command(
     """Search INDEX for QUERY."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from sleuth.display import one_line, safe_text
     from sleuth.search import open_index
 
     engine = open_index(index)
@@ -91,14 +93,29 @@ def search_command(
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"{len(hits)} hits for {query!r} ({engine.name}, {len(engine):,} docs)")
+    console = Console()
+    where = f"({engine.name}, {len(engine):,} {plural(len(engine), 'doc')})"
+    if not hits:
+        console.print(Text(f"no hits for {safe_text(repr(query))} {where}"))
+        return
+    title = f"{len(hits)} {plural(len(hits), 'hit')} for {safe_text(repr(query))} {where}"
+    table = Table(title=Text(title))
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("id")
     table.add_column("title", style="bold")
     table.add_column("text")
     for hit in hits:
-        snippet = " ".join(hit.text.split())
-        snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.id, hit.title, snippet)
-    Console().print(table)
+        table.add_row(
+            str(hit.rank),
+            f"{hit.score:.3f}",
+            Text(safe_text(hit.id)),
+            Text(one_line(hit.title)),
+            Text(one_line(hit.text, width)),
+        )
+    console.print(table)
+
+
+def plural(count: int, noun: str) -> str:
+    """``noun`` or ``noun + "s"`` for ``count`` (English regular plurals only)."""
+    return noun if count == 1 else noun + "s"

@@ -1,0 +1,146 @@
+"""Issue 13 items 1, 2, 9 and 12: the CLI as a new user and a hostile document see it.
+
+Every test runs the real ``sleuth`` command in a child process on real files (a corpus with
+hostile text indexed by ``sleuth index``; an OpenAI-compatible server on loopback replaying
+scripted model output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import LiveServer
+
+from sleuth.llm.scripted import ScriptedLLM
+from sleuth.llm.serve_llm import create_llm_app
+
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = [
+    {
+        "id": "pekar/1",
+        "title": "[bold red]Harvey Pekar[/bold red]",
+        "text": "Pekar is pronounced [/ˈpiːkɑːr/] \x1b[31mRED\x1b[0m \x1b]0;pwned\x07 \x9b2J end",
+    },
+    {"id": "plain", "title": "Denise Levertov", "text": "A British-born American poet."},
+]
+
+
+def sleuth(*args: str, cache: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``sleuth ARGS`` in a child process, output captured (stdout is not a terminal)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "SLEUTH_CACHE": str(cache),
+        "COLUMNS": "250",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sleuth.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=cache.parent,
+    )
+
+
+@pytest.fixture(scope="module")
+def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in HOSTILE), encoding="utf-8")
+    result = sleuth("index", str(corpus), "--out", str(folder / "idx"), cache=folder / "cache")
+    assert result.returncode == 0, result.stderr
+    return folder / "idx"
+
+
+def assert_no_terminal_controls(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text, repr(text)
+
+
+# ---- item 1: untrusted text is printed literally, escape sequences stripped ------------------
+
+
+def test_search_prints_hostile_documents_literally(hostile_index: Path, tmp_path: Path) -> None:
+    result = sleuth("search", str(hostile_index), "pronounced", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr  # was: rich.errors.MarkupError
+    assert "[/ˈpiːkɑːr/]" in result.stdout
+    assert "[bold red]Harvey Pekar[/bold red]" in result.stdout  # shown, not applied
+    assert "RED" in result.stdout and "pwned" not in result.stdout
+    assert_no_terminal_controls(result.stdout + result.stderr)
+    # A query with markup and escapes is printed literally too.
+    nasty = sleuth("search", str(hostile_index), "[bold]x\x1b[2J", cache=tmp_path / "cache")
+    assert nasty.returncode == 0, nasty.stderr
+    assert_no_terminal_controls(nasty.stdout)
+
+
+def _llm_server(outputs: list[str]) -> LiveServer:
+    return LiveServer(create_llm_app(ScriptedLLM(outputs)))
+
+
+def test_ask_shows_hostile_model_output_and_hits_literally_and_saves_the_trajectory(
+    hostile_index: Path, tmp_path: Path
+) -> None:
+    outputs = [
+        "Let me look [/ˈpiːkɑːr/] up.\x1b]0;pwned\x07 <search>pronounced</search>",
+        "<search>zzzzqqq</search>",
+        "\x1b[2J[bold]garbage without an action",
+        "<answer>[red]Harvey Pekar\x1b[31m</answer>",
+    ]
+    with _llm_server(outputs) as server:
+        result = sleuth(
+            "ask",
+            "How is Pekar pronounced?",
+            "--index",
+            str(hostile_index),
+            "--llm-url",
+            f"{server.url}/v1",
+            cache=tmp_path / "cache",
+        )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert_no_terminal_controls(out + result.stderr)
+    # Each search: the query, then its hits with rank, title, id and score.
+    assert "search pronounced" in out
+    assert "1. [bold red]Harvey Pekar[/bold red] id pekar/1 score" in out
+    assert "no hits" in out  # the second search found nothing
+    # What the model wrote, every step, literally; the invalid step shows its output too.
+    assert "model wrote: Let me look [/ˈpiːkɑːr/] up." in out
+    assert "model wrote: [bold]garbage without an action" in out
+    assert "answer: [red]Harvey Pekar" in out
+    # The trajectory went to the cache (not ./runs) and the output says where.
+    saved = list((tmp_path / "cache" / "runs" / "ask").glob("*.jsonl"))
+    assert len(saved) == 1 and str(saved[0]) in out.replace("\n", "")
+    trajectory = json.loads(saved[0].read_text(encoding="utf-8"))
+    assert trajectory["answer"] == "[red]Harvey Pekar\x1b[31m"  # stored as the model wrote it
+    assert not (tmp_path / "runs").exists()
+
+
+# ---- item 2: a failing model is reported, with its message, and the exit code says so ------
+
+
+def test_ask_reports_the_llm_error_and_exits_non_zero(hostile_index: Path, tmp_path: Path) -> None:
+    with _llm_server(["<answer>never used</answer>"]) as server:
+        result = sleuth(
+            "ask",
+            "Who?",
+            "--index",
+            str(hostile_index),
+            "--llm-url",
+            server.url,  # missing /v1: every call is a 404
+            "--trajectory-out",
+            str(tmp_path / "t.jsonl"),
+            cache=tmp_path / "cache",
+        )
+    assert result.returncode != 0
+    assert "stop: llm_error" in result.stdout
+    assert "error: the model failed" in result.stderr
+    assert "ending in /v1" in result.stderr  # the helpful hint reaches the user
+    # The trajectory was written all the same, with the error in it.
+    record = json.loads((tmp_path / "t.jsonl").read_text(encoding="utf-8"))
+    assert record["stop_reason"] == "llm_error" and "/v1" in record["metadata"]["error"]
