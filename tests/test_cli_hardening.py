@@ -144,3 +144,92 @@ def test_ask_reports_the_llm_error_and_exits_non_zero(hostile_index: Path, tmp_p
     # The trajectory was written all the same, with the error in it.
     record = json.loads((tmp_path / "t.jsonl").read_text(encoding="utf-8"))
     assert record["stop_reason"] == "llm_error" and "/v1" in record["metadata"]["error"]
+
+
+# ---- item 9: output paths and arguments are checked before any work ------------------------
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("make_out", "extra", "phrases"),
+    [
+        ("folder", [], ["is not a Sleuth index; refusing to overwrite"]),
+        ("file", [], ["is a file; give a folder"]),
+        ("root", [], ["filesystem root"]),
+        ("under_file", [], ["is a file, not a folder"]),
+        ("new", ["--engine", "bm26"], ["unknown engine 'bm26'", "bm25, dense, hybrid"]),
+        ("new", ["--engine", "dense", "--dense-index", "ivf"], ["unknown dense index 'ivf'"]),
+        ("new", ["--dense-index", "hnsw"], ["applies to the dense and hybrid engines"]),
+    ],
+)
+def test_index_refuses_bad_output_and_options_before_building(
+    tmp_path: Path, make_out: str, extra: list[str], phrases: list[str]
+) -> None:
+    out = {
+        "folder": tmp_path / "mydata",
+        "file": tmp_path / "notes.txt",
+        "root": Path("/"),
+        "under_file": tmp_path / "notes.txt" / "idx",
+        "new": tmp_path / "idx",
+    }[make_out]
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "mydata" / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("notes")
+    # The bundled HotpotQA corpus: 10,785 paragraphs, so a late refusal would show a progress bar.
+    result = sleuth("index", "hotpotqa-1100", "--out", str(out), *extra, cache=tmp_path / "c")
+    assert_one_line_error(result, *phrases)
+    assert "indexing" not in result.stderr  # refused before the build started
+    assert (tmp_path / "mydata" / "thesis.tex").read_text() == "years of work"
+    assert (tmp_path / "notes.txt").read_text() == "notes"
+
+
+def test_ask_refuses_both_index_and_search_url(hostile_index: Path, tmp_path: Path) -> None:
+    result = sleuth(
+        "ask",
+        "Who?",
+        "--index",
+        str(hostile_index),
+        "--search-url",
+        "http://127.0.0.1:9",
+        cache=tmp_path / "cache",
+    )
+    assert_one_line_error(result, "either --index", "or --search-url", "not both")
+
+
+def test_eval_run_checks_its_arguments_before_loading_the_model(tmp_path: Path) -> None:
+    # A model that cannot load: had the model been loaded first, its error would show instead.
+    missing_model = str(tmp_path / "no-such-model")
+    result = sleuth(
+        "eval", "run", "--out", str(tmp_path / "run"), "--methods", "rag,agent", "-n", "2",
+        "--model", missing_model, cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert_one_line_error(result, "methods rag, agent need a search engine")
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_run_into_a_folder_with_other_settings_names_each_difference(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with _llm_server(["<answer>Paris</answer>"] * 4) as server:
+        first = sleuth(
+            "eval", "run", "--out", str(run), "--methods", "closed_book", "-n", "2",
+            "--llm-url", f"{server.url}/v1", "--model", "scripted", "--no-report",
+            cache=tmp_path / "cache",
+        )  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        again = sleuth(
+            "eval", "run", "--out", str(run), "--methods", "closed_book", "-n", "2",
+            "--llm-url", f"{server.url}/v1", "--model", "scripted", "--top-k", "5",
+            "--max-turns", "3", cache=tmp_path / "cache",
+        )  # fmt: skip
+    assert_one_line_error(
+        again,
+        "different settings",
+        "budget.top_k: 3 in the folder, 5 now",
+        "budget.max_turns: 8 in the folder, 3 now",
+    )

@@ -79,15 +79,18 @@ def run_command(
     """Run every question x method x seed, appending to OUT/results.jsonl (resumable)."""
     import time
 
+    from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import Budget, parse_methods
-    from sleuth.evaluate.runner import RunSettings
+    from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_search
     from sleuth.progress import stderr
 
     method_names = parse_methods(methods)
     if seeds < 1:
-        raise typer.BadParameter("--seeds must be at least 1")
+        raise SleuthError("--seeds must be at least 1")
+    if index is not None and search_url is not None:
+        raise SleuthError("give either --index or --search-url, not both")
     if seeds > 1 and temperature == 0:
         stderr.print("[yellow]note: with --temperature 0 every seed decodes the same way[/yellow]")
     bench = load_benchmark(benchmark, limit=n or None)
@@ -114,6 +117,9 @@ def run_command(
         search=search_label,
         judge=judge_label,
     )
+    check_run(out, settings, engine is not None)  # before the (slow) model load
+    if time_budget is not None and time_budget <= 0:
+        raise SleuthError("--time-budget must be a positive number of seconds")
     llm = open_llm(model, llm_url)
     judge = None
     if judge_llm:

@@ -31,8 +31,11 @@ def index_command(
     engine: Annotated[str, typer.Option(help="bm25 | dense | hybrid")] = "bm25",
     stem: Annotated[bool, typer.Option("--stem", help="English stemming for BM25")] = False,
     dense_index: Annotated[
-        str, typer.Option(help="faiss index for dense: flat | hnsw | sq8 | hnsw+sq8")
-    ] = "flat",
+        str | None,
+        typer.Option(
+            help="faiss index for dense/hybrid: flat | hnsw | sq8 | hnsw+sq8 (default flat)"
+        ),
+    ] = None,
     encoder: Annotated[
         str | None,
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
@@ -48,9 +51,13 @@ def index_command(
     import time
 
     from sleuth.corpus import chunk_documents, load_documents
+    from sleuth.display import safe_markup
     from sleuth.progress import progress_bar, stderr
     from sleuth.search import build_index, read_manifest
+    from sleuth.search.targets import check_engine_options, check_index_target
 
+    check_engine_options(engine, dense_index)  # all checks before the corpus is read
+    check_index_target(out)
     documents = load_documents(corpus, format=format)
     if chunk_words:
         documents = chunk_documents(documents, max_words=chunk_words, overlap=chunk_words // 5)
@@ -61,15 +68,16 @@ def index_command(
             out,
             engine=engine,
             tokenizer="en_stem" if stem else "default",
-            dense_index=dense_index,
+            dense_index=dense_index or "flat",
             encoder=encoder,
             source=str(corpus),
             progress=advance,
         )
     manifest = read_manifest(path)
+    count = manifest["corpus"]["documents"]
     stderr.print(
-        f"[green]indexed {manifest['corpus']['documents']:,} documents[/green] into {path} "
-        f"in {time.perf_counter() - started:.1f}s (engine {engine})"
+        f"[green]indexed {count:,} {plural(count, 'document')}[/green] into "
+        f"{safe_markup(path)} in {time.perf_counter() - started:.1f}s (engine {engine})"
     )
 
 

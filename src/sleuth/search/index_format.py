@@ -126,7 +126,9 @@ def build_index(
     """
     if engine not in ENGINES:
         raise SleuthError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    out = Path(out).expanduser().resolve()
+    from sleuth.search.targets import check_index_target
+
+    out = check_index_target(out)  # before any work: a bad --out fails now, not after the build
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted(out)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
