@@ -17,6 +17,7 @@ from conftest import LiveServer
 
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.llm.serve_llm import create_llm_app
+from sleuth.search import open_index
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = [
@@ -213,23 +214,108 @@ def test_eval_run_checks_its_arguments_before_loading_the_model(tmp_path: Path) 
     assert not (tmp_path / "run").exists()
 
 
-def test_eval_run_into_a_folder_with_other_settings_names_each_difference(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    with _llm_server(["<answer>Paris</answer>"] * 4) as server:
-        first = sleuth(
-            "eval", "run", "--out", str(run), "--methods", "closed_book", "-n", "2",
-            "--llm-url", f"{server.url}/v1", "--model", "scripted", "--no-report",
+def test_eval_run_into_a_folder_with_other_settings_names_each_difference_and_compare_shows_them(
+    tmp_path: Path,
+) -> None:
+    def run(out: str, *extra: str) -> subprocess.CompletedProcess:
+        return sleuth(
+            "eval", "run", "--out", str(tmp_path / out), "--methods", "closed_book", "-n", "2",
+            "--llm-url", f"{server.url}/v1", "--model", "scripted", "--no-report", *extra,
             cache=tmp_path / "cache",
         )  # fmt: skip
+
+    with _llm_server(["<answer>Paris</answer>"] * 8) as server:
+        first = run("a")
         assert first.returncode == 0, first.stderr
-        again = sleuth(
-            "eval", "run", "--out", str(run), "--methods", "closed_book", "-n", "2",
-            "--llm-url", f"{server.url}/v1", "--model", "scripted", "--top-k", "5",
-            "--max-turns", "3", cache=tmp_path / "cache",
-        )  # fmt: skip
-    assert_one_line_error(
-        again,
-        "different settings",
-        "budget.top_k: 3 in the folder, 5 now",
-        "budget.max_turns: 8 in the folder, 3 now",
+        again = run("a", "--top-k", "5", "--max-turns", "3")
+        assert_one_line_error(
+            again,
+            "different settings",
+            "budget.top_k: 3 in the folder, 5 now",
+            "budget.max_turns: 8 in the folder, 3 now",
+        )
+        other = run("b", "--top-k", "5")
+        assert other.returncode == 0, other.stderr
+    # item 12: `eval compare` explains its p column and says how the two runs differ.
+    compared = sleuth("eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), cache=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    text = " ".join(compared.stdout.split())
+    assert "p: two-sided bootstrap p-value" in text
+    assert "settings that differ: budget.top_k: 3 in A, 5 in B" in text
+
+
+# ---- item 12: polish ------------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    from sleuth import __version__
+
+    result = sleuth("--version", cache=tmp_path / "cache")
+    assert result.returncode == 0 and result.stdout.strip() == f"sleuth {__version__}"
+
+
+def test_gzip_and_bom_corpora_and_one_document_wording(tmp_path: Path) -> None:
+    import gzip
+
+    record = json.dumps({"id": "d1", "title": "Pekar", "text": "Harvey Pekar, comics writer"})
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + record.encode() + b"\n")
+    packed = tmp_path / "corpus.jsonl.gz"
+    packed.write_bytes(gzip.compress((record + "\n").encode()))
+    for corpus in (bom, packed):
+        out = tmp_path / f"idx-{corpus.name}"
+        result = sleuth("index", str(corpus), "--out", str(out), cache=tmp_path / "c")
+        assert result.returncode == 0, result.stderr
+        assert "indexed 1 document into" in result.stderr  # not "1 documents"
+        assert open_index(out).get("d1").title == "Pekar"  # BOM not glued to the first key
+    broken = tmp_path / "cut.jsonl.gz"
+    broken.write_bytes(packed.read_bytes()[:-12])
+    cut = sleuth("index", str(broken), "--out", str(tmp_path / "x"), cache=tmp_path / "c")
+    assert_one_line_error(cut, "damaged gzip file")
+
+
+def test_no_hit_search_says_no_hits(hostile_index: Path, tmp_path: Path) -> None:
+    result = sleuth("search", str(hostile_index), "zzzzqqq", cache=tmp_path / "cache")
+    assert result.returncode == 0 and "no hits for 'zzzzqqq'" in result.stdout
+
+
+def test_progress_writes_plain_lines_to_a_log(tmp_path: Path) -> None:
+    corpus = tmp_path / "small.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "title": f"T{i}", "text": f"text number {i}"}) + "\n"
+            for i in range(350)
+        )
     )
+    os.environ["SLEUTH_PROGRESS_SECONDS"] = "0"  # a line at every update (default: every 30 s)
+    try:
+        result = sleuth("index", str(corpus), "--out", str(tmp_path / "idx"), cache=tmp_path / "c")
+    finally:
+        del os.environ["SLEUTH_PROGRESS_SECONDS"]
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("indexing (bm25)")]
+    # A 350-document corpus moves the bar (it used to move per 1,000 documents): started,
+    # 100, 200, 300, 350, done.
+    assert lines[0].startswith("indexing (bm25): started 0")
+    assert [line.split()[2].rstrip(",") for line in lines[1:-1]] == ["100", "200", "300", "350"]
+    assert lines[-1].startswith("indexing (bm25): done 350/350 (100%)")
+    assert "━" not in result.stderr and "\r" not in result.stderr  # no bar redraws in a log
+
+
+@pytest.mark.slow  # ~35 s on 2 busy cores: torch, the encoder and the packaged model load
+def test_models_load_without_progress_bars(tmp_path: Path) -> None:
+    code = (
+        "from sleuth.search.encoder import Encoder; Encoder(None)\n"
+        "from sleuth.llm import load_llm; print(load_llm(None).name)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # the shared model cache
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "%|" not in result.stderr
+
+
+def test_docs_have_no_placeholders() -> None:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        assert "PLACEHOLDER" not in page.read_text(encoding="utf-8"), page

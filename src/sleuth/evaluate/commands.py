@@ -165,11 +165,14 @@ def compare_command(
     run_b: Annotated[Path, typer.Argument(help="Run folder compared against the baseline")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON")] = False,
 ) -> None:
-    """Per method and metric: A, B, B - A and its 95% paired-bootstrap interval (* = excludes 0)."""
+    """Per method and metric: A, B, B - A and its 95% paired-bootstrap interval (* = excludes 0)
+    and p, the two-sided paired-bootstrap p-value of "no difference"; then how the runs differ."""
     from rich.table import Table
+    from rich.text import Text
 
+    from sleuth.display import safe_text
     from sleuth.errors import SleuthError
-    from sleuth.evaluate.compare import compare_runs
+    from sleuth.evaluate.compare import compare_runs, config_differences
     from sleuth.evaluate.session import wide_console
     from sleuth.evaluate.summary import LABELS
 
@@ -179,13 +182,14 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"B = {run_b}  vs  A = {run_a}")
+    console = wide_console()
+    table = Table(title=Text(safe_text(f"B = {run_b}  vs  A = {run_a}")))
     for column in ("method", "metric", "questions", "A", "B", "B - A", "95% CI", "p"):
         table.add_column(column, justify="left" if column in ("method", "metric") else "right")
     for row in rows:
         mark = " *" if row["significant"] else ""
         table.add_row(
-            row["method"],
+            Text(safe_text(row["method"])),
             LABELS.get(row["metric"], row["metric"]),
             str(row["questions"]),
             f"{row['a']:.3f}",
@@ -194,7 +198,22 @@ def compare_command(
             f"[{row['low']:+.3f}, {row['high']:+.3f}]",
             f"{row['p_value']:.3f}",
         )
-    wide_console().print(table)
+    console.print(table)
+    console.print(COMPARE_LEGEND, highlight=False, markup=False)
+    differences = config_differences(run_a, run_b)
+    console.print(
+        "settings that differ: " + ("; ".join(differences) if differences else "none"),
+        highlight=False,
+        markup=False,
+    )
+
+
+COMPARE_LEGEND = (
+    "questions: answered in both runs (seeds averaged); B - A: mean paired difference; "
+    "95% CI: paired bootstrap over those questions (5,000 resamples), * = excludes 0; "
+    "p: two-sided bootstrap p-value for 'no difference' (how often a resampled difference "
+    "falls on the other side of 0, doubled); small p with few questions is still weak evidence."
+)
 
 
 def demo_command(

@@ -106,12 +106,16 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     return {prefix: value}
 
 
-def settings_differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def settings_differences(
+    previous: dict[str, Any],
+    current: dict[str, Any],
+    labels: tuple[str, str] = ("in the folder", "now"),
+) -> list[str]:
     """``["budget.top_k: 3 in the folder, 5 now", ...]`` over the settings that must match."""
     old = _flatten(_fingerprint(previous), "")
     new = _flatten(_fingerprint(current), "")
     return [
-        f"{key}: {json.dumps(old.get(key))} in the folder, {json.dumps(new.get(key))} now"
+        f"{key}: {json.dumps(old.get(key))} {labels[0]}, {json.dumps(new.get(key))} {labels[1]}"
         for key in sorted(set(old) | set(new))
         if old.get(key) != new.get(key)
     ]

@@ -66,13 +66,12 @@ def run_with_progress(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    from sleuth.progress import stderr
+    from sleuth.progress import make_progress, stderr
 
     records: list[dict[str, Any]] = []
     columns = [
@@ -85,7 +84,7 @@ def run_with_progress(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=stderr) as bar:
+    with make_progress(*columns) as bar:  # plain periodic lines when stderr is a log file
         task = bar.add_task("evaluating", total=None, em="–", cover="–", failed=0)
 
         def on_result(record: dict[str, Any]) -> None:

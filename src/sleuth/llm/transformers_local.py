@@ -37,8 +37,11 @@ class TransformersLLM:
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils.logging import disable_progress_bar
 
         from sleuth.llm.packaged import PACKAGED_NAME, packaged_model_dir
+
+        disable_progress_bar()  # "Loading weights" tqdm bars would flood logs and terminals
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads or os.cpu_count() or 1)
