@@ -227,6 +227,9 @@ def test_eval_run_into_a_folder_with_other_settings_names_each_difference_and_co
     with _llm_server(["<answer>Paris</answer>"] * 8) as server:
         first = run("a")
         assert first.returncode == 0, first.stderr
+        # item 11: the summary table has the short cover-EM, answer length and no-answer columns
+        assert "cover≤5w" in first.stdout and "no ans." in first.stdout
+        assert "they score 0 but are not wrong answers" in " ".join(first.stdout.split())
         again = run("a", "--top-k", "5", "--max-turns", "3")
         assert_one_line_error(
             again,

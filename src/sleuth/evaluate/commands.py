@@ -147,7 +147,7 @@ def report_command(
     """(Re)write RUN/report.json and RUN/report.html from the stored results."""
     from sleuth.display import safe_markup
     from sleuth.evaluate.report import build_report, write_report
-    from sleuth.evaluate.session import summary_table, wide_console
+    from sleuth.evaluate.session import summary_legend, summary_table, wide_console
     from sleuth.progress import stderr
 
     json_path, html_path = write_report(run)
@@ -155,7 +155,9 @@ def report_command(
     if as_json:
         typer.echo(json.dumps(report["methods"], indent=2))
     else:
-        wide_console().print(summary_table(report["methods"], str(report["benchmark"])))
+        console = wide_console()
+        console.print(summary_table(report["methods"], str(report["benchmark"])))
+        console.print(summary_legend(), markup=False, highlight=False, style="dim")
     stderr.print(f"wrote {safe_markup(json_path)} and {safe_markup(html_path)}")
 
 

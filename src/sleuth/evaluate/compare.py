@@ -15,7 +15,17 @@ from sleuth.evaluate.report import load_run
 from sleuth.evaluate.runner import settings_differences
 from sleuth.evaluate.summary import metric_value
 
-COMPARED_METRICS = ("em", "f1", "cover_em", "judge", "evidence_recall", "searches", "seconds")
+COMPARED_METRICS = (
+    "em",
+    "f1",
+    "cover_em",
+    "cover_em_short",
+    "no_answer",
+    "judge",
+    "evidence_recall",
+    "searches",
+    "seconds",
+)
 
 
 def per_question(records: Sequence[dict[str, Any]], method: str, metric: str) -> dict[str, float]:

@@ -131,7 +131,7 @@ def wide_console() -> Console:
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=140)
+    return console if console.is_terminal else Console(width=180)
 
 
 def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
@@ -141,11 +141,13 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     from rich.text import Text
 
     from sleuth.display import safe_text
+    from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
 
     has_judge = any(d["metrics"]["judge"]["mean"] is not None for d in summary.values())
     table = Table(title=Text(safe_text(title)), box=box.SIMPLE_HEAD, padding=(0, 1))
-    columns = ["method", "n", "EM", "F1", "cover-EM", "judge", "recall", "suff.", "k.use"]
-    columns += ["searches", "s/q", "failed"]
+    short = f"cover≤{SHORT_ANSWER_WORDS}w"
+    columns = ["method", "n", "EM", "F1", "cover-EM", short, "words", "no ans.", "judge"]
+    columns += ["recall", "suff.", "k.use", "searches", "s/q", "failed"]
     for column in columns:
         if column == "judge" and not has_judge:
             continue
@@ -171,6 +173,9 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
             cell(data, "em"),
             cell(data, "f1"),
             cell(data, "cover_em"),
+            cell(data, "cover_em_short"),
+            cell(data, "answer_words", 1, ci=False),
+            cell(data, "no_answer", ci=False),
             *judge,
             cell(data, "evidence_recall", ci=False),
             rate(data["factorised"]["search_sufficiency"]),
@@ -180,6 +185,19 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
             str(data["failures"]),
         )
     return table
+
+
+def summary_legend() -> str:
+    """What the less obvious columns of ``summary_table`` mean (printed under it)."""
+    from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
+
+    n = SHORT_ANSWER_WORDS
+    return (
+        f"cover≤{n}w: cover-EM counting only answers of at most {n} words (cover-EM also "
+        "credits long answers that name every candidate); words: mean answer length; "
+        "no ans.: share of episodes that ended without an answer (invalid actions, budget): "
+        "they score 0 but are not wrong answers. See docs/evaluation.md."
+    )
 
 
 def execute(
@@ -212,9 +230,9 @@ def execute(
     )
     config, records = load_run(out)
     summary = summarize(records, config["methods"])
-    wide_console().print(
-        summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)")
-    )
+    console = wide_console()
+    console.print(summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)"))
+    console.print(summary_legend(), markup=False, highlight=False, style="dim")
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
         f"in {outcome.seconds:.0f}s; results in {safe_markup(out)}"
