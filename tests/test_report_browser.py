@@ -79,15 +79,6 @@ def test_report_fits_1400px_and_links_open_trajectories(tmp_path: Path, hotpot_b
     run = real_run(tmp_path / "run", "hotpotqa-1100:dev", hotpot_bm25)
     json_path, html_path = write_report(run)
 
-    # item 11: answer length, short cover-EM and "no answer" in report.json.
-    report = json.loads(json_path.read_text(encoding="utf-8"))
-    assert report["short_answer_words"] == 5
-    hedged = next(r for r in report["results"] if r["prediction"] == HEDGE)
-    assert hedged["cover_em"] == 1.0 and hedged["cover_em_short"] == 0.0  # long answer: no credit
-    assert hedged["answer_words"] == len(HEDGE.split())
-    for summary in report["methods"].values():
-        assert {"cover_em_short", "answer_words", "no_answer"} <= set(summary["metrics"])
-
     dialogs: list[str] = []
     with sync_playwright() as playwright:
         browser, page = chromium_page(playwright)
@@ -95,11 +86,11 @@ def test_report_fits_1400px_and_links_open_trajectories(tmp_path: Path, hotpot_b
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
             page.goto(html_path.as_uri())
             widths = page.evaluate(
-                "() => [document.querySelector('.questions table').scrollWidth,"
+                "() => [document.querySelector('a[href^=\"#traj-\"]').closest('table').scrollWidth,"
                 " document.documentElement.scrollWidth]"
             )
             assert max(widths) <= 1400, widths  # the trajectory column is on screen
-            link = page.locator("a.traj").first
+            link = page.locator("a[href^='#traj-']").first
             target = link.get_attribute("href").removeprefix("#")
             assert not page.locator(f"details#{target}").evaluate("d => d.open")
             link.click()
@@ -110,17 +101,25 @@ def test_report_fits_1400px_and_links_open_trajectories(tmp_path: Path, hotpot_b
             # Settings are key/value rows, not JSON.
             settings = page.locator(".settings").inner_text()
             assert "budget.max_turns\t3" in settings and "{" not in settings
-            # item 11 columns and their explanation are on the page.
-            text = page.locator("body").inner_text()
-            assert "cover-EM ≤5 words" in text and "no answer" in text
-            assert "names both candidates" in " ".join(text.split())
             # Untrusted text stayed text: the script tag is shown, never run.
+            text = page.locator("body").inner_text()
             assert "<script>alert('x')</script>" in text and not dialogs
-            page.evaluate("window.scrollTo(0, document.querySelector('.questions').offsetTop)")
+            page.evaluate("document.querySelector('.questions').scrollIntoView()")
             (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ROOT / "docs" / "img" / "report.png"))
         finally:
             browser.close()
+
+    # item 11: the new columns and their explanation on the page and in report.json.
+    assert "cover-EM ≤5 words" in text and "no answer" in text
+    assert "names both candidates" in " ".join(text.split())
+    report = json.loads(json_path.read_text(encoding="utf-8"))
+    assert report["short_answer_words"] == 5
+    hedged = next(r for r in report["results"] if r["prediction"] == HEDGE)
+    assert hedged["cover_em"] == 1.0 and hedged["cover_em_short"] == 0.0  # long answer: no credit
+    assert hedged["answer_words"] == len(HEDGE.split())
+    for summary in report["methods"].values():
+        assert {"cover_em_short", "answer_words", "no_answer"} <= set(summary["metrics"])
 
 
 def test_a_benchmark_without_gold_evidence_says_why_there_is_no_failure_plot(

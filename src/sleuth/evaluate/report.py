@@ -136,10 +136,10 @@ if(location.hash){openTarget(location.hash.slice(1));}
 QUESTION_COLUMNS = [
     ("id", 6),
     ("question", 13),
-    ("method", 7),
+    ("method", 8),
     ("seed", 4),
     ("prediction", 12),
-    ("gold", 10),
+    ("gold", 9),
     ("EM", 3),
     ("F1", 4),
     ("cover", 4),
