@@ -6,10 +6,13 @@ scripted model output)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -120,6 +123,40 @@ def test_ask_shows_hostile_model_output_and_hits_literally_and_saves_the_traject
     trajectory = json.loads(saved[0].read_text(encoding="utf-8"))
     assert trajectory["answer"] == "[red]Harvey Pekar\x1b[31m"  # stored as the model wrote it
     assert not (tmp_path / "runs").exists()
+
+
+class StallingLLM(ScriptedLLM):
+    """Answers the first call with a search, then stalls (as a slow model would)."""
+
+    def __init__(self) -> None:
+        super().__init__(["<search>pronounced</search>"])
+        self.stalled = threading.Event()
+
+    async def complete(self, messages, config=None, tools=None):
+        if self.calls:
+            self.stalled.set()
+            await asyncio.sleep(3)
+        return await super().complete(messages, config, tools)
+
+
+def test_ctrl_c_in_ask_keeps_the_steps_done(hostile_index: Path, tmp_path: Path) -> None:
+    llm = StallingLLM()
+    out = tmp_path / "t.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SLEUTH_CACHE": str(tmp_path / "c")}
+    with LiveServer(create_llm_app(llm)) as server:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "sleuth.cli", "ask", "How?", "--index", str(hostile_index),
+             "--llm-url", f"{server.url}/v1", "--trajectory-out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert llm.stalled.wait(60), child.communicate()
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert "interrupted after 1 steps" in stdout
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["stop_reason"] == "interrupted"
+    assert [step["argument"] for step in record["steps"]] == ["pronounced"]
 
 
 # ---- item 2: a failing model is reported, with its message, and the exit code says so ------

@@ -98,7 +98,17 @@ def ask_command(
 
     agent = Agent(llm, engine, config, ask_user=ask_person if ask else None)
     started = time.perf_counter()
-    trajectory = asyncio.run(agent.run(question, on_step=StepPrinter(console, engine.titles)))
+    printer = StepPrinter(console, engine.titles)
+    try:
+        trajectory = asyncio.run(agent.run(question, on_step=printer))
+    except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far
+        partial = printer.partial_trajectory(question, config.to_dict(), getattr(llm, "name", ""))
+        log.append(partial)
+        console.print(
+            f"\n[yellow]interrupted after {len(partial.steps)} steps; partial trajectory "
+            f"appended to {safe_markup(out)}[/yellow]"
+        )
+        raise typer.Exit(130) from None
     log.append(trajectory)  # saved before anything else is shown
     error = trajectory.metadata.get("error")
     answer = trajectory.answer if trajectory.answer is not None else "(no answer)"

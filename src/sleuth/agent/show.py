@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from sleuth.display import one_line, safe_markup
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sleuth.agent.trajectory import Step
+    from sleuth.agent.trajectory import Step, Trajectory
     from sleuth.search.base import SearchEngine
     from sleuth.types import Document, Hit
 
@@ -66,8 +67,28 @@ class StepPrinter:
 
     def __init__(self, console: Console, titles: dict[str, str]) -> None:
         self.console, self.titles = console, titles
+        self.steps: list[Step] = []
+        self.started = time.time()
+
+    def partial_trajectory(self, question: str, config: dict, model: str) -> Trajectory:
+        """What an interrupted episode did so far, as a trajectory (stop reason
+        ``interrupted``), so Ctrl-C does not lose the steps already paid for."""
+        from sleuth.agent.trajectory import Trajectory
+
+        return Trajectory(
+            episode_id=uuid.uuid4().hex[:12],
+            question=question,
+            stop_reason="interrupted",
+            steps=list(self.steps),
+            config=config,
+            model=model,
+            started_at=self.started,
+            seconds=time.time() - self.started,
+            metadata={"error": "interrupted by the user"},
+        )
 
     def __call__(self, step: Step) -> None:
+        self.steps.append(step)
         try:
             self.print_step(step)
         except Exception as exc:  # display only: the run must not die here
