@@ -266,6 +266,8 @@ def test_eval_run_into_a_folder_with_other_settings_names_each_difference_and_co
         assert first.returncode == 0, first.stderr
         # item 11: the summary table has the short cover-EM, answer length and no-answer columns
         assert "cover≤5w" in first.stdout and "no ans." in first.stdout
+        # item 12: stderr is a pipe, so progress is plain lines, not an invisible live bar
+        assert "evaluating: done 2/2 (100%)" in first.stderr and "━" not in first.stderr
         assert "they score 0 but are not wrong answers" in " ".join(first.stdout.split())
         again = run("a", "--top-k", "5", "--max-turns", "3")
         assert_one_line_error(
