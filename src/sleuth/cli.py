@@ -30,6 +30,24 @@ COMMAND_MODULES = (
     "sleuth.train.export_commands",  # export verl
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from sleuth import __version__
+
+        typer.echo(f"sleuth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit", callback=_version, is_eager=True
+    ),
+) -> None:
+    """Build, serve, evaluate and train LLM search agents."""
+
+
 for _name in COMMAND_MODULES:
     try:
         _module = importlib.import_module(_name)
@@ -45,7 +63,9 @@ def main() -> None:
     try:
         app()
     except SleuthError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        from sleuth.display import safe_text  # messages may quote untrusted text
+
+        typer.secho(f"error: {safe_text(exc)}", fg=typer.colors.RED, err=True)
         sys.exit(2)
 
 

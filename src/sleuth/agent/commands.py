@@ -47,23 +47,29 @@ def ask_command(
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
     ] = False,
     trajectory_out: Annotated[
-        Path | None, typer.Option(help="JSONL file the trajectory is appended to")
+        Path | None,
+        typer.Option(
+            help="JSONL file the trajectory is appended to "
+            "(default: $SLEUTH_CACHE/runs/ask/YYYYMMDD.jsonl, see `sleuth ask --help`)"
+        ),
     ] = None,
 ) -> None:
     """Run one episode of the agent loop on QUESTION."""
     from rich.console import Console
 
     from sleuth.agent import Agent, AgentConfig, TrajectoryLog
+    from sleuth.agent.show import StepPrinter, TitleMemo, default_trajectory_path
+    from sleuth.display import safe_markup, safe_text
+    from sleuth.errors import SleuthError
     from sleuth.llm import load_llm
     from sleuth.search import open_index
     from sleuth.search.cache import bundled_index
     from sleuth.search.remote import RemoteSearchEngine
 
-    console = Console()
-    if search_url:
-        engine = RemoteSearchEngine(search_url)
-    else:
-        engine = open_index(index or bundled_index("hotpotqa-1100"))
+    if index is not None and search_url is not None:
+        raise SleuthError(
+            "give either --index (a local index folder) or --search-url (a server), not both"
+        )
     actions = (
         ["search", "open"] + (["judge"] if judge else []) + (["ask"] if ask else []) + ["answer"]
     )
@@ -76,32 +82,43 @@ def ask_command(
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,
     )
+    out = trajectory_out or default_trajectory_path()
+    log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
+    console = Console(highlight=False)
+    if search_url:
+        engine = TitleMemo(RemoteSearchEngine(search_url))
+    else:
+        engine = TitleMemo(open_index(index or bundled_index("hotpotqa-1100")))
     with console.status("loading the model ..."):
         llm = load_llm(model, url=llm_url)
 
     async def ask_person(text: str) -> str:
-        return await asyncio.to_thread(console.input, f"[bold yellow]agent asks:[/] {text}\n> ")
-
-    def show(step) -> None:
-        style = {"search": "cyan", "open": "blue", "judge": "magenta", "answer": "green"}
-        colour = style.get(step.action, "red")
-        label = f"[{colour}]{step.action}[/{colour}]"
-        console.print(f"[dim]step {step.index}[/dim] {label} {step.argument}", highlight=False)
-        if step.error:
-            console.print(f"  [red]{step.error}[/red]", highlight=False)
-        for hit in step.hits:
-            marker = "" if hit.new else " (seen)"
-            console.print(f"  [dim]{hit.rank}. {hit.id} score {hit.score:.2f}{marker}[/dim]")
+        prompt = f"[bold yellow]agent asks:[/] {safe_markup(text)}\n> "
+        return await asyncio.to_thread(console.input, prompt)
 
     agent = Agent(llm, engine, config, ask_user=ask_person if ask else None)
     started = time.perf_counter()
-    trajectory = asyncio.run(agent.run(question, on_step=show))
-    out = trajectory_out or Path("runs") / "ask" / f"{time.strftime('%Y%m%d')}.jsonl"
-    TrajectoryLog(out).append(trajectory)
+    printer = StepPrinter(console, engine.titles)
+    try:
+        trajectory = asyncio.run(agent.run(question, on_step=printer))
+    except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far
+        partial = printer.partial_trajectory(question, config.to_dict(), getattr(llm, "name", ""))
+        log.append(partial)
+        console.print(
+            f"\n[yellow]interrupted after {len(partial.steps)} steps; partial trajectory "
+            f"appended to {safe_markup(out)}[/yellow]"
+        )
+        raise typer.Exit(130) from None
+    log.append(trajectory)  # saved before anything else is shown
+    error = trajectory.metadata.get("error")
     answer = trajectory.answer if trajectory.answer is not None else "(no answer)"
-    console.print(f"\n[bold]answer:[/bold] {answer}", highlight=False)
+    console.print(f"\n[bold]answer:[/bold] {safe_markup(answer)}")
     console.print(
-        f"[dim]stop: {trajectory.stop_reason}; {len(trajectory.searches)} searches, "
+        f"[dim]stop: {safe_markup(trajectory.stop_reason)}; {len(trajectory.searches)} searches, "
         f"{len(trajectory.steps)} steps, {trajectory.completion_tokens} tokens, "
-        f"{time.perf_counter() - started:.1f}s; trajectory appended to {out}[/dim]"
+        f"{time.perf_counter() - started:.1f}s; trajectory appended to "
+        f"{safe_markup(out)}[/dim]"
     )
+    if trajectory.stop_reason in ("llm_error", "search_error"):
+        what = "the model" if trajectory.stop_reason == "llm_error" else "the search engine"
+        raise SleuthError(f"{what} failed: {safe_text(error or trajectory.stop_reason)}")

@@ -15,10 +15,12 @@ from sleuth.corpus import beir, cranfield, hotpotqa
 from sleuth.corpus.bundled import resolve
 from sleuth.corpus.chunk import chunk_documents
 from sleuth.corpus.documents import read_jsonl_documents, reject_duplicate_ids
+from sleuth.corpus.jsonl import first_line
 from sleuth.errors import CorpusError
 from sleuth.types import Document
 
 FORMATS = ("auto", "jsonl", "beir", "hotpotqa", "cranfield")
+JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 
 __all__ = [
     "FORMATS",
@@ -37,12 +39,11 @@ def detect_format(path: Path) -> str:
         return "cranfield"
     if path.is_dir() and any(detect_format(f) == "hotpotqa" for f in path.glob("*.jsonl")):
         return "hotpotqa"
-    if path.is_file() and path.suffix in (".jsonl", ".json"):
-        with path.open("rb") as handle:
-            head = handle.readline(1 << 20)
+    if path.is_file() and path.name.lower().endswith(JSONL_SUFFIXES):
+        head = first_line(path)
         return "hotpotqa" if b'"context"' in head and b'"question"' in head else "jsonl"
     raise CorpusError(
-        f"{path}: cannot tell the corpus format; expected a .jsonl file, a BEIR folder "
+        f"{path}: cannot tell the corpus format; expected a .jsonl(.gz) file, a BEIR folder "
         "(corpus.jsonl) or a Cranfield folder (cran.all.1400); pass --format"
     )
 

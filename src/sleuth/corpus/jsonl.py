@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sleuth.errors import CorpusError
 
 MAX_LINE_BYTES = 10 * 1024 * 1024  # a single record above 10 MB is almost surely a broken file
+UTF8_BOM = b"\xef\xbb\xbf"  # written by some Windows editors; harmless, so accepted
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)  # bad header, cut short, bad data
+
+
+def is_gzip(path: Path) -> bool:
+    """By content, not name: a ``.jsonl.gz`` corpus or a gzip file under any name."""
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def open_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, transparently decompressed when it is gzip."""
+    return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
+
+
+def first_line(path: Path, limit: int = 1 << 20) -> bytes:
+    """The first line (BOM removed, at most ``limit`` bytes), for format detection."""
+    try:
+        with open_bytes(path) as handle:
+            return handle.readline(limit).removeprefix(UTF8_BOM)
+    except GZIP_ERRORS as exc:
+        raise CorpusError(f"{path}: damaged gzip file ({exc or 'cut short'})") from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -17,8 +42,17 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: no such file")
-    with path.open("rb") as handle:
+    try:
+        yield from _records(path)
+    except GZIP_ERRORS as exc:
+        raise CorpusError(f"{path}: damaged gzip file ({exc or 'cut short'})") from None
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open_bytes(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(UTF8_BOM)
             if len(raw) > MAX_LINE_BYTES:
                 raise CorpusError(
                     f"{path}:{line_no}: record is {len(raw):,} bytes; the limit is "

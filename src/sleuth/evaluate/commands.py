@@ -89,15 +89,18 @@ def run_command(
     """Run every question x method x seed, appending to OUT/results.jsonl (resumable)."""
     import time
 
+    from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import Budget, parse_methods
-    from sleuth.evaluate.runner import RunSettings
+    from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_search
     from sleuth.progress import stderr
 
     method_names = parse_methods(methods)
     if seeds < 1:
-        raise typer.BadParameter("--seeds must be at least 1")
+        raise SleuthError("--seeds must be at least 1")
+    if index is not None and search_url is not None:
+        raise SleuthError("give either --index or --search-url, not both")
     if seeds > 1 and temperature == 0:
         stderr.print("[yellow]note: with --temperature 0 every seed decodes the same way[/yellow]")
     bench = load_benchmark(benchmark, limit=n or None)
@@ -126,6 +129,9 @@ def run_command(
         search=search_label,
         judge=judge_label,
     )
+    check_run(out, settings, engine is not None)  # before the (slow) model load
+    if time_budget is not None and time_budget <= 0:
+        raise SleuthError("--time-budget must be a positive number of seconds")
     llm = open_llm(model, llm_url, backend)
     judge = None
     if judge_llm:
@@ -151,8 +157,9 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """(Re)write RUN/report.json and RUN/report.html from the stored results."""
+    from sleuth.display import safe_markup
     from sleuth.evaluate.report import build_report, write_report
-    from sleuth.evaluate.session import summary_table, wide_console
+    from sleuth.evaluate.session import summary_legend, summary_table, wide_console
     from sleuth.progress import stderr
 
     json_path, html_path = write_report(run)
@@ -160,8 +167,10 @@ def report_command(
     if as_json:
         typer.echo(json.dumps(report["methods"], indent=2))
     else:
-        wide_console().print(summary_table(report["methods"], str(report["benchmark"])))
-    stderr.print(f"wrote {json_path} and {html_path}")
+        console = wide_console()
+        console.print(summary_table(report["methods"], str(report["benchmark"])))
+        console.print(summary_legend(), markup=False, highlight=False, style="dim")
+    stderr.print(f"wrote {safe_markup(json_path)} and {safe_markup(html_path)}")
 
 
 @eval_app.command("compare")
@@ -170,11 +179,14 @@ def compare_command(
     run_b: Annotated[Path, typer.Argument(help="Run folder compared against the baseline")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON")] = False,
 ) -> None:
-    """Per method and metric: A, B, B - A and its 95% paired-bootstrap interval (* = excludes 0)."""
+    """Per method and metric: A, B, B - A and its 95% paired-bootstrap interval (* = excludes 0)
+    and p, the two-sided paired-bootstrap p-value of "no difference"; then how the runs differ."""
     from rich.table import Table
+    from rich.text import Text
 
+    from sleuth.display import safe_text
     from sleuth.errors import SleuthError
-    from sleuth.evaluate.compare import compare_runs
+    from sleuth.evaluate.compare import compare_runs, config_differences
     from sleuth.evaluate.session import wide_console
     from sleuth.evaluate.summary import LABELS
 
@@ -184,13 +196,14 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"B = {run_b}  vs  A = {run_a}")
+    console = wide_console()
+    table = Table(title=Text(safe_text(f"B = {run_b}  vs  A = {run_a}")))
     for column in ("method", "metric", "questions", "A", "B", "B - A", "95% CI", "p"):
         table.add_column(column, justify="left" if column in ("method", "metric") else "right")
     for row in rows:
         mark = " *" if row["significant"] else ""
         table.add_row(
-            row["method"],
+            Text(safe_text(row["method"])),
             LABELS.get(row["metric"], row["metric"]),
             str(row["questions"]),
             f"{row['a']:.3f}",
@@ -199,7 +212,22 @@ def compare_command(
             f"[{row['low']:+.3f}, {row['high']:+.3f}]",
             f"{row['p_value']:.3f}",
         )
-    wide_console().print(table)
+    console.print(table)
+    console.print(COMPARE_LEGEND, highlight=False, markup=False)
+    differences = config_differences(run_a, run_b)
+    console.print(
+        "settings that differ: " + ("; ".join(differences) if differences else "none"),
+        highlight=False,
+        markup=False,
+    )
+
+
+COMPARE_LEGEND = (
+    "questions: answered in both runs (seeds averaged); B - A: mean paired difference; "
+    "95% CI: paired bootstrap over those questions (5,000 resamples), * = excludes 0; "
+    "p: two-sided bootstrap p-value for 'no difference' (how often a resampled difference "
+    "falls on the other side of 0, doubled); small p with few questions is still weak evidence."
+)
 
 
 def demo_command(

@@ -9,11 +9,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sleuth.display import safe_text
 from sleuth.evaluate.metrics import paired_bootstrap
 from sleuth.evaluate.report import load_run
+from sleuth.evaluate.runner import settings_differences
 from sleuth.evaluate.summary import metric_value
 
-COMPARED_METRICS = ("em", "f1", "cover_em", "judge", "evidence_recall", "searches", "seconds")
+COMPARED_METRICS = (
+    "em",
+    "f1",
+    "cover_em",
+    "cover_em_short",
+    "no_answer",
+    "judge",
+    "evidence_recall",
+    "searches",
+    "seconds",
+)
 
 
 def per_question(records: Sequence[dict[str, Any]], method: str, metric: str) -> dict[str, float]:
@@ -60,3 +72,18 @@ def compare_runs(
                 }
             )
     return rows
+
+
+def config_differences(run_a: str | Path, run_b: str | Path) -> list[str]:
+    """How the two runs' settings differ (model, search, budget, ..., methods, questions), as
+    ``"budget.top_k: 3 in A, 5 in B"`` lines, so a difference can be attributed."""
+    config_a, _ = load_run(run_a)
+    config_b, _ = load_run(run_b)
+    lines = settings_differences(config_a, config_b, labels=("in A", "in B"))
+    for key in ("methods", "seeds"):
+        if config_a.get(key) != config_b.get(key):
+            lines.append(f"{key}: {config_a.get(key)} in A, {config_b.get(key)} in B")
+    count_a, count_b = len(config_a.get("question_ids", [])), len(config_b.get("question_ids", []))
+    if count_a != count_b:
+        lines.append(f"questions: {count_a} in A, {count_b} in B")
+    return [safe_text(line) for line in lines]

@@ -74,6 +74,34 @@ def cover_exact_match(prediction: str | None, golds: Sequence[str]) -> float:
     return float(any(f" {g} " in padded for g in map(normalize_answer, golds) if g))
 
 
+# Answers longer than this many words get no credit from ``short_cover_exact_match``: a
+# HotpotQA/2Wiki/MuSiQue gold answer is an entity, date or number of 1-5 words.
+SHORT_ANSWER_WORDS = 5
+
+
+def answer_words(prediction: str | None) -> int | None:
+    """Words in the answer (whitespace-separated), ``None`` when there is no answer."""
+    if prediction is None or not prediction.strip():
+        return None
+    return len(prediction.split())
+
+
+def short_cover_exact_match(
+    prediction: str | None, golds: Sequence[str], max_words: int = SHORT_ANSWER_WORDS
+) -> float:
+    """Cover-EM, but only for answers of at most ``max_words`` words.
+
+    Cover-EM credits any answer that contains a gold answer, so an answer naming both
+    candidates of a comparison question ("Harvey Pekar was born earlier than Denise Levertov",
+    gold "Denise Levertov") or a list of guesses scores 1. Bounding the length removes that
+    credit while keeping the tolerance for "the 1994 film Clerks" vs gold "Clerks".
+    """
+    words = answer_words(prediction)
+    if words is None or words > max_words:
+        return 0.0
+    return cover_exact_match(prediction, golds)
+
+
 def is_refusal(prediction: str | None) -> bool:
     """No answer at all, or an answer that declines ("unknown", "I don't know", ...)."""
     if prediction is None or not prediction.strip():

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.metrics import (
+    answer_words,
     cover_exact_match,
     evidence_recall,
     exact_match,
     f1_score,
     factorised_category,
     is_refusal,
+    short_cover_exact_match,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ def score_trajectory(
         "em": exact_match(prediction, question.answers),
         "f1": f1_score(prediction, question.answers),
         "cover_em": cover,
+        "cover_em_short": short_cover_exact_match(prediction, question.answers),
+        "answer_words": answer_words(prediction),
+        "no_answer": answer_words(prediction) is None,
         "judge": None,
         "evidence_recall": recall,
         "sufficient": sufficient,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
+from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
 from sleuth.evaluate.plots import accuracy_chart, factorised_chart, searches_vs_accuracy_chart
 from sleuth.evaluate.records import ResultLog
 from sleuth.evaluate.runner import (
@@ -23,7 +24,7 @@ from sleuth.evaluate.runner import (
     TRAJECTORIES_FILE,
     write_json_atomically,
 )
-from sleuth.evaluate.summary import LABELS, summarize
+from sleuth.evaluate.summary import LABELS, summarize, with_answer_fields
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -75,8 +76,9 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "index_manifest": config.get("index_manifest"),
         "budget": config.get("budget"),
         "episodes": len(records),
+        "short_answer_words": SHORT_ANSWER_WORDS,
         "methods": summarize(records, methods),
-        "results": records,
+        "results": [with_answer_fields(r) for r in records],
     }
 
 
@@ -99,14 +101,75 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
 
 # ---- HTML ---------------------------------------------------------------------------------
 
+# Fits a 1400 px window: the page is at most 1320 px wide and the per-question table has a
+# fixed layout whose columns wrap (long ids and answers break anywhere) instead of overflowing.
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1320px;padding:0 1em;
+color:#222;line-height:1.35}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
+vertical-align:top;text-align:left}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ci{color:#777;font-size:85%}.ok{color:#2e7d32}.bad{color:#c62828}
-details{border:1px solid #ddd;margin:.5em 0;padding:.3em .6em}pre{white-space:pre-wrap}
+.ci{color:#777;font-size:85%}.ok{color:#2e7d32}.bad{color:#c62828}.note{color:#555}
+details{border:1px solid #ddd;margin:.5em 0;padding:.3em .6em;overflow-wrap:anywhere}
+pre{white-space:pre-wrap;overflow-wrap:anywhere}
+details:target,details.opened{border-color:#1565c0;box-shadow:0 0 0 2px #90caf9}
 img{max-width:100%;margin:.5em 1em .5em 0}
+.settings th{width:16em;font-weight:normal;color:#555}
+.questions table{width:100%;table-layout:fixed;font-size:90%}
+.questions td,.questions th{padding:3px 5px;overflow-wrap:anywhere;word-break:break-word}
+.questions th{position:sticky;top:0;overflow-wrap:normal;word-break:normal;font-size:92%}
+.clip{max-height:6.75em;overflow:auto}
 """
+
+# Opens the <details> a trajectory link points at (on click, on load with a #hash, on
+# hashchange). Ids are hex digests made here, never text from the run.
+SCRIPT = """
+function openTarget(id){var el=document.getElementById(id);
+if(el&&el.tagName==='DETAILS'){el.open=true;el.classList.add('opened');el.scrollIntoView();}}
+document.addEventListener('click',function(e){var a=e.target.closest('a.traj');
+if(a){openTarget(a.getAttribute('href').slice(1));}});
+window.addEventListener('hashchange',function(){openTarget(location.hash.slice(1));});
+if(location.hash){openTarget(location.hash.slice(1));}
+"""
+
+# Column widths of the per-question table, in percent of the page width (sum 100).
+QUESTION_COLUMNS = [
+    ("id", 6),
+    ("question", 13),
+    ("method", 8),
+    ("seed", 4),
+    ("prediction", 12),
+    ("gold", 9),
+    ("EM", 3),
+    ("F1", 4),
+    ("cover", 4),
+    (f"cover ≤{SHORT_ANSWER_WORDS}w", 4),
+    ("words", 4),
+    ("judge", 4),
+    ("recall", 4),
+    ("category", 8),
+    ("searches", 6),
+]
+QUESTION_LINK_WIDTH = 100 - sum(width for _, width in QUESTION_COLUMNS)
+
+NO_EVIDENCE_NOTE = (
+    "No “where answers fail” breakdown: this benchmark has no gold evidence (the supporting "
+    "paragraphs of each answer), so whether the search found enough cannot be measured. "
+    "Benchmarks with supporting facts (hotpotqa-1100) fill this section."
+)
+
+METRIC_NOTES = (
+    "<p class='note'>Mean with 95% interval. <b>cover-EM</b> (the R1-Searcher metric) counts "
+    "an answer as right when it contains a gold answer anywhere, so a long answer that names "
+    "both candidates of a comparison question (“Harvey Pekar was born earlier than Denise "
+    "Levertov”, gold “Denise Levertov”) or lists several guesses scores 1. "
+    f"<b>cover-EM ≤{SHORT_ANSWER_WORDS} words</b> gives that credit only to answers of at most "
+    f"{SHORT_ANSWER_WORDS} words; a large gap between the two means long, hedging answers. "
+    "<b>answer words</b>: mean length of the answers given. <b>no answer</b>: share of episodes "
+    "that ended without an answer (invalid actions, turn or search budget spent); they score 0 "
+    "on every answer metric but are not wrong answers, so read low scores together with this "
+    "column.</p>"
+)
 
 
 def anchor(episode_id: str) -> str:
@@ -135,6 +198,9 @@ def _table(headers: list[str], rows: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+ANSWER_COLUMNS = ("em", "f1", "cover_em", "cover_em_short", "answer_words", "no_answer")
+
+
 def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
     answer_rows, factor_rows, cost_rows = [], [], []
     for method, data in methods.items():
@@ -143,7 +209,8 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
         answer_rows.append(
             f"<tr>{name}<td class='num'>{data['episodes']}</td>"
             f"<td class='num'>{data['failures']}</td>"
-            + "".join(_cell(m[k]) for k in ("em", "f1", "cover_em", "judge", "evidence_recall"))
+            + "".join(_cell(m[k], 1 if k == "answer_words" else 3) for k in ANSWER_COLUMNS)
+            + "".join(_cell(m[k]) for k in ("judge", "evidence_recall"))
             + "</tr>"
         )
         f = data["factorised"]
@@ -164,7 +231,9 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
             + "</tr>"
         )
     answers = _table(
-        ["method", "episodes", "failures", "EM", "F1", "cover-EM", "judge", "evidence recall"],
+        ["method", "episodes", "failures"]
+        + [LABELS[k] for k in ANSWER_COLUMNS]
+        + ["judge", "evidence recall"],
         answer_rows,
     )
     factorised = _table(
@@ -179,26 +248,37 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
         factor_rows,
     )
     costs = _table(["method", "searches", "turns", "tokens", "seconds"], cost_rows)
+    has_evidence = any(sum(d["factorised"]["counts"].values()) for d in methods.values())
+    factor_text = (
+        "<p>Search sufficiency = all gold paragraphs were retrieved; knowledge use = correct "
+        "(cover-EM) given sufficient evidence; refusal = declined given insufficient evidence; "
+        "hallucination = answered wrongly given insufficient evidence.</p>" + factorised
+        if has_evidence
+        else f"<p class='note'>{escape(NO_EVIDENCE_NOTE)}</p>"
+    )
     return (
-        "<h2>Answers and evidence</h2><p>Mean with 95% interval.</p>"
+        "<h2>Answers and evidence</h2>"
+        + METRIC_NOTES
         + answers
-        + "<h2>Factorised diagnostics</h2><p>Search sufficiency = all gold paragraphs were "
-        "retrieved; knowledge use = correct (cover-EM) given sufficient evidence; refusal = "
-        "declined given insufficient evidence; hallucination = answered wrongly given "
-        "insufficient evidence.</p>" + factorised + "<h2>Efficiency (per question)</h2>" + costs
+        + "<h2>Factorised diagnostics</h2>"
+        + factor_text
+        + "<h2>Efficiency (per question)</h2>"
+        + costs
     )
 
 
 def _figures(methods: dict[str, dict[str, Any]]) -> str:
+    has_evidence = any(sum(d["factorised"]["counts"].values()) for d in methods.values())
+    charts = [("accuracy per method", accuracy_chart(methods))]
+    if has_evidence:
+        charts.append(("where answers fail", factorised_chart(methods)))
+    charts.append(("searches vs accuracy", searches_vs_accuracy_chart(methods)))
     images = []
-    for title, png in (
-        ("accuracy per method", accuracy_chart(methods)),
-        ("factorised breakdown", factorised_chart(methods)),
-        ("searches vs accuracy", searches_vs_accuracy_chart(methods)),
-    ):
+    for title, png in charts:
         data = base64.b64encode(png).decode("ascii")
         images.append(f'<img alt="{escape(title)}" src="data:image/png;base64,{data}">')
-    return "<h2>Figures</h2>" + "".join(images)
+    note = "" if has_evidence else f"<p class='note'>{escape(NO_EVIDENCE_NOTE)}</p>"
+    return "<h2>Figures</h2>" + "".join(images) + note
 
 
 def _mark(value: Any) -> str:
@@ -212,7 +292,7 @@ def _question_rows(results: list[dict[str, Any]], linked: set[str]) -> str:
     ordered = sorted(results, key=lambda r: (str(r["question_id"]), r["method"], r["seed"]))
     for r in ordered:
         link = (
-            f"<a href='#{anchor(r['episode_id'])}'>trajectory</a>"
+            f"<a class='traj' href='#{anchor(r['episode_id'])}'>trajectory</a>"
             if r["episode_id"] in linked
             else "in trajectories.jsonl"
         )
@@ -221,32 +301,26 @@ def _question_rows(results: list[dict[str, Any]], linked: set[str]) -> str:
             prediction += f"<br><span class='bad'>{escape(r['error'])}</span>"
         rows.append(
             "<tr>"
-            f"<td>{escape(str(r['question_id']))}</td><td>{escape(r['question'])}</td>"
+            f"<td>{escape(str(r['question_id']))}</td>"
+            f"<td><div class='clip'>{escape(r['question'])}</div></td>"
             f"<td>{escape(r['method'])}</td><td class='num'>{r['seed']}</td>"
-            f"<td>{prediction}</td><td>{escape(' | '.join(r['gold_answers']))}</td>"
+            f"<td><div class='clip'>{prediction}</div></td>"
+            f"<td><div class='clip'>{escape(' | '.join(r['gold_answers']))}</div></td>"
             f"<td>{_mark(r['em'])}</td><td class='num'>{r['f1']:.2f}</td>"
-            f"<td>{_mark(r['cover_em'])}</td><td>{_mark(r.get('judge'))}</td>"
+            f"<td>{_mark(r['cover_em'])}</td><td>{_mark(r.get('cover_em_short'))}</td>"
+            f"<td class='num'>{_num(r.get('answer_words'))}</td><td>{_mark(r.get('judge'))}</td>"
             f"<td class='num'>{_num(r['evidence_recall'], 2)}</td>"
             f"<td>{escape(r.get('category') or '–')}</td><td class='num'>{r['searches']}</td>"
             f"<td>{link}</td></tr>"
         )
-    headers = [
-        "id",
-        "question",
-        "method",
-        "seed",
-        "prediction",
-        "gold",
-        "EM",
-        "F1",
-        "cover",
-        "judge",
-        "recall",
-        "category",
-        "searches",
-        "",
-    ]
-    return "<h2>Per question</h2>" + _table(headers, rows)
+    widths = [*(w for _, w in QUESTION_COLUMNS), QUESTION_LINK_WIDTH]
+    columns = "".join(f"<col style='width:{w}%'>" for w in widths)
+    head = "".join(f"<th>{escape(h)}</th>" for h, _ in QUESTION_COLUMNS) + "<th></th>"
+    return (
+        "<h2>Per question</h2><div class='questions'><table>"
+        f"<colgroup>{columns}</colgroup><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
@@ -276,11 +350,42 @@ def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
     )
 
 
+def _flat(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """``[("budget.top_k", "3"), ...]``: nested settings as readable key/value pairs."""
+    if isinstance(value, dict):
+        pairs: list[tuple[str, str]] = []
+        for key, inner in value.items():
+            pairs += _flat(inner, f"{prefix}.{key}" if prefix else str(key))
+        return pairs
+    if isinstance(value, list):
+        return [(prefix, ", ".join(str(v) for v in value))]
+    return [(prefix, "–" if value is None else str(value))]
+
+
+def _settings_rows(report: dict[str, Any]) -> str:
+    pairs = [
+        (key, "–" if report.get(key) is None else str(report.get(key)))
+        for key in ("benchmark", "model", "search", "judge", "episodes")
+    ]
+    pairs += _flat(report.get("budget") or {}, "budget")
+    manifest = report.get("index_manifest") or {}
+    if manifest.get("engine"):
+        corpus = manifest.get("corpus") or {}
+        pairs.append(
+            (
+                "index",
+                f"{manifest['engine']} over {corpus.get('documents', '?')} documents "
+                f"from {corpus.get('source') or '?'}",
+            )
+        )
+    versions = report.get("versions") or {}
+    if versions:
+        pairs.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)))
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in pairs)
+    return f"<div class='settings'><table>{rows}</table></div>"
+
+
 def render_html(report: dict[str, Any], trajectories: dict[str, dict[str, Any]]) -> str:
-    info = "".join(
-        f"<tr><th>{escape(k)}</th><td>{escape(json.dumps(report.get(k), default=str))}</td></tr>"
-        for k in ("benchmark", "model", "search", "judge", "episodes", "budget", "versions")
-    )
     embedded = "".join(
         _trajectory_html(r["episode_id"], trajectories[r["episode_id"]])
         for r in report["results"]
@@ -288,14 +393,16 @@ def render_html(report: dict[str, Any], trajectories: dict[str, dict[str, Any]])
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>Sleuth evaluation — {escape(str(report.get('benchmark')))}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Sleuth evaluation: {escape(str(report.get('benchmark')))}</h1>"
-        f"<table>{info}</table>"
+        "<h2>Settings</h2>"
+        + _settings_rows(report)
         + _summary_tables(report["methods"])
         + _figures(report["methods"])
         + _question_rows(report["results"], set(trajectories))
         + "<h2>Trajectories</h2>"
         + embedded
-        + "</body></html>"
+        + f"<script>{SCRIPT}</script></body></html>"
     )

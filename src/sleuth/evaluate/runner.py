@@ -97,6 +97,79 @@ def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: config.get(k) for k in FINGERPRINT_KEYS}, default=str))
 
 
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def settings_differences(
+    previous: dict[str, Any],
+    current: dict[str, Any],
+    labels: tuple[str, str] = ("in the folder", "now"),
+) -> list[str]:
+    """``["budget.top_k: 3 in the folder, 5 now", ...]`` over the settings that must match."""
+    old = _flatten(_fingerprint(previous), "")
+    new = _flatten(_fingerprint(current), "")
+    return [
+        f"{key}: {json.dumps(old.get(key))} {labels[0]}, {json.dumps(new.get(key))} {labels[1]}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's stored configuration, None for a new folder, an error for a non-run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SleuthError(f"--out {run_dir} is a file; give a folder for the run")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SleuthError(f"{path}: corrupt run configuration ({exc})") from None
+
+
+def check_run(run_dir: Path, settings: RunSettings, has_engine: bool) -> None:
+    """Everything about a run that can be wrong before any model is loaded: methods without
+    the search engine they need, bad counts, a folder holding a different experiment."""
+    needs_search = [m for m in settings.methods if m in NEEDS_SEARCH]
+    if needs_search and not has_engine:
+        raise SleuthError(
+            f"methods {', '.join(needs_search)} need a search engine: pass --index or "
+            "--search-url (or run only closed_book)"
+        )
+    if settings.concurrency < 1:
+        raise SleuthError("concurrency must be at least 1")
+    if settings.limit is not None and settings.limit < 0:
+        raise SleuthError("-n must be 0 (all questions) or more")
+    budget = settings.budget
+    for name in ("top_k", "max_turns", "max_new_tokens"):
+        if getattr(budget, name) < 1:
+            raise SleuthError(f"--{name.replace('_', '-')} must be at least 1")
+    if budget.max_searches < 0 or budget.temperature < 0:
+        raise SleuthError("--max-searches and --temperature cannot be negative")
+    previous = read_run_config(Path(run_dir))
+    if previous is not None:
+        refuse_different_settings(run_dir, previous, settings.to_dict())
+
+
+def refuse_different_settings(
+    run_dir: Path, previous: dict[str, Any], current: dict[str, Any]
+) -> None:
+    """One folder holds one experiment: name each setting that differs, old and new value."""
+    differences = settings_differences(previous, current)
+    if differences:
+        raise SleuthError(
+            f"{run_dir} holds a run with different settings ({'; '.join(differences)}); "
+            "resume it with the same settings or choose a new --out folder"
+        )
+
+
 def prepare_run_dir(
     run_dir: Path,
     settings: RunSettings,
@@ -108,19 +181,9 @@ def prepare_run_dir(
     path = run_dir / CONFIG_FILE
     config = settings.to_dict()
     methods = {m: method_settings(m, settings.budget) for m in settings.methods}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SleuthError(f"{path}: corrupt run configuration ({exc})") from None
-        if _fingerprint(previous) != _fingerprint(config):
-            changed = [
-                k for k in FINGERPRINT_KEYS if _fingerprint(previous)[k] != _fingerprint(config)[k]
-            ]
-            raise SleuthError(
-                f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
-                "resume it with the same settings or choose a new --out folder"
-            )
+    previous = read_run_config(run_dir)
+    if previous is not None:
+        refuse_different_settings(run_dir, previous, config)
         config["methods"] = list(dict.fromkeys([*previous.get("methods", []), *settings.methods]))
         config["seeds"] = sorted({*previous.get("seeds", []), *settings.seeds})
         old_ids = previous.get("question_ids", [])
@@ -181,14 +244,7 @@ class EvaluationRunner:
     ) -> None:
         """``deadline`` (a ``time.monotonic()`` value): start no episode after it; the rest
         stays pending for a resume, so a time-boxed run (the demo) ends on time."""
-        needs_search = [m for m in settings.methods if m in NEEDS_SEARCH]
-        if needs_search and engine is None:
-            raise SleuthError(
-                f"methods {', '.join(needs_search)} need a search engine: pass --index or "
-                "--search-url (or run only closed_book)"
-            )
-        if settings.concurrency < 1:
-            raise SleuthError("concurrency must be at least 1")
+        check_run(Path(run_dir), settings, engine is not None)
         self.run_dir = Path(run_dir)
         self.settings = settings
         self.questions = list(questions)

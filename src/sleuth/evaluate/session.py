@@ -66,13 +66,12 @@ def run_with_progress(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    from sleuth.progress import stderr
+    from sleuth.progress import make_progress, stderr
 
     records: list[dict[str, Any]] = []
     columns = [
@@ -85,7 +84,7 @@ def run_with_progress(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=stderr) as bar:
+    with make_progress(*columns) as bar:  # plain periodic lines when stderr is a log file
         task = bar.add_task("evaluating", total=None, em="–", cover="–", failed=0)
 
         def on_result(record: dict[str, Any]) -> None:
@@ -132,18 +131,23 @@ def wide_console() -> Console:
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=140)
+    return console if console.is_terminal else Console(width=180)
 
 
 def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     """Methods as rows; mean [95% CI] for the headline metrics."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
+
+    from sleuth.display import safe_text
+    from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
 
     has_judge = any(d["metrics"]["judge"]["mean"] is not None for d in summary.values())
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
-    columns = ["method", "n", "EM", "F1", "cover-EM", "judge", "recall", "suff.", "k.use"]
-    columns += ["searches", "s/q", "failed"]
+    table = Table(title=Text(safe_text(title)), box=box.SIMPLE_HEAD, padding=(0, 1))
+    short = f"cover≤{SHORT_ANSWER_WORDS}w"
+    columns = ["method", "n", "EM", "F1", "cover-EM", short, "words", "no ans.", "judge"]
+    columns += ["recall", "suff.", "k.use", "searches", "s/q", "failed"]
     for column in columns:
         if column == "judge" and not has_judge:
             continue
@@ -164,11 +168,14 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     for method, data in summary.items():
         judge = [cell(data, "judge")] if has_judge else []
         table.add_row(
-            method,
+            Text(safe_text(method)),
             str(data["episodes"]),
             cell(data, "em"),
             cell(data, "f1"),
             cell(data, "cover_em"),
+            cell(data, "cover_em_short"),
+            cell(data, "answer_words", 1, ci=False),
+            cell(data, "no_answer", ci=False),
             *judge,
             cell(data, "evidence_recall", ci=False),
             rate(data["factorised"]["search_sufficiency"]),
@@ -178,6 +185,19 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
             str(data["failures"]),
         )
     return table
+
+
+def summary_legend() -> str:
+    """What the less obvious columns of ``summary_table`` mean (printed under it)."""
+    from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
+
+    n = SHORT_ANSWER_WORDS
+    return (
+        f"cover≤{n}w: cover-EM counting only answers of at most {n} words (cover-EM also "
+        "credits long answers that name every candidate); words: mean answer length; "
+        "no ans.: share of episodes that ended without an answer (invalid actions, budget): "
+        "they score 0 but are not wrong answers. See docs/evaluation.md."
+    )
 
 
 def execute(
@@ -193,6 +213,7 @@ def execute(
     deadline: float | None = None,
 ) -> tuple[RunOutcome, dict[str, dict[str, Any]], Path | None]:
     """Run, print the summary table, and write the report; returns what a caller may show."""
+    from sleuth.display import safe_markup
     from sleuth.evaluate.report import load_run, write_report
     from sleuth.evaluate.summary import summarize
     from sleuth.progress import stderr
@@ -209,12 +230,12 @@ def execute(
     )
     config, records = load_run(out)
     summary = summarize(records, config["methods"])
-    wide_console().print(
-        summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)")
-    )
+    console = wide_console()
+    console.print(summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)"))
+    console.print(summary_legend(), markup=False, highlight=False, style="dim")
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
-        f"in {outcome.seconds:.0f}s; results in {out}"
+        f"in {outcome.seconds:.0f}s; results in {safe_markup(out)}"
     )
     if outcome.unstarted:
         stderr.print(
@@ -224,5 +245,5 @@ def execute(
     html = None
     if write and records:
         _, html = write_report(out)
-        stderr.print(f"report: {html}")
+        stderr.print(f"report: {safe_markup(html)}")
     return outcome, summary, html

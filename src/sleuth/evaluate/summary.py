@@ -12,9 +12,17 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sleuth.evaluate.metrics import Interval, bootstrap_interval, factorised_rates, t_interval
+from sleuth.evaluate.metrics import (
+    SHORT_ANSWER_WORDS,
+    Interval,
+    answer_words,
+    bootstrap_interval,
+    factorised_rates,
+    short_cover_exact_match,
+    t_interval,
+)
 
-ANSWER_METRICS = ("em", "f1", "cover_em", "judge")
+ANSWER_METRICS = ("em", "f1", "cover_em", "cover_em_short", "judge", "no_answer", "answer_words")
 EVIDENCE_METRICS = ("evidence_recall",)
 EFFICIENCY_METRICS = ("searches", "turns", "tokens", "seconds")
 ALL_METRICS = ANSWER_METRICS + EVIDENCE_METRICS + EFFICIENCY_METRICS
@@ -22,6 +30,9 @@ LABELS = {
     "em": "EM",
     "f1": "F1",
     "cover_em": "cover-EM",
+    "cover_em_short": f"cover-EM ≤{SHORT_ANSWER_WORDS} words",
+    "no_answer": "no answer",
+    "answer_words": "answer words",
     "judge": "judge",
     "evidence_recall": "evidence recall",
     "searches": "searches",
@@ -35,7 +46,24 @@ LABELS = {
 }
 
 
+def with_answer_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the answer-length fields, derived from the prediction when a run was
+    scored before they existed (so old runs get the new columns on ``eval report``)."""
+    if "cover_em_short" in record:
+        return record
+    prediction = record.get("prediction")
+    words = answer_words(prediction)
+    return {
+        **record,
+        "cover_em_short": short_cover_exact_match(prediction, record.get("gold_answers", [])),
+        "answer_words": words,
+        "no_answer": words is None,
+    }
+
+
 def metric_value(record: dict[str, Any], metric: str) -> float | None:
+    if metric in ("cover_em_short", "answer_words", "no_answer"):
+        record = with_answer_fields(record)
     value = record.get(metric)
     if value is None:
         return None

@@ -41,12 +41,13 @@ class TransformersLLM:
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from transformers.utils.logging import disable_progress_bar
 
         from sleuth.llm.models import resolve_hf_folder
 
+        disable_progress_bar()  # "Loading weights" tqdm bars would flood logs and terminals
+
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        hf_logging.disable_progress_bar()
         torch.set_num_threads(threads or os.cpu_count() or 1)
         folder, self.name = resolve_hf_folder(model)
         try:

@@ -31,8 +31,11 @@ def index_command(
     engine: Annotated[str, typer.Option(help="bm25 | dense | hybrid")] = "bm25",
     stem: Annotated[bool, typer.Option("--stem", help="English stemming for BM25")] = False,
     dense_index: Annotated[
-        str, typer.Option(help="faiss index for dense: flat | hnsw | sq8 | hnsw+sq8")
-    ] = "flat",
+        str | None,
+        typer.Option(
+            help="faiss index for dense/hybrid: flat | hnsw | sq8 | hnsw+sq8 (default flat)"
+        ),
+    ] = None,
     encoder: Annotated[
         str | None,
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
@@ -48,9 +51,13 @@ def index_command(
     import time
 
     from sleuth.corpus import chunk_documents, load_documents
+    from sleuth.display import safe_markup
     from sleuth.progress import progress_bar, stderr
     from sleuth.search import build_index, read_manifest
+    from sleuth.search.targets import check_engine_options, check_index_target
 
+    check_engine_options(engine, dense_index)  # all checks before the corpus is read
+    check_index_target(out)
     documents = load_documents(corpus, format=format)
     if chunk_words:
         documents = chunk_documents(documents, max_words=chunk_words, overlap=chunk_words // 5)
@@ -61,15 +68,16 @@ def index_command(
             out,
             engine=engine,
             tokenizer="en_stem" if stem else "default",
-            dense_index=dense_index,
+            dense_index=dense_index or "flat",
             encoder=encoder,
             source=str(corpus),
             progress=advance,
         )
     manifest = read_manifest(path)
+    count = manifest["corpus"]["documents"]
     stderr.print(
-        f"[green]indexed {manifest['corpus']['documents']:,} documents[/green] into {path} "
-        f"in {time.perf_counter() - started:.1f}s (engine {engine})"
+        f"[green]indexed {count:,} {plural(count, 'document')}[/green] into "
+        f"{safe_markup(path)} in {time.perf_counter() - started:.1f}s (engine {engine})"
     )
 
 
@@ -83,7 +91,9 @@ def search_command(
     """Search INDEX for QUERY."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from sleuth.display import one_line, safe_text
     from sleuth.search import open_index
 
     engine = open_index(index)
@@ -91,14 +101,29 @@ def search_command(
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"{len(hits)} hits for {query!r} ({engine.name}, {len(engine):,} docs)")
+    console = Console()
+    where = f"({engine.name}, {len(engine):,} {plural(len(engine), 'doc')})"
+    if not hits:
+        console.print(Text(f"no hits for {safe_text(repr(query))} {where}"))
+        return
+    title = f"{len(hits)} {plural(len(hits), 'hit')} for {safe_text(repr(query))} {where}"
+    table = Table(title=Text(title))
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("id")
     table.add_column("title", style="bold")
     table.add_column("text")
     for hit in hits:
-        snippet = " ".join(hit.text.split())
-        snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.id, hit.title, snippet)
-    Console().print(table)
+        table.add_row(
+            str(hit.rank),
+            f"{hit.score:.3f}",
+            Text(safe_text(hit.id)),
+            Text(one_line(hit.title)),
+            Text(one_line(hit.text, width)),
+        )
+    console.print(table)
+
+
+def plural(count: int, noun: str) -> str:
+    """``noun`` or ``noun + "s"`` for ``count`` (English regular plurals only)."""
+    return noun if count == 1 else noun + "s"

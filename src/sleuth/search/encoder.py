@@ -37,6 +37,9 @@ def _load(path: str) -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise SleuthError("dense retrieval needs: pip install 'sleuth[dense]'") from None
+    from transformers.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # no "Loading weights" tqdm bar on every index build or server start
     try:
         return SentenceTransformer(path, device="cpu")
     except OSError as exc:

@@ -28,6 +28,7 @@ FORMAT_NAME = "sleuth-index"
 FORMAT_VERSION = 1
 ENGINES = ("bm25", "dense", "hybrid")
 ENCODE_BATCH = 512
+PROGRESS_STEP = 100  # documents between progress calls: small corpora show movement too
 
 
 class CorpusHasher:
@@ -126,7 +127,9 @@ def build_index(
     """
     if engine not in ENGINES:
         raise SleuthError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    out = Path(out).expanduser().resolve()
+    from sleuth.search.targets import check_index_target
+
+    out = check_index_target(out)  # before any work: a bad --out fails now, not after the build
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted(out)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -215,10 +218,10 @@ def _build_into(
             if encoder is not None:
                 pending.append(f"{doc.title}\n{doc.text}" if doc.title else doc.text)
                 if len(pending) >= ENCODE_BATCH:
-                    vectors.append(encoder.encode(pending))
+                    vectors.append(encoder.encode(pending, progress))  # counts encoded docs
                     pending = []
-            if progress and (row + 1) % 1000 == 0:
-                progress(1000)
+            elif progress and (row + 1) % PROGRESS_STEP == 0:
+                progress(PROGRESS_STEP)
         store.close()
     except BaseException as exc:
         if lexical is not None:
@@ -234,7 +237,7 @@ def _build_into(
         from sleuth.search.dense import build_faiss, save_faiss
 
         if pending:
-            vectors.append(encoder.encode(pending))
+            vectors.append(encoder.encode(pending, progress))
         if vectors:
             dense_folder = folder / "dense"
             dense_folder.mkdir()
@@ -245,8 +248,8 @@ def _build_into(
             )
             faiss_index = build_faiss(np.concatenate(vectors), dense_index, **kind_params)
             save_faiss(faiss_index, dense_folder)
-    if progress:
-        progress(store.count % 1000)
+    if progress and encoder is None:
+        progress(store.count % PROGRESS_STEP)
     params["_count"], params["_checksum"] = store.count, hasher.hexdigest()
     return params
 

@@ -1,0 +1,363 @@
+"""Issue 13 items 1, 2, 9 and 12: the CLI as a new user and a hostile document see it.
+
+Every test runs the real ``sleuth`` command in a child process on real files (a corpus with
+hostile text indexed by ``sleuth index``; an OpenAI-compatible server on loopback replaying
+scripted model output)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import LiveServer
+
+from sleuth.llm.scripted import ScriptedLLM
+from sleuth.llm.serve_llm import create_llm_app
+from sleuth.search import open_index
+
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = [
+    {
+        "id": "pekar/1",
+        "title": "[bold red]Harvey Pekar[/bold red]",
+        "text": "Pekar is pronounced [/ˈpiːkɑːr/] \x1b[31mRED\x1b[0m \x1b]0;pwned\x07 \x9b2J end",
+    },
+    {"id": "plain", "title": "Denise Levertov", "text": "A British-born American poet."},
+]
+
+
+def sleuth(*args: str, cache: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``sleuth ARGS`` in a child process, output captured (stdout is not a terminal)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "SLEUTH_CACHE": str(cache),
+        "COLUMNS": "250",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sleuth.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=cache.parent,
+    )
+
+
+@pytest.fixture(scope="module")
+def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in HOSTILE), encoding="utf-8")
+    result = sleuth("index", str(corpus), "--out", str(folder / "idx"), cache=folder / "cache")
+    assert result.returncode == 0, result.stderr
+    return folder / "idx"
+
+
+def assert_no_terminal_controls(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text, repr(text)
+
+
+# ---- item 1: untrusted text is printed literally, escape sequences stripped ------------------
+
+
+def test_search_prints_hostile_documents_literally(hostile_index: Path, tmp_path: Path) -> None:
+    result = sleuth("search", str(hostile_index), "pronounced", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr  # was: rich.errors.MarkupError
+    assert "[/ˈpiːkɑːr/]" in result.stdout
+    assert "[bold red]Harvey Pekar[/bold red]" in result.stdout  # shown, not applied
+    assert "RED" in result.stdout and "pwned" not in result.stdout
+    assert_no_terminal_controls(result.stdout + result.stderr)
+    # A query with markup and escapes is printed literally too.
+    nasty = sleuth("search", str(hostile_index), "[bold]x\x1b[2J", cache=tmp_path / "cache")
+    assert nasty.returncode == 0, nasty.stderr
+    assert_no_terminal_controls(nasty.stdout)
+
+
+def _llm_server(outputs: list[str]) -> LiveServer:
+    return LiveServer(create_llm_app(ScriptedLLM(outputs)))
+
+
+def test_ask_shows_hostile_model_output_and_hits_literally_and_saves_the_trajectory(
+    hostile_index: Path, tmp_path: Path
+) -> None:
+    outputs = [
+        "Let me look [/ˈpiːkɑːr/] up.\x1b]0;pwned\x07 <search>pronounced</search>",
+        "<search>zzzzqqq</search>",
+        "\x1b[2J[bold]garbage without an action",
+        "<answer>[red]Harvey Pekar\x1b[31m</answer>",
+    ]
+    with _llm_server(outputs) as server:
+        result = sleuth(
+            "ask",
+            "How is Pekar pronounced?",
+            "--index",
+            str(hostile_index),
+            "--llm-url",
+            f"{server.url}/v1",
+            cache=tmp_path / "cache",
+        )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert_no_terminal_controls(out + result.stderr)
+    # Each search: the query, then its hits with rank, title, id and score.
+    assert "search pronounced" in out
+    assert "1. [bold red]Harvey Pekar[/bold red] id pekar/1 score" in out
+    assert "no hits" in out  # the second search found nothing
+    # What the model wrote, every step, literally; the invalid step shows its output too.
+    assert "model wrote: Let me look [/ˈpiːkɑːr/] up." in out
+    assert "model wrote: [bold]garbage without an action" in out
+    assert "answer: [red]Harvey Pekar" in out
+    # The trajectory went to the cache (not ./runs) and the output says where.
+    saved = list((tmp_path / "cache" / "runs" / "ask").glob("*.jsonl"))
+    assert len(saved) == 1 and str(saved[0]) in out.replace("\n", "")
+    trajectory = json.loads(saved[0].read_text(encoding="utf-8"))
+    assert trajectory["answer"] == "[red]Harvey Pekar\x1b[31m"  # stored as the model wrote it
+    assert not (tmp_path / "runs").exists()
+
+
+class StallingLLM(ScriptedLLM):
+    """Answers the first call with a search, then stalls (as a slow model would)."""
+
+    def __init__(self) -> None:
+        super().__init__(["<search>pronounced</search>"])
+        self.stalled = threading.Event()
+
+    async def complete(self, messages, config=None, tools=None):
+        if self.calls:
+            self.stalled.set()
+            await asyncio.sleep(3)
+        return await super().complete(messages, config, tools)
+
+
+def test_ctrl_c_in_ask_keeps_the_steps_done(hostile_index: Path, tmp_path: Path) -> None:
+    llm = StallingLLM()
+    out = tmp_path / "t.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SLEUTH_CACHE": str(tmp_path / "c")}
+    with LiveServer(create_llm_app(llm)) as server:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "sleuth.cli", "ask", "How?", "--index", str(hostile_index),
+             "--llm-url", f"{server.url}/v1", "--trajectory-out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert llm.stalled.wait(60), child.communicate()
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert "interrupted after 1 steps" in stdout
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["stop_reason"] == "interrupted"
+    assert [step["argument"] for step in record["steps"]] == ["pronounced"]
+
+
+# ---- item 2: a failing model is reported, with its message, and the exit code says so ------
+
+
+def test_ask_reports_the_llm_error_and_exits_non_zero(hostile_index: Path, tmp_path: Path) -> None:
+    with _llm_server(["<answer>never used</answer>"]) as server:
+        result = sleuth(
+            "ask",
+            "Who?",
+            "--index",
+            str(hostile_index),
+            "--llm-url",
+            server.url,  # missing /v1: every call is a 404
+            "--trajectory-out",
+            str(tmp_path / "t.jsonl"),
+            cache=tmp_path / "cache",
+        )
+    assert result.returncode != 0
+    assert "stop: llm_error" in result.stdout
+    assert "error: the model failed" in result.stderr
+    assert "ending in /v1" in result.stderr  # the helpful hint reaches the user
+    # The trajectory was written all the same, with the error in it.
+    record = json.loads((tmp_path / "t.jsonl").read_text(encoding="utf-8"))
+    assert record["stop_reason"] == "llm_error" and "/v1" in record["metadata"]["error"]
+
+
+# ---- item 9: output paths and arguments are checked before any work ------------------------
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("make_out", "extra", "phrases"),
+    [
+        ("folder", [], ["is not a Sleuth index; refusing to overwrite"]),
+        ("file", [], ["is a file; give a folder"]),
+        ("root", [], ["filesystem root"]),
+        ("under_file", [], ["is a file, not a folder"]),
+        ("new", ["--engine", "bm26"], ["unknown engine 'bm26'", "bm25, dense, hybrid"]),
+        ("new", ["--engine", "dense", "--dense-index", "ivf"], ["unknown dense index 'ivf'"]),
+        ("new", ["--dense-index", "hnsw"], ["applies to the dense and hybrid engines"]),
+    ],
+)
+def test_index_refuses_bad_output_and_options_before_building(
+    tmp_path: Path, make_out: str, extra: list[str], phrases: list[str]
+) -> None:
+    out = {
+        "folder": tmp_path / "mydata",
+        "file": tmp_path / "notes.txt",
+        "root": Path("/"),
+        "under_file": tmp_path / "notes.txt" / "idx",
+        "new": tmp_path / "idx",
+    }[make_out]
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "mydata" / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("notes")
+    # The bundled HotpotQA corpus: 10,785 paragraphs, so a late refusal would show a progress bar.
+    result = sleuth("index", "hotpotqa-1100", "--out", str(out), *extra, cache=tmp_path / "c")
+    assert_one_line_error(result, *phrases)
+    assert "indexing" not in result.stderr  # refused before the build started
+    assert (tmp_path / "mydata" / "thesis.tex").read_text() == "years of work"
+    assert (tmp_path / "notes.txt").read_text() == "notes"
+
+
+def test_ask_refuses_both_index_and_search_url(hostile_index: Path, tmp_path: Path) -> None:
+    result = sleuth(
+        "ask",
+        "Who?",
+        "--index",
+        str(hostile_index),
+        "--search-url",
+        "http://127.0.0.1:9",
+        cache=tmp_path / "cache",
+    )
+    assert_one_line_error(result, "either --index", "or --search-url", "not both")
+
+
+def test_eval_run_checks_its_arguments_before_loading_the_model(tmp_path: Path) -> None:
+    # A model that cannot load: had the model been loaded first, its error would show instead.
+    missing_model = str(tmp_path / "no-such-model")
+    result = sleuth(
+        "eval", "run", "--out", str(tmp_path / "run"), "--methods", "rag,agent", "-n", "2",
+        "--model", missing_model, cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert_one_line_error(result, "methods rag, agent need a search engine")
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_run_into_a_folder_with_other_settings_names_each_difference_and_compare_shows_them(
+    tmp_path: Path,
+) -> None:
+    def run(out: str, *extra: str) -> subprocess.CompletedProcess:
+        return sleuth(
+            "eval", "run", "--out", str(tmp_path / out), "--methods", "closed_book", "-n", "2",
+            "--llm-url", f"{server.url}/v1", "--model", "scripted", "--no-report", *extra,
+            cache=tmp_path / "cache",
+        )  # fmt: skip
+
+    with _llm_server(["<answer>Paris</answer>"] * 8) as server:
+        first = run("a")
+        assert first.returncode == 0, first.stderr
+        # item 11: the summary table has the short cover-EM, answer length and no-answer columns
+        assert "cover≤5w" in first.stdout and "no ans." in first.stdout
+        # item 12: stderr is a pipe, so progress is plain lines, not an invisible live bar
+        assert "evaluating: done 2/2 (100%)" in first.stderr and "━" not in first.stderr
+        assert "they score 0 but are not wrong answers" in " ".join(first.stdout.split())
+        again = run("a", "--top-k", "5", "--max-turns", "3")
+        assert_one_line_error(
+            again,
+            "different settings",
+            "budget.top_k: 3 in the folder, 5 now",
+            "budget.max_turns: 8 in the folder, 3 now",
+        )
+        other = run("b", "--top-k", "5")
+        assert other.returncode == 0, other.stderr
+    # item 12: `eval compare` explains its p column and says how the two runs differ.
+    compared = sleuth("eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), cache=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    text = " ".join(compared.stdout.split())
+    assert "p: two-sided bootstrap p-value" in text
+    assert "settings that differ: budget.top_k: 3 in A, 5 in B" in text
+
+
+# ---- item 12: polish ------------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    from sleuth import __version__
+
+    result = sleuth("--version", cache=tmp_path / "cache")
+    assert result.returncode == 0 and result.stdout.strip() == f"sleuth {__version__}"
+
+
+def test_gzip_and_bom_corpora_and_one_document_wording(tmp_path: Path) -> None:
+    import gzip
+
+    record = json.dumps({"id": "d1", "title": "Pekar", "text": "Harvey Pekar, comics writer"})
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + record.encode() + b"\n")
+    packed = tmp_path / "corpus.jsonl.gz"
+    packed.write_bytes(gzip.compress((record + "\n").encode()))
+    for corpus in (bom, packed):
+        out = tmp_path / f"idx-{corpus.name}"
+        result = sleuth("index", str(corpus), "--out", str(out), cache=tmp_path / "c")
+        assert result.returncode == 0, result.stderr
+        assert "indexed 1 document into" in result.stderr  # not "1 documents"
+        assert open_index(out).get("d1").title == "Pekar"  # BOM not glued to the first key
+    broken = tmp_path / "cut.jsonl.gz"
+    broken.write_bytes(packed.read_bytes()[:-12])
+    cut = sleuth("index", str(broken), "--out", str(tmp_path / "x"), cache=tmp_path / "c")
+    assert_one_line_error(cut, "damaged gzip file")
+
+
+def test_no_hit_search_says_no_hits(hostile_index: Path, tmp_path: Path) -> None:
+    result = sleuth("search", str(hostile_index), "zzzzqqq", cache=tmp_path / "cache")
+    assert result.returncode == 0 and "no hits for 'zzzzqqq'" in result.stdout
+
+
+def test_progress_writes_plain_lines_to_a_log(tmp_path: Path) -> None:
+    corpus = tmp_path / "small.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "title": f"T{i}", "text": f"text number {i}"}) + "\n"
+            for i in range(350)
+        )
+    )
+    os.environ["SLEUTH_PROGRESS_SECONDS"] = "0"  # a line at every update (default: every 30 s)
+    try:
+        result = sleuth("index", str(corpus), "--out", str(tmp_path / "idx"), cache=tmp_path / "c")
+    finally:
+        del os.environ["SLEUTH_PROGRESS_SECONDS"]
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("indexing (bm25)")]
+    # A 350-document corpus moves the bar (it used to move per 1,000 documents): started,
+    # 100, 200, 300, 350, done.
+    assert lines[0].startswith("indexing (bm25): started 0")
+    assert [line.split()[2].rstrip(",") for line in lines[1:-1]] == ["100", "200", "300", "350"]
+    assert lines[-1].startswith("indexing (bm25): done 350/350 (100%)")
+    assert "━" not in result.stderr and "\r" not in result.stderr  # no bar redraws in a log
+
+
+@pytest.mark.slow  # ~35 s on 2 busy cores: torch, the encoder and the packaged model load
+def test_models_load_without_progress_bars(tmp_path: Path) -> None:
+    code = (
+        "from sleuth.search.encoder import Encoder; Encoder(None)\n"
+        "from sleuth.llm import load_llm; print(load_llm(None).name)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # the shared model cache
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "%|" not in result.stderr
+
+
+def test_docs_have_no_placeholders() -> None:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        assert "PLACEHOLDER" not in page.read_text(encoding="utf-8"), page
