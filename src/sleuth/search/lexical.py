@@ -7,12 +7,16 @@ a query-language parse error, and a reference BM25 can be fed the very same toke
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tantivy
 
+from sleuth.errors import SleuthError
 from sleuth.search.base import validate_query
 from sleuth.search.docstore import DocStore
 from sleuth.types import Document, Hit
@@ -75,13 +79,47 @@ class LexicalIndexWriter:
         self._writer.wait_merging_threads()
 
 
+LOCK_FILES = (".tantivy-meta.lock", ".tantivy-writer.lock")
+
+
+def open_read_only(folder: Path) -> tantivy.Index:
+    """Open a tantivy index without writing a byte into ``folder``.
+
+    tantivy's reader creates and locks ``.tantivy-meta.lock`` inside the index folder while it
+    loads segments, so a read-only mount (container ``:ro``, NFS export, shared volume) fails
+    with ``ReadOnlyFilesystem``. Here tantivy opens a private temporary folder of symlinks to
+    the index files instead: the lock file lands there. Segments are opened (mmapped) while
+    loading and the reader never reloads (``manual``), so the folder is removed right away.
+    """
+    folder = Path(folder).resolve()
+    try:
+        view = Path(tempfile.mkdtemp(prefix="sleuth-bm25-"))
+    except OSError as exc:
+        raise SleuthError(
+            f"cannot create a temporary folder to open the BM25 index ({exc.strerror}); "
+            "set TMPDIR to a writable folder"
+        ) from None
+    try:
+        for entry in folder.iterdir():
+            if entry.name not in LOCK_FILES:
+                os.symlink(entry, view / entry.name)
+        index = tantivy.Index.open(str(view))
+        index.config_reader(reload_policy="manual")
+        index.reload()
+        return index
+    except ValueError as exc:  # tantivy's errors name files by their path in the view
+        raise ValueError(str(exc).replace(str(view), str(folder))) from None
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+
+
 class LexicalEngine:
     """BM25 search; ``search_batch`` fans out over threads because tantivy releases the GIL."""
 
     name = "bm25"
 
     def __init__(self, folder: Path, docstore: DocStore, tokenizer: str = "default") -> None:
-        self._index = tantivy.Index.open(str(folder))
+        self._index = open_read_only(folder)
         self._index.register_tokenizer("sleuth", make_analyzer(tokenizer))
         self._analyzer = make_analyzer(tokenizer)
         self._schema = self._index.schema
