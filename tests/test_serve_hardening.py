@@ -159,6 +159,8 @@ def test_plain_ids_keep_working_and_unknown_ids_are_404(titles_server):
     assert plain.status_code == 200 and plain.json()["title"] == "Denise Levertov"
     missing = httpx.get(f"{titles_server.url}/doc/{quote('no/such doc', safe='')}")
     assert missing.status_code == 404 and "'no/such doc'" in missing.json()["error"]
+    not_utf8 = httpx.get(f"{titles_server.url}/doc/%FF%FE")
+    assert not_utf8.status_code == 400 and "not valid UTF-8" in not_utf8.json()["error"]
 
 
 def test_the_remote_client_and_the_agents_open_reach_slash_ids(titles_server):

@@ -62,8 +62,8 @@ def read_only(folder: Path) -> Iterator[str]:
         if _run("mount", "-o", "remount,ro,bind", str(folder)) and not _writable(folder):
             try:
                 yield "read-only bind mount"
-            finally:
-                _run("umount", str(folder))
+            finally:  # lazily if files are still open (an engine not yet collected)
+                _run("umount", str(folder)) or _run("umount", "-l", str(folder))
             return
         _run("umount", str(folder))
     if root and shutil.which("chattr"):

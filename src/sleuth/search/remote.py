@@ -108,6 +108,12 @@ class RemoteSearchEngine:
 
     def _queries_per_request(self, k: int) -> int:
         """Split batches so each stays within the server's ``max_batch_hits`` (from /health)."""
+        if self._health is None:  # protocol given explicitly: /health not read yet
+            response = self._request("GET", "/health")
+            try:
+                self._health = response.json() if response.status_code == 200 else {}
+            except ValueError:
+                self._health = {}
         limits = (self._health or {}).get("limits", {})
         max_hits = limits.get("max_batch_hits")
         max_batch = limits.get("max_batch", 512)

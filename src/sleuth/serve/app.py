@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -205,7 +204,7 @@ def create_app(
         return DocumentOut(doc.id, doc.title, doc.text, doc.contents, doc.fields)
 
     @get("/doc/{doc_id:path}", sync_to_thread=True)
-    def document(request: Request, doc_id: FromPath[Path]) -> DocumentOut:
+    def document(request: Request, doc_id: FromPath[str]) -> DocumentOut:
         """The full document by id, percent-encoded (``/doc/Ashland%2F63rd%20station``); 404 if
         unknown."""
         return document_out(_doc_id_from_raw_path(request))
