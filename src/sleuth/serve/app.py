@@ -79,12 +79,21 @@ def _handle_sleuth_error(request: Request, exc: SleuthError) -> Response[dict[st
     return _error(404 if isinstance(exc, DocumentNotFound) else 400, str(exc))
 
 
+def _readable(extra: Any) -> str:
+    """Litestar's error details (lists of ``{"key", "message"}``) as text, not a Python repr."""
+    if isinstance(extra, list):
+        return "; ".join(_readable(item) for item in extra)
+    if isinstance(extra, dict) and "message" in extra:
+        return f"{extra['key']}: {extra['message']}" if extra.get("key") else str(extra["message"])
+    return str(extra)
+
+
 def _handle_http_error(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
-    message = exc.detail
+    message = str(exc.detail)
     extra = getattr(exc, "extra", None)
     if extra:
-        message = f"{message}: {extra}"
-    return _error(exc.status_code, str(message))
+        message = f"{message}: {_readable(extra)}"
+    return _error(exc.status_code, message)
 
 
 def _handle_unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
