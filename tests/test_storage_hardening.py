@@ -11,6 +11,7 @@ the write itself would have been allowed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -128,7 +129,9 @@ def test_an_index_on_read_only_storage_opens_and_searches_without_writing(
             assert done.returncode == 0, f"[{mechanism}] {done.stderr}"
             assert [h["id"] for h in json.loads(done.stdout)] == expected[:3]
     assert _snapshot(folder) == before, f"[{mechanism}] opening or searching changed the index"
-    assert _bm25_views() == views  # the private lock folder is gone again
+    del engine_ro
+    gc.collect()
+    assert _bm25_views() == views  # the private lock folder went with the engine
 
 
 def test_sleuth_serve_serves_a_read_only_index(built, tmp_path):
@@ -268,3 +271,17 @@ def test_an_unusable_temporary_folder_is_named(built, monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-tmp"))
     with pytest.raises(SleuthError, match="set TMPDIR"):
         open_index(built["bm25"])
+
+
+def test_a_lock_folder_left_by_a_killed_process_is_removed(built):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = Path(tempfile.gettempdir()) / f"sleuth-bm25-{dead.pid}-left"
+    left.mkdir()
+    (left / ".tantivy-meta.lock").write_bytes(b"")
+    engine = open_index(built["bm25"])
+    assert not left.exists()
+    mine = {p for p in _bm25_views() if p.startswith(f"sleuth-bm25-{os.getpid()}-")}
+    assert mine  # this process's own view lives while its engine does
+    del engine
+    gc.collect()

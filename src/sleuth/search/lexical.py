@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,20 +81,35 @@ class LexicalIndexWriter:
 
 
 LOCK_FILES = (".tantivy-meta.lock", ".tantivy-writer.lock")
+VIEW_PREFIX = "sleuth-bm25-"
 
 
-def open_read_only(folder: Path) -> tantivy.Index:
-    """Open a tantivy index without writing a byte into ``folder``.
+def _remove_views_of_dead_processes() -> None:
+    """Views are removed when their engine goes away; a killed process leaves its view behind."""
+    for view in Path(tempfile.gettempdir()).glob(f"{VIEW_PREFIX}*-*"):
+        try:
+            os.kill(int(view.name.removeprefix(VIEW_PREFIX).split("-")[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(view, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
+def open_read_only(folder: Path) -> tuple[tantivy.Index, Path]:
+    """Open a tantivy index without writing a byte into ``folder``; returns the index and the
+    private folder to remove when the index is no longer used.
 
     tantivy's reader creates and locks ``.tantivy-meta.lock`` inside the index folder while it
     loads segments, so a read-only mount (container ``:ro``, NFS export, shared volume) fails
     with ``ReadOnlyFilesystem``. Here tantivy opens a private temporary folder of symlinks to
-    the index files instead: the lock file lands there. Segments are opened (mmapped) while
-    loading and the reader never reloads (``manual``), so the folder is removed right away.
+    the index files instead (named with this process's id): the lock file lands there, and the
+    reader never reloads (``manual``). The folder lives as long as the index: removing it early
+    would race tantivy's file watcher, which may re-create the lock file.
     """
     folder = Path(folder).resolve()
+    _remove_views_of_dead_processes()
     try:
-        view = Path(tempfile.mkdtemp(prefix="sleuth-bm25-"))
+        view = Path(tempfile.mkdtemp(prefix=f"{VIEW_PREFIX}{os.getpid()}-"))
     except OSError as exc:
         raise SleuthError(
             f"cannot create a temporary folder to open the BM25 index ({exc.strerror}); "
@@ -106,11 +122,13 @@ def open_read_only(folder: Path) -> tantivy.Index:
         index = tantivy.Index.open(str(view))
         index.config_reader(reload_policy="manual")
         index.reload()
-        return index
+        return index, view
     except ValueError as exc:  # tantivy's errors name files by their path in the view
-        raise ValueError(str(exc).replace(str(view), str(folder))) from None
-    finally:
         shutil.rmtree(view, ignore_errors=True)
+        raise ValueError(str(exc).replace(str(view), str(folder))) from None
+    except BaseException:
+        shutil.rmtree(view, ignore_errors=True)
+        raise
 
 
 class LexicalEngine:
@@ -119,7 +137,8 @@ class LexicalEngine:
     name = "bm25"
 
     def __init__(self, folder: Path, docstore: DocStore, tokenizer: str = "default") -> None:
-        self._index = open_read_only(folder)
+        self._index, view = open_read_only(folder)
+        self._remove_view = weakref.finalize(self, shutil.rmtree, view, ignore_errors=True)
         self._index.register_tokenizer("sleuth", make_analyzer(tokenizer))
         self._analyzer = make_analyzer(tokenizer)
         self._schema = self._index.schema
