@@ -128,7 +128,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     sleuth = [sys.executable, "-m", "sleuth.cli", "serve"]
     for label, index in (("sleuth_dense", dense), ("sleuth_bm25", bm25)):
         port = free_port()
-        server = start([*sleuth, str(index), "--port", str(port)], port)
+        # --quiet: no access log (its stderr pipe is not drained while the load runs)
+        server = start([*sleuth, str(index), "--port", str(port), "--quiet"], port)
         base = f"http://127.0.0.1:{port}"
         try:
             results[f"{label}_retrieve_batch"] = asyncio.run(

@@ -92,7 +92,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     questions = list(load_queries("hotpotqa-1100").values())
     port = free_port()
     server = start(
-        [sys.executable, "-m", "sleuth.cli", "serve", str(index), "--port", str(port)], port
+        # --quiet: no access log (the stderr pipe of `start` is not drained during the soak)
+        [sys.executable, "-m", "sleuth.cli", "serve", str(index), "--port", str(port), "--quiet"],
+        port,
     )
     try:
         data = asyncio.run(

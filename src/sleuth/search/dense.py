@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from sleuth.errors import IndexFormatError
 from sleuth.search.base import validate_query
 from sleuth.search.docstore import DocStore
 from sleuth.search.encoder import Encoder
@@ -67,11 +68,21 @@ class DenseEngine:
         self, folder: Path, docstore: DocStore, encoder: str | None, ef_search: int = 128
     ) -> None:
         faiss = _faiss()
-        self._index = faiss.read_index(str(folder / FAISS_FILE))
+        path = folder / FAISS_FILE
+        self._index = faiss.read_index(str(path))
+        if self._index.ntotal != len(docstore):
+            raise IndexFormatError(
+                f"{path}: holds {self._index.ntotal:,} vectors for {len(docstore):,} documents"
+            )
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = ef_search
         self._docs = docstore
         self.encoder = Encoder(encoder)
+        if self.encoder.dim != self._index.d:
+            raise IndexFormatError(
+                f"{path}: vectors of {self._index.d} dimensions but the encoder "
+                f"{self.encoder.name} makes {self.encoder.dim}"
+            )
 
     def __len__(self) -> int:
         return len(self._docs)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from sleuth.errors import DocumentNotFound
+from sleuth.errors import DocumentNotFound, IndexFormatError
 from sleuth.types import Document, Hit
 
 FILENAME = "docs.sqlite"
@@ -56,13 +56,46 @@ class DuplicateIdError(ValueError):
     """Two documents share an id; raised while building so no index is written."""
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a file that is not SQLite or is shorter than its header says (a truncated copy),
+    in O(1): SQLite itself only notices when a query reaches a missing page."""
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        raise IndexFormatError(f"{path}: not an SQLite database (damaged or replaced)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    counter_valid = header[24:28] == header[92:96]  # the page count is trustworthy
+    expected, actual = page_size * pages, path.stat().st_size
+    if counter_valid and pages and actual < expected:
+        raise IndexFormatError(f"{path}: truncated ({actual:,} of {expected:,} bytes)")
+
+
 class DocStore:
-    """Read-only access; one SQLite connection per thread (the server searches from a pool)."""
+    """Read-only access; one SQLite connection per thread (the server searches from a pool).
+
+    Damage found while reading (a page SQLite cannot read) is an IndexFormatError naming the
+    file, not a raw ``sqlite3.DatabaseError``.
+    """
 
     def __init__(self, folder: Path) -> None:
         self._path = Path(folder) / FILENAME
         self._local = threading.local()
-        self._count = self._conn().execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+        check_sqlite_file(self._path)
+        self._count = self._fetch("SELECT COUNT(*) FROM docs")[0][0]
+
+    def _fetch(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(
+                f"{self._path}: damaged document store ({exc}); rebuild the index with "
+                "`sleuth index ... --out` again"
+            ) from None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -75,13 +108,10 @@ class DocStore:
         return self._count
 
     def get(self, doc_id: str) -> Document:
-        row = (
-            self._conn()
-            .execute("SELECT id, title, text, fields FROM docs WHERE id = ?", (doc_id,))
-            .fetchone()
-        )
-        if row is None:
+        rows = self._fetch("SELECT id, title, text, fields FROM docs WHERE id = ?", (doc_id,))
+        if not rows:
             raise DocumentNotFound(f"no document with id {doc_id!r}")
+        row = rows[0]
         return Document(id=row[0], title=row[1], text=row[2], fields=json.loads(row[3]))
 
     def hits(self, rows: Sequence[int], scores: Sequence[float]) -> list[Hit]:
@@ -91,7 +121,7 @@ class DocStore:
         marks = ",".join("?" * len(rows))
         found = {
             r: (i, t, x)
-            for r, i, t, x in self._conn().execute(
+            for r, i, t, x in self._fetch(
                 f"SELECT row, id, title, text FROM docs WHERE row IN ({marks})", list(rows)
             )
         }
@@ -101,5 +131,5 @@ class DocStore:
         ]
 
     def row_of(self, doc_id: str) -> int | None:
-        row = self._conn().execute("SELECT row FROM docs WHERE id = ?", (doc_id,)).fetchone()
-        return None if row is None else row[0]
+        rows = self._fetch("SELECT row FROM docs WHERE id = ?", (doc_id,))
+        return rows[0][0] if rows else None

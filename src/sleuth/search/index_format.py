@@ -11,9 +11,11 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -283,11 +285,92 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+ParamCheck = tuple[Callable[[Any], bool], str]  # a test and the words saying what passes
+
+
+def _is_number(low: float, high: float, integer: bool = False) -> ParamCheck:
+    kind = "an integer" if integer else "a number"
+
+    def check(value: Any) -> bool:
+        types = (int,) if integer else (int, float)
+        return isinstance(value, types) and not isinstance(value, bool) and low <= value <= high
+
+    return check, f"{kind} in {low:g}..{high:g}"
+
+
+def _is_one_of(*choices: str) -> ParamCheck:
+    return (lambda value: value in choices), "one of " + ", ".join(map(repr, choices))
+
+
+def _is_text() -> ParamCheck:
+    return (lambda value: isinstance(value, str) and bool(value)), "a non-empty string"
+
+
+LEXICAL, DENSE = ("bm25", "hybrid"), ("dense", "hybrid")
+# Every manifest parameter: the engines that use it and what a valid value is. A new
+# parameter of an engine is one line here; anything not listed is refused when opening.
+PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
+    "tokenizer": (LEXICAL, _is_one_of("default", "en_stem")),
+    "k1": (LEXICAL, _is_number(0.0, 100.0)),
+    "b": (LEXICAL, _is_number(0.0, 1.0)),
+    "dense_index": (DENSE, _is_one_of("flat", "hnsw", "sq8", "hnsw+sq8")),
+    "encoder": (DENSE, _is_text()),
+    "dim": (DENSE, _is_number(1, 65536, integer=True)),
+    "hnsw_m": (DENSE, _is_number(2, 1024, integer=True)),
+    "ef_construction": (DENSE, _is_number(1, 100_000, integer=True)),
+}
+
+
+def validate_params(engine: str, params: Any, where: Path | str) -> dict[str, Any]:
+    """The manifest's ``params`` if every one is known for ``engine`` and has a valid value;
+    otherwise an IndexFormatError naming the parameter, its value and what is expected."""
+    if not isinstance(params, dict):
+        raise IndexFormatError(f"{where}: params must be a JSON object, got {params!r}")
+    for name, value in params.items():
+        spec = PARAM_SPECS.get(name)
+        if spec is None or engine not in spec[0]:
+            known = ", ".join(n for n, (engines, _) in PARAM_SPECS.items() if engine in engines)
+            raise IndexFormatError(
+                f"{where}: unknown parameter {name!r} for a {engine} index (known: {known})"
+            )
+        check, expected = spec[1]
+        if not check(value):
+            raise IndexFormatError(
+                f"{where}: parameter {name!r} is {json.dumps(value)}; expected {expected}"
+            )
+    return params
+
+
+def rebuild_hint(folder: Path, manifest: dict[str, Any]) -> str:
+    source = manifest.get("corpus", {}).get("source") or "CORPUS"
+    return (
+        f"rebuild it: sleuth index {source} --out {folder} --engine {manifest.get('engine')} "
+        "(with the options it was built with)"
+    )
+
+
+@contextmanager
+def _damage_reported(folder: Path, manifest: dict[str, Any], part: str) -> Iterator[None]:
+    """Errors of the storage libraries while opening ``part`` become one IndexFormatError."""
+    try:
+        yield
+    except IndexFormatError as exc:
+        if "rebuild" in str(exc):
+            raise
+        raise IndexFormatError(f"{exc}; {rebuild_hint(folder, manifest)}") from None
+    except (OSError, ValueError, RuntimeError, sqlite3.DatabaseError) as exc:
+        reason = " ".join(str(exc).split())
+        raise IndexFormatError(
+            f"{folder / part}: damaged index data ({reason}); {rebuild_hint(folder, manifest)}"
+        ) from None
+
+
 def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
     """Open an index folder, checking its manifest and files; returns a SearchEngine."""
     folder = Path(path).expanduser()
     manifest = read_manifest(folder)
-    engine, params = manifest["engine"], manifest.get("params", {})
+    engine = manifest["engine"]
+    params = validate_params(engine, manifest.get("params", {}), folder / MANIFEST)
     required = [DOCSTORE_FILE]
     if engine in ("bm25", "hybrid"):
         required.append("bm25/meta.json")
@@ -295,8 +378,12 @@ def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
         required.append("dense/vectors.faiss")
     missing = [name for name in required if not (folder / name).exists()]
     if missing:
-        raise IndexFormatError(f"{folder}: index is incomplete, missing {', '.join(missing)}")
-    docstore = DocStore(folder)
+        raise IndexFormatError(
+            f"{folder}: index is incomplete, missing {', '.join(missing)}; "
+            + rebuild_hint(folder, manifest)
+        )
+    with _damage_reported(folder, manifest, DOCSTORE_FILE):
+        docstore = DocStore(folder)
     expected = manifest.get("corpus", {}).get("documents")
     if expected != len(docstore):
         raise IndexFormatError(
@@ -306,11 +393,13 @@ def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
     if engine in ("bm25", "hybrid"):
         from sleuth.search.lexical import LexicalEngine
 
-        lexical = LexicalEngine(folder / "bm25", docstore, params.get("tokenizer", "default"))
+        with _damage_reported(folder, manifest, "bm25"):
+            lexical = LexicalEngine(folder / "bm25", docstore, params.get("tokenizer", "default"))
     if engine in ("dense", "hybrid"):
-        from sleuth.search.dense import DenseEngine
+        from sleuth.search.dense import FAISS_FILE, DenseEngine
 
-        dense = DenseEngine(folder / "dense", docstore, params.get("encoder"), ef_search)
+        with _damage_reported(folder, manifest, f"dense/{FAISS_FILE}"):
+            dense = DenseEngine(folder / "dense", docstore, params.get("encoder"), ef_search)
     if engine == "bm25":
         result: Any = lexical
     elif engine == "dense":

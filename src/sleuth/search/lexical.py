@@ -7,12 +7,17 @@ a query-language parse error, and a reference BM25 can be fed the very same toke
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tantivy
 
+from sleuth.errors import SleuthError
 from sleuth.search.base import validate_query
 from sleuth.search.docstore import DocStore
 from sleuth.types import Document, Hit
@@ -75,13 +80,65 @@ class LexicalIndexWriter:
         self._writer.wait_merging_threads()
 
 
+LOCK_FILES = (".tantivy-meta.lock", ".tantivy-writer.lock")
+VIEW_PREFIX = "sleuth-bm25-"
+
+
+def _remove_views_of_dead_processes() -> None:
+    """Views are removed when their engine goes away; a killed process leaves its view behind."""
+    for view in Path(tempfile.gettempdir()).glob(f"{VIEW_PREFIX}*-*"):
+        try:
+            os.kill(int(view.name.removeprefix(VIEW_PREFIX).split("-")[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(view, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
+def open_read_only(folder: Path) -> tuple[tantivy.Index, Path]:
+    """Open a tantivy index without writing a byte into ``folder``; returns the index and the
+    private folder to remove when the index is no longer used.
+
+    tantivy's reader creates and locks ``.tantivy-meta.lock`` inside the index folder while it
+    loads segments, so a read-only mount (container ``:ro``, NFS export, shared volume) fails
+    with ``ReadOnlyFilesystem``. Here tantivy opens a private temporary folder of symlinks to
+    the index files instead (named with this process's id): the lock file lands there, and the
+    reader never reloads (``manual``). The folder lives as long as the index: removing it early
+    would race tantivy's file watcher, which may re-create the lock file.
+    """
+    folder = Path(folder).resolve()
+    _remove_views_of_dead_processes()
+    try:
+        view = Path(tempfile.mkdtemp(prefix=f"{VIEW_PREFIX}{os.getpid()}-"))
+    except OSError as exc:
+        raise SleuthError(
+            f"cannot create a temporary folder to open the BM25 index ({exc.strerror}); "
+            "set TMPDIR to a writable folder"
+        ) from None
+    try:
+        for entry in folder.iterdir():
+            if entry.name not in LOCK_FILES:
+                os.symlink(entry, view / entry.name)
+        index = tantivy.Index.open(str(view))
+        index.config_reader(reload_policy="manual")
+        index.reload()
+        return index, view
+    except ValueError as exc:  # tantivy's errors name files by their path in the view
+        shutil.rmtree(view, ignore_errors=True)
+        raise ValueError(str(exc).replace(str(view), str(folder))) from None
+    except BaseException:
+        shutil.rmtree(view, ignore_errors=True)
+        raise
+
+
 class LexicalEngine:
     """BM25 search; ``search_batch`` fans out over threads because tantivy releases the GIL."""
 
     name = "bm25"
 
     def __init__(self, folder: Path, docstore: DocStore, tokenizer: str = "default") -> None:
-        self._index = tantivy.Index.open(str(folder))
+        self._index, view = open_read_only(folder)
+        self._remove_view = weakref.finalize(self, shutil.rmtree, view, ignore_errors=True)
         self._index.register_tokenizer("sleuth", make_analyzer(tokenizer))
         self._analyzer = make_analyzer(tokenizer)
         self._schema = self._index.schema

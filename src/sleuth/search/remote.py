@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -91,10 +92,13 @@ class RemoteSearchEngine:
         if not queries:
             return []
         if self.protocol == "sleuth":
-            payload = self._check(
-                self._request("POST", "/search/batch", json={"queries": list(queries), "k": k})
-            )
-            return [[Hit(**hit) for hit in hits] for hits in payload["results"]]
+            results: list[list[Hit]] = []
+            step = self._queries_per_request(k)
+            for start in range(0, len(queries), step):
+                body = {"queries": list(queries[start : start + step]), "k": k}
+                payload = self._check(self._request("POST", "/search/batch", json=body))
+                results.extend([Hit(**hit) for hit in hits] for hits in payload["results"])
+            return results
         body = {"queries": list(queries), "topk": k, "return_scores": True}
         payload = self._check(self._request("POST", "/retrieve", json=body))
         return [
@@ -102,12 +106,27 @@ class RemoteSearchEngine:
             for items in payload["result"]
         ]
 
+    def _queries_per_request(self, k: int) -> int:
+        """Split batches so each stays within the server's ``max_batch_hits`` (from /health)."""
+        if self._health is None:  # protocol given explicitly: /health not read yet
+            response = self._request("GET", "/health")
+            try:
+                self._health = response.json() if response.status_code == 200 else {}
+            except ValueError:
+                self._health = {}
+        limits = (self._health or {}).get("limits", {})
+        max_hits = limits.get("max_batch_hits")
+        max_batch = limits.get("max_batch", 512)
+        if not isinstance(max_hits, int) or max_hits < 1:
+            return max_batch
+        return max(1, min(max_batch, max_hits // k))
+
     def get(self, doc_id: str) -> Document:
         if self.protocol != "sleuth":
             raise SleuthError(
                 f"{self.url} speaks only Search-R1's /retrieve, which cannot fetch a document by id"
             )
-        response = self._request("GET", f"/doc/{doc_id}")
+        response = self._request("GET", f"/doc/{doc_path(doc_id)}")
         if response.status_code == 404:
             raise DocumentNotFound(f"no document with id {doc_id!r} on {self.url}")
         data = self._check(response)
@@ -117,6 +136,13 @@ class RemoteSearchEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def doc_path(doc_id: str) -> str:
+    """``doc_id`` as one percent-encoded path segment: ``/``, space, ``?``, ``#``, ``%`` all
+    encoded, and ``.``/``..`` too, which clients would otherwise resolve as relative paths."""
+    encoded = quote(doc_id, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
 
 
 def _searchr1_hit(item: dict[str, Any], rank: int) -> Hit:

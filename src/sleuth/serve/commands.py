@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sleuth.errors import SleuthError
+from sleuth.serve.limits import (
+    DEFAULT_MAX_BATCH_HITS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_S,
+)
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "serve",
         help="Serve an index over HTTP: /search, /search/batch, /doc/{id}, /health and "
-        "Search-R1's /retrieve (OpenAPI at /schema).",
+        "Search-R1's /retrieve (operations listed at /schema, OpenAPI at /schema/openapi.json). "
+        "Logs one line per request to stderr unless --quiet.",
     )(serve_command)
 
 
@@ -38,10 +46,36 @@ def check_binding(host: str, token: str | None) -> None:
         )
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, so failures (port taken, bad address) are reported before anything
+    claims the server is up."""
+    if not 0 <= port <= 65535:
+        raise SleuthError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SleuthError(f"cannot bind {host}:{port}: unknown address ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        busy = exc.errno == errno.EADDRINUSE
+        hint = "; is another server running there? choose another --port" if busy else ""
+        raise SleuthError(f"cannot bind {host}:{port}: {exc.strerror}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve_command(
     index: Annotated[Path, typer.Argument(help="Index folder built by `sleuth index`")],
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port to bind (0: any free port, shown at start)")
+    ] = 8000,
     token: Annotated[
         str | None,
         typer.Option(
@@ -49,23 +83,52 @@ def serve_command(
         ),
     ] = None,
     default_topk: Annotated[int, typer.Option(help="topk for /retrieve when not given")] = 3,
+    max_batch_hits: Annotated[
+        int,
+        typer.Option(help="Most hits one request may ask for (queries x k); more is a 413"),
+    ] = DEFAULT_MAX_BATCH_HITS,
+    max_response_bytes: Annotated[
+        int, typer.Option(help="Largest response body in bytes; a larger answer is a 413")
+    ] = DEFAULT_MAX_RESPONSE_BYTES,
+    request_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds of search one request may use; longer is stopped with a 413"),
+    ] = DEFAULT_REQUEST_TIMEOUT_S,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No access log (errors are still logged)")
+    ] = False,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn
+    from rich.markup import escape
 
     from sleuth.progress import stderr
     from sleuth.search import open_index
+    from sleuth.serve.access_log import configure_server_logging
     from sleuth.serve.app import create_app
+    from sleuth.serve.limits import ServerLimits
 
     check_binding(host, token)
+    limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
     engine = open_index(index)
-    app = create_app(engine, token=token, default_topk=default_topk)
-    base = f"http://{host}:{port}"
+    app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
+    sock = bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    base = f"http://{shown_host}:{bound_port}"
+    configure_server_logging(quiet)
+    shown_index = escape(str(index))
     stderr.print(
-        f"[green]serving[/green] {engine.name} index {index} ({len(engine):,} docs) at {base}\n"
+        f"[green]serving[/green] {engine.name} index {shown_index} ({len(engine):,} docs) "
+        f"at {base}\n"
         f"  POST {base}/search  POST {base}/search/batch  POST {base}/retrieve (Search-R1)\n"
-        f"  GET  {base}/doc/{{id}}  GET {base}/health  OpenAPI {base}/schema/openapi.json"
+        f"  GET  {base}/doc/{{id}}  GET {base}/health  docs {base}/schema"
         + ("\n  auth: Bearer token required" if token else "")
+        + ("" if quiet else "\n  access log: one line per request (--quiet turns it off)"),
+        markup=True,
+        highlight=False,
+        soft_wrap=True,
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
