@@ -49,7 +49,9 @@ class Edit:
             raise SleuthError(f"the {self.kind} edit needs a non-empty value")
         step = trajectory.steps[self.step]
         if self.kind in ("query", "pin") and step.action != "search":
-            raise SleuthError(f"step {self.step} is a {step.action!r} step; only search steps take this edit")
+            raise SleuthError(
+                f"step {self.step} is a {step.action!r} step; only search steps take this edit"
+            )
         if self.kind == "query":
             validate_query(text, 1)
         if self.kind == "drop" and text not in {h.id for h in step.hits}:
