@@ -16,11 +16,11 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Litestar, Request, Response, get, post
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import ResponseHeader
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
-from litestar.params import Body
+from litestar.params import Body, FromQuery
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -114,7 +114,7 @@ def create_app(
         )
 
     @get("/episode", sync_to_thread=False)
-    def episode(run: str, id: str) -> Template:
+    def episode(run: FromQuery[str], id: FromQuery[str]) -> Template:
         """One episode step by step, the debug tools, its forks and its feedback."""
         shown = state.episode(run, id)
         return page(
@@ -132,7 +132,7 @@ def create_app(
         )
 
     @get("/compare", sync_to_thread=False)
-    def compare(question_id: str) -> Template:
+    def compare(question_id: FromQuery[str]) -> Template:
         """The same question side by side across methods and runs."""
         columns = [e for e in state.episodes() if e.question_id == question_id]
         if not columns:
