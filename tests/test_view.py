@@ -362,3 +362,35 @@ def test_cli_simulates_and_exports_and_refuses_bad_input(run_dir: Path, tmp_path
     ]:
         result = runner.invoke(cli, args)
         assert result.exit_code != 0 and message in str(result.exception)
+
+
+def test_sleuth_view_serves_the_runs(run_dir: Path, hotpot_bm25_path: Path, tmp_path: Path) -> None:
+    """The real command in a real process: it starts, serves, and writes nothing into the run."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import free_port
+
+    before = _digest(run_dir)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    command = [sys.executable, "-m", "sleuth.cli", "view", str(run_dir), "--port", str(port)]
+    command += ["--index", str(hotpot_bm25_path), "--model", "packaged"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, page = time.monotonic() + 30, None
+        while time.monotonic() < deadline and page is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read()
+                time.sleep(0.2)
+        assert page is not None and page.status_code == 200
+        assert "Replay is off" not in page.text  # --index and --model turn it on
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=10)[1]
+    assert f"feedback log {run_dir.parent / 'feedback.jsonl'}" in " ".join(stderr.split())
+    assert _digest(run_dir) == before
