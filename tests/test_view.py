@@ -280,7 +280,7 @@ def test_llm_shadow_user_output_is_parsed_defensively(run) -> None:
     assert verdicts[0].better_query == "Levertov poet" and len(verdicts[1].better_query) <= 300
     assert parse_review("I cannot help with that.", episode) == []
 
-    llm = ScriptedLLM([Completion(reply, Usage(10, 10))])
+    llm = ScriptedLLM([Completion(reply, usage=Usage(10, 10))])
     records = asyncio.run(llm_feedback(episode, llm))
     assert "Correct answer: Denise Levertov" in llm.calls[0][1]["content"]
     assert {r["source"] for r in records} == {"simulated:llm"}
@@ -394,3 +394,41 @@ def test_sleuth_view_serves_the_runs(run_dir: Path, hotpot_bm25_path: Path, tmp_
         stderr = process.communicate(timeout=10)[1]
     assert f"feedback log {run_dir.parent / 'feedback.jsonl'}" in " ".join(stderr.split())
     assert _digest(run_dir) == before
+
+
+def _json_policy(second_query: str | None = None):
+    """The tag policy's behaviour as OpenAI tool calls with deterministic call ids."""
+    from sleuth.llm.base import ToolCall
+
+    def act(messages: list[dict]) -> Completion:
+        tools = [m for m in messages if m["role"] == "tool"]
+        question = str(messages[1]["content"])
+        if not tools:
+            call = ToolCall("call_0", "search", {"query": question})
+        elif len(tools) == 1:
+            titles = re.findall(r"\(id: [^)]*\) ([^\n]+)", str(tools[0]["content"]))
+            call = ToolCall("call_1", "search", {"query": second_query or titles[0]})
+        else:
+            titles = re.findall(r"\(id: [^)]*\) ([^\n]+)", str(tools[-1]["content"]))
+            call = ToolCall("call_2", "answer", {"answer": titles[0]})
+        return Completion("", tool_calls=[call], usage=Usage(50, 10))
+
+    return act
+
+
+def test_replay_in_the_json_tool_call_format(hotpot_bm25) -> None:
+    config = AgentConfig(action_format="json", actions=("search", "open", "answer"), top_k=3)
+    question = "Which magazine was started first Arthur's Magazine or First for Women?"
+    parent = asyncio.run(Agent(ScriptedLLM(_json_policy()), hotpot_bm25, config).run(question))
+    assert [s.action for s in parent.steps] == ["search", "search", "answer"]
+    better = "First for Women magazine"
+    fresh_llm, fork_llm = ScriptedLLM(_json_policy(better)), ScriptedLLM(_json_policy())
+    fresh = asyncio.run(Agent(fresh_llm, hotpot_bm25, config).run(question))
+    fork = asyncio.run(replay(parent, Edit("query", 1, better), fork_llm, hotpot_bm25))
+    assert fork_llm.calls == fresh_llm.calls[2:]
+    assert [(s.action, s.argument, [h.id for h in s.hits]) for s in fork.steps] == [
+        (s.action, s.argument, [h.id for h in s.hits]) for s in fresh.steps
+    ]
+    assert json.loads(
+        fork.steps[1].model_output.removeprefix("<tool_call>").removesuffix("</tool_call>")
+    ) == {"name": "search", "arguments": {"query": better}}

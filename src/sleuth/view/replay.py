@@ -62,8 +62,14 @@ class Edit:
 
 
 def is_prefetch(step: Step) -> bool:
-    """The RAG prefetch: a search the loop made itself, before any model call."""
-    return step.index == 0 and step.action == "search" and not step.model_output
+    """The RAG prefetch: a search the loop made itself, before any model call (every model
+    step has messages before it; the prefetch has none and no output)."""
+    return (
+        step.index == 0
+        and step.action == "search"
+        and not step.prompt_delta
+        and not step.model_output
+    )
 
 
 def _tool_call_id(step: Step, following: Step | None) -> str:
@@ -90,8 +96,9 @@ def action_text(action_format: str, name: str, argument: str) -> str:
     return f"<tool_call>{json.dumps(call, ensure_ascii=False)}</tool_call>"
 
 
-def _assistant(tags: bool, step: Step, call_id: str) -> Message:
-    """The assistant turn the loop appended for ``step`` (mirrors ``_remember_output``)."""
+def _assistant(tags: bool, step: Step, call_id: str, edited: bool = False) -> Message:
+    """The assistant turn the loop appended for ``step`` (mirrors ``_remember_output``). An
+    edited step in the JSON format is a native tool call with no text, as backends send it."""
     if tags:
         text = step.model_output
         if step.action != "invalid" and f"</{step.action}>" not in text.lower():
@@ -101,7 +108,7 @@ def _assistant(tags: bool, step: Step, call_id: str) -> Message:
         arguments = json.dumps(_arguments(step.action, step.argument))
         return {
             "role": "assistant",
-            "content": step.model_output or None,
+            "content": None if edited else step.model_output or None,
             "tool_calls": [
                 {
                     "id": call_id,
@@ -237,7 +244,7 @@ class _Replay:
             action="search",
             argument=query,
         )
-        ep.messages.append(_assistant(ep.tags, step, call_id))
+        ep.messages.append(_assistant(ep.tags, step, call_id, edited=True))
         started = time.perf_counter()
         try:
             done = await ep._execute(Action("search", query, call_id=call_id), step)
