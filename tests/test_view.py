@@ -432,3 +432,28 @@ def test_replay_in_the_json_tool_call_format(hotpot_bm25) -> None:
     assert json.loads(
         fork.steps[1].model_output.removeprefix("<tool_call>").removesuffix("</tool_call>")
     ) == {"name": "search", "arguments": {"query": better}}
+
+
+def test_shadow_users_better_queries_replay_into_sft_episodes(
+    run_dir: Path, hotpot_bm25, tmp_path: Path
+) -> None:
+    from sleuth.view.simulate import simulate
+
+    log = tmp_path / "feedback.jsonl"
+    counts = asyncio.run(
+        simulate(run_dir, log, None, method="agent", agent=ScriptedLLM(policy), engine=hotpot_bm25)
+    )
+    queries = [r for r in read_feedback(log) if r["kind"] == "query"]
+    assert counts["forks"] == len(queries) >= 1 and all(r["fork_id"] for r in queries)
+    assert export(log, "sft", tmp_path / "sft.jsonl", keep_all=True) == len(queries)
+    forks = {t.episode_id: t for t in TrajectoryLog(tmp_path / "sft.jsonl").read()}
+    for record in queries:
+        fork = forks[record["fork_id"]]
+        assert fork.steps[record["step"]].argument == record["better_query"]
+        assert fork.metadata["simulated"] == "simulated:rules"
+    kept = export(log, "sft", tmp_path / "correct.jsonl")  # only forks that end correct
+    from sleuth.evaluate.metrics import cover_exact_match
+
+    assert kept == sum(
+        cover_exact_match(t.answer, t.metadata["gold_answers"]) for t in forks.values()
+    )

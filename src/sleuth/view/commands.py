@@ -105,6 +105,16 @@ def simulate_command(
     ] = None,
     n: Annotated[int, typer.Option("-n", help="Review at most this many episodes (0 = all)")] = 0,
     method: Annotated[str | None, typer.Option(help="Only episodes of this method")] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="Replay each better query on this index (needs --agent-*)")
+    ] = None,
+    search_url: Annotated[str | None, typer.Option(help="Or on this search server")] = None,
+    agent_model: Annotated[
+        str | None, typer.Option(help="The agent model for those replays ('packaged' = SmolLM2)")
+    ] = None,
+    agent_llm_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server of the agent model")
+    ] = None,
 ) -> None:
     """Shadow user mode: feedback on every episode of RUN, appended to the log as simulated."""
     import asyncio
@@ -115,15 +125,26 @@ def simulate_command(
     if shadow not in ("llm", "rules"):
         raise SleuthError("--shadow must be llm or rules")
     log = feedback or default_feedback_path([run])
+    from sleuth.evaluate.session import open_llm, open_search
+
+    engine, _, _ = open_search(index, search_url)
+    wants_agent = agent_model is not None or agent_llm_url is not None
+    if (engine is None) != (not wants_agent):
+        raise SleuthError("replaying better queries needs both an engine and --agent-model/-url")
+    agent = (
+        open_llm(None if agent_model == "packaged" else agent_model, agent_llm_url)
+        if wants_agent
+        else None
+    )
     llm = None
     if shadow == "llm":
-        from sleuth.evaluate.session import open_llm
-
         llm = open_llm(None if model == "packaged" else model, llm_url)
-    counts = asyncio.run(simulate(run, log, llm, limit=n or None, method=method))
+    counts = asyncio.run(
+        simulate(run, log, llm, limit=n or None, method=method, agent=agent, engine=engine)
+    )
     stderr.print(
         f"{counts['episodes']} episodes reviewed ({counts['unreadable']} unreadable replies), "
-        f"{counts['records']} feedback records appended to {log}"
+        f"{counts['records']} feedback records appended to {log}, {counts['forks']} replayed"
     )
 
 
