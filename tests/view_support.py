@@ -55,10 +55,8 @@ SETTINGS = RunSettings(
 )
 
 
-def make_run(index: Path, out: Path, n: int = 6, label_settings: RunSettings = SETTINGS) -> Path:
+def make_run(index: Path, out: Path, n: int = 6, settings: RunSettings = SETTINGS) -> Path:
     questions = [*load_benchmark("hotpotqa-1100:test", limit=n).questions, EVIL_QUESTION]
-    runner = EvaluationRunner(
-        out, label_settings, questions, ScriptedLLM(policy), open_index(index)
-    )
+    runner = EvaluationRunner(out, settings, questions, ScriptedLLM(policy), open_index(index))
     asyncio.run(runner.run())
     return out
