@@ -18,6 +18,7 @@ from sleuth.rewards.core import (
     register,
     reward_breakdown,
 )
+from sleuth.rewards.feedback import attach_step_rewards, load_step_rewards  # registers "feedback"
 from sleuth.rewards.query_rewrite import PlatformRules, parse_queries, rewrite_reward
 
 __all__ = [
@@ -25,7 +26,9 @@ __all__ = [
     "Gold",
     "PlatformRules",
     "RewardFn",
+    "attach_step_rewards",
     "combined",
+    "load_step_rewards",
     "parse_queries",
     "parse_spec",
     "register",
