@@ -46,6 +46,16 @@ def ask_command(
     untagged_answer: Annotated[
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
     ] = False,
+    constrain: Annotated[
+        bool,
+        typer.Option(help="Decode each turn under the action grammar: exactly one valid action"),
+    ] = True,
+    prompt_example: Annotated[
+        bool, typer.Option(help="Show the model a worked example of the protocol")
+    ] = True,
+    backend: Annotated[
+        str, typer.Option(help="Local model backend: auto | openvino | transformers")
+    ] = "auto",
     trajectory_out: Annotated[
         Path | None,
         typer.Option(
@@ -81,6 +91,8 @@ def ask_command(
         top_k=top_k,
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,
+        constrain=constrain,
+        prompt_example=prompt_example,
     )
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
@@ -90,7 +102,7 @@ def ask_command(
     else:
         engine = TitleMemo(open_index(index or bundled_index("hotpotqa-1100")))
     with console.status("loading the model ..."):
-        llm = load_llm(model, url=llm_url)
+        llm = load_llm(model, url=llm_url, backend=backend)
 
     async def ask_person(text: str) -> str:
         prompt = f"[bold yellow]agent asks:[/] {safe_markup(text)}\n> "
