@@ -65,7 +65,7 @@ def test_concurrent_completions_share_one_model(packaged):
 
 def test_http_backend_against_serve_llm_matches_in_process(packaged):
     with LiveServer(create_llm_app(packaged)) as server:
-        remote = OpenAIChatLLM(f"{server.url}/v1", "local")
+        remote = OpenAIChatLLM(f"{server.url}/v1", packaged.name)
         over_http = complete(remote, max_tokens=12)
         assert over_http.text == complete(packaged, max_tokens=12).text
         assert over_http.usage.completion_tokens > 0 and over_http.model == packaged.name

@@ -56,6 +56,13 @@ def ask_command(
     backend: Annotated[
         str, typer.Option(help="Local model backend: auto | openvino | transformers")
     ] = "auto",
+    constrain_via: Annotated[
+        str,
+        typer.Option(
+            help="With --llm-url: how the server takes the action grammar: auto | vllm | "
+            "vllm-legacy | sglang | llamacpp | openai | none"
+        ),
+    ] = "auto",
     trajectory_out: Annotated[
         Path | None,
         typer.Option(
@@ -102,7 +109,8 @@ def ask_command(
     else:
         engine = TitleMemo(open_index(index or bundled_index("hotpotqa-1100")))
     with console.status("loading the model ..."):
-        llm = load_llm(model, url=llm_url, backend=backend)
+        extra = {"constrain_via": constrain_via} if llm_url else {}
+        llm = load_llm(model, url=llm_url, backend=backend, **extra)
 
     async def ask_person(text: str) -> str:
         prompt = f"[bold yellow]agent asks:[/] {safe_markup(text)}\n> "

@@ -80,6 +80,13 @@ def run_command(
     backend: Annotated[
         str, typer.Option(help="Local model backend: auto | openvino | transformers")
     ] = "auto",
+    constrain_via: Annotated[
+        str,
+        typer.Option(
+            help="With --llm-url: how the server takes the action grammar: auto | vllm | "
+            "vllm-legacy | sglang | llamacpp | openai | none"
+        ),
+    ] = "auto",
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
     time_budget: Annotated[
         float | None,
@@ -132,7 +139,7 @@ def run_command(
     check_run(out, settings, engine is not None)  # before the (slow) model load
     if time_budget is not None and time_budget <= 0:
         raise SleuthError("--time-budget must be a positive number of seconds")
-    llm = open_llm(model, llm_url, backend)
+    llm = open_llm(model, llm_url, backend, constrain_via)
     judge = None
     if judge_llm:
         same = judge_llm == (model or "packaged") and judge_url == llm_url

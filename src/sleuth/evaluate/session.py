@@ -42,12 +42,14 @@ def open_search(
     return None, None, None
 
 
-def open_llm(model: str | None, url: str | None, backend: str = "auto") -> LLM:
+def open_llm(
+    model: str | None, url: str | None, backend: str = "auto", constrain_via: str = "auto"
+) -> LLM:
     """The packaged SmolLM2 in-process when no model is named, else an HTTP/served model."""
     from sleuth.llm import load_llm
 
     if url is not None:
-        return load_llm(model, url=url)
+        return load_llm(model, url=url, constrain_via=constrain_via)
     return load_llm(model, backend=backend)
 
 

@@ -95,6 +95,7 @@ class OpenVINOLLM:
         self._ids = itertools.count()
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
+        self.peak_batch = 0  # most requests decoded together so far (batching is observable)
         self._worker = threading.Thread(target=self._run, name="openvino-batcher", daemon=True)
         self._worker.start()
 
@@ -125,6 +126,7 @@ class OpenVINOLLM:
                         return
                     if self._admit(item):
                         running.append(item)
+                        self.peak_batch = max(self.peak_batch, len(running))
             except queue.Empty:
                 pass
             try:
@@ -195,7 +197,9 @@ class OpenVINOLLM:
             ov_config.rng_seed = config.seed
         if config.stop:
             ov_config.stop_strings = set(config.stop)
-            ov_config.include_stop_str_in_output = False
+            # Kept in the output and cut here, exactly before the stop string (OpenAI semantics;
+            # the engine would drop the whole last token, e.g. " Paris" with its space).
+            ov_config.include_stop_str_in_output = True
         if config.constraint is not None:
             ov_config.structured_output_config = _structured(genai, config.constraint)
         eos = self.tokenizer.eos_token_id
@@ -262,16 +266,25 @@ class OpenVINOLLM:
         request = self._submit(self.encode_chat(messages), config, stream=True)
         assert request.stream is not None
         generated: list[int] = []
-        emitted = ""
+        emitted, stopped = "", False
         while True:
             chunk = await asyncio.to_thread(request.stream.get)
             if chunk is None:
                 break
+            if stopped:
+                continue  # drain until the engine ends the request
             generated += chunk
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            if len(text) > len(emitted) and not text.endswith("\ufffd"):
+            if text.endswith("\ufffd"):
+                continue  # half of a multi-byte character
+            ready, stopped = _before_stop(text, config.stop)
+            if len(ready) > len(emitted):
+                yield ready[len(emitted) :]
+                emitted = ready
+        if not stopped:  # what was held back as a possible stop-string start
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            if len(text) > len(emitted):
                 yield text[len(emitted) :]
-                emitted = text
         await asyncio.wrap_future(request.future)
 
     def count_tokens(self, messages: list[Message]) -> int:
@@ -282,6 +295,15 @@ class OpenVINOLLM:
             self._closed = True
             self._inbox.put(None)
             await asyncio.to_thread(self._worker.join, 10)
+
+
+def _before_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Text safe to stream: cut at a stop string, holding back a suffix that may start one."""
+    cut = min((text.index(s) for s in stops if s in text), default=-1)
+    if cut >= 0:
+        return text[:cut], True
+    hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+    return text[: len(text) - hold], False
 
 
 def _structured(genai: Any, constraint: Constraint) -> Any:

@@ -193,7 +193,11 @@ def create_llm_app(
         config = _validate(data, llm.name, context)
         _check_context(llm, data.messages, config)
         if data.stream:
-            return Stream(stream_events(data, config), media_type="text/event-stream")
+            return Stream(
+                stream_events(data, config),
+                media_type="text/event-stream",
+                headers={"content-type": "text/event-stream", "cache-control": "no-cache"},
+            )
         async with gate:
             try:
                 completion = await llm.complete(data.messages, config, data.tools)
