@@ -62,6 +62,9 @@ class GrammarLogitsProcessor:
         for row, matcher in enumerate(self.matchers):
             if generated > 0 and not matcher.is_terminated():
                 matcher.accept_token(int(input_ids[row, -1]))
-            matcher.fill_next_token_bitmask(self.bitmask, row)
+            if matcher.is_terminated():  # a finished row of a batch: generate pads it anyway
+                self.bitmask[row] = -1  # all bits set: nothing masked
+            else:
+                matcher.fill_next_token_bitmask(self.bitmask, row)
         self._xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device))
         return scores

@@ -41,7 +41,7 @@ class AgentTrainConfig:
     max_new_tokens: int = 48
     top_k: int = 3
     doc_chars: int = 300
-    concurrency: int = 4
+    concurrency: int = 8  # episodes decoded together (a GRPO group of 8 in one batch)
     save_steps: int = 1
     seed: int = 0
 

@@ -109,6 +109,11 @@ class PolicyLLM:
             latency_s=time.perf_counter() - started,
             finish_reason=finish,
             model=self.name,
+            constraint=(
+                config.constraint.describe()
+                if config.constraint and getattr(self.generate, "supports_constraint", False)
+                else ""
+            ),
         )
 
     async def complete(
@@ -126,7 +131,11 @@ class PolicyLLM:
 
 
 class ModelGenerator:
-    """``Generate`` over a transformers model; one generation at a time (the model is shared)."""
+    """``Generate`` over a transformers model; one generation at a time (the model is shared).
+
+    The batched alternative, used by training, is ``sleuth.train.batched_generate``."""
+
+    supports_constraint = True
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
@@ -144,6 +153,16 @@ class ModelGenerator:
             kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
         if config.stop:
             kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
+        if config.constraint is not None:
+            from transformers import LogitsProcessorList
+
+            from sleuth.llm.grammar_mask import GrammarLogitsProcessor
+
+            vocab = int(self.model.config.vocab_size)
+            processor = GrammarLogitsProcessor(
+                self.tokenizer, config.constraint, 1, len(ids), vocab
+            )
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
         inputs = torch.tensor([ids])
         with self._lock, torch.no_grad():
             was_training = self.model.training
@@ -226,9 +245,15 @@ class AgentRolloutFunc:
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         questions = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
-        generate = self._generate or ModelGenerator(
-            trainer.accelerator.unwrap_model(trainer.model), self.tokenizer
-        )
+        if self._generate is None:  # one batcher for the whole run: a group decodes together
+            from sleuth.train.batched_generate import BatchedGenerator
+
+            self._generate = BatchedGenerator(
+                trainer.accelerator.unwrap_model(trainer.model),
+                self.tokenizer,
+                max_batch=max(1, self.concurrency),
+            )
+        generate = self._generate
         self.last = asyncio.run(
             run_episodes(
                 questions, generate, self.tokenizer, self.search, self.config, self.concurrency
