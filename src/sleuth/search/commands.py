@@ -29,7 +29,23 @@ def index_command(
         Path, typer.Option("--out", "-o", help="Index folder to create (replaced atomically)")
     ],
     engine: Annotated[str, typer.Option(help="bm25 | dense | hybrid")] = "bm25",
-    stem: Annotated[bool, typer.Option("--stem", help="English stemming for BM25")] = False,
+    analyzer: Annotated[
+        str,
+        typer.Option(
+            help="BM25 analysis: english (lowercase, Lucene stopwords, Snowball stemming) | "
+            "en_stem (no stopwords) | plain (lowercase only)"
+        ),
+    ] = "english",
+    stem: Annotated[
+        bool, typer.Option("--stem", help="Same as --analyzer en_stem (kept for old scripts)")
+    ] = False,
+    reuse_dense: Annotated[
+        Path | None,
+        typer.Option(
+            help="Existing dense/hybrid index of the same corpus whose vectors to reuse "
+            "(checked by corpus checksum, encoder and faiss settings; otherwise encodes)"
+        ),
+    ] = None,
     dense_index: Annotated[
         str, typer.Option(help="faiss index for dense: flat | hnsw | sq8 | hnsw+sq8")
     ] = "flat",
@@ -60,13 +76,16 @@ def index_command(
             documents,
             out,
             engine=engine,
-            tokenizer="en_stem" if stem else "default",
+            tokenizer="en_stem" if stem else analyzer,
             dense_index=dense_index,
             encoder=encoder,
             source=str(corpus),
             progress=advance,
+            reuse_dense=reuse_dense,
         )
     manifest = read_manifest(path)
+    if manifest["params"].get("dense_reused_from"):
+        stderr.print(f"reused the vectors of {manifest['params']['dense_reused_from']}")
     stderr.print(
         f"[green]indexed {manifest['corpus']['documents']:,} documents[/green] into {path} "
         f"in {time.perf_counter() - started:.1f}s (engine {engine})"
