@@ -22,7 +22,8 @@ def index_command(
     corpus: Annotated[
         str,
         typer.Argument(
-            help="Corpus: JSONL file, BEIR folder, HotpotQA JSONL, Cranfield folder or bundled name"
+            help="Corpus: JSONL / JSON-array file, BEIR folder, HotpotQA / 2Wiki / MuSiQue "
+            "file or folder, SMART folder (*.ALL, *.QRY, *.REL) or bundled name"
         ),
     ],
     out: Annotated[
@@ -54,7 +55,11 @@ def index_command(
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
     ] = None,
     format: Annotated[
-        str, typer.Option(help="auto | jsonl | beir | hotpotqa | cranfield")
+        str,
+        typer.Option(
+            help="auto | jsonl | flashrag | json | hipporag | beir | hotpotqa | 2wiki | musique "
+            "| smart | cranfield"
+        ),
     ] = "auto",
     chunk_words: Annotated[
         int, typer.Option(help="Split documents longer than this many words (0 = never)")
