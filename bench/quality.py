@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.corpus import load_documents, load_qrels, load_queries
-from sleuth.evaluate.retrieval import evaluate_run, run_queries
+from sleuth.evaluate.retrieval import evaluate_run, run_queries, served_order_scores
 from sleuth.search import build_index, open_index
 from sleuth.search.lexical import document_body, query_terms, tokenize
 
@@ -32,8 +32,9 @@ SWEEP_B = (0.3, 0.5, 0.75, 0.9)
 
 
 def _run_from_rows(docs: list, ids: list[str], rows: Any, scores: Any) -> Run:
+    """Each reference scored in its own served order, as Sleuth's runs are (ties as served)."""
     return {
-        qid: {docs[r].id: float(s) for r, s in zip(rr, ss, strict=True) if s > 0}
+        qid: served_order_scores([docs[r].id for r, s in zip(rr, ss, strict=True) if s > 0])
         for qid, rr, ss in zip(ids, rows, scores, strict=True)
     }
 
@@ -78,7 +79,7 @@ def rank_bm25_run(docs: list, queries: dict[str, str], k: int = 100) -> Run:
     for qid, tokens in zip(ids, analyse([queries[q] for q in ids]), strict=True):
         scores = model.get_scores(tokens)
         top = np.argsort(-scores, kind="stable")[:k]
-        run[qid] = {docs[i].id: float(scores[i]) for i in top if scores[i] > 0}
+        run[qid] = served_order_scores([docs[i].id for i in top if scores[i] > 0])
     return run
 
 
