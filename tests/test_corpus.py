@@ -67,7 +67,7 @@ def test_jsonl_accepts_id_variants_and_searchr1_contents(tmp_path: Path):
         (b'{"id": "a", "text": "x"}\n{"text": "no id"}\n', r"c\.jsonl:2: record has no id"),
         (b'{"id": "a", "title": "t"}\n', r"c\.jsonl:1: record has no text"),
         (b'{"id": "a", "text": "caf\xe9"}\n', r"c\.jsonl:1: not valid UTF-8"),
-        (b"[1, 2]\n", r"c\.jsonl:1: expected a JSON object"),
+        (b"[1, 2]\n", r"c\.jsonl\[0\]: expected a JSON object"),
         (
             b'{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n{"id": "a", "text": "z"}\n',
             r"duplicate document id 'a' \(records 1 and 3\)",

@@ -19,9 +19,17 @@ DOCS = [Document(str(i), f"Title {i}", f"alpha beta text number {i}") for i in r
 def test_manifest_describes_the_index(tmp_path: Path):
     path = build_index(DOCS, tmp_path / "idx", source="unit")
     manifest = read_manifest(path)
-    assert manifest["format_version"] == 1 and manifest["engine"] == "bm25"
+    assert manifest["format_version"] == 2 and manifest["engine"] == "bm25"
     assert manifest["corpus"]["documents"] == 50 and manifest["corpus"]["source"] == "unit"
-    assert manifest["params"] == {"tokenizer": "default", "k1": 1.2, "b": 0.75}
+    assert manifest["params"] == {
+        "tokenizer": "english",
+        "lowercase": True,
+        "stopwords": "lucene-english",
+        "stemmer": "snowball-english",
+        "query_tf": True,
+        "k1": 1.2,
+        "b": 0.75,
+    }
     again = read_manifest(build_index(DOCS, tmp_path / "idx2"))
     assert again["corpus"]["sha256"] == manifest["corpus"]["sha256"]
     changed = [*DOCS[:-1], Document("49", "Title 49", "different")]

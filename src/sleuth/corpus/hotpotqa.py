@@ -1,4 +1,7 @@
-"""HotpotQA records (distractor setting): questions with context paragraphs and supporting facts."""
+"""HotpotQA records (distractor setting): questions with context paragraphs and supporting facts.
+
+The general reader for HotpotQA, 2WikiMultihopQA and MuSiQue is ``sleuth.corpus.multihop``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sleuth.corpus.jsonl import read_jsonl
+from sleuth.corpus.multihop import qa_documents, read_qa_records
 from sleuth.errors import CorpusError
 from sleuth.types import Document
 
@@ -22,41 +25,18 @@ class HotpotQuestion:
 
 
 def read_hotpotqa_records(paths: Iterable[str | Path]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in paths:
-        for line_no, record in read_jsonl(path):
-            where = f"{path}:{line_no}"
-            if "context" not in record or "question" not in record:
-                raise CorpusError(f"{where}: not a HotpotQA record (needs question and context)")
-            yield where, record
-
-
-def _paragraphs(record: dict[str, Any], where: str) -> Iterator[tuple[str, str]]:
-    context = record["context"]
-    if isinstance(context, dict):  # Hugging Face schema: {"title": [...], "sentences": [[...]]}
-        pairs = zip(context.get("title", []), context.get("sentences", []), strict=False)
-    elif isinstance(context, list):  # original schema: [[title, [sentences]], ...]
-        pairs = ((item[0], item[1]) for item in context)
-    else:
-        raise CorpusError(f"{where}: context must be a dict or a list")
-    for title, sentences in pairs:
-        yield str(title), "".join(sentences).strip()
+    """Records from JSONL files or JSON arrays (the official release is one JSON array)."""
+    return read_qa_records(paths)
 
 
 def hotpotqa_documents(paths: Iterable[str | Path]) -> Iterator[Document]:
     """Each distinct context paragraph becomes a Document whose id is its Wikipedia title.
 
     HotpotQA keys paragraphs by title, so the same title seen under several questions is one
-    document (first text kept; later differing texts are counted in ``fields``, not dropped
-    silently).
+    document; a differing text under a seen title becomes ``"<title> (2)"`` (see
+    ``sleuth.corpus.multihop``), never dropped silently.
     """
-    seen: dict[str, Document] = {}
-    for where, record in read_hotpotqa_records(paths):
-        for title, text in _paragraphs(record, where):
-            if title in seen:
-                continue
-            doc = Document(id=title, title=title, text=text, fields={"source": where})
-            seen[title] = doc
-            yield doc
+    return qa_documents(paths)
 
 
 def hotpotqa_questions(paths: Iterable[str | Path]) -> Iterator[HotpotQuestion]:

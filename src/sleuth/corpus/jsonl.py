@@ -69,9 +69,57 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
+                if line_no == 1 and text.lstrip().startswith(("[", "{")):
+                    raise CorpusError(json_not_jsonl(path)) from None
                 raise CorpusError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
+            if line_no == 1 and isinstance(record, list):
+                raise CorpusError(json_not_jsonl(path))
             if not isinstance(record, dict):
                 raise CorpusError(
                     f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}"
                 )
             yield line_no, record
+
+
+def json_not_jsonl(path: Path) -> str:
+    """What to do when a JSON array (or pretty-printed JSON) arrives where JSONL is expected."""
+    return (
+        f"{path}: this is a JSON array or multi-line JSON, not JSONL (one object per line). "
+        "`sleuth index` and `eval` read JSON arrays of documents or QA records directly "
+        "(--format auto/json); elsewhere convert it: jq -c '.[]' FILE > FILE.jsonl"
+    )
+
+
+def starts_with_json_array(path: Path) -> bool:
+    with open_bytes(path) as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"[")
+
+
+def read_json_document(path: str | Path) -> Any:
+    """A whole JSON file (array or object); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            return json.load(handle)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode it") from None
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, record)`` from a JSONL file or a JSON array of objects, whichever it is."""
+    path = Path(path)
+    if path.is_file() and starts_with_json_array(path):
+        data = read_json_document(path)
+        for position, record in enumerate(data, start=1):
+            where = f"{path}[{position - 1}]"
+            if not isinstance(record, dict):
+                raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield where, record
+        return
+    for line_no, record in read_jsonl(path):
+        yield f"{path}:{line_no}", record

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.corpus.bundled import DATA_DIR
-from sleuth.corpus.jsonl import read_jsonl
+from sleuth.corpus.jsonl import read_jsonl, read_records
+from sleuth.corpus.multihop import ParagraphIds, is_qa_record, qa_paragraphs
 from sleuth.errors import CorpusError, SleuthError
 
 HOTPOT_DIR = DATA_DIR / "hotpotqa_dev_1100"
@@ -79,15 +80,22 @@ def _answers(record: dict[str, Any], where: str) -> tuple[str, ...]:
         if key in record:
             value = record[key]
             values = value if isinstance(value, list) else [value]
-            answers = tuple(str(v) for v in values if str(v).strip())
+            values = [*values, *(record.get("answer_aliases") or [])]  # MuSiQue
+            answers = tuple(dict.fromkeys(str(v) for v in values if str(v).strip()))
             if answers:
                 return answers
             raise CorpusError(f"{where}: {key!r} is empty")
     raise CorpusError(f"{where}: no gold answer (expected golden_answers, answers or answer)")
 
 
+GOLD_ID_KEYS = ("gold_ids", "gold_doc_ids", "supporting_ids", "evidence_ids")
+
+
 def _supporting_titles(record: dict[str, Any]) -> list[str]:
-    facts = record.get("supporting_facts") or {}
+    facts = record.get("supporting_facts")
+    if facts is None and isinstance(record.get("metadata"), dict):  # FlashRAG keeps it there
+        facts = record["metadata"].get("supporting_facts")
+    facts = facts or {}
     titles = facts.get("title", []) if isinstance(facts, dict) else [f[0] for f in facts]
     return list(dict.fromkeys(str(t) for t in titles))
 
@@ -100,36 +108,78 @@ def _evidence(record: dict[str, Any], title_ids: dict[str, str]) -> tuple[tuple[
     return tuple(items)
 
 
+def _gold_by_id(record: dict[str, Any], where: str) -> tuple[tuple[str, ...], ...] | None:
+    key = next((k for k in GOLD_ID_KEYS if k in record), None)
+    if key is None:
+        return None
+    value = record[key]
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise CorpusError(f"{where}: {key!r} must be a list of document ids")
+    return tuple((str(v),) for v in dict.fromkeys(value))
+
+
 def read_questions(
-    path: Path, title_ids: dict[str, str] | None = None
+    path: Path,
+    title_ids: dict[str, str] | None = None,
+    qrels: dict[str, dict[str, int]] | None = None,
 ) -> Iterator[BenchmarkQuestion]:
     """Records in FlashRAG (``id``, ``question``, ``golden_answers``), R1-Searcher (``idx``,
-    ``question``, ``answer``) or HotpotQA (plus ``supporting_facts``) layout."""
+    ``question``, ``answer``), HotpotQA / 2WikiMultihopQA (``supporting_facts``) or MuSiQue
+    (``paragraphs`` with ``is_supporting``) layout, as JSONL or one JSON array.
+
+    Gold evidence, first found wins: ``qrels`` (``{question_id: {doc_id: gain}}``, by document
+    id), a ``gold_ids`` list in the record, the supporting context paragraphs (ids as
+    ``sleuth.corpus.multihop`` gives them), then supporting-fact titles.
+    """
     seen: set[str] = set()
-    for line_no, record in read_jsonl(path):
-        where = f"{path}:{line_no}"
+    paragraph_ids = ParagraphIds()
+    for where, record in read_records(path):
         question = record.get("question")
         if not isinstance(question, str) or not question.strip():
             raise CorpusError(f"{where}: record has no 'question' text")
         raw_id = next((record[k] for k in ("id", "_id", "idx") if k in record), None)
-        qid = str(raw_id) if raw_id is not None else f"{path.stem}-{line_no}"
+        qid = str(raw_id) if raw_id is not None else f"{path.stem}-{len(seen) + 1}"
         if qid in seen:
             raise CorpusError(f"{where}: duplicate question id {qid!r}")
         seen.add(qid)
         metadata = {k: record[k] for k in ("type", "level") if k in record}
         if isinstance(record.get("metadata"), dict):
             metadata.update(record["metadata"])
+        by_context: tuple[tuple[str, ...], ...] = ()
+        if is_qa_record(record):  # ids of supporting paragraphs, as the corpus loader gives them
+            items = []
+            for paragraph in qa_paragraphs(record, where):
+                doc_id, _ = paragraph_ids.assign(paragraph.title, paragraph.text)
+                if not paragraph.supporting:
+                    continue
+                if "context" in record:  # HotpotQA / 2Wiki key paragraphs by title
+                    aliases = [(title_ids or {}).get(paragraph.title), paragraph.title]
+                else:  # MuSiQue: several paragraphs per title, so by the paragraph's own id
+                    aliases = [doc_id]
+                item = tuple(a for a in aliases if a)
+                if item not in items:
+                    items.append(item)
+            by_context = tuple(items)
+        if qrels is not None and qid in qrels:
+            gold = tuple((doc,) for doc, gain in qrels[qid].items() if gain > 0)
+        else:
+            gold = _gold_by_id(record, where) or by_context or _evidence(record, title_ids or {})
         yield BenchmarkQuestion(
             id=qid,
             question=question.strip(),
             answers=_answers(record, where),
-            gold_evidence=_evidence(record, title_ids or {}),
+            gold_evidence=gold,
             metadata=metadata,
         )
 
 
-def load_benchmark(name_or_path: str | Path, limit: int | None = None) -> Benchmark:
-    """A registered benchmark by name (see ``REGISTRY``) or a JSONL file; first ``limit``."""
+def load_benchmark(
+    name_or_path: str | Path,
+    limit: int | None = None,
+    qrels: dict[str, dict[str, int]] | None = None,
+) -> Benchmark:
+    """A registered benchmark by name (see ``REGISTRY``) or a JSONL / JSON-array file; first
+    ``limit``; ``qrels`` gives gold evidence by document id (see ``read_questions``)."""
     key = str(name_or_path)
     if key in REGISTRY:
         files = REGISTRY[key][1]
@@ -144,7 +194,7 @@ def load_benchmark(name_or_path: str | Path, limit: int | None = None) -> Benchm
         files, title_ids, name = (path,), None, path.stem
     questions: list[BenchmarkQuestion] = []
     for file in files:
-        for question in read_questions(file, title_ids):
+        for question in read_questions(file, title_ids, qrels):
             questions.append(question)
             if limit is not None and len(questions) >= limit:
                 return Benchmark(name, questions)
@@ -155,3 +205,19 @@ def load_benchmark(name_or_path: str | Path, limit: int | None = None) -> Benchm
 
 def describe() -> str:
     return "\n".join(f"{name}: {text}" for name, (text, _) in REGISTRY.items())
+
+
+def unmatched_evidence(questions: list[BenchmarkQuestion], has_id: Any) -> tuple[int, list[str]]:
+    """How many gold evidence items name no document ``has_id`` knows, and a few examples.
+
+    Evidence recall counts such items as missed, so a corpus keyed by other ids (a BEIR
+    ``m6`` where the questions name titles) would otherwise score 0.000 silently.
+    """
+    missing, examples = 0, []
+    for question in questions:
+        for aliases in question.gold_evidence:
+            if not any(has_id(alias) for alias in aliases):
+                missing += 1
+                if len(examples) < 3:
+                    examples.append(aliases[0])
+    return missing, examples

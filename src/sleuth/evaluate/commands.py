@@ -30,9 +30,16 @@ def run_command(
         str,
         typer.Option(
             help="hotpotqa-1100[:train|dev|test], hotpotqa-500, 2wiki-500, musique-500, "
-            "bamboogle, or a FlashRAG JSONL file (id, question, golden_answers)"
+            "bamboogle, or a file: FlashRAG JSONL (id, question, golden_answers), official "
+            "HotpotQA / 2WikiMultihopQA JSON, MuSiQue JSONL/JSON"
         ),
     ] = "hotpotqa-1100",
+    qrels: Annotated[
+        str | None,
+        typer.Option(
+            help="Gold evidence by document id: BEIR qrels .tsv / folder, keyed by question id"
+        ),
+    ] = None,
     index: Annotated[Path | None, typer.Option(help="Index folder built by `sleuth index`")] = None,
     search_url: Annotated[
         str | None, typer.Option(help="Retrieval server URL (Sleuth or Search-R1 /retrieve)")
@@ -110,8 +117,14 @@ def run_command(
         raise SleuthError("give either --index or --search-url, not both")
     if seeds > 1 and temperature == 0:
         stderr.print("[yellow]note: with --temperature 0 every seed decodes the same way[/yellow]")
-    bench = load_benchmark(benchmark, limit=n or None)
+    gold = None
+    if qrels:
+        from sleuth.corpus import load_qrels
+
+        gold = load_qrels(qrels)
+    bench = load_benchmark(benchmark, limit=n or None, qrels=gold)
     engine, manifest, search_label = open_search(index, search_url)
+    warn_unmatched_evidence(bench, engine)
     budget = Budget(
         top_k=top_k,
         max_turns=max_turns,
@@ -249,3 +262,31 @@ def demo_command(
     from sleuth.evaluate.demo import run_demo
 
     run_demo(out, n=n, concurrency=concurrency)
+
+
+def warn_unmatched_evidence(bench: object, engine: object, sample: int = 200) -> None:
+    """Say so when gold evidence names ids the index does not hold (recall would read 0)."""
+    from sleuth.errors import DocumentNotFound
+    from sleuth.evaluate.benchmarks import unmatched_evidence
+    from sleuth.progress import stderr
+
+    questions = getattr(bench, "questions", [])[:sample]
+    if engine is None or not any(q.gold_evidence for q in questions):
+        return
+
+    def has_id(doc_id: str) -> bool:
+        try:
+            engine.get(doc_id)  # type: ignore[attr-defined]
+        except DocumentNotFound:
+            return False
+        return True
+
+    missing, examples = unmatched_evidence(questions, has_id)
+    if missing:
+        total = sum(len(q.gold_evidence) for q in questions)
+        stderr.print(
+            f"[yellow]warning: {missing} of {total} gold evidence items (first {len(questions)} "
+            f"questions) name no document in the index, e.g. {examples}; evidence recall counts "
+            "them as missed. Index the corpus the questions come from, or give gold by id "
+            "with --qrels.[/yellow]"
+        )

@@ -38,12 +38,12 @@ def bundled_index(name: str = "hotpotqa-1100", engine: str = "bm25") -> Path:
     holds it works: opening never writes)."""
     from sleuth.corpus import load_documents
     from sleuth.progress import progress_bar
-    from sleuth.search.index_format import build_index, read_manifest
+    from sleuth.search.index_format import FORMAT_VERSION, build_index, read_manifest
 
     path = cache_dir() / "indexes" / f"{name}-{engine}"
     try:
-        read_manifest(path)
-        return path
+        if read_manifest(path)["format_version"] == FORMAT_VERSION:
+            return path  # an older format is rebuilt: the bundled index follows the defaults
     except IndexFormatError:
         pass
     except OSError:  # the cache path runs through a file, or cannot be read

@@ -22,14 +22,31 @@ def index_command(
     corpus: Annotated[
         str,
         typer.Argument(
-            help="Corpus: JSONL file, BEIR folder, HotpotQA JSONL, Cranfield folder or bundled name"
+            help="Corpus: JSONL / JSON-array file, BEIR folder, HotpotQA / 2Wiki / MuSiQue "
+            "file or folder, SMART folder (*.ALL, *.QRY, *.REL) or bundled name"
         ),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Index folder to create (replaced atomically)")
     ],
     engine: Annotated[str, typer.Option(help="bm25 | dense | hybrid")] = "bm25",
-    stem: Annotated[bool, typer.Option("--stem", help="English stemming for BM25")] = False,
+    analyzer: Annotated[
+        str,
+        typer.Option(
+            help="BM25 analysis: english (lowercase, Lucene stopwords, Snowball stemming) | "
+            "en_stem (no stopwords) | plain (lowercase only)"
+        ),
+    ] = "english",
+    stem: Annotated[
+        bool, typer.Option("--stem", help="Same as --analyzer en_stem (kept for old scripts)")
+    ] = False,
+    reuse_dense: Annotated[
+        Path | None,
+        typer.Option(
+            help="Existing dense/hybrid index of the same corpus whose vectors to reuse "
+            "(checked by corpus checksum, encoder and faiss settings; otherwise encodes)"
+        ),
+    ] = None,
     dense_index: Annotated[
         str | None,
         typer.Option(
@@ -41,7 +58,11 @@ def index_command(
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
     ] = None,
     format: Annotated[
-        str, typer.Option(help="auto | jsonl | beir | hotpotqa | cranfield")
+        str,
+        typer.Option(
+            help="auto | jsonl | flashrag | json | hipporag | beir | hotpotqa | 2wiki | musique "
+            "| smart | cranfield"
+        ),
     ] = "auto",
     chunk_words: Annotated[
         int, typer.Option(help="Split documents longer than this many words (0 = never)")
@@ -67,14 +88,18 @@ def index_command(
             documents,
             out,
             engine=engine,
-            tokenizer="en_stem" if stem else "default",
+            tokenizer="en_stem" if stem else analyzer,
             dense_index=dense_index or "flat",
             encoder=encoder,
             source=str(corpus),
             progress=advance,
+            reuse_dense=reuse_dense,
         )
     manifest = read_manifest(path)
     count = manifest["corpus"]["documents"]
+    if manifest["params"].get("dense_reused_from"):
+        reused = manifest["params"]["dense_reused_from"]
+        stderr.print(f"reused the vectors of {safe_markup(reused)}")
     stderr.print(
         f"[green]indexed {count:,} {plural(count, 'document')}[/green] into "
         f"{safe_markup(path)} in {time.perf_counter() - started:.1f}s (engine {engine})"

@@ -27,7 +27,8 @@ from sleuth.types import Document
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "sleuth-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: English analyzer by default, query term frequency counted
+READABLE_VERSIONS = (1, 2)  # format-1 indexes open with their own settings (repeats collapsed)
 ENGINES = ("bm25", "dense", "hybrid")
 ENCODE_BATCH = 512
 PROGRESS_STEP = 100  # documents between progress calls: small corpora show movement too
@@ -114,21 +115,30 @@ def build_index(
     out: str | Path,
     engine: str = "bm25",
     *,
-    tokenizer: str = "default",
+    tokenizer: str = "english",
     dense_index: str = "flat",
     encoder: str | None = None,
     hnsw_m: int = 32,
     ef_construction: int = 80,
     source: str = "",
     progress: Callable[[int], None] | None = None,
+    reuse_dense: str | Path | None = None,
 ) -> Path:
     """Index ``documents`` into the folder ``out`` (atomically) and return its path.
 
     ``engine``: ``bm25`` (tantivy), ``dense`` (encoder + faiss ``dense_index``) or ``hybrid``.
-    ``progress`` is called with the number of documents processed since the last call.
+    ``tokenizer``: the BM25 analyzer, ``english`` (default), ``en_stem`` or ``plain``.
+    ``reuse_dense``: an existing dense or hybrid index; when its manifest shows the same corpus
+    checksum, encoder and faiss settings, its vectors are copied instead of encoding again (an
+    existing index at ``out`` is tried too). ``progress`` is called with the number of documents
+    processed since the last call.
     """
+    from sleuth.search.lexical import TOKENIZERS
+
     if engine not in ENGINES:
         raise SleuthError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if tokenizer not in TOKENIZERS:
+        raise SleuthError(f"unknown analyzer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
     from sleuth.search.targets import check_index_target
 
     out = check_index_target(out)  # before any work: a bad --out fails now, not after the build
@@ -137,6 +147,8 @@ def build_index(
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     (tmp / BUILDER_PID).write_text(str(os.getpid()))
+    candidates = [Path(reuse_dense).expanduser()] if reuse_dense else []
+    candidates.append(out)
     try:
         params = _build_into(
             documents,
@@ -148,6 +160,7 @@ def build_index(
             hnsw_m,
             ef_construction,
             progress,
+            candidates if engine in ("dense", "hybrid") else [],
         )
         count, checksum = params.pop("_count"), params.pop("_checksum")
         if count == 0:
@@ -191,25 +204,30 @@ def _build_into(
     hnsw_m: int,
     ef_construction: int,
     progress: Callable[[int], None] | None,
+    reuse_candidates: list[Path],
 ) -> dict[str, Any]:
     store, hasher = DocStoreWriter(folder), CorpusHasher()
     params: dict[str, Any] = {}
     lexical = encoder = None
     if engine in ("bm25", "hybrid"):
-        from sleuth.search.lexical import LexicalIndexWriter
+        from sleuth.search.lexical import LexicalIndexWriter, analyzer_params
 
         lexical = LexicalIndexWriter(folder / "bm25", tokenizer)
-        params.update(tokenizer=tokenizer, k1=1.2, b=0.75)
+        params.update(analyzer_params(tokenizer))
+    dense_params: dict[str, Any] = {}
     if engine in ("dense", "hybrid"):
         from sleuth.search.dense import INDEX_TYPES
-        from sleuth.search.encoder import Encoder
+        from sleuth.search.encoder import PACKAGED
 
         if dense_index not in INDEX_TYPES:
             raise SleuthError(f"unknown dense index {dense_index!r}; choose {INDEX_TYPES}")
-        encoder = Encoder(encoder_name)
-        params.update(dense_index=dense_index, encoder=encoder.name, dim=encoder.dim)
+        dense_params = {"dense_index": dense_index, "encoder": encoder_name or PACKAGED}
         if "hnsw" in dense_index:
-            params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
+            dense_params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
+        reusable = [c for c in reuse_candidates if _dense_settings_match(c, dense_params)]
+        if not reusable:  # nothing to reuse: encode while streaming, as before
+            encoder = _load_encoder(encoder_name)
+            params.update(dense_params, dim=encoder.dim)
     vectors, pending = [], []
     try:
         for doc in documents:
@@ -233,6 +251,19 @@ def _build_into(
         raise
     if lexical is not None:
         lexical.close()
+    checksum = hasher.hexdigest()
+    if dense_params and encoder is None:
+        source = next((c for c in reusable if _same_corpus(c, checksum, store.count)), None)
+        if source is not None:
+            manifest = read_manifest(source)
+            (folder / "dense").mkdir()
+            shutil.copyfile(source / "dense" / FAISS_FILE, folder / "dense" / FAISS_FILE)
+            dim = manifest["params"]["dim"]
+            params.update(dense_params, dim=dim, dense_reused_from=str(source))
+        else:  # settings matched but the corpus did not: encode from the stored documents
+            encoder = _load_encoder(encoder_name)
+            params.update(dense_params, dim=encoder.dim)
+            vectors = list(_encode_store(folder, store.count, encoder))
     if encoder is not None:
         import numpy as np
 
@@ -252,8 +283,48 @@ def _build_into(
             save_faiss(faiss_index, dense_folder)
     if progress and encoder is None:
         progress(store.count % PROGRESS_STEP)
-    params["_count"], params["_checksum"] = store.count, hasher.hexdigest()
+    params["_count"], params["_checksum"] = store.count, checksum
     return params
+
+
+FAISS_FILE = "vectors.faiss"
+
+
+def _load_encoder(name: str | None) -> Any:
+    from sleuth.search.encoder import Encoder
+
+    return Encoder(name)
+
+
+def _dense_settings_match(candidate: Path, wanted: dict[str, Any]) -> bool:
+    """Whether ``candidate`` is a readable index whose vectors were built with ``wanted``."""
+    if not (candidate / MANIFEST).is_file():  # (read_manifest would tidy our own build away)
+        return False
+    try:
+        manifest = read_manifest(candidate)
+    except SleuthError:
+        return False
+    params = manifest.get("params", {})
+    return (
+        manifest["engine"] in ("dense", "hybrid")
+        and (candidate / "dense" / FAISS_FILE).is_file()
+        and all(params.get(key) == value for key, value in wanted.items())
+        and isinstance(params.get("dim"), int)
+    )
+
+
+def _same_corpus(candidate: Path, checksum: str, count: int) -> bool:
+    corpus = read_manifest(candidate).get("corpus", {})
+    return corpus.get("sha256") == checksum and corpus.get("documents") == count
+
+
+def _encode_store(folder: Path, count: int, encoder: Any) -> Iterable[Any]:
+    """Encode the documents already written to the store, in row order."""
+    store = DocStore(folder)
+    for start in range(0, count, ENCODE_BATCH):
+        rows = list(range(start, min(start + ENCODE_BATCH, count)))
+        hits = store.hits(rows, [0.0] * len(rows))
+        yield encoder.encode([f"{h.title}\n{h.text}" if h.title else h.text for h in hits])
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -275,10 +346,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{manifest_path}: not a Sleuth index manifest")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise IndexFormatError(
             f"{folder}: index format version {version} is not supported by this Sleuth "
-            f"(expects {FORMAT_VERSION}); rebuild it with `sleuth index`"
+            f"(reads {', '.join(map(str, READABLE_VERSIONS))}); rebuild it with `sleuth index`"
         )
     if manifest.get("engine") not in ENGINES:
         raise IndexFormatError(f"{manifest_path}: unknown engine {manifest.get('engine')!r}")
@@ -298,7 +369,7 @@ def _is_number(low: float, high: float, integer: bool = False) -> ParamCheck:
     return check, f"{kind} in {low:g}..{high:g}"
 
 
-def _is_one_of(*choices: str) -> ParamCheck:
+def _is_one_of(*choices: str | None) -> ParamCheck:
     return (lambda value: value in choices), "one of " + ", ".join(map(repr, choices))
 
 
@@ -306,11 +377,20 @@ def _is_text() -> ParamCheck:
     return (lambda value: isinstance(value, str) and bool(value)), "a non-empty string"
 
 
+def _is_bool() -> ParamCheck:
+    return (lambda value: isinstance(value, bool)), "true or false"
+
+
 LEXICAL, DENSE = ("bm25", "hybrid"), ("dense", "hybrid")
 # Every manifest parameter: the engines that use it and what a valid value is. A new
 # parameter of an engine is one line here; anything not listed is refused when opening.
 PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
-    "tokenizer": (LEXICAL, _is_one_of("default", "en_stem")),
+    "tokenizer": (LEXICAL, _is_one_of("english", "en_stem", "plain", "default")),
+    "lowercase": (LEXICAL, _is_bool()),
+    "stopwords": (LEXICAL, _is_one_of("lucene-english", None)),
+    "stemmer": (LEXICAL, _is_one_of("snowball-english", None)),
+    "query_tf": (LEXICAL, _is_bool()),
+    "dense_reused_from": (("hybrid",), _is_text()),
     "k1": (LEXICAL, _is_number(0.0, 100.0)),
     "b": (LEXICAL, _is_number(0.0, 1.0)),
     "dense_index": (DENSE, _is_one_of("flat", "hnsw", "sq8", "hnsw+sq8")),
@@ -393,8 +473,15 @@ def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
     if engine in ("bm25", "hybrid"):
         from sleuth.search.lexical import LexicalEngine
 
+        # Format 1 collapsed repeated query terms and had no English analyzer by default.
+        legacy = manifest["format_version"] == 1
         with _damage_reported(folder, manifest, "bm25"):
-            lexical = LexicalEngine(folder / "bm25", docstore, params.get("tokenizer", "default"))
+            lexical = LexicalEngine(
+                folder / "bm25",
+                docstore,
+                params.get("tokenizer", "default" if legacy else "english"),
+                query_tf=bool(params.get("query_tf", not legacy)),
+            )
     if engine in ("dense", "hybrid"):
         from sleuth.search.dense import FAISS_FILE, DenseEngine
 

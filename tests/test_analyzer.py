@@ -1,0 +1,121 @@
+"""The BM25 analyzer and query weighting on real Cranfield documents: stopwords, stemming,
+repeated query terms counted as BM25 says, and format-1 indexes opening with their old settings."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import tantivy
+
+from sleuth.corpus import load_documents
+from sleuth.errors import SleuthError
+from sleuth.search import build_index, open_index, read_manifest
+from sleuth.search.lexical import LUCENE_ENGLISH_STOPWORDS, document_body, query_terms, tokenize
+
+
+@pytest.fixture(scope="module")
+def cran_docs():
+    return list(load_documents("cranfield"))
+
+
+@pytest.fixture(scope="module")
+def cran_index(cran_docs, tmp_path_factory):
+    return open_index(build_index(cran_docs, tmp_path_factory.mktemp("cran") / "idx"))
+
+
+def test_stopwords_are_lucenes_english_list_and_tantivys_builtin():
+    assert len(LUCENE_ENGLISH_STOPWORDS) == 33
+    builtin = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.stopword("english"))
+        .build()
+    )
+    assert builtin.analyze(" ".join(LUCENE_ENGLISH_STOPWORDS)) == []
+    # Only those 33: other frequent words (Snowball's longer list has them) stay.
+    assert tokenize("what is the effect of these waves on them") == [
+        "what",
+        "effect",
+        "wave",
+        "them",
+    ]
+
+
+def test_english_analyzer_lowercases_drops_stopwords_and_stems():
+    assert tokenize("The Flying Birds of the Boundary-Layers") == [
+        "fli",
+        "bird",
+        "boundari",
+        "layer",
+    ]
+    assert tokenize("The Flying Birds", "en_stem") == ["the", "fli", "bird"]
+    assert tokenize("The Flying Birds", "plain") == ["the", "flying", "birds"]
+
+
+def test_stemming_matches_word_forms_in_real_documents(cran_index, cran_docs):
+    # "oscillations" in a query finds documents that only say "oscillating" / "oscillation".
+    forms = {d.id for d in cran_docs if "oscillating" in document_body(d).lower()}
+    hits = {h.id for h in cran_index.search("oscillations", 1000)}
+    assert forms and forms <= hits
+
+
+def test_a_stopword_only_query_finds_nothing(cran_index):
+    assert cran_index.search("the of and in to", 10) == []
+
+
+def _score(engine, query: str, doc_id: str) -> float:
+    return next(h.score for h in engine.search(query, 1000) if h.id == doc_id)
+
+
+def test_repeated_query_terms_add_their_weight_again(cran_index):
+    """BM25 sums over query tokens: a term said twice contributes its term score twice."""
+    top = cran_index.search("boundary layer", 1)[0].id
+    boundary, layer = _score(cran_index, "boundary", top), _score(cran_index, "layer", top)
+    once = _score(cran_index, "boundary layer", top)
+    twice = _score(cran_index, "boundary boundary layer", top)
+    assert once == pytest.approx(boundary + layer, rel=1e-5)
+    assert twice == pytest.approx(2 * boundary + layer, rel=1e-5)
+    assert query_terms(tokenize("boundary boundary layer")) == [("boundari", 2), ("layer", 1)]
+
+
+def test_repetition_changes_the_ranking(cran_index):
+    """Saying 'heat' three times pulls more heat documents into the top 10 (8 -> 10 measured)."""
+
+    def heat_in_top10(query: str) -> int:
+        return sum("heat" in tokenize(h.title + " " + h.text) for h in cran_index.search(query, 10))
+
+    assert heat_in_top10("shock wave heat") < heat_in_top10("shock wave heat heat heat")
+
+
+def test_bm25_score_by_hand(cran_docs, cran_index):
+    """One term's score equals idf * tf*(k1+1) / (tf + k1*(1-b+b*len/avgdl)) on a real document."""
+    n = len(cran_docs)
+    tokens = [tokenize(document_body(d)) for d in cran_docs]
+    avgdl = sum(map(len, tokens)) / n
+    term = "vortex"
+    df = sum(term in t for t in tokens)
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    # A document short enough that tantivy's length encoding (fieldnorm) is exact (< 40 tokens).
+    row = next(i for i, t in enumerate(tokens) if term in t and len(t) < 40)
+    tf, dl = tokens[row].count(term), len(tokens[row])
+    expected = idf * tf * 2.2 / (tf + 1.2 * (1 - 0.75 + 0.75 * dl / avgdl))
+    assert _score(cran_index, term, cran_docs[row].id) == pytest.approx(expected, rel=1e-3)
+
+
+def test_format1_index_opens_with_its_old_settings(cran_docs, tmp_path: Path):
+    """An index written before format 2 (lowercase only, repeats collapsed) still searches."""
+    path = build_index(cran_docs[:200], tmp_path / "old", tokenizer="plain")
+    manifest = read_manifest(path)
+    # What Sleuth <= format 1 wrote: the same tantivy analyzer, called "default", no query_tf.
+    manifest.update(format_version=1, params={"tokenizer": "default", "k1": 1.2, "b": 0.75})
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    old = open_index(path)
+    assert old.tokenizer == "plain" and old.query_tf is False
+    top = old.search("flow", 1)[0]
+    assert _score(old, "flow flow flow", top.id) == pytest.approx(top.score, rel=1e-6)
+    assert old.search("the", 3)  # no stopwords in the old analyzer
+
+
+def test_unknown_analyzer_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(SleuthError, match="unknown analyzer 'klingon'"):
+        build_index(load_documents("cranfield"), tmp_path / "x", tokenizer="klingon")
