@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "sleuth.evaluate.commands",  # eval, demo
     "sleuth.train.commands",  # train expand, train agent
     "sleuth.train.export_commands",  # export verl
+    "sleuth.serve.mcp_commands",  # mcp
 )
 
 for _name in COMMAND_MODULES:
