@@ -37,6 +37,13 @@ def index_command(
         str | None,
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
     ] = None,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Dense encoder runtime: onnx (default) | onnx-int8 | openvino | torch. "
+            "The first use of onnx/openvino exports the model once into the cache."
+        ),
+    ] = None,
     format: Annotated[
         str, typer.Option(help="auto | jsonl | beir | hotpotqa | cranfield")
     ] = "auto",
@@ -63,6 +70,7 @@ def index_command(
             tokenizer="en_stem" if stem else "default",
             dense_index=dense_index,
             encoder=encoder,
+            encoder_backend=encoder_backend,
             source=str(corpus),
             progress=advance,
         )
@@ -79,6 +87,10 @@ def search_command(
     k: Annotated[int, typer.Option("-k", help="Number of hits")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON")] = False,
     width: Annotated[int, typer.Option(help="Characters of text shown per hit")] = 160,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
+    ] = None,
 ) -> None:
     """Search INDEX for QUERY."""
     from rich.console import Console
@@ -86,7 +98,7 @@ def search_command(
 
     from sleuth.search import open_index
 
-    engine = open_index(index)
+    engine = open_index(index, encoder_backend=encoder_backend)
     hits = engine.search(query, k)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))

@@ -64,14 +64,19 @@ class DenseEngine:
     name = "dense"
 
     def __init__(
-        self, folder: Path, docstore: DocStore, encoder: str | None, ef_search: int = 128
+        self,
+        folder: Path,
+        docstore: DocStore,
+        encoder: str | None,
+        ef_search: int = 128,
+        encoder_backend: str | None = None,
     ) -> None:
         faiss = _faiss()
         self._index = faiss.read_index(str(folder / FAISS_FILE))
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = ef_search
         self._docs = docstore
-        self.encoder = Encoder(encoder)
+        self.encoder = Encoder(encoder, encoder_backend)
 
     def __len__(self) -> int:
         return len(self._docs)

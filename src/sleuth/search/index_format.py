@@ -114,6 +114,7 @@ def build_index(
     tokenizer: str = "default",
     dense_index: str = "flat",
     encoder: str | None = None,
+    encoder_backend: str | None = None,
     hnsw_m: int = 32,
     ef_construction: int = 80,
     source: str = "",
@@ -122,6 +123,8 @@ def build_index(
     """Index ``documents`` into the folder ``out`` (atomically) and return its path.
 
     ``engine``: ``bm25`` (tantivy), ``dense`` (encoder + faiss ``dense_index``) or ``hybrid``.
+    ``encoder_backend``: ``onnx`` (default), ``onnx-int8``, ``openvino`` or ``torch``; the
+    manifest records it.
     ``progress`` is called with the number of documents processed since the last call.
     """
     if engine not in ENGINES:
@@ -139,7 +142,7 @@ def build_index(
             engine,
             tokenizer,
             dense_index,
-            encoder,
+            (encoder, encoder_backend),
             hnsw_m,
             ef_construction,
             progress,
@@ -182,7 +185,7 @@ def _build_into(
     engine: str,
     tokenizer: str,
     dense_index: str,
-    encoder_name: str | None,
+    encoder_spec: tuple[str | None, str | None],
     hnsw_m: int,
     ef_construction: int,
     progress: Callable[[int], None] | None,
@@ -201,8 +204,13 @@ def _build_into(
 
         if dense_index not in INDEX_TYPES:
             raise SleuthError(f"unknown dense index {dense_index!r}; choose {INDEX_TYPES}")
-        encoder = Encoder(encoder_name)
-        params.update(dense_index=dense_index, encoder=encoder.name, dim=encoder.dim)
+        encoder = Encoder(*encoder_spec)
+        params.update(
+            dense_index=dense_index,
+            encoder=encoder.name,
+            encoder_backend=encoder.backend,
+            dim=encoder.dim,
+        )
         if "hnsw" in dense_index:
             params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
     vectors, pending = [], []
@@ -280,8 +288,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
-    """Open an index folder, checking its manifest and files; returns a SearchEngine."""
+def open_index(
+    path: str | Path, *, ef_search: int = 128, encoder_backend: str | None = None
+) -> SearchEngine:
+    """Open an index folder, checking its manifest and files; returns a SearchEngine.
+
+    ``encoder_backend`` overrides the query encoder's backend (see ``encoder.query_backend``).
+    """
     folder = Path(path).expanduser()
     manifest = read_manifest(folder)
     engine, params = manifest["engine"], manifest.get("params", {})
@@ -306,8 +319,10 @@ def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
         lexical = LexicalEngine(folder / "bm25", docstore, params.get("tokenizer", "default"))
     if engine in ("dense", "hybrid"):
         from sleuth.search.dense import DenseEngine
+        from sleuth.search.encoder import query_backend
 
-        dense = DenseEngine(folder / "dense", docstore, params.get("encoder"), ef_search)
+        backend = query_backend(params.get("encoder_backend"), encoder_backend)
+        dense = DenseEngine(folder / "dense", docstore, params.get("encoder"), ef_search, backend)
     if engine == "bm25":
         result: Any = lexical
     elif engine == "dense":

@@ -49,6 +49,10 @@ def serve_command(
         ),
     ] = None,
     default_topk: Annotated[int, typer.Option(help="topk for /retrieve when not given")] = 3,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
+    ] = None,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn
@@ -58,7 +62,7 @@ def serve_command(
     from sleuth.serve.app import create_app
 
     check_binding(host, token)
-    engine = open_index(index)
+    engine = open_index(index, encoder_backend=encoder_backend)
     app = create_app(engine, token=token, default_topk=default_topk)
     base = f"http://{host}:{port}"
     stderr.print(
