@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +148,8 @@ def _export_onnx(model_path: str, out: Path) -> dict[str, Any]:
 
     sample = tokenizer(["an example", "another example text"], padding=True, return_tensors="pt")
     raw = out / "raw.onnx"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shapes: the check below verifies
         torch.onnx.export(
             Pipeline(),
             (sample["input_ids"], sample["attention_mask"]),
@@ -231,13 +234,17 @@ def _quantise(folder: Path, meta: dict[str, Any]) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(folder / ONNX_FP32),
-        str(folder / ONNX_INT8),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    logging.disable(logging.WARNING)  # the quantiser logs advice meant for static quantisation
+    try:
+        quantize_dynamic(
+            str(folder / ONNX_FP32),
+            str(folder / ONNX_INT8),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        logging.disable(logging.NOTSET)
     import numpy as np
 
     reference = np.load(folder / "reference.npy", allow_pickle=False)
