@@ -84,12 +84,10 @@ def collection(name: str, quick: bool) -> tuple[list, dict[str, str], dict]:
     docs = list(load_documents(name))
     queries, qrels = load_queries(name), load_qrels(name)
     queries = {q: t for q, t in queries.items() if q in qrels}
-    if quick and name == "hotpotqa-1100":  # the paragraphs of the first 100 questions
-        chosen = list(queries)[:100]
-        keep = {d for q in chosen for d in qrels[q]}
-        titles = {doc_id.rsplit("_", 1)[0] for doc_id in keep}
-        docs = [d for d in docs if d.id in keep or d.id.rsplit("_", 1)[0] in titles][:1000]
-        queries = {q: queries[q] for q in chosen}
+    if quick and name == "hotpotqa-1100":  # the first 1000 paragraphs and their questions
+        docs = docs[:1000]
+        present = {d.id for d in docs}
+        queries = {q: t for q, t in queries.items() if set(qrels[q]) <= present}
     return docs, queries, qrels
 
 
