@@ -61,7 +61,8 @@ def test_dense_index_built_with_onnx_retrieves(tmp_path):
     assert engine.encoder.backend == "onnx"
     texts = [queries[q] for q in chosen]
     results = engine.search_batch(texts, 5)
-    found = [bool(set(qrels[q]) & {h.id for h in hits}) for q, hits in zip(chosen, results)]
+    pairs = zip(chosen, results, strict=True)
+    found = [bool(set(qrels[q]) & {h.id for h in hits}) for q, hits in pairs]
     assert sum(found) >= 9
     # fp32 backends are interchangeable: torch queries on the onnx-built index rank alike
     torch_engine = open_index(path, encoder_backend="torch")
