@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "sleuth.train.commands",  # train expand, train agent
     "sleuth.train.export_commands",  # export verl
     "sleuth.view.commands",  # view, feedback simulate, feedback export
+    "sleuth.serve.mcp_commands",  # mcp
 )
 
 

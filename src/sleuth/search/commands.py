@@ -57,6 +57,13 @@ def index_command(
         str | None,
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
     ] = None,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Dense encoder runtime: onnx (default) | onnx-int8 | openvino | torch. "
+            "The first use of onnx/openvino exports the model once into the cache."
+        ),
+    ] = None,
     format: Annotated[
         str,
         typer.Option(
@@ -91,6 +98,7 @@ def index_command(
             tokenizer="en_stem" if stem else analyzer,
             dense_index=dense_index or "flat",
             encoder=encoder,
+            encoder_backend=encoder_backend,
             source=str(corpus),
             progress=advance,
             reuse_dense=reuse_dense,
@@ -112,6 +120,10 @@ def search_command(
     k: Annotated[int, typer.Option("-k", help="Number of hits")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON")] = False,
     width: Annotated[int, typer.Option(help="Characters of text shown per hit")] = 160,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
+    ] = None,
 ) -> None:
     """Search INDEX for QUERY."""
     from rich.console import Console
@@ -121,7 +133,7 @@ def search_command(
     from sleuth.display import one_line, safe_text
     from sleuth.search import open_index
 
-    engine = open_index(index)
+    engine = open_index(index, encoder_backend=encoder_backend)
     hits = engine.search(query, k)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))

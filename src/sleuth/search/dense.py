@@ -65,7 +65,12 @@ class DenseEngine:
     name = "dense"
 
     def __init__(
-        self, folder: Path, docstore: DocStore, encoder: str | None, ef_search: int = 128
+        self,
+        folder: Path,
+        docstore: DocStore,
+        encoder: str | None,
+        ef_search: int = 128,
+        encoder_backend: str | None = None,
     ) -> None:
         faiss = _faiss()
         path = folder / FAISS_FILE
@@ -77,7 +82,7 @@ class DenseEngine:
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = ef_search
         self._docs = docstore
-        self.encoder = Encoder(encoder)
+        self.encoder = Encoder(encoder, encoder_backend)
         if self.encoder.dim != self._index.d:
             raise IndexFormatError(
                 f"{path}: vectors of {self._index.d} dimensions but the encoder "

@@ -118,6 +118,7 @@ def build_index(
     tokenizer: str = "english",
     dense_index: str = "flat",
     encoder: str | None = None,
+    encoder_backend: str | None = None,
     hnsw_m: int = 32,
     ef_construction: int = 80,
     source: str = "",
@@ -128,6 +129,8 @@ def build_index(
 
     ``engine``: ``bm25`` (tantivy), ``dense`` (encoder + faiss ``dense_index``) or ``hybrid``.
     ``tokenizer``: the BM25 analyzer, ``english`` (default), ``en_stem`` or ``plain``.
+    ``encoder_backend``: ``onnx`` (default), ``onnx-int8``, ``openvino`` or ``torch``; the
+    manifest records it.
     ``reuse_dense``: an existing dense or hybrid index; when its manifest shows the same corpus
     checksum, encoder and faiss settings, its vectors are copied instead of encoding again (an
     existing index at ``out`` is tried too). ``progress`` is called with the number of documents
@@ -156,7 +159,7 @@ def build_index(
             engine,
             tokenizer,
             dense_index,
-            encoder,
+            (encoder, encoder_backend),
             hnsw_m,
             ef_construction,
             progress,
@@ -200,7 +203,7 @@ def _build_into(
     engine: str,
     tokenizer: str,
     dense_index: str,
-    encoder_name: str | None,
+    encoder_spec: tuple[str | None, str | None],
     hnsw_m: int,
     ef_construction: int,
     progress: Callable[[int], None] | None,
@@ -221,13 +224,13 @@ def _build_into(
 
         if dense_index not in INDEX_TYPES:
             raise SleuthError(f"unknown dense index {dense_index!r}; choose {INDEX_TYPES}")
-        dense_params = {"dense_index": dense_index, "encoder": encoder_name or PACKAGED}
+        dense_params = {"dense_index": dense_index, "encoder": encoder_spec[0] or PACKAGED}
         if "hnsw" in dense_index:
             dense_params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
         reusable = [c for c in reuse_candidates if _dense_settings_match(c, dense_params)]
         if not reusable:  # nothing to reuse: encode while streaming, as before
-            encoder = _load_encoder(encoder_name)
-            params.update(dense_params, dim=encoder.dim)
+            encoder = _load_encoder(encoder_spec)
+            params.update(dense_params, encoder_backend=encoder.backend, dim=encoder.dim)
     vectors, pending = [], []
     try:
         for doc in documents:
@@ -259,10 +262,13 @@ def _build_into(
             (folder / "dense").mkdir()
             shutil.copyfile(source / "dense" / FAISS_FILE, folder / "dense" / FAISS_FILE)
             dim = manifest["params"]["dim"]
-            params.update(dense_params, dim=dim, dense_reused_from=str(source))
+            backend = manifest["params"].get("encoder_backend", "torch")
+            params.update(
+                dense_params, dim=dim, encoder_backend=backend, dense_reused_from=str(source)
+            )
         else:  # settings matched but the corpus did not: encode from the stored documents
-            encoder = _load_encoder(encoder_name)
-            params.update(dense_params, dim=encoder.dim)
+            encoder = _load_encoder(encoder_spec)
+            params.update(dense_params, encoder_backend=encoder.backend, dim=encoder.dim)
             vectors = list(_encode_store(folder, store.count, encoder))
     if encoder is not None:
         import numpy as np
@@ -290,10 +296,10 @@ def _build_into(
 FAISS_FILE = "vectors.faiss"
 
 
-def _load_encoder(name: str | None) -> Any:
+def _load_encoder(spec: tuple[str | None, str | None]) -> Any:
     from sleuth.search.encoder import Encoder
 
-    return Encoder(name)
+    return Encoder(*spec)
 
 
 def _dense_settings_match(candidate: Path, wanted: dict[str, Any]) -> bool:
@@ -391,6 +397,7 @@ PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
     "stemmer": (LEXICAL, _is_one_of("snowball-english", None)),
     "query_tf": (LEXICAL, _is_bool()),
     "dense_reused_from": (("hybrid",), _is_text()),
+    "encoder_backend": (DENSE, _is_one_of("onnx", "onnx-int8", "openvino", "torch")),
     "k1": (LEXICAL, _is_number(0.0, 100.0)),
     "b": (LEXICAL, _is_number(0.0, 1.0)),
     "dense_index": (DENSE, _is_one_of("flat", "hnsw", "sq8", "hnsw+sq8")),
@@ -445,8 +452,13 @@ def _damage_reported(folder: Path, manifest: dict[str, Any], part: str) -> Itera
         ) from None
 
 
-def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
-    """Open an index folder, checking its manifest and files; returns a SearchEngine."""
+def open_index(
+    path: str | Path, *, ef_search: int = 128, encoder_backend: str | None = None
+) -> SearchEngine:
+    """Open an index folder, checking its manifest and files; returns a SearchEngine.
+
+    ``encoder_backend`` overrides the query encoder's backend (see ``encoder.query_backend``).
+    """
     folder = Path(path).expanduser()
     manifest = read_manifest(folder)
     engine = manifest["engine"]
@@ -484,9 +496,13 @@ def open_index(path: str | Path, *, ef_search: int = 128) -> SearchEngine:
             )
     if engine in ("dense", "hybrid"):
         from sleuth.search.dense import FAISS_FILE, DenseEngine
+        from sleuth.search.encoder import query_backend
 
+        backend = query_backend(params.get("encoder_backend"), encoder_backend)
         with _damage_reported(folder, manifest, f"dense/{FAISS_FILE}"):
-            dense = DenseEngine(folder / "dense", docstore, params.get("encoder"), ef_search)
+            dense = DenseEngine(
+                folder / "dense", docstore, params.get("encoder"), ef_search, backend
+            )
     if engine == "bm25":
         result: Any = lexical
     elif engine == "dense":

@@ -97,6 +97,10 @@ def serve_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No access log (errors are still logged)")
     ] = False,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
+    ] = None,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn
@@ -110,7 +114,7 @@ def serve_command(
 
     check_binding(host, token)
     limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
-    engine = open_index(index)
+    engine = open_index(index, encoder_backend=encoder_backend)
     app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]

@@ -1,0 +1,91 @@
+"""``sleuth mcp``: an index (or a running search server) as MCP tools for any MCP client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sleuth.errors import SleuthError
+
+TRANSPORTS = ("stdio", "http")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "mcp",
+        help="Serve an index as Model Context Protocol tools (search, open, and ask when a "
+        "model is given) over stdio (for desktop clients) or streamable HTTP at /mcp.",
+    )(mcp_command)
+
+
+def mcp_command(
+    index: Annotated[
+        Path | None, typer.Argument(help="Index folder built by `sleuth index`")
+    ] = None,
+    search_url: Annotated[
+        str | None,
+        typer.Option(help="Instead of INDEX: a Sleuth server URL or a Search-R1 /retrieve URL"),
+    ] = None,
+    transport: Annotated[
+        str, typer.Option(help="stdio (the client starts this command) | http (streamable HTTP)")
+    ] = "stdio",
+    host: Annotated[str, typer.Option(help="Address to bind for http (loopback only)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port for http; the endpoint is /mcp")] = 8765,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Enable the `ask` tool with this model: HF id, folder, .gguf, `packaged`, or "
+            "the model name at --llm-url"
+        ),
+    ] = None,
+    llm_url: Annotated[
+        str | None,
+        typer.Option(help="Enable `ask` with an OpenAI-compatible server, e.g. http://h:8000/v1"),
+    ] = None,
+    encoder_backend: Annotated[
+        str | None,
+        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
+    ] = None,
+) -> None:
+    """Serve INDEX (or --search-url) as MCP tools until the client disconnects or Ctrl-C."""
+    from sleuth.serve.commands import is_loopback
+
+    if transport not in TRANSPORTS:
+        raise SleuthError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
+    if (index is None) == (search_url is None):
+        raise SleuthError("give exactly one of INDEX or --search-url")
+    if transport == "http" and not is_loopback(host):
+        raise SleuthError(
+            f"refusing to bind {host}: the MCP HTTP endpoint has no authentication. Bind "
+            "127.0.0.1 and put an authenticating proxy in front to reach it from elsewhere"
+        )
+    from sleuth.progress import stderr  # stdout is the protocol channel under stdio
+    from sleuth.serve.mcp_server import build_mcp_server
+
+    if search_url:
+        from sleuth.search.remote import RemoteSearchEngine
+
+        engine, source = RemoteSearchEngine(search_url), search_url
+    else:
+        from sleuth.search import open_index
+
+        engine, source = open_index(index, encoder_backend=encoder_backend), str(index)
+    llm = None
+    if model or llm_url:
+        from sleuth.llm import load_llm
+
+        llm = load_llm(model if model != "packaged" else None, url=llm_url)
+    server = build_mcp_server(engine, llm=llm, source=source)
+    tools = "search, open" + (", ask" if llm is not None else "")
+    if transport == "stdio":
+        stderr.print(f"[green]MCP server[/green] on stdio: {source} (tools: {tools})")
+        server.run("stdio")
+    else:
+        stderr.print(
+            f"[green]MCP server[/green] at http://{host}:{port}/mcp: {source} (tools: {tools})"
+        )
+        server.run("streamable-http", host=host, port=port)
