@@ -276,3 +276,23 @@ def test_end_to_end_with_the_packaged_model(hotpot_bm25):
     assert traj.completion_tokens > 0 and traj.model == "SmolLM2-135M-Instruct"
     assert all(s.llm_seconds > 0 for s in traj.steps)
     assert Trajectory.from_dict(json.loads(traj.to_json())) == traj
+
+
+def test_wall_time_gets_a_forced_answer_and_a_repeated_query_is_pointed_out(hotpot_bm25):
+    def policy(messages):
+        last = messages[-1]["content"]
+        return (
+            "<answer>forced</answer>" if "No more searches" in last else "<search>Tinted</search>"
+        )
+
+    class Slow(ScriptedLLM):
+        async def complete(self, messages, config=None, tools=None):
+            await asyncio.sleep(0.05)
+            return await super().complete(messages, config, tools)
+
+    traj = run(Slow(policy), hotpot_bm25, wall_time_s=0.2, max_turns=100, max_searches=100)
+    assert traj.stop_reason == "wall_time" and traj.answer == "forced"
+    assert traj.metadata["forced_answer"]
+    searches = traj.searches
+    assert "searched for exactly this before" not in searches[0].observation
+    assert "searched for exactly this before" in searches[1].observation

@@ -26,7 +26,7 @@ class AgentConfig:
     temperature: float = 0.0
     seed: int | None = None
     doc_chars: int = 600  # characters of each hit shown
-    force_answer: bool = True  # on max_turns/max_searches, one last turn that may only answer
+    force_answer: bool = True  # on max_turns/max_searches/wall_time: one last answer-only turn
     # Tiny models often answer in plain prose: when True, an output with no action tag at all
     # is taken as the answer (the step keeps an error note, so format metrics still see it).
     untagged_answer: bool = False

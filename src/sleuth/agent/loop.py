@@ -72,7 +72,7 @@ class Agent:
             traj.stop_reason = stop.reason
             if stop.error:
                 traj.metadata["error"] = stop.error
-            if stop.reason in ("max_turns", "max_searches") and cfg.force_answer:
+            if stop.reason in ("max_turns", "max_searches", "wall_time") and cfg.force_answer:
                 await episode.forced_answer()
         traj.seconds = time.perf_counter() - episode.started
         return traj
@@ -96,6 +96,7 @@ class _Episode:
         self.pending: list[Message] = [{"role": "user", "content": question}]
         self.searches = self.tokens = self.invalid_streak = 0
         self.actions: tuple[str, ...] = self.cfg.actions  # enabled in the current turn
+        self.queries: set[str] = set()  # normalised queries searched so far
         self.started = time.perf_counter()
         self.trajectory = Trajectory(
             episode_id="",
@@ -321,6 +322,12 @@ class _Episode:
                 self._observe(step.observation, action)
                 return False
             text, step.hits = self.knowledge.render_hits(hits)
+            normalised = " ".join(action.argument.lower().split())
+            if normalised in self.queries:  # tiny models loop on one query: say so
+                text += (
+                    "\nYou searched for exactly this before. Search for something else or answer."
+                )
+            self.queries.add(normalised)
             step.observation = text
             self._observe(text, action, wrap=True)
         elif action.name == "open":

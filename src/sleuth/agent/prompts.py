@@ -143,5 +143,5 @@ def json_system_prompt(actions: tuple[str, ...], example: bool = True) -> str:
     return text
 
 
-FORCE_ANSWER = "The budget is used up. Answer now with your best guess as <answer>...</answer>."
-FORCE_ANSWER_JSON = "The budget is used up. Call the answer tool now with your best guess."
+FORCE_ANSWER = "No more searches. Write <answer> and the answer in a few words."
+FORCE_ANSWER_JSON = "No more searches. Call the answer tool with the answer in a few words."

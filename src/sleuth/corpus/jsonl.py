@@ -91,8 +91,11 @@ def json_not_jsonl(path: Path) -> str:
 
 
 def starts_with_json_array(path: Path) -> bool:
-    with open_bytes(path) as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    try:
+        with open_bytes(path) as handle:
+            head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except GZIP_ERRORS as exc:  # (an EOFError would read as Ctrl-D to the CLI: "Aborted.")
+        raise CorpusError(f"{path}: damaged gzip file ({exc or 'cut short'})") from None
     return head.startswith(b"[")
 
 
