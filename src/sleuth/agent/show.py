@@ -26,10 +26,12 @@ ACTION_STYLES = {"search": "cyan", "open": "blue", "judge": "magenta", "answer":
 
 
 def default_trajectory_path() -> Path:
-    """``<cache>/runs/ask/YYYYMMDD.jsonl``: one file a day, independent of the working folder."""
-    from sleuth.search.cache import cache_dir
+    """``<cache>/runs/ask/YYYYMMDD.jsonl``: one file a day, independent of the working folder.
 
-    return cache_dir() / "runs" / "ask" / f"{time.strftime('%Y%m%d')}.jsonl"
+    The folder is checked now, before the model loads: an unusable cache is one clear error."""
+    from sleuth.search.cache import writable_cache_dir
+
+    return writable_cache_dir("runs", "ask") / f"{time.strftime('%Y%m%d')}.jsonl"
 
 
 class TitleMemo:
