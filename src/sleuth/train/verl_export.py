@@ -114,10 +114,11 @@ class ExportSummary:
 # -- prompts and rows -----------------------------------------------------------------------
 def system_prompt(style: str) -> str:
     """Sleuth's tag system prompt for search + answer; for ``tools`` the search line names the
-    tool instead of the tag (the answer contract and the data rule are unchanged)."""
-    tags = prompts.tag_system_prompt(("search", "answer"))
+    tool instead of the tag and the tag-format worked example is left out (the answer contract
+    and the data rule are unchanged)."""
+    tags = prompts.tag_system_prompt(("search", "answer"), example=style == "tags")
     if style == "tags":
-        return tags
+        return tags  # as Sleuth's own agent sees it, worked example included
     prompt = tags.replace(prompts.TAG_HELP["search"], TOOL_SEARCH_HELP)
     if prompt == tags:  # the tag prompt changed shape: fail loudly rather than export it wrong
         raise ExportError("cannot adapt Sleuth's tag prompt: its search line was not found")
