@@ -146,32 +146,35 @@ def run(quick: bool = False) -> dict[str, Any]:
     openvino = load_llm(backend="openvino")
     transformers = load_llm(backend="transformers")
     engine = open_index(bundled_index("hotpotqa-1100"))
-    n_quality = 20 if quick else 50
-    questions = load_benchmark("hotpotqa-1100:test", limit=max(16, n_quality)).questions
+    n_quality = 8 if quick else 50
+    n_identical = 20 if quick else 100
+    questions = load_benchmark("hotpotqa-1100:test", limit=max(16, n_identical)).questions
 
     decode_tokens, repeats = (64, 1) if quick else (150, 3)
     ov_single = _decode_rate(openvino, decode_tokens, repeats)
     tf_single = _decode_rate(transformers, decode_tokens, repeats)
 
+    # The same questions: OpenVINO with 16 episodes in flight, transformers one after another.
     ov_concurrent = _episodes(openvino, engine, questions[:16], concurrent=True)
-    tf_sequential = _episodes(transformers, engine, questions[: 4 if quick else 8], False)
+    tf_sequential = _episodes(transformers, engine, questions[:n_quality], concurrent=False)
+    ov_quality = _episodes(openvino, engine, questions[:n_quality], concurrent=True)
+    tf_quality = tf_sequential
 
     serve_1 = _serve_throughput(openvino, 1, 4)
     serve_8 = _serve_throughput(openvino, 8, 4)
 
-    identical = _first_tokens_identical(openvino, transformers, questions[:n_quality], 32)
-    ov_quality = _episodes(openvino, engine, questions[:n_quality], concurrent=True)
-    tf_quality = _episodes(transformers, engine, questions[:n_quality], concurrent=False)
+    identical = _first_tokens_identical(openvino, transformers, questions[:n_identical], 32)
 
     result = {
         "model": openvino.name,
+        "quick": quick,
         "single_stream_tokens_per_s": {"openvino_int8": ov_single, "transformers_fp32": tf_single},
         "agent_episodes": {
             "openvino_16_concurrent": ov_concurrent,
             "transformers_sequential": tf_sequential,
         },
         "serve_llm_tokens_per_s": {"1_client": serve_1, "8_clients": serve_8},
-        "first_32_tokens_identical": identical,
+        "first_32_tokens_identical": {"share": identical, "prompts": n_identical},
         "quality": {
             "questions": n_quality,
             "openvino_int8": ov_quality,
