@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench soak lint clean
+.PHONY: install demo test bench soak lint clean prime
 
 $(STAMP): pyproject.toml requirements-pins.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,3 +44,18 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+
+# Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
+# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (~25 min; nice: the machine is
+# shared). The adapter lands in src/sleuth/data/primed-smollm2/ (`--model` loads it anywhere).
+PRIME_DIR := runs/prime
+prime: $(STAMP)
+	rm -f $(PRIME_DIR)/trajectories.jsonl
+	$(BIN)/sleuth synth trajectories --benchmark hotpotqa-1100:train \
+	    --benchmark hotpotqa-1100:dev --out $(PRIME_DIR)/trajectories.jsonl --seed 0
+	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
+	    --out $(PRIME_DIR)/adapter --overwrite --lora --max-steps 24 --grad-accum 2 --lr 5e-4 \
+	    --max-length 1024 --max-minutes 20 --seed 0
+	mkdir -p src/sleuth/data/primed-smollm2
+	cp $(PRIME_DIR)/adapter/adapter_config.json $(PRIME_DIR)/adapter/adapter_model.safetensors \
+	    $(PRIME_DIR)/adapter/sleuth_training.json src/sleuth/data/primed-smollm2/

@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "sleuth.train.commands",  # train expand, train agent
     "sleuth.train.export_commands",  # export verl
     "sleuth.view.commands",  # view, feedback simulate, feedback export
+    "sleuth.synth.commands",  # synth trajectories
+    "sleuth.train.sft_commands",  # train sft
 )
 
 
