@@ -46,16 +46,17 @@ clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
 # Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
-# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (~25 min; nice: the machine is
-# shared). The adapter lands in src/sleuth/data/primed-smollm2/ (`--model` loads it anywhere).
+# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (at most 17 min of training; nice:
+# the machine is shared). The adapter lands in src/sleuth/data/primed-smollm2/; `--model DIR`
+# loads an adapter folder on every backend.
 PRIME_DIR := runs/prime
 prime: $(STAMP)
 	rm -f $(PRIME_DIR)/trajectories.jsonl
 	$(BIN)/sleuth synth trajectories --benchmark hotpotqa-1100:train \
 	    --benchmark hotpotqa-1100:dev --out $(PRIME_DIR)/trajectories.jsonl --seed 0
 	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
-	    --out $(PRIME_DIR)/adapter --overwrite --lora --max-steps 24 --grad-accum 2 --lr 5e-4 \
-	    --max-length 1024 --max-minutes 20 --seed 0
+	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 20 \
+	    --grad-accum 1 --lr 1e-3 --max-length 700 --max-minutes 17 --seed 0
 	mkdir -p src/sleuth/data/primed-smollm2
 	cp $(PRIME_DIR)/adapter/adapter_config.json $(PRIME_DIR)/adapter/adapter_model.safetensors \
 	    $(PRIME_DIR)/adapter/sleuth_training.json src/sleuth/data/primed-smollm2/

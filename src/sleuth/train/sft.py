@@ -35,6 +35,9 @@ class SFTRunConfig:
     lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
+    # > 0: adapt only the top N transformer layers; backpropagation then stops there, which
+    # roughly halves a CPU step (the lower layers need no gradient at all)
+    lora_top_layers: int = 0
     epochs: float = 1.0
     max_steps: int = 0  # > 0 overrides epochs
     learning_rate: float = 3e-4
@@ -168,11 +171,14 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
     if config.lora:
         from peft import LoraConfig
 
+        layers = int(model.config.num_hidden_layers)
+        top = min(config.lora_top_layers, layers) if config.lora_top_layers > 0 else layers
         peft_config = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=0.05,
             target_modules=list(LORA_TARGETS),
+            layers_to_transform=list(range(layers - top, layers)),
             task_type="CAUSAL_LM",
         )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,9 @@ def sft_command(
         bool, typer.Option("--lora/--full", help="LoRA adapter (peft) or full fine-tuning")
     ] = True,
     lora_r: Annotated[int, typer.Option(help="LoRA rank")] = 16,
+    lora_top_layers: Annotated[
+        int, typer.Option(help="Adapt only the top N layers (0 = all; fewer is faster on CPU)")
+    ] = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the data")] = 1.0,
     max_steps: Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs)")] = 0,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay)")] = 3e-4,
@@ -57,6 +60,7 @@ def sft_command(
         lora=lora,
         lora_r=lora_r,
         lora_alpha=2 * lora_r,
+        lora_top_layers=lora_top_layers,
         epochs=epochs,
         max_steps=max_steps,
         learning_rate=lr,
