@@ -47,8 +47,8 @@ clean:
 
 # Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
 # (never test), then LoRA SFT of the packaged SmolLM2 on CPU (at most 17 min of training; nice:
-# the machine is shared). The adapter lands in src/sleuth/data/primed-smollm2/; `--model DIR`
-# loads an adapter folder on every backend.
+# the machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see
+# docs/training.md for the measurement); `--model DIR` loads an adapter folder on every backend.
 PRIME_DIR := runs/prime
 prime: $(STAMP)
 	rm -f $(PRIME_DIR)/trajectories.jsonl
@@ -57,6 +57,3 @@ prime: $(STAMP)
 	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
 	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 20 \
 	    --grad-accum 1 --lr 1e-3 --max-length 700 --max-minutes 17 --seed 0
-	mkdir -p src/sleuth/data/primed-smollm2
-	cp $(PRIME_DIR)/adapter/adapter_config.json $(PRIME_DIR)/adapter/adapter_model.safetensors \
-	    $(PRIME_DIR)/adapter/sleuth_training.json src/sleuth/data/primed-smollm2/
