@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench soak lint clean
+.PHONY: install demo test bench soak lint clean prime
 
 $(STAMP): pyproject.toml requirements-pins.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,3 +44,16 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+
+# Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
+# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (at most 17 min of training; nice:
+# the machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see
+# docs/training.md for the measurement); `--model DIR` loads an adapter folder on every backend.
+PRIME_DIR := runs/prime
+prime: $(STAMP)
+	rm -f $(PRIME_DIR)/trajectories.jsonl
+	$(BIN)/sleuth synth trajectories --benchmark hotpotqa-1100:train \
+	    --benchmark hotpotqa-1100:dev --out $(PRIME_DIR)/trajectories.jsonl --seed 0
+	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
+	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 20 \
+	    --grad-accum 1 --lr 1e-3 --max-length 700 --max-minutes 17 --seed 0

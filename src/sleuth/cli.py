@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "sleuth.train.export_commands",  # export verl
     "sleuth.view.commands",  # view, feedback simulate, feedback export
     "sleuth.serve.mcp_commands",  # mcp
+    "sleuth.synth.commands",  # synth trajectories
+    "sleuth.train.sft_commands",  # train sft
 )
 
 

@@ -1,7 +1,8 @@
 """Where a model spec points: the packaged default, a GGUF file, a named model, an HF id or folder.
 
 Every backend (OpenVINO, transformers, training) resolves specs here, so ``--model X`` means the
-same weights everywhere. A GGUF file is converted once into a cached plain HF folder.
+same weights everywhere. A GGUF file is converted once into a cached plain HF folder; a LoRA
+adapter folder is merged into its base once, likewise (``sleuth.llm.adapters``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 from sleuth.errors import SleuthError
+from sleuth.llm.adapters import is_adapter_folder, merged_model_dir
 
 
 def is_packaged(spec: str | Path | None) -> bool:
@@ -29,6 +31,8 @@ def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
     if text in NAMED_MODELS:
         gguf = named_model_gguf(text)
         return str(gguf_to_hf(gguf, cache_dir() / "models" / f"{text}-hf")), text
+    if (folder := Path(text).expanduser()).is_dir() and is_adapter_folder(folder):
+        return str(merged_model_dir(folder)), folder.resolve().name
     if text.endswith(".gguf"):
         path = Path(text).expanduser().resolve()
         if not path.is_file():

@@ -1,0 +1,56 @@
+"""``sleuth synth ...``: synthetic training data (a sub-app; other generators may join it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+synth_app = typer.Typer(
+    help="Build synthetic training data with the real engine.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(synth_app, name="synth")
+
+
+@synth_app.command("trajectories")
+def trajectories_command(
+    benchmark: Annotated[
+        list[str],
+        typer.Option(
+            help="hotpotqa-1100:train or hotpotqa-1100:dev (repeat for both; test is refused)"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Trajectory JSONL to write (new)")],
+    index: Annotated[
+        Path | None, typer.Option(help="Index of the corpus (default: bundled HotpotQA BM25)")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", help="First N questions per benchmark (0 = all)")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the script's choices")] = 0,
+    judge_share: Annotated[
+        float, typer.Option(help="Share of episodes whose actions include judge")
+    ] = 0.3,
+) -> None:
+    """SFT episodes for behaviour priming, played through the real agent loop and engine.
+
+    A scripted policy searches the question's key words, reformulates with the entity's name
+    when that misses, opens a hit to read past the snippet, judges what is found or missing,
+    runs a second hop from what the first returned, and answers with the gold answer. Only
+    episodes that retrieved both gold paragraphs are kept; the stats print as JSON.
+    """
+    from sleuth.search.cache import bundled_index
+    from sleuth.search.index_format import open_index
+    from sleuth.synth.trajectories import check_benchmark, synth_trajectories
+
+    for name in benchmark:
+        check_benchmark(name)  # before opening anything
+    engine = open_index(index or bundled_index("hotpotqa-1100"))
+    stats = synth_trajectories(
+        list(benchmark), engine, out, limit=n or None, seed=seed, judge_share=judge_share
+    )
+    typer.echo(json.dumps(stats.to_dict()))
+    typer.echo(f"kept {stats.kept} of {stats.questions} episodes: {out}")

@@ -1,0 +1,188 @@
+"""The scripted policy: a planned, behaviour-rich episode that reacts to the real observations.
+
+One ``BehaviourScript`` per question. The agent loop calls it with the conversation (through
+``ScriptedLLM``); it reads the last observation (the real hits of the real engine), updates what
+it has found, and writes the next action: a first-hop query of key words from the question, a
+reformulation with the entity's name when that query missed, an ``open`` when the bridge is
+beyond the shown snippet, a ``judge`` that cites what was found or names what is missing, a
+second hop built from what the first returned, and the short gold answer.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+from sleuth.llm.base import Message
+from sleuth.synth.words import argument, content_words, key_entity_query
+
+_HIT_ID = re.compile(r"^\[\d+\] (?:already seen: )?\(id: ([^)\n]*)\)", re.MULTILINE)
+BEHAVIOURS = (
+    "first_hop",  # a short query of the question's key words
+    "reformulation",  # an unproductive query, then another with the entity's name
+    "open",  # opened a hit to read past the snippet
+    "judge_missing",  # judge no: names what is still missing
+    "judge_found",  # judge yes: cites what was found
+    "bridge_hop",  # second query built from an entity the first hop returned
+    "second_entity_hop",  # second query for the other entity the question names (comparison)
+    "second_hop",  # second query for the bridge entity (not visible in what was shown)
+    "adaptive_stop",  # both paragraphs already found: answer without another search
+    "think",  # a short thought before an action
+)
+
+
+def display(title: str) -> str:
+    """A title as a name to search or mention: without a "(disambiguation)" suffix."""
+    return re.sub(r"\s*\([^)]*\)\s*$", "", title) or title
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the script knows in advance: the gold paragraphs in hop order and the answer."""
+
+    question: str
+    answer: str
+    hop1_ids: frozenset[str]  # alias ids of the first-hop paragraph
+    hop1_title: str
+    hop2_ids: frozenset[str]
+    hop2_title: str
+    bridge_visible: bool  # the hop-2 title is in the hop-1 paragraph's shown snippet
+    bridge_in_text: bool  # ... or at least in its full text (reachable with open)
+    bridge: bool  # a bridge question (else comparison)
+    judge: bool  # this episode's actions include judge
+    think_rate: float = 0.5
+    stop_early_rate: float = 0.3
+
+
+@dataclass
+class BehaviourScript:
+    plan: Plan
+    rng: random.Random
+    max_turns: int
+    max_searches: int
+    found1: bool = False
+    found2: bool = False
+    hop1_doc: str = ""  # the id the hop-1 paragraph was shown under (for open)
+    searches: int = 0
+    turns: int = 0
+    stage: str = "start"
+    judged_missing: bool = False
+    opened: bool = False
+    behaviours: list[str] = field(default_factory=list)
+
+    # -- reading the environment ---------------------------------------------------------------
+    def _observe(self, messages: list[Message]) -> None:
+        if self.turns == 0:
+            return
+        last = messages[-1]
+        if last["role"] != "user":
+            return
+        text = str(last.get("content") or "")
+        for doc_id in _HIT_ID.findall(text):
+            if doc_id in self.plan.hop1_ids:
+                self.found1, self.hop1_doc = True, doc_id
+            if doc_id in self.plan.hop2_ids:
+                self.found2 = True
+        opened = re.match(r"<information>\n\(id: ([^)\n]*)\)", text)
+        if opened and opened.group(1) in self.plan.hop2_ids:
+            self.found2 = True
+
+    # -- writing actions -----------------------------------------------------------------------
+    def _thought(self, words: str) -> str:
+        if self.rng.random() >= self.plan.think_rate:
+            return ""
+        self.behaviours.append("think")
+        return f"<think>{argument(words, 'think', limit=12)}</think>\n"
+
+    def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
+        if behaviour:
+            self.behaviours.append(behaviour)
+        self.turns += 1
+        if name == "search":
+            self.searches += 1
+        return f"{self._thought(thought) if thought else ''}<{name}>{text}</{name}>"
+
+    def _left(self) -> tuple[int, int]:
+        return self.max_turns - self.turns, self.max_searches - self.searches
+
+    def _answer(self) -> str:
+        self.stage = "done"
+        why = f"{display(self.plan.hop2_title)} gives the answer"
+        return self._act("answer", self.plan.answer, why)
+
+    def __call__(self, messages: list[Message]) -> str:
+        self._observe(messages)
+        plan = self.plan
+        turns_left, searches_left = self._left()
+        if (
+            self.stage == "judged_yes"
+            or turns_left <= 1
+            or (searches_left <= 0 and not (self.found1 and self.found2))
+        ):
+            return self._answer()
+        if self.stage == "start":
+            self.stage = "hop1"
+            query = key_entity_query(plan.question)
+            lead = " ".join(query.split()[:4])
+            return self._act("search", query, f"first look up {lead}", "first_hop")
+        if not self.found1:  # the first query missed: reformulate with the entity's name
+            name = display(plan.hop1_title)
+            query = argument(name, "search")
+            if self.stage == "reformulated":  # a second miss: add key words of the question
+                words = " ".join(content_words(plan.question)[:3])
+                query = argument(f"{name} {words}", "search")
+            self.stage = "reformulated"
+            why = f"no result about {name}; search its name"
+            return self._act("search", query, why, "reformulation")
+        if self.found2:
+            early = self.stage in ("hop1", "reformulated")
+            if early and searches_left > 0 and self.rng.random() >= plan.stop_early_rate:
+                return self._second_hop()  # confirm with the second hop's own query anyway
+            return self._finish(turns_left)
+        # hop 1 found, hop 2 not yet: read on, judge what is missing, then the second hop
+        hidden = plan.bridge and not plan.bridge_visible and plan.bridge_in_text
+        if hidden and not self.opened and turns_left >= 3:
+            self.opened = True
+            why = f"read more of {display(plan.hop1_title)}"
+            return self._act("open", self.hop1_doc, why, "open")
+        if plan.judge and not self.judged_missing and turns_left >= 4:
+            self.judged_missing = True
+            missing = argument(f"no: missing {display(plan.hop2_title)}", "judge")
+            return self._act("judge", missing, "", "judge_missing")
+        return self._second_hop()
+
+    def _second_hop(self) -> str:
+        plan = self.plan
+        name, first = display(plan.hop2_title), display(plan.hop1_title)
+        extra = [w for w in content_words(plan.question) if w.lower() not in name.lower()]
+        already = self.stage in ("hop2", "hop2_retry")
+        if already:  # the hop-2 query missed: the bare name
+            query = argument(name, "search")
+            self.stage = "hop2_retry"
+        else:
+            words = extra[: self.rng.choice((0, 1, 2))]
+            query = argument(f"{name} {' '.join(words)}", "search")
+            self.stage = "hop2"
+        named = name.lower() in plan.question.lower()  # then the question names it already
+        seen_bridge = plan.bridge and (plan.bridge_visible or self.opened) and not named
+        if already:
+            behaviour, why = "reformulation", f"no result about {name}; search its name"
+        elif seen_bridge:
+            behaviour, why = "bridge_hop", f"{first} mentions {name}; search it"
+        elif plan.bridge and not named:
+            behaviour, why = "second_hop", f"now find {name}"
+        else:
+            behaviour, why = "second_entity_hop", f"now find {name}"
+        return self._act("search", query, why, behaviour)
+
+    def _finish(self, turns_left: int) -> str:
+        plan = self.plan
+        if self.stage in ("hop1", "reformulated") and "adaptive_stop" not in self.behaviours:
+            self.behaviours.append("adaptive_stop")
+        if plan.judge and self.stage != "judged_yes" and turns_left >= 2:
+            self.stage = "judged_yes"
+            found = f"{display(plan.hop1_title)} and {display(plan.hop2_title)}"
+            reason = argument(f"yes: {found} give the answer", "judge")
+            return self._act("judge", reason, "", "judge_found")
+        return self._answer()

@@ -1,0 +1,208 @@
+"""``sleuth synth trajectories``: SFT episodes from the real loop and engine, a scripted policy.
+
+Only questions the project may train on: the HotpotQA-1100 ``train`` and ``dev`` splits (never
+``test``). Each question is played by a ``BehaviourScript`` through ``sleuth.agent.Agent`` with
+``ScriptedLLM``, so every prompt, observation and stop-string cut is the loop's own. Episodes
+whose gold paragraphs were not both retrieved, or that did not end with the gold answer, are
+dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sleuth.agent.config import AgentConfig
+from sleuth.agent.log import TrajectoryLog
+from sleuth.agent.loop import Agent
+from sleuth.agent.trajectory import Trajectory
+from sleuth.errors import SleuthError
+from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
+from sleuth.llm.scripted import ScriptedLLM
+from sleuth.search.base import SearchEngine
+from sleuth.synth.script import BehaviourScript, Plan
+from sleuth.synth.words import fits
+
+ALLOWED_BENCHMARKS = ("hotpotqa-1100:train", "hotpotqa-1100:dev")
+SYNTH_CONFIG = AgentConfig(
+    actions=("search", "open", "answer"),
+    top_k=3,
+    doc_chars=300,
+    max_turns=6,
+    max_searches=4,
+    max_new_tokens=64,
+    prompt_example=False,
+)
+JUDGE_ACTIONS = ("search", "open", "judge", "answer")
+
+
+@dataclass
+class SynthStats:
+    questions: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+    behaviours: Counter = field(default_factory=Counter)  # behaviour -> kept episodes showing it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "questions": self.questions,
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "behaviours": dict(sorted(self.behaviours.items())),
+        }
+
+
+def check_benchmark(name: str) -> None:
+    """Refuse anything but the training splits: a test question must never be trained on."""
+    if name not in ALLOWED_BENCHMARKS:
+        raise SleuthError(
+            f"synth trajectories only uses {' or '.join(ALLOWED_BENCHMARKS)} (questions with "
+            f"gold evidence that are not evaluated on), not {name!r}"
+        )
+
+
+def _titles(question: BenchmarkQuestion) -> list[tuple[frozenset[str], str]]:
+    """(alias ids, title) per gold paragraph; the title is the alias that is not a BEIR id."""
+    out = []
+    for aliases in question.gold_evidence:
+        out.append((frozenset(aliases), aliases[-1]))
+    return out
+
+
+def _doc_text(search: SearchEngine, aliases: frozenset[str]) -> str:
+    for doc_id in sorted(aliases):
+        try:
+            return search.get(doc_id).text
+        except Exception:  # an alias the index does not key by
+            continue
+    return ""
+
+
+def plan_for(
+    question: BenchmarkQuestion, search: SearchEngine, config: AgentConfig, rng: random.Random
+) -> Plan | None:
+    """The hop order and facts the script plays, or None when the question cannot be scripted."""
+    gold = _titles(question)
+    if len(gold) != 2 or not question.answers:
+        return None
+    (ids_a, title_a), (ids_b, title_b) = gold
+    text_a, text_b = _doc_text(search, ids_a), _doc_text(search, ids_b)
+    bridge = question.metadata.get("type", "bridge") == "bridge"
+    if bridge and title_a.lower() not in text_b.lower() and title_b.lower() not in text_a.lower():
+        pass  # keep supporting-fact order
+    elif bridge and title_a.lower() in text_b.lower() and title_b.lower() not in text_a.lower():
+        (ids_a, title_a, text_a), (ids_b, title_b, text_b) = (
+            (ids_b, title_b, text_b),
+            (ids_a, title_a, text_a),
+        )
+    shown = " ".join(text_a.split())[: config.doc_chars]
+    answer = question.answers[0].strip()
+    if not fits(answer, 10):
+        return None
+    return Plan(
+        question=question.question,
+        answer=answer,
+        hop1_ids=ids_a,
+        hop1_title=title_a,
+        hop2_ids=ids_b,
+        hop2_title=title_b,
+        bridge_visible=title_b.lower() in shown.lower(),
+        bridge_in_text=title_b.lower() in text_a.lower(),
+        bridge=bridge,
+        judge="judge" in config.actions,
+    )
+
+
+def _drop_reason(traj: Trajectory, question: BenchmarkQuestion, answer: str) -> str:
+    if traj.stop_reason != "answered" or traj.answer != answer:
+        return f"not_answered:{traj.stop_reason}"
+    if traj.invalid_actions:
+        return "invalid_action"
+    retrieved = set(traj.retrieved_ids) | {
+        s.argument for s in traj.steps if s.action == "open" and not s.error
+    }
+    if any(not (set(aliases) & retrieved) for aliases in question.gold_evidence):
+        return "evidence_not_retrieved"
+    return ""
+
+
+async def synth_episode(
+    question: BenchmarkQuestion,
+    search: SearchEngine,
+    benchmark: str,
+    seed: int,
+    judge_share: float = 0.3,
+) -> tuple[Trajectory | None, str, list[str]]:
+    """One scripted episode: ``(trajectory or None, drop reason, behaviours shown)``."""
+    rng = random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
+    config = SYNTH_CONFIG
+    if rng.random() < judge_share:
+        config = replace(config, actions=JUDGE_ACTIONS)
+    plan = plan_for(question, search, config, rng)
+    if plan is None:
+        return None, "not_scriptable", []
+    script = BehaviourScript(plan, rng, config.max_turns, config.max_searches)
+    llm = ScriptedLLM(script, name="synthetic-script")
+    traj = await Agent(llm, search, config).run(question.question, episode_id=question.id)
+    behaviours = list(dict.fromkeys(script.behaviours))
+    traj.metadata = {
+        "synthetic": True,
+        "source": "sleuth synth trajectories",
+        "benchmark": benchmark,
+        "question_id": question.id,
+        "type": question.metadata.get("type", ""),
+        "answers": list(question.answers),
+        "evidence_ids": [list(a) for a in question.gold_evidence],
+        "behaviours": behaviours,
+        "hops": [plan.hop1_title, plan.hop2_title],
+        "seed": seed,
+    }
+    reason = _drop_reason(traj, question, plan.answer)
+    return (None if reason else traj), reason, behaviours
+
+
+def synth_trajectories(
+    benchmarks: list[str],
+    search: SearchEngine,
+    out: Path,
+    limit: int | None = None,
+    seed: int = 0,
+    judge_share: float = 0.3,
+) -> SynthStats:
+    """Write kept episodes to ``out`` (a new trajectory JSONL); ``limit`` is per benchmark."""
+    for benchmark in benchmarks:
+        check_benchmark(benchmark)
+    if out.exists():
+        raise SleuthError(f"{out} exists; choose a new --out (synthetic data is never appended)")
+    questions = [
+        (name, q) for name in benchmarks for q in load_benchmark(name, limit=limit).questions
+    ]
+    stats = SynthStats(questions=len(questions))
+
+    async def run_all() -> list[tuple[Trajectory | None, str, list[str]]]:
+        gate = asyncio.Semaphore(8)
+
+        async def one(name: str, q: BenchmarkQuestion):
+            async with gate:
+                return await synth_episode(q, search, name, seed, judge_share)
+
+        return list(await asyncio.gather(*(one(name, q) for name, q in questions)))
+
+    results = asyncio.run(run_all())
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    log = TrajectoryLog(tmp)
+    for traj, reason, behaviours in results:
+        if traj is None:
+            stats.dropped[reason] += 1
+            continue
+        stats.kept += 1
+        stats.behaviours.update(behaviours)
+        log.append(traj)
+    tmp.replace(out)
+    return stats
