@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.agent import options
+
 
 def register(app: typer.Typer) -> None:
     app.command(
@@ -46,23 +48,10 @@ def ask_command(
     untagged_answer: Annotated[
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
     ] = False,
-    constrain: Annotated[
-        bool,
-        typer.Option(help="Decode each turn under the action grammar: exactly one valid action"),
-    ] = True,
-    prompt_example: Annotated[
-        bool, typer.Option(help="Show the model a worked example of the protocol")
-    ] = True,
-    backend: Annotated[
-        str, typer.Option(help="Local model backend: auto | openvino | transformers")
-    ] = "auto",
-    constrain_via: Annotated[
-        str,
-        typer.Option(
-            help="With --llm-url: how the server takes the action grammar: auto | vllm | "
-            "vllm-legacy | sglang | llamacpp | openai | none"
-        ),
-    ] = "auto",
+    constrain: options.Constrain = True,
+    prompt_example: options.PromptExample = True,
+    backend: options.Backend = "auto",
+    constrain_via: options.ConstrainVia = "auto",
     trajectory_out: Annotated[
         Path | None,
         typer.Option(

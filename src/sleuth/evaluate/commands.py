@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.agent import options
+
 eval_app = typer.Typer(
     help="Evaluate search agents on QA benchmarks: run, report, compare.",
     no_args_is_help=True,
@@ -77,23 +79,10 @@ def run_command(
         bool,
         typer.Option(help="Take prose with no action tag as the answer (for tiny models)"),
     ] = False,
-    constrain: Annotated[
-        bool,
-        typer.Option(help="Decode each model turn under the action grammar (one valid action)"),
-    ] = True,
-    prompt_example: Annotated[
-        bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
-    ] = True,
-    backend: Annotated[
-        str, typer.Option(help="Local model backend: auto | openvino | transformers")
-    ] = "auto",
-    constrain_via: Annotated[
-        str,
-        typer.Option(
-            help="With --llm-url: how the server takes the action grammar: auto | vllm | "
-            "vllm-legacy | sglang | llamacpp | openai | none"
-        ),
-    ] = "auto",
+    constrain: options.Constrain = True,
+    prompt_example: options.PromptExample = True,
+    backend: options.Backend = "auto",
+    constrain_via: options.ConstrainVia = "auto",
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
     time_budget: Annotated[
         float | None,

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import LLMError
-from sleuth.llm.base import Completion, GenerationConfig, Message, Usage
+from sleuth.llm.base import Completion, GenerationConfig, Message
 from sleuth.llm.constraint import Constraint
-from sleuth.llm.toolcalls import parse_tool_calls
-from sleuth.llm.transformers_local import render_for_template
+from sleuth.llm.transformers_local import completion_from_ids, render_for_template
 
 
 @dataclass
@@ -221,30 +220,6 @@ class OpenVINOLLM:
         self._inbox.put(request)
         return request
 
-    def _finish(
-        self,
-        prompt_ids: list[int],
-        new_ids: list[int],
-        reason: str,
-        config: GenerationConfig,
-        tools: list[dict] | None,
-        started: float,
-    ) -> Completion:
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        for stop in config.stop:
-            if stop in text:
-                text, reason = text[: text.index(stop)], "stop"
-        calls = parse_tool_calls(text, {t["function"]["name"] for t in tools}) if tools else []
-        return Completion(
-            text=text,
-            tool_calls=calls,
-            usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(new_ids)),
-            latency_s=time.perf_counter() - started,
-            finish_reason="tool_calls" if calls else reason,
-            model=self.name,
-            constraint=config.constraint.describe() if config.constraint else "",
-        )
-
     async def complete(
         self,
         messages: list[Message],
@@ -256,7 +231,9 @@ class OpenVINOLLM:
         ids = self.encode_chat(messages, tools)
         request = self._submit(ids, config)
         new_ids, reason = await asyncio.wrap_future(request.future)
-        return self._finish(ids, new_ids, reason, config, tools, started)
+        return completion_from_ids(
+            self.tokenizer, new_ids, len(ids), reason, config, tools, started, self.name
+        )
 
     async def stream(
         self, messages: list[Message], config: GenerationConfig | None = None

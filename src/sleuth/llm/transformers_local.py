@@ -33,6 +33,34 @@ def render_for_template(messages: list[Message]) -> list[Message]:
     return rendered
 
 
+def completion_from_ids(
+    tokenizer: Any,
+    new_ids: list[int],
+    prompt_tokens: int,
+    finish: str,
+    config: GenerationConfig,
+    tools: list[dict] | None,
+    started: float,
+    model: str,
+) -> Completion:
+    """New token ids as a ``Completion``: stop strings cut (OpenAI semantics), tool calls read,
+    the constraint that was enforced named. Shared by the in-process backends."""
+    text = tokenizer.decode(new_ids, skip_special_tokens=True)
+    for stop in config.stop:
+        if stop in text:
+            text, finish = text[: text.index(stop)], "stop"
+    calls = parse_tool_calls(text, {t["function"]["name"] for t in tools}) if tools else []
+    return Completion(
+        text=text,
+        tool_calls=calls,
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=len(new_ids)),
+        latency_s=time.perf_counter() - started,
+        finish_reason="tool_calls" if calls else finish,
+        model=model,
+        constraint=config.constraint.describe() if config.constraint else "",
+    )
+
+
 class TransformersLLM:
     """The fallback and training backend: plain transformers, one request at a time."""
 
@@ -106,21 +134,10 @@ class TransformersLLM:
             if config.seed is not None:
                 torch.manual_seed(config.seed)
             output = self.model.generate(**encoded, **kwargs)
-        new_tokens = output[0, prompt_len:]
-        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        new_tokens = output[0, prompt_len:].tolist()
         finish = "length" if len(new_tokens) >= config.max_tokens else "stop"
-        for stop in config.stop:
-            if stop in text:
-                text, finish = text[: text.index(stop)], "stop"
-        calls = parse_tool_calls(text, {t["function"]["name"] for t in tools}) if tools else []
-        return Completion(
-            text=text,
-            tool_calls=calls,
-            usage=Usage(prompt_tokens=int(prompt_len), completion_tokens=len(new_tokens)),
-            latency_s=time.perf_counter() - started,
-            finish_reason="tool_calls" if calls else finish,
-            model=self.name,
-            constraint=config.constraint.describe() if config.constraint else "",
+        return completion_from_ids(
+            tokenizer, new_tokens, int(prompt_len), finish, config, tools, started, self.name
         )
 
     async def complete(

@@ -1,0 +1,24 @@
+"""Command-line options shared by every command that runs the agent (``ask``, ``eval run``):
+one definition, so the flags mean the same everywhere."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Constrain = Annotated[
+    bool,
+    typer.Option(help="Decode each model turn under the action grammar: exactly one valid action"),
+]
+PromptExample = Annotated[
+    bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
+]
+Backend = Annotated[str, typer.Option(help="Local model backend: auto | openvino | transformers")]
+ConstrainVia = Annotated[
+    str,
+    typer.Option(
+        help="With --llm-url: how the server takes the action grammar: auto | vllm | "
+        "vllm-legacy | sglang | llamacpp | openai | none"
+    ),
+]
