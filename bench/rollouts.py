@@ -16,7 +16,7 @@ def _rollout_seconds(generate: Any, tokenizer: Any, engine: Any, questions: list
     from sleuth.train.agent_grpo import AgentTrainConfig
     from sleuth.train.rollout import run_episodes
 
-    config = AgentTrainConfig(temperature=1.0).agent_config()
+    config = AgentTrainConfig(out="", temperature=1.0).agent_config()
     started = time.perf_counter()
     rollouts = asyncio.run(
         run_episodes(questions, generate, tokenizer, engine, config, concurrency=len(questions))
