@@ -68,3 +68,17 @@ class GrammarLogitsProcessor:
                 matcher.fill_next_token_bitmask(self.bitmask, row)
         self._xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device))
         return scores
+
+
+def grammar_generate_kwargs(
+    model: Any, tokenizer: Any, constraint: Constraint | None, batch: int, prompt_len: int
+) -> dict[str, Any]:
+    """``model.generate`` keyword arguments that enforce ``constraint`` on ``batch`` rows whose
+    new tokens start at column ``prompt_len`` (nothing when there is no constraint)."""
+    if constraint is None:
+        return {}
+    from transformers import LogitsProcessorList
+
+    vocab = int(model.config.vocab_size)
+    processor = GrammarLogitsProcessor(tokenizer, constraint, batch, prompt_len, vocab)
+    return {"logits_processor": LogitsProcessorList([processor])}

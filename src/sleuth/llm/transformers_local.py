@@ -122,14 +122,11 @@ class TransformersLLM:
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         if config.stop:
             kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
-        if config.constraint is not None:
-            from transformers import LogitsProcessorList
+        from sleuth.llm.grammar_mask import grammar_generate_kwargs
 
-            from sleuth.llm.grammar_mask import GrammarLogitsProcessor
-
-            vocab = int(self.model.config.vocab_size)
-            processor = GrammarLogitsProcessor(tokenizer, config.constraint, 1, prompt_len, vocab)
-            kwargs["logits_processor"] = LogitsProcessorList([processor])
+        kwargs.update(
+            grammar_generate_kwargs(self.model, tokenizer, config.constraint, 1, prompt_len)
+        )
         with self._lock, torch.no_grad():
             if config.seed is not None:
                 torch.manual_seed(config.seed)

@@ -114,16 +114,11 @@ class BatchedGenerator:
             kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
         if config.stop:
             kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
-        if config.constraint is not None:
-            from transformers import LogitsProcessorList
+        from sleuth.llm.grammar_mask import grammar_generate_kwargs
 
-            from sleuth.llm.grammar_mask import GrammarLogitsProcessor
-
-            vocab = int(self.model.config.vocab_size)
-            processor = GrammarLogitsProcessor(
-                tokenizer, config.constraint, len(batch), width, vocab
-            )
-            kwargs["logits_processor"] = LogitsProcessorList([processor])
+        kwargs.update(
+            grammar_generate_kwargs(self.model, tokenizer, config.constraint, len(batch), width)
+        )
         with torch.no_grad():
             was_training = self.model.training
             self.model.eval()

@@ -153,16 +153,11 @@ class ModelGenerator:
             kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
         if config.stop:
             kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
-        if config.constraint is not None:
-            from transformers import LogitsProcessorList
+        from sleuth.llm.grammar_mask import grammar_generate_kwargs
 
-            from sleuth.llm.grammar_mask import GrammarLogitsProcessor
-
-            vocab = int(self.model.config.vocab_size)
-            processor = GrammarLogitsProcessor(
-                self.tokenizer, config.constraint, 1, len(ids), vocab
-            )
-            kwargs["logits_processor"] = LogitsProcessorList([processor])
+        kwargs.update(
+            grammar_generate_kwargs(self.model, self.tokenizer, config.constraint, 1, len(ids))
+        )
         inputs = torch.tensor([ids])
         with self._lock, torch.no_grad():
             was_training = self.model.training
