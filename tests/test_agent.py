@@ -22,6 +22,9 @@ ALL = ("search", "open", "judge", "ask", "answer")
 
 
 def run(llm, engine, question=QUESTION, ask_user=None, **config) -> Trajectory:
+    # Scripts here test one mechanism each and may answer at once; the search-first policy
+    # (min_searches, on by default) has its own tests below.
+    config.setdefault("min_searches", 0)
     agent = Agent(llm, engine, AgentConfig(**config), ask_user=ask_user)
     return asyncio.run(agent.run(question, episode_id="e1"))
 
@@ -224,6 +227,64 @@ def test_prefetch_is_single_shot_rag_and_closed_book_needs_no_engine(hotpot_bm25
     assert closed.answer == "Paris" and closed.retrieved_ids == []
     with pytest.raises(SleuthError, match="needs a search engine"):
         Agent(ScriptedLLM([]), None, AgentConfig())
+
+
+class RecordingLLM(ScriptedLLM):
+    """A scripted model that keeps the grammar each turn was asked to follow."""
+
+    def __init__(self, outputs):
+        super().__init__(outputs)
+        self.constraints = []
+
+    async def complete(self, messages, config=None, tools=None):
+        self.constraints.append(config.constraint if config else None)
+        return await super().complete(messages, config, tools)
+
+
+def test_the_answer_is_offered_only_after_min_searches(hotpot_bm25):
+    import re
+
+    llm = RecordingLLM(
+        ["<search>Tinted Windows band</search>", "<search>Tinted Windows debut</search>"]
+        + ["<answer>Tulsa</answer>"]
+    )
+    traj = run(llm, hotpot_bm25, actions=("search", "open", "answer"), min_searches=2)
+    assert [s.action for s in traj.steps] == ["search", "search", "answer"]
+    admits = [
+        (
+            bool(re.fullmatch(c.pattern, "<answer>Tulsa</answer>")),
+            bool(re.fullmatch(c.pattern, "<search>x</search>")),
+        )
+        for c in llm.constraints
+    ]
+    # Turns 1-2: the grammar has no answer; turn 3 (after two searches): it has.
+    assert admits == [(False, True), (False, True), (True, True)]
+
+
+def test_an_early_answer_on_an_unconstrained_backend_is_turned_back(hotpot_bm25):
+    llm = ScriptedLLM(
+        ["<answer>Chicago</answer>", "<search>Tinted Windows</search>"] + ["<answer>Tulsa</answer>"]
+    )
+    traj = run(llm, hotpot_bm25, actions=("search", "answer"), min_searches=1)
+    assert [s.action for s in traj.steps] == ["invalid", "search", "answer"]
+    assert traj.steps[0].error == "search at least 1 time before answering"
+    assert "search at least 1 time" in traj.steps[0].observation
+    assert traj.answer == "Tulsa" and len(traj.searches) == 1
+
+
+def test_min_searches_zero_and_without_search_leave_the_answer_open(hotpot_bm25):
+    at_once = run(ScriptedLLM(["<answer>Tulsa</answer>"]), hotpot_bm25, min_searches=0)
+    assert [s.action for s in at_once.steps] == ["answer"]
+    closed_book = run(
+        ScriptedLLM(["<answer>Tulsa</answer>"]), hotpot_bm25, actions=("answer",), min_searches=3
+    )
+    assert closed_book.answer == "Tulsa"
+    capped = run(
+        ScriptedLLM(["<answer>Tulsa</answer>"]), hotpot_bm25, max_searches=0, min_searches=1
+    )
+    assert capped.answer == "Tulsa"  # the budget allows no search: the policy yields
+    with pytest.raises(SleuthError, match="min_searches"):
+        AgentConfig(min_searches=-1)
 
 
 def test_many_episodes_run_concurrently(hotpot_bm25):

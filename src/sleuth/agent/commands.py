@@ -43,6 +43,7 @@ def ask_command(
     ] = False,
     max_turns: Annotated[int, typer.Option(help="Turn budget")] = 16,
     max_searches: Annotated[int, typer.Option(help="Search budget")] = 8,
+    min_searches: options.MinSearches = 1,
     top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per model call")] = 256,
     untagged_answer: Annotated[
@@ -84,6 +85,7 @@ def ask_command(
         actions=tuple(actions),
         max_turns=max_turns,
         max_searches=max_searches,
+        min_searches=min_searches,
         top_k=top_k,
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,

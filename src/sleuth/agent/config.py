@@ -19,6 +19,10 @@ class AgentConfig:
     top_k: int = 3  # hits per search shown to the model
     max_turns: int = 16
     max_searches: int = 8
+    # Searches required before the answer action is offered (only when "search" is enabled;
+    # capped by max_searches).
+    # Small models answer from memory at once; under the grammar this makes them look first.
+    min_searches: int = 1
     max_tokens: int = 8192  # completion tokens per episode
     max_new_tokens: int = 256  # per model call
     wall_time_s: float = 300.0
@@ -47,6 +51,8 @@ class AgentConfig:
             raise SleuthError(f"action_format must be one of {FORMATS}")
         if self.max_turns < 1 or self.top_k < 1 or self.max_new_tokens < 1:
             raise SleuthError("max_turns, top_k and max_new_tokens must be at least 1")
+        if self.min_searches < 0:
+            raise SleuthError(f"min_searches must be 0 or more; got {self.min_searches}")
         object.__setattr__(self, "actions", tuple(self.actions))
 
     def to_dict(self) -> dict[str, Any]:

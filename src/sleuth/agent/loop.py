@@ -161,8 +161,11 @@ class _Episode:
             if time.perf_counter() - self.started >= cfg.wall_time_s:
                 raise _Stop("wall_time")
             turn += 1
-            completion, llm_seconds, delta = await self._call_model(cfg.actions)
-            action = self._parse(completion, cfg.actions)
+            actions = self._turn_actions()
+            completion, llm_seconds, delta = await self._call_model(actions)
+            action = self._parse(completion, actions)
+            if action.name == "invalid" and actions != cfg.actions:
+                action = self._explain_early_answer(action)
             self._remember_output(completion, action)
             started = time.perf_counter()
             step = self._model_step(completion, action, llm_seconds, delta)
@@ -173,6 +176,21 @@ class _Episode:
                 self._record(step)
             if done:
                 return
+
+    def _turn_actions(self) -> tuple[str, ...]:
+        """The enabled actions, without ``answer`` until ``min_searches`` searches were made."""
+        cfg = self.cfg
+        if "search" in cfg.actions and self.searches < min(cfg.min_searches, cfg.max_searches):
+            return tuple(a for a in cfg.actions if a != "answer")
+        return cfg.actions
+
+    def _explain_early_answer(self, action: Action) -> Action:
+        """An answer attempted before ``min_searches`` (unconstrained backends) says why not."""
+        if "the answer action" not in action.error and "'answer'" not in action.error:
+            return action
+        n = self.cfg.min_searches
+        note = f"search at least {n} time{'s' if n > 1 else ''} before answering"
+        return Action("invalid", error=note, call_id=action.call_id)
 
     def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
         constraint = (

@@ -14,6 +14,13 @@ Constrain = Annotated[
 PromptExample = Annotated[
     bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
 ]
+MinSearches = Annotated[
+    int,
+    typer.Option(
+        help="Searches the agent must make before it may answer (enforced by the grammar; "
+        "0 lets it answer from memory at once)"
+    ),
+]
 Backend = Annotated[str, typer.Option(help="Local model backend: auto | openvino | transformers")]
 ConstrainVia = Annotated[
     str,

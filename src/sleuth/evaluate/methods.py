@@ -28,6 +28,7 @@ class Budget:
     top_k: int = 3
     max_turns: int = 8
     max_searches: int = 4
+    min_searches: int = 1  # agent methods: searches before the answer action is offered
     max_tokens: int = 8192
     max_new_tokens: int = 128
     wall_time_s: float = 300.0

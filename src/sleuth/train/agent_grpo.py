@@ -38,6 +38,7 @@ class AgentTrainConfig:
     temperature: float = 1.0
     max_turns: int = 3
     max_searches: int = 2
+    min_searches: int = 1  # the grammar offers the answer only after this many searches
     max_new_tokens: int = 48
     top_k: int = 3
     doc_chars: int = 300
@@ -51,6 +52,7 @@ class AgentTrainConfig:
             actions=("search", "answer"),
             max_turns=self.max_turns,
             max_searches=self.max_searches,
+            min_searches=self.min_searches,
             max_new_tokens=self.max_new_tokens,
             top_k=self.top_k,
             doc_chars=self.doc_chars,

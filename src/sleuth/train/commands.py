@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.agent import options
+
 train_app = typer.Typer(
     help="Train with GRPO on the search engine's feedback. Runs resume from their last "
     "complete checkpoint when re-run with the same --out.",
@@ -134,6 +136,7 @@ def agent_command(
     temperature: Annotated[float, typer.Option(help="Sampling temperature of rollouts")] = 1.0,
     max_turns: Annotated[int, typer.Option(help="Model turns per episode")] = 3,
     max_searches: Annotated[int, typer.Option(help="Searches per episode")] = 2,
+    min_searches: options.MinSearches = 1,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per model turn")] = 48,
     top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
     doc_chars: Annotated[int, typer.Option(help="Characters shown per hit")] = 300,
@@ -163,6 +166,7 @@ def agent_command(
         temperature=temperature,
         max_turns=max_turns,
         max_searches=max_searches,
+        min_searches=min_searches,
         max_new_tokens=max_new_tokens,
         top_k=top_k,
         doc_chars=doc_chars,
