@@ -72,7 +72,7 @@ def test_knowledge_cache_shows_each_document_once(hotpot_bm25):
     llm = ScriptedLLM(
         ["<search>Tinted Windows</search>", "<search>Tinted Windows</search>", "<answer>x</answer>"]
     )
-    traj = run(llm, hotpot_bm25)
+    traj = run(llm, hotpot_bm25, answer_on_repeat=False)
     first, second = traj.searches
     assert [h.id for h in first.hits] == [h.id for h in second.hits]
     assert all(h.new for h in first.hits) and not any(h.new for h in second.hits)
@@ -129,8 +129,16 @@ def test_malformed_outputs_are_corrected_and_counted(hotpot_bm25):
 @pytest.mark.parametrize(
     ("config", "outputs", "reason"),
     [
-        ({"max_turns": 40, "max_searches": 100}, ["<search>q</search>"] * 40, "max_turns"),
-        ({"max_searches": 2}, ["<search>Tinted</search>"] * 3, "max_searches"),
+        (
+            {"max_turns": 40, "max_searches": 100},
+            [f"<search>q{n}</search>" for n in range(40)],
+            "max_turns",
+        ),
+        (
+            {"max_searches": 2},
+            [f"<search>{w}</search>" for w in ("Tinted", "Windows", "band")],
+            "max_searches",
+        ),
         (
             {"max_tokens": 30},
             ["<search>" + "long query words " * 8 + "</search>"] * 5,
@@ -245,8 +253,11 @@ def test_the_answer_is_offered_only_after_min_searches(hotpot_bm25):
     import re
 
     llm = RecordingLLM(
-        ["<search>Tinted Windows band</search>", "<search>Tinted Windows debut</search>"]
-        + ["<answer>Tulsa</answer>"]
+        [
+            "<search>Tinted Windows band</search>",
+            "<search>Tinted Windows debut</search>",
+            "<answer>Tulsa</answer>",
+        ]
     )
     traj = run(llm, hotpot_bm25, actions=("search", "open", "answer"), min_searches=2)
     assert [s.action for s in traj.steps] == ["search", "search", "answer"]
@@ -263,7 +274,7 @@ def test_the_answer_is_offered_only_after_min_searches(hotpot_bm25):
 
 def test_an_early_answer_on_an_unconstrained_backend_is_turned_back(hotpot_bm25):
     llm = ScriptedLLM(
-        ["<answer>Chicago</answer>", "<search>Tinted Windows</search>"] + ["<answer>Tulsa</answer>"]
+        ["<answer>Chicago</answer>", "<search>Tinted Windows</search>", "<answer>Tulsa</answer>"]
     )
     traj = run(llm, hotpot_bm25, actions=("search", "answer"), min_searches=1)
     assert [s.action for s in traj.steps] == ["invalid", "search", "answer"]
@@ -351,9 +362,36 @@ def test_wall_time_gets_a_forced_answer_and_a_repeated_query_is_pointed_out(hotp
             await asyncio.sleep(0.05)
             return await super().complete(messages, config, tools)
 
-    traj = run(Slow(policy), hotpot_bm25, wall_time_s=0.2, max_turns=100, max_searches=100)
+    traj = run(
+        Slow(policy),
+        hotpot_bm25,
+        wall_time_s=0.2,
+        max_turns=100,
+        max_searches=100,
+        answer_on_repeat=False,
+    )
     assert traj.stop_reason == "wall_time" and traj.answer == "forced"
     assert traj.metadata["forced_answer"]
     searches = traj.searches
     assert "searched for exactly this before" not in searches[0].observation
     assert "searched for exactly this before" in searches[1].observation
+
+
+def test_a_repeated_query_is_not_run_again_and_the_next_turn_may_only_answer(hotpot_bm25):
+    llm = RecordingLLM(
+        [
+            "<search>Tinted Windows</search>",
+            "<search>tinted  WINDOWS</search>",
+            "<answer>Tulsa</answer>",
+        ]
+    )
+    traj = run(llm, hotpot_bm25, actions=("search", "open", "answer"), max_searches=5)
+    first, repeat, answer = traj.steps
+    assert first.hits and not repeat.hits and repeat.error == "repeated query"
+    assert "Give your final answer now" in repeat.observation
+    assert answer.action == "answer" and traj.answer == "Tulsa"
+    import re
+
+    last = llm.constraints[-1].pattern  # the turn after the repeat: answer only
+    assert re.fullmatch(last, "<answer>Tulsa</answer>")
+    assert not re.fullmatch(last, "<search>other words</search>")

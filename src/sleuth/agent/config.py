@@ -23,6 +23,9 @@ class AgentConfig:
     # capped by max_searches).
     # Small models answer from memory at once; under the grammar this makes them look first.
     min_searches: int = 1
+    # Small models loop on one query; a query searched before is not run again and the next
+    # turn may only answer.
+    answer_on_repeat: bool = True
     max_tokens: int = 8192  # completion tokens per episode
     max_new_tokens: int = 256  # per model call
     wall_time_s: float = 300.0

@@ -97,6 +97,7 @@ class _Episode:
         self.searches = self.tokens = self.invalid_streak = 0
         self.actions: tuple[str, ...] = self.cfg.actions  # enabled in the current turn
         self.queries: set[str] = set()  # normalised queries searched so far
+        self.answer_only = False  # set by a repeated query when answer_on_repeat
         self.started = time.perf_counter()
         self.trajectory = Trajectory(
             episode_id="",
@@ -180,6 +181,8 @@ class _Episode:
     def _turn_actions(self) -> tuple[str, ...]:
         """The enabled actions, without ``answer`` until ``min_searches`` searches were made."""
         cfg = self.cfg
+        if self.answer_only:
+            return ("answer",)
         if "search" in cfg.actions and self.searches < min(cfg.min_searches, cfg.max_searches):
             return tuple(a for a in cfg.actions if a != "answer")
         return cfg.actions
@@ -331,6 +334,16 @@ class _Episode:
             if self.searches >= cfg.max_searches:
                 step.error = "search budget exhausted"
                 raise _Stop("max_searches")
+            normalised = " ".join(action.argument.lower().split())
+            if normalised in self.queries and cfg.answer_on_repeat:
+                step.error = "repeated query"
+                step.observation = (
+                    "You searched for exactly this before; the results would be the same. "
+                    "Give your final answer now."
+                )
+                self.answer_only = True
+                self._observe(step.observation, action)
+                return False
             self.searches += 1
             try:
                 hits = await self._search(action.argument, cfg.top_k)
@@ -340,7 +353,6 @@ class _Episode:
                 self._observe(step.observation, action)
                 return False
             text, step.hits = self.knowledge.render_hits(hits)
-            normalised = " ".join(action.argument.lower().split())
             if normalised in self.queries:  # tiny models loop on one query: say so
                 text += (
                     "\nYou searched for exactly this before. Search for something else or answer."

@@ -42,8 +42,11 @@ SEARCH_RULE = (
     "other words."
 )
 
-# A worked example on an invented question (no benchmark contains it): two searches, the
-# second built from what the first returned, then a short answer.
+# Worked examples on invented questions (no benchmark contains them). The one-fact example
+# answers right after the search that found the fact: with only the two-hop one, small models
+# copied its shape and always searched a second time for a name from the hits.
+_ONE_FACT_QUESTION = "Who invented the Velloran loom?"
+# The two-hop example: two searches, the second built from what the first returned.
 _EXAMPLE_QUESTION = "In which country was the inventor of the Velloran loom born?"
 _EXAMPLE_HIT_1 = (
     "[1] (id: Velloran loom) Velloran loom\nThe Velloran loom is a treadle loom for narrow "
@@ -56,6 +59,14 @@ _EXAMPLE_HIT_2 = (
 
 
 def _tag_example(actions: tuple[str, ...]) -> str:
+    one_fact = ""
+    if "search" in actions:
+        one_fact = (
+            f"Example 1 (an invented question; one fact):\nQuestion: {_ONE_FACT_QUESTION}\n"
+            f"<search>Velloran loom inventor</search>\n<information>\n{_EXAMPLE_HIT_1}\n"
+            "</information>\n<think>The result names the inventor.</think>\n"
+            "<answer>Mira Castell</answer>\n\nExample 2 (an invented question; two facts):\n"
+        )
     turns = [f"Question: {_EXAMPLE_QUESTION}"]
     if "search" in actions:
         turns += [
@@ -71,6 +82,8 @@ def _tag_example(actions: tuple[str, ...]) -> str:
             "You judged the information sufficient. Give the final answer.",
         ]
     turns.append("<answer>Portugal</answer>")
+    if one_fact:
+        return one_fact + "\n".join(turns)
     return "Example (an invented question):\n" + "\n".join(turns)
 
 
@@ -125,6 +138,16 @@ def _json_example(actions: tuple[str, ...]) -> str:
             f"Result: {_EXAMPLE_HIT_2}",
         ]
     turns.append(call("answer", answer="Portugal"))
+    if "search" in actions:
+        one_fact = "\n".join(
+            [
+                f"Example 1 (an invented question; one fact):\nQuestion: {_ONE_FACT_QUESTION}",
+                call("search", query="Velloran loom inventor"),
+                f"Result: {_EXAMPLE_HIT_1}",
+                call("answer", answer="Mira Castell"),
+            ]
+        )
+        return f"{one_fact}\n\nExample 2 (an invented question; two facts):\n" + "\n".join(turns)
     return "Example (an invented question):\n" + "\n".join(turns)
 
 
