@@ -395,3 +395,17 @@ def test_a_repeated_query_is_not_run_again_and_the_next_turn_may_only_answer(hot
     last = llm.constraints[-1].pattern  # the turn after the repeat: answer only
     assert re.fullmatch(last, "<answer>Tulsa</answer>")
     assert not re.fullmatch(last, "<search>other words</search>")
+
+
+def test_a_spent_search_budget_leaves_search_out_of_the_grammar(hotpot_bm25):
+    import re
+
+    llm = RecordingLLM(["<search>Tinted Windows</search>", "<answer>Tulsa</answer>"])
+    traj = run(llm, hotpot_bm25, actions=("search", "open", "answer"), max_searches=1)
+    assert [s.action for s in traj.steps] == ["search", "answer"]
+    first, second = (c.pattern for c in llm.constraints)
+    assert re.fullmatch(first, "<search>more words</search>")
+    assert not re.fullmatch(second, "<search>more words</search>")
+    assert re.fullmatch(second, "<open>doc9819</open>") and re.fullmatch(
+        second, "<answer>x</answer>"
+    )

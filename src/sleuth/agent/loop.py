@@ -163,7 +163,7 @@ class _Episode:
                 raise _Stop("wall_time")
             turn += 1
             actions = self._turn_actions()
-            completion, llm_seconds, delta = await self._call_model(actions)
+            completion, llm_seconds, delta = await self._call_model(self._offered(actions))
             action = self._parse(completion, actions)
             if action.name == "invalid" and actions != cfg.actions:
                 action = self._explain_early_answer(action)
@@ -186,6 +186,14 @@ class _Episode:
         if "search" in cfg.actions and self.searches < min(cfg.min_searches, cfg.max_searches):
             return tuple(a for a in cfg.actions if a != "answer")
         return cfg.actions
+
+    def _offered(self, actions: tuple[str, ...]) -> tuple[str, ...]:
+        """What the grammar offers: no ``search`` once the budget is spent, so a constrained
+        model answers instead of ending the episode on a search it may not make. (Parsing still
+        accepts it: an unconstrained model's extra search stops the episode as before.)"""
+        if "search" in actions and self.searches >= self.cfg.max_searches and len(actions) > 1:
+            return tuple(a for a in actions if a != "search")
+        return actions
 
     def _explain_early_answer(self, action: Action) -> Action:
         """An answer attempted before ``min_searches`` (unconstrained backends) says why not."""
