@@ -99,6 +99,38 @@ def test_structured_outputs_are_enforced_by_the_server(server):
     assert bad.status_code == 400 and "regex and json" in bad.json()["error"]["message"]
 
 
+def test_a_malformed_regex_fails_alone_not_the_requests_decoded_beside_it(server, packaged_llm):
+    """A grammar is compiled inside the shared decoding step: it is checked before admission."""
+    from sleuth.errors import LLMError
+    from sleuth.llm.constraint import Constraint
+
+    good = GenerationConfig(max_tokens=12)
+    bad = GenerationConfig(max_tokens=12, constraint=Constraint(kind="regex", pattern="(<answer>"))
+
+    async def side_by_side():
+        return await asyncio.gather(
+            packaged_llm.complete(QUESTION, good),
+            packaged_llm.complete(QUESTION, bad),
+            packaged_llm.complete(QUESTION, good),
+            return_exceptions=True,
+        )
+
+    first, failed, third = asyncio.run(side_by_side())
+    assert isinstance(failed, LLMError) and "regex constraint cannot be used" in str(failed)
+    assert first.text and first.text == third.text
+    response = chat(server, max_tokens=8, structured_outputs={"regex": "[a-z"})
+    assert response.status_code == 400
+    assert "regex constraint cannot be used" in response.json()["error"]["message"]
+    schema = {"type": "object", "properties": {"a": {"type": "nonsense"}}}
+    response = chat(
+        server,
+        max_tokens=8,
+        response_format={"type": "json_schema", "json_schema": {"schema": schema}},
+    )
+    assert response.status_code == 400 and "JSON schema" in response.json()["error"]["message"]
+    assert chat(server, max_tokens=4).status_code == 200  # the server carries on
+
+
 def test_the_agent_over_http_is_constrained_by_the_server(server, hotpot_bm25, packaged_llm):
     remote = OpenAIChatLLM(f"{server.url}/v1", packaged_llm.name)  # auto: reads owned_by
     config = AgentConfig(max_turns=2, max_searches=1, max_new_tokens=48, doc_chars=200)

@@ -28,7 +28,7 @@ from typing import Any
 
 from sleuth.errors import LLMError
 from sleuth.llm.base import Completion, GenerationConfig, Message
-from sleuth.llm.constraint import Constraint
+from sleuth.llm.constraint import Constraint, check_constraint
 from sleuth.llm.transformers_local import completion_from_ids, render_for_template
 
 
@@ -214,6 +214,8 @@ class OpenVINOLLM:
                 f"prompt ({len(ids)} tokens) + max_tokens ({config.max_tokens}) exceeds the "
                 f"model's context of {self.context_length} tokens"
             )
+        if config.constraint is not None:
+            check_constraint(config.constraint)  # a bad grammar must fail alone, not the batch
         request = _Request(
             ids, self._generation_config(config), Future(), queue.SimpleQueue() if stream else None
         )

@@ -20,7 +20,7 @@ from litestar.response import Stream
 
 from sleuth.errors import LLMError
 from sleuth.llm.base import LLM, GenerationConfig
-from sleuth.llm.constraint import Constraint
+from sleuth.llm.constraint import Constraint, check_constraint
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -46,6 +46,16 @@ class ChatRequest(msgspec.Struct):
 
 
 def _constraint(request: ChatRequest) -> Constraint | None:
+    constraint = _requested_constraint(request)
+    if constraint is not None:
+        try:
+            check_constraint(constraint)
+        except LLMError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+    return constraint
+
+
+def _requested_constraint(request: ChatRequest) -> Constraint | None:
     structured = request.structured_outputs or {}
     unknown = set(structured) - {"regex", "json"}
     if unknown:
