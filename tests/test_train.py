@@ -146,6 +146,12 @@ def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
     assert changed > 0
     assert (tmp_path / "run" / "checkpoint-1" / "trainer_state.json").is_file()
     assert read_log(tmp_path / "run" / "train_log.jsonl")[0]["step"] == 1
+    # the run's summary: one group, and its rewards differed, so it carried signal
+    from sleuth.train.agent_grpo import summarise_history
+
+    summary = summarise_history(read_log(tmp_path / "run" / "train_log.jsonl"))
+    assert summary["steps"] == 1 and summary["groups_with_reward_spread"] == 1.0
+    assert summary["reward_per_step"] == [pytest.approx(sum(ours) / 2, abs=1e-5)]
 
 
 class _FakeTrainer:

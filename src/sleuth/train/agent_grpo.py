@@ -155,7 +155,7 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
     from sleuth.train.checkpoints import clear_staging, last_checkpoint
-    from sleuth.train.expand import _write_json
+    from sleuth.train.expand import _write_json, learning_curve
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
 
@@ -173,17 +173,41 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     history = read_log(out / "train_log.jsonl")
-    steps = [r for r in history if "reward" in r]
     results = {
         "model": name,
-        "steps": len(steps),
+        **summarise_history(history),
         "seconds": round(time.perf_counter() - started, 1),
-        "reward_per_step": [r["reward"] for r in steps],
         "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
         "config": config.to_dict(),
     }
     _write_json(out / "results.json", results)
+    (out / "curve.png").write_bytes(
+        learning_curve(
+            history,
+            series=(("reward", "reward"), (RECALL_KEY, "evidence recall of the searches")),
+            title="Agent GRPO on the engine's feedback",
+        )
+    )
     return results
+
+
+RECALL_KEY = "reward_parts/search_recall"
+
+
+def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-step reward and evidence recall, and how many GRPO groups carried signal.
+
+    A group whose episodes all get the same reward has zero advantage everywhere: it teaches
+    nothing. TRL logs the share of such groups per step (``frac_reward_zero_std``).
+    """
+    steps = [r for r in history if "reward" in r]
+    spread = [1.0 - float(r.get("frac_reward_zero_std", 1.0)) for r in steps]
+    return {
+        "steps": len(steps),
+        "reward_per_step": [r["reward"] for r in steps],
+        "evidence_recall_per_step": [r.get(RECALL_KEY) for r in steps],
+        "groups_with_reward_spread": round(sum(spread) / len(spread), 3) if spread else None,
+    }
 
 
 def _masked_share(rollouts: list[Any]) -> float:

@@ -349,8 +349,15 @@ def summarise(
     }
 
 
-def learning_curve(history: list[dict[str, Any]]) -> bytes:
-    """Reward and engine recall per step, with a moving average (PNG bytes)."""
+def learning_curve(
+    history: list[dict[str, Any]],
+    series: tuple[tuple[str, str], ...] = (
+        ("reward", "reward"),
+        ("engine_recall", "engine Recall@k"),
+    ),
+    title: str = "Query-rewrite training on engine feedback",
+) -> bytes:
+    """``series`` (log key, label) per step, with a moving average (PNG bytes)."""
     import io
 
     from matplotlib.figure import Figure
@@ -358,7 +365,7 @@ def learning_curve(history: list[dict[str, Any]]) -> bytes:
     steps = [r["step"] for r in history if "reward" in r]
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.subplots()
-    for key, label in (("reward", "reward"), ("engine_recall", "engine Recall@k")):
+    for key, label in series:
         values = [r.get(key, r.get(f"rewards/{key}", 0.0)) for r in history if "reward" in r]
         if not any(values):
             continue
@@ -368,7 +375,7 @@ def learning_curve(history: list[dict[str, Any]]) -> bytes:
         axes.plot(steps, smooth, label=f"{label} (moving average)")
     axes.set_xlabel("GRPO step")
     axes.set_ylabel("value")
-    axes.set_title("Query-rewrite training on engine feedback")
+    axes.set_title(title)
     axes.legend(loc="best", fontsize="small")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
