@@ -42,6 +42,26 @@ def test_concurrent_completes_are_decoded_together(packaged_llm):
     assert packaged_llm.peak_batch >= 2 or before >= 2  # more than one request per step
 
 
+def test_more_requests_than_the_engine_schedules_wait_their_turn():
+    """40 requests at once against an engine that decodes 8: all complete, never more than 8
+    in the engine, and greedy answers equal those of a request made alone."""
+    from sleuth.llm.openvino_backend import OpenVINOLLM
+
+    llm = OpenVINOLLM(max_num_seqs=8)
+    config = GenerationConfig(max_tokens=6)
+    prompts = [[{"role": "user", "content": f"Count to {n}."}] for n in range(40)]
+
+    async def flood():
+        return await asyncio.gather(*(llm.complete(p, config) for p in prompts))
+
+    results = asyncio.run(flood())
+    assert len(results) == 40 and all(r.usage.completion_tokens > 0 for r in results)
+    assert llm.peak_batch == 8
+    alone = asyncio.run(llm.complete(prompts[17], config))
+    assert alone.text == results[17].text
+    asyncio.run(llm.aclose())
+
+
 def test_streaming_gives_the_same_text_as_a_plain_request(server):
     plain = chat(server, max_tokens=16).json()["choices"][0]["message"]["content"]
     with httpx.stream(

@@ -81,6 +81,7 @@ class OpenVINOLLM:
         scheduler = ov_genai.SchedulerConfig()
         scheduler.cache_size = max(1, int(kv_cache_gb))
         scheduler.max_num_seqs = max_num_seqs
+        self._max_running = max(1, max_num_seqs)
         scheduler.enable_prefix_caching = True
         properties = {"INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1}
         try:
@@ -113,15 +114,21 @@ class OpenVINOLLM:
         return True
 
     def _run(self) -> None:
+        """Admit up to ``max_num_seqs`` requests into the engine; later ones wait in the inbox.
+
+        Why: with 150 requests handed over at once (query generation for retriever training)
+        the engine stalled; admitting no more than it schedules keeps the KV cache for the
+        requests being decoded and lets the rest wait their turn in order.
+        """
         running: list[_Request] = []
         while True:
             block = not running
             try:
-                while True:
+                while len(running) < self._max_running:
                     item = self._inbox.get(block=block)
                     block = False
                     if item is None:
-                        self._fail_all(running, "the model was closed")
+                        self._fail_all(running + self._drain_inbox(), "the model was closed")
                         return
                     if self._admit(item):
                         running.append(item)
@@ -160,6 +167,16 @@ class OpenVINOLLM:
         reason = "length" if length else "stop"
         request.future.set_result((list(output.generated_ids), reason))
         return True
+
+    def _drain_inbox(self) -> list[_Request]:
+        waiting = []
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return waiting
+            if item is not None:
+                waiting.append(item)
 
     @staticmethod
     def _fail_all(requests: list[_Request], message: str) -> None:
