@@ -31,6 +31,9 @@ from sleuth.llm.base import Completion, GenerationConfig, Message
 from sleuth.llm.constraint import Constraint, check_constraint
 from sleuth.llm.transformers_local import completion_from_ids, render_for_template
 
+# Tokens at the end of a generation decoded to look for a stop string.
+STOP_TAIL_TOKENS = 24
+
 
 @dataclass
 class _Request:
@@ -40,6 +43,10 @@ class _Request:
     stream: queue.SimpleQueue | None = None  # token ids as they are generated, then None
     handle: Any = None
     sent: int = 0
+    stops: tuple[str, ...] = ()
+    generated: list[int] = field(default_factory=list)
+    length: bool = False  # the engine ended it at max_new_tokens
+    stopped: bool = False  # a stop string was matched here and the request stopped
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -144,29 +151,44 @@ class OpenVINOLLM:
             running = [r for r in running if not self._progress(r)]
 
     def _progress(self, request: _Request) -> bool:
-        """Forward new tokens of a streaming request; resolve finished ones. True when done."""
+        """Collect new tokens (forwarding them when streaming), stop at a stop string, resolve
+        finished requests. True when done."""
         status = request.handle.get_status()
         finished = status != self._genai.GenerationStatus.RUNNING
-        if request.stream is not None and request.handle.can_read():
+        if request.handle.can_read():
             for output in request.handle.read().values():
                 new_ids = list(output.generated_ids)
-                if new_ids:
+                request.generated += new_ids
+                if request.stream is not None and new_ids:
                     request.stream.put(new_ids)
+                if output.finish_reason == self._genai.GenerationFinishReason.LENGTH:
+                    request.length = True
+        if not finished and request.stops and self._stop_string_reached(request):
+            request.handle.stop()  # the engine frees the sequence at its next step
+            request.stopped = finished = True
         if not finished:
             return False
         if request.stream is not None:
             request.stream.put(None)
             request.future.set_result(None)
             return True
-        outputs = request.handle.read_all()
-        if not outputs:
+        failed = (self._genai.GenerationStatus.CANCEL, self._genai.GenerationStatus.IGNORED)
+        if status in failed and not request.generated:
             request.future.set_exception(LLMError(f"generation ended with status {status}"))
             return True
-        output = outputs[0]
-        length = output.finish_reason == self._genai.GenerationFinishReason.LENGTH
-        reason = "length" if length else "stop"
-        request.future.set_result((list(output.generated_ids), reason))
+        reason = "length" if request.length and not request.stopped else "stop"
+        request.future.set_result((request.generated, reason))
         return True
+
+    def _stop_string_reached(self, request: _Request) -> bool:
+        """Stop strings are matched here, not by the engine: OpenVINO GenAI 2026.4's own
+        matching (its detokenizer inside the sampler's thread pool) deadlocked a 200-question
+        evaluation mid-run, with every thread waiting. The tail is enough: a stop string is
+        a few tokens long."""
+        tail = self.tokenizer.decode(
+            request.generated[-STOP_TAIL_TOKENS:], skip_special_tokens=True
+        )
+        return any(stop in tail for stop in request.stops)
 
     def _drain_inbox(self) -> list[_Request]:
         waiting = []
@@ -211,11 +233,8 @@ class OpenVINOLLM:
             ov_config.do_sample = False
         if config.seed is not None:
             ov_config.rng_seed = config.seed
-        if config.stop:
-            ov_config.stop_strings = set(config.stop)
-            # Kept in the output and cut here, exactly before the stop string (OpenAI semantics;
-            # the engine would drop the whole last token, e.g. " Paris" with its space).
-            ov_config.include_stop_str_in_output = True
+        # Stop strings are matched by the worker (``_stop_string_reached``), not the engine,
+        # and cut exactly before the stop string by ``completion_from_ids`` (OpenAI semantics).
         if config.constraint is not None:
             ov_config.structured_output_config = _structured(genai, config.constraint)
         eos = self.tokenizer.eos_token_id
@@ -234,7 +253,11 @@ class OpenVINOLLM:
         if config.constraint is not None:
             check_constraint(config.constraint)  # a bad grammar must fail alone, not the batch
         request = _Request(
-            ids, self._generation_config(config), Future(), queue.SimpleQueue() if stream else None
+            ids,
+            self._generation_config(config),
+            Future(),
+            queue.SimpleQueue() if stream else None,
+            stops=tuple(config.stop),
         )
         self._inbox.put(request)
         return request
