@@ -41,11 +41,12 @@ def ask_command(
     ask: Annotated[
         bool, typer.Option("--ask", help="Let the agent ask you clarification questions")
     ] = False,
-    max_turns: Annotated[int, typer.Option(help="Turn budget")] = 16,
-    max_searches: Annotated[int, typer.Option(help="Search budget")] = 8,
+    # The same budget as `sleuth eval run`: `ask` shows one episode of what eval measures.
+    max_turns: Annotated[int, typer.Option(help="Turn budget")] = 8,
+    max_searches: Annotated[int, typer.Option(help="Search budget")] = 4,
     min_searches: options.MinSearches = 1,
     top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model call")] = 256,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model call")] = 128,
     untagged_answer: Annotated[
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
     ] = False,
