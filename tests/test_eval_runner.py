@@ -211,3 +211,20 @@ def test_search_methods_need_an_engine(tmp_path) -> None:
     settings = RunSettings(benchmark="bamboogle", methods=["closed_book", "rag"])
     with pytest.raises(SleuthError, match="need a search engine"):
         EvaluationRunner(tmp_path, settings, questions, ScriptedLLM(policy), None)
+
+
+def test_an_episode_the_model_ended_with_invalid_actions_is_a_result_not_a_failure(hotpot_bm25):
+    """max_invalid is the model's outcome (scored, never retried); a raising backend is not."""
+    import asyncio
+
+    from sleuth.agent import Agent, AgentConfig
+    from sleuth.evaluate.records import episode_error
+    from sleuth.llm.scripted import ScriptedLLM
+
+    prose = ScriptedLLM(["I think it is Paris."] * 3)
+    config = AgentConfig(max_invalid=3, force_answer=False, constrain=False)
+    invalid = asyncio.run(Agent(prose, hotpot_bm25, config).run("capital of France?"))
+    assert invalid.stop_reason == "max_invalid" and invalid.metadata.get("error")
+    assert episode_error(invalid) is None
+    broken = asyncio.run(Agent(ScriptedLLM([]), hotpot_bm25, config).run("capital of France?"))
+    assert broken.stop_reason == "llm_error" and "ran out of outputs" in episode_error(broken)

@@ -35,14 +35,16 @@ FAILURE_STOPS = ("llm_error", "search_error", "error")
 def episode_error(trajectory: Trajectory) -> str | None:
     """Why the episode failed (the model or search backend broke), else ``None``.
 
-    A wrong or missing answer is not a failure; a backend that raised is.
+    A wrong or missing answer is not a failure; a backend that raised is. An episode the model
+    ended with invalid actions (``max_invalid``) carries the last complaint in
+    ``metadata["error"]`` but is a result, not a failure: it is scored, never retried.
     """
+    if trajectory.stop_reason not in FAILURE_STOPS:
+        return None
     if trajectory.metadata.get("error"):
         return str(trajectory.metadata["error"])
-    if trajectory.stop_reason in FAILURE_STOPS:
-        last = next((s.error for s in reversed(trajectory.steps) if s.error), "")
-        return last or trajectory.stop_reason
-    return None
+    last = next((s.error for s in reversed(trajectory.steps) if s.error), "")
+    return last or trajectory.stop_reason
 
 
 def score_trajectory(
