@@ -187,62 +187,97 @@ def test_rerank_with_a_folder_that_is_not_a_model(tmp_path, cran_bm25):
 
 
 # -- end to end ----------------------------------------------------------------------------------
-def small_cranfield(tmp_path: Path, count: int) -> tuple[Path, dict, dict]:
-    """The first ``count`` Cranfield documents as a JSONL corpus, with the judged queries whose
-    relevant documents are all inside it."""
+def small_cranfield(folder: Path, count: int) -> Path:
+    """The first ``count`` Cranfield documents as a BEIR folder, with the judged queries that
+    have a relevant document among them (judgements of other documents left out)."""
     docs = list(load_documents("cranfield"))[:count]
-    corpus = tmp_path / "cran-small.jsonl"
-    write_lines(corpus, [{"id": d.id, "title": d.title, "text": d.text} for d in docs])
     ids = {d.id for d in docs}
     queries, qrels = load_queries("cranfield"), load_qrels("cranfield")
-    inside = {q: g for q, g in qrels.items() if set(g) <= ids}
-    return corpus, {q: queries[q] for q in inside}, inside
+    inside = {q: {d: g for d, g in docs_.items() if d in ids} for q, docs_ in qrels.items()}
+    inside = {q: g for q, g in inside.items() if g}
+    folder.mkdir()
+    write_lines(
+        folder / "corpus.jsonl", [{"_id": d.id, "title": d.title, "text": d.text} for d in docs]
+    )
+    write_lines(folder / "queries.jsonl", [{"_id": q, "text": queries[q]} for q in inside])
+    (folder / "qrels").mkdir()
+    rows = [f"{q}\t{d}\t{g}" for q, gains in inside.items() for d, g in gains.items()]
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n"
+    )
+    return folder
 
 
-def test_train_retriever_end_to_end(tmp_path, cran_docs):
-    """Real SmolLM2 writes queries for 8 passages of 60 real Cranfield documents; MiniLM is
-    fine-tuned one epoch; the new index opens and searches with the saved encoder."""
+def title_examples(path: Path, ids: tuple[str, ...]) -> Path:
+    """Labelled pairs inside the small corpus: each passage's title as its query."""
+    docs = {d.id: d for d in load_documents("cranfield")}
+    return write_lines(path, [{"query": docs[i].title, "passage_id": i} for i in ids])
+
+
+def check_run(out: Path, report: dict, examples: int) -> None:
+    """What every run must leave behind: consistent counts, scores, and a working index whose
+    manifest names the fine-tuned encoder, whose weights really moved."""
     import numpy as np
 
     from sleuth.search.encoder import Encoder
+
+    generated = [json.loads(line) for line in (out / "generated.jsonl").open()]
+    assert len(generated) == report["queries_generated"]
+    assert sum(g["kept"] for g in generated) == report["queries_kept"]
+    assert all(g["kept"] == (g["source_rank"] > 0) for g in generated)
+    assert report["training_pairs"] == report["queries_kept"] + examples
+    assert json.loads((out / "report.json").read_text())["metrics"] == report["metrics"]
+    for name in ("bm25", "dense_before", "dense_after"):
+        assert set(report["metrics"][name]) == {"nDCG@10", "R@10"}
+        assert 0.0 < report["metrics"][name]["R@10"] <= 1.0
+    assert {"generate", "filter", "train_encoder", "index", "evaluate"} <= set(report["seconds"])
+    manifest = json.loads((out / "index" / "manifest.json").read_text())
+    assert manifest["params"]["encoder"] == str((out / "encoder").resolve())
+    engine = open_index(out / "index", encoder_backend="torch")
+    assert len(engine.search("boundary layer", 3)) == 3
+    text = ["boundary layer heat transfer"]
+    trained = Encoder(str((out / "encoder").resolve()), "torch").encode(text)
+    packaged = Encoder(None, "torch").encode(text)
+    assert not np.allclose(trained, packaged, atol=1e-4)
+
+
+def test_train_retriever_cli_tiny(tmp_path):
+    """The command on 25 real Cranfield documents: the packaged SmolLM2 writes queries for 4
+    passages, MiniLM takes one step, the corpus's own judged queries are scored."""
+    corpus = small_cranfield(tmp_path / "cran25", 25)
+    examples = title_examples(tmp_path / "ex.jsonl", ("1", "2"))
+    out = tmp_path / "run"
+    args = ["--corpus", str(corpus), "--examples", str(examples), "--out", str(out)]
+    args += ["--passages", "4", "--batch-size", "8", "--keep-top-k", "10"]
+    result = CliRunner().invoke(app, ["train", "retriever", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((out / "report.json").read_text())
+    assert report["queries_generated"] + report["queries_empty"] == 4
+    assert report["eval_queries"] > 0 and report["documents"] == 25
+    check_run(out, report, examples=2)
+    again = CliRunner().invoke(app, ["train", "retriever", *args])  # never overwrites a run
+    assert again.exit_code != 0 and "not empty" in str(again.exception)
+
+
+@pytest.mark.slow
+def test_train_retriever_end_to_end_with_reranker(tmp_path):
+    """20 passages of 80 real Cranfield documents, one epoch, and the reranker."""
     from sleuth.train.retriever import RetrieverTrainConfig, train_retriever
 
-    corpus, queries, qrels = small_cranfield(tmp_path, 60)
-    assert len(queries) >= 3
-    # four labelled pairs inside the small corpus: each passage's title as its query
-    rows = [{"query": cran_docs[i].title, "passage_id": i} for i in ("1", "2", "3", "4")]
-    examples = write_lines(tmp_path / "ex.jsonl", rows)
+    corpus = small_cranfield(tmp_path / "cran80", 80)
+    examples = title_examples(tmp_path / "ex.jsonl", ("1", "2", "3", "4"))
     out = tmp_path / "run"
     config = RetrieverTrainConfig(
         corpus=str(corpus),
         examples=str(examples),
         out=str(out),
-        passages=8,
+        passages=20,
         keep_top_k=5,
         batch_size=8,
-        max_new_tokens=24,
+        reranker=True,
     )
-    report = train_retriever(config, eval_queries=queries, eval_qrels=qrels, log=lambda _: None)
-
-    assert report["queries_generated"] + report["queries_empty"] == 8
-    assert 0 <= report["queries_kept"] <= report["queries_generated"]
-    generated = [json.loads(line) for line in (out / "generated.jsonl").open()]
-    assert len(generated) == report["queries_generated"]
-    assert sum(g["kept"] for g in generated) == report["queries_kept"]
-    assert report["training_pairs"] == report["queries_kept"] + 4
-    saved = json.loads((out / "report.json").read_text())
-    assert saved["metrics"] == report["metrics"]
-    for name in ("bm25", "dense_before", "dense_after"):
-        assert set(report["metrics"][name]) == {"nDCG@10", "R@10"}
-        assert 0.0 <= report["metrics"][name]["nDCG@10"] <= 1.0
-    assert {"generate", "filter", "train_encoder", "index", "evaluate"} <= set(report["seconds"])
-
-    manifest = json.loads((out / "index" / "manifest.json").read_text())
-    assert manifest["params"]["encoder"] == str((out / "encoder").resolve())
-    engine = open_index(out / "index", encoder_backend="torch")
-    hits = engine.search(cran_docs["5"].title, 5)
-    assert len(hits) == 5
-    text = ["boundary layer heat transfer"]
-    trained = Encoder(str((out / "encoder").resolve()), "torch").encode(text)
-    packaged = Encoder(None, "torch").encode(text)
-    assert not np.allclose(trained, packaged, atol=1e-4)  # the weights really moved
+    report = train_retriever(config, log=lambda _: None)
+    assert report["queries_generated"] + report["queries_empty"] == 20
+    check_run(out, report, examples=4)
+    assert 0.0 < report["metrics"]["bm25_rerank@20"]["R@10"] <= 1.0
+    assert (out / "reranker" / "sleuth_reranker.json").is_file()
