@@ -11,8 +11,12 @@ run. Only corpus text and at most 8 labelled pairs are used:
   hard). The full 10,785-paragraph corpus is not used: encoding it twice (before and after)
   takes about 30 minutes on 2 shared cores.
 
-The packaged SmolLM2-135M writes the queries (OpenVINO backend, all requests in flight at once).
-Sizes are chosen to finish in about 25 minutes on a loaded 2-core machine.
+The packaged SmolLM2-135M writes the queries (OpenVINO backend, 32 requests in flight).
+Default sizes (`make bench`): 100 passages get one query each per collection, 60 HotpotQA test
+questions (about 600 paragraphs), one epoch, reranker over BM25's top 20; `--quick` 40 / 30.
+Planned for about 25 minutes on 2 cores; on a machine loaded by other jobs it takes longer
+(the time of each phase is in the results). ``python -m bench.promptagator --only hotpotqa
+--passages 60 --questions 40`` runs one collection and merges it into the results file.
 """
 
 from __future__ import annotations
@@ -88,30 +92,78 @@ def hotpot_task(work: Path, seed: int, questions: int) -> tuple[str, Path, dict,
     return str(corpus), examples, queries, {q: qrels_all[q] for q in queries}
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+LABELS = {"cranfield": "cranfield", "hotpotqa": "hotpotqa-1100 (test split)"}
+
+
+def entry_from_report(report: dict[str, Any], wall_seconds: float) -> dict[str, Any]:
+    """One collection's figures, taken from the report ``train_retriever`` wrote."""
+    return {
+        "documents": report["documents"],
+        "passages": report["passages"],
+        "eval_queries": report["eval_queries"],
+        "queries_generated": report["queries_generated"],
+        "queries_kept": report["queries_kept"],
+        "training_pairs": report["training_pairs"],
+        "metrics": report["metrics"],
+        "seconds": report["seconds"],
+        "wall_seconds": round(wall_seconds, 1),
+        "versions": report["versions"],
+    }
+
+
+def summarise(collections: dict[str, Any]) -> list[dict[str, str]]:
+    summary = []
+    for label, entry in collections.items():
+        m = entry["metrics"]
+        for name in ("dense_before", "dense_after", "bm25", "bm25_rerank@20"):
+            if name in m:
+                summary.append(
+                    {
+                        "metric": f"{label} {name} nDCG@10 / R@10",
+                        "value": f"{m[name]['nDCG@10']:.4f} / {m[name]['R@10']:.4f}",
+                    }
+                )
+        summary.append(
+            {
+                "metric": f"{label} queries kept / generated",
+                "value": f"{entry['queries_kept']} / {entry['queries_generated']}",
+            }
+        )
+    return summary
+
+
+def run(
+    quick: bool = False,
+    only: tuple[str, ...] = ("cranfield", "hotpotqa"),
+    passages: int | None = None,
+    questions: int | None = None,
+) -> dict[str, Any]:
     from sleuth.llm import load_llm
 
-    passages = 40 if quick else 100
-    questions = 30 if quick else 60
+    passages = passages or (40 if quick else 100)
+    questions = questions or (30 if quick else 60)
     work = Path(tempfile.mkdtemp(prefix="sleuth-promptagator-"))
     llm = load_llm()  # loaded once, shared by both collections
     results: dict[str, Any] = {
         "llm": getattr(llm, "name", ""),
-        "passages_per_collection": passages,
         "queries_per_passage": 1,
         "keep_top_k": 3,
         "epochs": 1,
         "rerank_depth": 20,
+        "hotpot_test_questions": questions,
         "collections": {},
     }
-    tasks = [cranfield_task(work, SEED), hotpot_task(work, SEED, questions)]
+    makers = {
+        "cranfield": lambda: cranfield_task(work, SEED),
+        "hotpotqa": lambda: hotpot_task(work, SEED, questions),
+    }
     try:
-        for name, examples, queries, qrels in tasks:
-            label = "cranfield" if name == "cranfield" else "hotpotqa-1100 (test split)"
+        for key in only:
+            name, examples, queries, qrels = makers[key]()
             config = RetrieverTrainConfig(
                 corpus=name,
                 examples=str(examples),
-                out=str(work / f"run-{len(results['collections'])}"),
+                out=str(work / f"run-{key}"),
                 passages=passages,
                 keep_top_k=3,
                 seed=SEED,
@@ -120,34 +172,42 @@ def run(quick: bool = False) -> dict[str, Any]:
             )
             started = time.perf_counter()
             report = train_retriever(config, llm=llm, eval_queries=queries, eval_qrels=qrels)
-            results["collections"][label] = {
-                "documents": report["documents"],
-                "eval_queries": report["eval_queries"],
-                "queries_generated": report["queries_generated"],
-                "queries_kept": report["queries_kept"],
-                "training_pairs": report["training_pairs"],
-                "metrics": report["metrics"],
-                "seconds": report["seconds"],
-                "wall_seconds": round(time.perf_counter() - started, 1),
-            }
+            entry = entry_from_report(report, time.perf_counter() - started)
+            results["collections"][LABELS[key]] = entry
     finally:
         asyncio.run(llm.aclose())
-    results["versions"] = report["versions"]
-    summary = []
-    for label, entry in results["collections"].items():
-        m = entry["metrics"]
-        for name in ("dense_before", "dense_after", "bm25", "bm25_rerank@20"):
-            summary.append(
-                {
-                    "metric": f"{label} {name} nDCG@10 / R@10",
-                    "value": f"{m[name]['nDCG@10']:.4f} / {m[name]['R@10']:.4f}",
-                }
-            )
-        summary.append(
-            {
-                "metric": f"{label} queries kept / generated",
-                "value": f"{entry['queries_kept']} / {entry['queries_generated']}",
-            }
-        )
-    results["summary"] = summary
+    results["summary"] = summarise(results["collections"])
     return results
+
+
+def main() -> None:
+    """Run some collections (or take one from a finished run's report.json) and merge them
+    into bench/results/promptagator.json, keeping the other collections' figures."""
+    import argparse
+
+    from bench.run_all import RESULTS_DIR, write_json_atomically
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--only", nargs="+", choices=list(LABELS), default=list(LABELS))
+    parser.add_argument("--passages", type=int)
+    parser.add_argument("--questions", type=int)
+    parser.add_argument("--from-report", type=Path, help="a train_retriever report.json")
+    args = parser.parse_args()
+    path = RESULTS_DIR / "promptagator.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {"collections": {}}
+    if args.from_report:
+        report = json.loads(args.from_report.read_text())
+        (key,) = args.only
+        merged["collections"][LABELS[key]] = entry_from_report(report, report["seconds"]["total"])
+    else:
+        result = run(only=tuple(args.only), passages=args.passages, questions=args.questions)
+        merged.update({k: v for k, v in result.items() if k != "collections"})
+        merged["collections"].update(result["collections"])
+    merged["summary"] = summarise(merged["collections"])
+    merged["_meta_partial"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_json_atomically(path, merged)
+    print(json.dumps(merged["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
