@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("quality", "scale", "serving", "agent", "encoder", "llm", "rollouts")
+BENCHMARKS = ("quality", "scale", "serving", "agent", "encoder", "llm", "rollouts", "promptagator")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

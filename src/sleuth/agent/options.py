@@ -3,6 +3,7 @@ one definition, so the flags mean the same everywhere."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,5 +28,12 @@ ConstrainVia = Annotated[
     typer.Option(
         help="With --llm-url: how the server takes the action grammar: auto | vllm | "
         "vllm-legacy | sglang | llamacpp | openai | none"
+    ),
+]
+Rerank = Annotated[
+    Path | None,
+    typer.Option(
+        help="Cross-encoder folder (from `sleuth train retriever --reranker`) that reorders "
+        "each search's top 20 hits"
     ),
 ]

@@ -84,6 +84,7 @@ def run_command(
     prompt_example: options.PromptExample = True,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
+    rerank: options.Rerank = None,
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
     time_budget: Annotated[
         float | None,
@@ -99,6 +100,7 @@ def run_command(
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_search
     from sleuth.progress import stderr
+    from sleuth.search.rerank import rerank_search
 
     method_names = parse_methods(methods)
     if seeds < 1:
@@ -114,6 +116,7 @@ def run_command(
         gold = load_qrels(qrels)
     bench = load_benchmark(benchmark, limit=n or None, qrels=gold)
     engine, manifest, search_label = open_search(index, search_url)
+    engine, search_label = rerank_search(engine, search_label, rerank)
     warn_unmatched_evidence(bench, engine)
     budget = Budget(
         top_k=top_k,

@@ -124,6 +124,14 @@ def search_command(
         str | None,
         typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
     ] = None,
+    rerank: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cross-encoder folder (from `sleuth train retriever --reranker`) that reorders "
+            "the top --rerank-depth hits"
+        ),
+    ] = None,
+    rerank_depth: Annotated[int, typer.Option(help="Hits the reranker reorders")] = 20,
 ) -> None:
     """Search INDEX for QUERY."""
     from rich.console import Console
@@ -132,8 +140,9 @@ def search_command(
 
     from sleuth.display import one_line, safe_text
     from sleuth.search import open_index
+    from sleuth.search.rerank import with_reranker
 
-    engine = open_index(index, encoder_backend=encoder_backend)
+    engine = with_reranker(open_index(index, encoder_backend=encoder_backend), rerank, rerank_depth)
     hits = engine.search(query, k)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))

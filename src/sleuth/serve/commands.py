@@ -101,6 +101,13 @@ def serve_command(
         str | None,
         typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
     ] = None,
+    rerank: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cross-encoder folder (from `sleuth train retriever --reranker`) that reorders "
+            "each query's top 20 hits"
+        ),
+    ] = None,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn
@@ -114,7 +121,9 @@ def serve_command(
 
     check_binding(host, token)
     limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
-    engine = open_index(index, encoder_backend=encoder_backend)
+    from sleuth.search.rerank import with_reranker
+
+    engine = with_reranker(open_index(index, encoder_backend=encoder_backend), rerank)
     app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
