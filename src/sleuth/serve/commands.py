@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from sleuth.errors import SleuthError
+from sleuth.search.simulated.spec import SimulateOption
 from sleuth.serve.limits import (
     DEFAULT_MAX_BATCH_HITS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -101,6 +102,7 @@ def serve_command(
         str | None,
         typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
     ] = None,
+    simulate: SimulateOption = None,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn
@@ -108,6 +110,7 @@ def serve_command(
 
     from sleuth.progress import stderr
     from sleuth.search import open_index
+    from sleuth.search.simulated import simulated_engine
     from sleuth.serve.access_log import configure_server_logging
     from sleuth.serve.app import create_app
     from sleuth.serve.limits import ServerLimits
@@ -115,6 +118,7 @@ def serve_command(
     check_binding(host, token)
     limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
     engine = open_index(index, encoder_backend=encoder_backend)
+    engine = simulated_engine(engine, simulate)  # unchanged without --simulate
     app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
