@@ -266,3 +266,33 @@ def test_cli_ask_rejects_a_bad_simulate_spec(tmp_path: Path):
     )
     assert result.returncode == 2
     assert "noise=5.0 must be within 0..1" in result.stderr
+
+
+def test_simulator_training_pairs_are_labelled_by_gold_and_masked_to_the_document(hotpot_bm25):
+    from sleuth.llm.packaged import packaged_model_dir
+    from sleuth.train.sft_data import SFTEncoder, model_spans
+    from sleuth.train.simulator import balance, contains_answer, pairs_from_index, write_examples
+
+    assert contains_answer("They first played in Tulsa, Oklahoma.", ["tulsa"])
+    assert not contains_answer("The Tulsans played elsewhere.", ["Tulsa"])
+    questions = load_benchmark("hotpotqa-1100:train", limit=6).questions
+    pairs = pairs_from_index(hotpot_bm25, questions, k=4, words=40)
+    assert len(pairs) == 24
+    for pair in pairs:
+        q = next(q for q in questions if q.question == pair.query)
+        gold_titles = {aliases[-1] for aliases in q.gold_evidence}
+        title_is_gold = any(pair.document.startswith(f"{t}.") for t in gold_titles)
+        assert pair.useful == (title_is_gold or contains_answer(pair.document, q.answers))
+        assert len(pair.document.split()) <= 40
+    kept = balance(pairs)
+    assert kept and sum(p.useful for p in kept) == len(kept) / 2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
+    path = Path(__import__("tempfile").mkdtemp()) / "pairs.jsonl"
+    write_examples(kept[:2], path)
+    chat = json.loads(path.read_text().splitlines()[0])["messages"]
+    assert chat[0]["content"] == "You are the Google search engine."
+    assert "Useful Output:" in chat[1]["content"] and chat[2]["role"] == "assistant"
+    spans = model_spans(SFTEncoder(tokenizer).encode(chat), tokenizer)
+    assert len(spans) == 1 and spans[0].startswith(kept[0].document[:30])

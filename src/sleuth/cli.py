@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "sleuth.serve.mcp_commands",  # mcp
     "sleuth.synth.commands",  # synth trajectories
     "sleuth.train.sft_commands",  # train sft
+    "sleuth.train.simulator_commands",  # train simulator
 )
 
 
