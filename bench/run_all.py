@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 BENCHMARKS = ("quality", "scale", "serving", "agent", "encoder", "llm", "rollouts")
+BENCHMARKS += ("simulated_engines",)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

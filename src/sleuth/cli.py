@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "sleuth.synth.commands",  # synth trajectories
     "sleuth.train.sft_commands",  # train sft
     "sleuth.train.simulator_commands",  # train simulator
+    "sleuth.synth.questions_commands",  # synth questions
 )
 
 
