@@ -296,3 +296,37 @@ def test_simulator_training_pairs_are_labelled_by_gold_and_masked_to_the_documen
     assert "Useful Output:" in chat[1]["content"] and chat[2]["role"] == "assistant"
     spans = model_spans(SFTEncoder(tokenizer).encode(chat), tokenizer)
     assert len(spans) == 1 and spans[0].startswith(kept[0].document[:30])
+
+
+@pytest.mark.slow
+def test_grpo_steps_against_a_simulated_engine_follow_the_noise_schedule(hotpot_bm25, tmp_path):
+    """Two real GRPO steps (TRL) whose rollouts search simulated:corpus, p 0 then 1."""
+    from sleuth.search.simulated.training import attach_noise_schedule, simulate_for_training
+    from sleuth.train.agent_grpo import AgentTrainConfig, build_trainer
+    from sleuth.train.policy_model import load_trainable
+    from sleuth.train.runlog import read_log
+
+    model, tokenizer, _ = load_trainable(None)
+    question = load_benchmark("hotpotqa-1100:train", limit=1).questions[0]
+    turns = [f"<search>{question.question}</search>", "<answer>Atlantis</answer><|im_end|>"]
+    queue = turns * 4  # 2 steps x a group of 2 episodes
+
+    def generate(ids, config):
+        return tokenizer(queue.pop(0), add_special_tokens=False)["input_ids"]
+
+    config = AgentTrainConfig(
+        out=str(tmp_path / "run"), limit=1, steps=2, num_generations=2, concurrency=1,
+        top_k=2, doc_chars=100, save_steps=100, simulate="corpus:noise=0,seed=0",
+        noise_schedule="0:1",
+    )  # fmt: skip
+    engine = simulate_for_training(hotpot_bm25, config)
+    trainer = build_trainer(config, engine, model, tokenizer, generate)
+    attach_noise_schedule(trainer, engine, config)
+    trainer.train()
+    log = read_log(tmp_path / "run" / "train_log.jsonl")
+    assert [r.get("sim_noise") for r in log] == [0.0, 1.0]
+    assert all("reward" in r for r in log)
+    last = trainer.sleuth_rollout.last  # the second step's rollouts: every hit is noise
+    hits = [h for r in last for s in r.trajectory.searches for h in s.hits]
+    assert hits and all(h.engine == "simulated:corpus" and h.noise == 1.0 for h in hits)
+    assert all(h.label in ("hard_negative", "random") for h in hits)
