@@ -7,12 +7,15 @@ the packaged SmolLM2-135M, without the episode's gold (as in ``ask``/``eval``) a
 (as in training, ZeroSearch's prompt with question and answer). Latency: ms per query of each
 engine against the real BM25 engine, same queries, same k. Without ``--quick``, a short
 ``train agent`` run (2 GRPO steps) against the real engine and ``simulated:corpus`` compares
-rollout time and reward.
+rollout time and reward (``SLEUTH_BENCH_SIM_TRAIN_STEPS=0`` skips it;
+``SLEUTH_BENCH_SIM_LLM_QUESTIONS=N`` runs the LLM simulator on the first N questions only).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import tempfile
 import time
 from typing import Any
@@ -94,6 +97,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from sleuth.search.simulated.spec import gold_ids_of
 
     n = 10 if quick else 30
+    n_llm = int(os.environ.get("SLEUTH_BENCH_SIM_LLM_QUESTIONS", "5" if quick else "30"))
     questions = load_benchmark("hotpotqa-1100:dev", limit=n).questions
     real = open_index(bundled_index("hotpotqa-1100"))
     all_gold = gold_ids_of(load_benchmark("hotpotqa-1100").questions)
@@ -103,15 +107,17 @@ def run(quick: bool = False) -> dict[str, Any]:
     real_hits, real_latency = _timed(real, questions, K)
     real_hits = [(q, [h for h in hits]) for q, hits in real_hits]  # all labelled "" -> useful
     results["engines"]["real bm25"] = {**_fidelity(real_hits), **real_latency}
+    print("real bm25", results["engines"]["real bm25"], file=sys.stderr, flush=True)
 
     corpus = CorpusSimulator(real, noise=0.5, seed=0, gold_ids=all_gold)
     hits, latency = _timed(corpus, questions, K)
     results["engines"]["simulated:corpus p=0.5"] = {**_fidelity(hits), **latency}
+    print("corpus", results["engines"]["simulated:corpus p=0.5"], file=sys.stderr, flush=True)
 
     llm = load_llm()
     simulator = LLMSimulator(llm, noise=0.5, seed=0, max_tokens=48, owns_llm=False)
     try:
-        llm_questions = questions[: max(5, n // 3)] if quick else questions
+        llm_questions = questions[:n_llm]
         simulator.search("warm up", 1)
         for label, gold in (("no gold", False), ("with question+answer", True)):
             hits, latency = _timed(simulator, llm_questions, LLM_DOCS, gold=gold)
@@ -120,15 +126,23 @@ def run(quick: bool = False) -> dict[str, Any]:
                 **latency,
                 "k": LLM_DOCS,
                 "questions": len(llm_questions),
+                "max_tokens": 48,
                 "example": {
                     "query": hits[0][0].question,
                     "docs": [{"label": h.label, "text": h.text[:200]} for h in hits[0][1]],
                 },
             }
+            print(
+                label,
+                results["engines"][f"simulated:llm p=0.5 ({label})"],
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         simulator.close()
-    if not quick:
-        results["train_agent_2_steps"] = _train_compare(2)
+    train_steps = int(os.environ.get("SLEUTH_BENCH_SIM_TRAIN_STEPS", "0" if quick else "2"))
+    if train_steps:  # minutes per step on a loaded CPU: 0 skips it
+        results[f"train_agent_{train_steps}_steps"] = _train_compare(train_steps)
     real_ms = results["engines"]["real bm25"]["ms_median"]
     results["summary"] = [
         {
