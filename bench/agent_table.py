@@ -73,7 +73,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def run_config(name: str, extra: list[str], n: int, concurrency: int) -> dict[str, Any]:
+def run_config(
+    name: str, extra: list[str], n: int, concurrency: int, methods: str = METHODS
+) -> dict[str, Any]:
     from sleuth.evaluate.records import ResultLog
     from sleuth.search.cache import bundled_index
 
@@ -91,7 +93,7 @@ def run_config(name: str, extra: list[str], n: int, concurrency: int) -> dict[st
         "-n",
         str(n),
         "--methods",
-        METHODS,
+        methods,
         "--index",
         str(bundled_index("hotpotqa-1100")),
         "--concurrency",
@@ -104,14 +106,19 @@ def run_config(name: str, extra: list[str], n: int, concurrency: int) -> dict[st
     records = ResultLog(out / "results.jsonl").read()  # one record per episode (retries)
     types = question_types(n)
     table: dict[str, dict[str, Any]] = {}
-    for method in METHODS.split(","):
+    for method in methods.split(","):
         mine = [r for r in records if r["method"] == method and r["question_id"] in types]
         table[method] = {
             "all": summarise(mine),
             "bridge": summarise([r for r in mine if types[r["question_id"]] == "bridge"]),
             "comparison": summarise([r for r in mine if types[r["question_id"]] == "comparison"]),
         }
-    return {"args": extra, "seconds": round(time.perf_counter() - started, 1), "table": table}
+    return {
+        "args": extra,
+        "questions": n,
+        "seconds": round(time.perf_counter() - started, 1),
+        "table": table,
+    }
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -122,9 +129,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {config} | – | – | {result.get('skipped', '')} |")
             continue
         for method, splits in result["table"].items():
+            config_label = f"{config} ({result['questions']} q)"
             for split, row in splits.items():
                 cells = " | ".join(str(row.get(c, "")) for c in COLUMNS)
-                lines.append(f"| {config} | {method} | {split} | {cells} |")
+                lines.append(f"| {config_label} | {method} | {split} | {cells} |")
     return "\n".join(lines)
 
 
@@ -134,6 +142,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for config, result in results["configs"].items():
         table = result.get("table")
         if not table:
+            continue
+        if "agent" not in table or "rag" not in table:
             continue
         agent, rag = table["agent"], table["rag"]
         rows += [
@@ -168,6 +178,12 @@ def run(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--primed-model", help="adapter/model folder from `make prime`")
     parser.add_argument("--grpo-model", help="checkpoint folder from `sleuth train agent`")
     parser.add_argument("--qwen", action="store_true", help="also qwen2.5-coder-0.5b")
+    parser.add_argument(
+        "--questions-of", default="", help="fewer questions for some configs: NAME=N,..."
+    )
+    parser.add_argument(
+        "--methods-of", default="", help="fewer methods for some configs: NAME=m1+m2,..."
+    )
     args = parser.parse_args(argv or [])
     configs = dict(CONFIGS)
     if args.primed_model:
@@ -183,10 +199,17 @@ def run(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
             reason = f"not run: no --{name}-model given"
             results["configs"][name] = {"skipped": reason}
             continue
-        results["configs"][name] = run_config(name, configs[name], args.n, args.concurrency)
+        n = int(_overrides(args.questions_of).get(name, args.n))
+        methods = _overrides(args.methods_of).get(name, METHODS).replace("+", ",")
+        results["configs"][name] = run_config(name, configs[name], n, args.concurrency, methods)
     results["summary"] = targets(results)
     results["markdown"] = markdown(results)
     return results
+
+
+def _overrides(text: str) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in text.split(",") if "=" in item)
+    return {name.strip(): value.strip() for name, value in pairs}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("quality", "scale", "serving", "agent", "encoder", "llm", "rollouts", "promptagator")
+BENCHMARKS = (
+    "quality",
+    "scale",
+    "serving",
+    "agent",
+    "encoder",
+    "llm",
+    "rollouts",
+    "agent_table",
+    "promptagator",
+    "simulated_engines",
+)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -30,6 +30,12 @@ class Hit:
     title: str
     text: str
     rank: int = 0
+    # Provenance, set by simulated engines (``sleuth.search.simulated``): which engine made the
+    # hit, at which noise level, and what kind it is (real / hard_negative / random / useful /
+    # noisy). Empty for real engines: the run's config names the engine.
+    engine: str = ""
+    noise: float | None = None
+    label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,4 +44,9 @@ class Hit:
             "title": self.title,
             "text": self.text,
             "rank": self.rank,
+            **(
+                {"engine": self.engine, "noise": self.noise, "label": self.label}
+                if self.engine
+                else {}
+            ),
         }

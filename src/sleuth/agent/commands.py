@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from sleuth.agent import options
+from sleuth.search.simulated.spec import SimulateOption
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +56,7 @@ def ask_command(
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: options.Rerank = None,
+    simulate: SimulateOption = None,
     trajectory_out: Annotated[
         Path | None,
         typer.Option(
@@ -75,6 +77,7 @@ def ask_command(
     from sleuth.search.cache import bundled_index
     from sleuth.search.remote import RemoteSearchEngine
     from sleuth.search.rerank import with_reranker
+    from sleuth.search.simulated import simulated_engine
 
     if index is not None and search_url is not None:
         raise SleuthError(
@@ -102,6 +105,7 @@ def ask_command(
         engine = TitleMemo(RemoteSearchEngine(search_url))
     else:
         engine = TitleMemo(open_index(index or bundled_index("hotpotqa-1100")))
+    engine = TitleMemo(simulated_engine(engine.engine, simulate, llm_url=llm_url))
     engine = TitleMemo(with_reranker(engine.engine, rerank))  # no-op without --rerank
     with console.status("loading the model ..."):
         extra = {"constrain_via": constrain_via} if llm_url else {}

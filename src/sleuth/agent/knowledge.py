@@ -18,7 +18,17 @@ class KnowledgeCache:
         lines, refs = [], []
         for n, hit in enumerate(hits, start=1):
             new = hit.id not in self.seen
-            refs.append(HitRef(id=hit.id, score=float(hit.score), rank=hit.rank or n, new=new))
+            refs.append(
+                HitRef(
+                    id=hit.id,
+                    score=float(hit.score),
+                    rank=hit.rank or n,
+                    new=new,
+                    engine=getattr(hit, "engine", ""),
+                    noise=getattr(hit, "noise", None),
+                    label=getattr(hit, "label", ""),
+                )
+            )
             title = neutralise(hit.title)
             if new:
                 text = " ".join(hit.text.split())

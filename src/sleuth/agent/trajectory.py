@@ -29,6 +29,12 @@ class HitRef:
     score: float
     rank: int
     new: bool = True  # False when the knowledge cache had already shown this document
+    # Which engine produced the hit and at which noise level ("" / None: the run's real engine,
+    # named in its config); label says what a simulated engine made of it (real,
+    # hard_negative, random, useful, noisy). Old trajectories without them still load.
+    engine: str = ""
+    noise: float | None = None
+    label: str = ""
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sleuth.agent import options
+from sleuth.search.simulated.spec import SimulateOption
 
 eval_app = typer.Typer(
     help="Evaluate search agents on QA benchmarks: run, report, compare.",
@@ -86,6 +87,7 @@ def run_command(
     constrain_via: options.ConstrainVia = "auto",
     rerank: options.Rerank = None,
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
+    simulate: SimulateOption = None,
     time_budget: Annotated[
         float | None,
         typer.Option(help="Start no episode after this many seconds (resume later to finish)"),
@@ -101,6 +103,7 @@ def run_command(
     from sleuth.evaluate.session import execute, open_llm, open_search
     from sleuth.progress import stderr
     from sleuth.search.rerank import rerank_search
+    from sleuth.search.simulated.spec import simulate_run_engine
 
     method_names = parse_methods(methods)
     if seeds < 1:
@@ -116,6 +119,9 @@ def run_command(
         gold = load_qrels(qrels)
     bench = load_benchmark(benchmark, limit=n or None, qrels=gold)
     engine, manifest, search_label = open_search(index, search_url)
+    engine, manifest, search_label = simulate_run_engine(
+        engine, manifest, search_label, simulate, bench.questions, llm_url
+    )
     engine, search_label = rerank_search(engine, search_label, rerank)
     warn_unmatched_evidence(bench, engine)
     budget = Budget(

@@ -17,6 +17,7 @@ from typing import Any
 from sleuth.errors import SleuthError
 from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
 from sleuth.evaluate.plots import accuracy_chart, factorised_chart, searches_vs_accuracy_chart
+from sleuth.evaluate.provenance import engine_provenance, step_sources
 from sleuth.evaluate.records import ResultLog
 from sleuth.evaluate.runner import (
     CONFIG_FILE,
@@ -79,6 +80,11 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "short_answer_words": SHORT_ANSWER_WORDS,
         "methods": summarize(records, methods),
         "results": [with_answer_fields(r) for r in records],
+        "observations_by_engine": engine_provenance(
+            read_trajectories(
+                Path(run_dir).expanduser() / TRAJECTORIES_FILE, {r["episode_id"] for r in records}
+            ).values()
+        ),
     }
 
 
@@ -331,6 +337,7 @@ def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
         steps.append(
             f"<li><b>{escape(str(step.get('action')))}</b> {escape(str(step.get('argument')))}"
             + (f"<br>hits: {hits}" if hits else "")
+            + (f" <i>from {escape(step_sources(step))}</i>" if step_sources(step) else "")
             + (
                 f"<br><span class='bad'>{escape(str(step['error']))}</span>"
                 if step.get("error")
@@ -378,6 +385,9 @@ def _settings_rows(report: dict[str, Any]) -> str:
                 f"from {corpus.get('source') or '?'}",
             )
         )
+    for source, seen in (report.get("observations_by_engine") or {}).items():
+        labels = ", ".join(f"{n} {label}" for label, n in seen["labels"].items())
+        pairs.append((f"hits from {source}", f"{seen['hits']} in {seen['steps']} steps ({labels})"))
     versions = report.get("versions") or {}
     if versions:
         pairs.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)))

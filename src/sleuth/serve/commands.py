@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from sleuth.errors import SleuthError
+from sleuth.search.simulated.spec import SimulateOption
 from sleuth.serve.limits import (
     DEFAULT_MAX_BATCH_HITS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -108,6 +109,7 @@ def serve_command(
             "each query's top 20 hits"
         ),
     ] = None,
+    simulate: SimulateOption = None,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn
@@ -115,15 +117,17 @@ def serve_command(
 
     from sleuth.progress import stderr
     from sleuth.search import open_index
+    from sleuth.search.rerank import with_reranker
+    from sleuth.search.simulated import simulated_engine
     from sleuth.serve.access_log import configure_server_logging
     from sleuth.serve.app import create_app
     from sleuth.serve.limits import ServerLimits
 
     check_binding(host, token)
     limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
-    from sleuth.search.rerank import with_reranker
-
-    engine = with_reranker(open_index(index, encoder_backend=encoder_backend), rerank)
+    engine = open_index(index, encoder_backend=encoder_backend)
+    engine = simulated_engine(engine, simulate)  # unchanged without --simulate
+    engine = with_reranker(engine, rerank)  # unchanged without --rerank
     app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]

@@ -45,6 +45,8 @@ class AgentTrainConfig:
     concurrency: int = 8  # episodes decoded together (a GRPO group of 8 in one batch)
     save_steps: int = 1
     seed: int = 0
+    simulate: str | None = None  # --simulate SPEC: rollouts search a simulated engine
+    noise_schedule: str | None = None  # START:END[:shape]: the simulator's noise over steps
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(
@@ -154,6 +156,7 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
     """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
+    from sleuth.search.simulated.training import attach_noise_schedule, simulate_for_training
     from sleuth.train.checkpoints import clear_staging, last_checkpoint
     from sleuth.train.expand import _write_json, learning_curve
     from sleuth.train.policy_model import load_trainable
@@ -165,8 +168,10 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
     _write_json(out / "config.json", config.to_dict())
     clear_staging(out)
     engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
+    engine = simulate_for_training(engine, config)  # unchanged without --simulate
     model, tokenizer, name = load_trainable(config.model)
     trainer = build_trainer(config, engine, model, tokenizer)
+    attach_noise_schedule(trainer, engine, config)
     resume = last_checkpoint(out)
     if resume:
         log(f"resuming from {resume.name}")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sleuth.agent import options
+from sleuth.search.simulated.spec import SimulateOption
 
 train_app = typer.Typer(
     help="Train with GRPO on the search engine's feedback. Runs resume from their last "
@@ -142,6 +143,14 @@ def agent_command(
     doc_chars: Annotated[int, typer.Option(help="Characters shown per hit")] = 300,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    simulate: SimulateOption = None,
+    noise_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="With --simulate: raise its noise from START to END over the steps, "
+            "START:END[:linear|cosine|exp] (ZeroSearch curriculum; logged as sim_noise)"
+        ),
+    ] = None,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 
@@ -172,6 +181,8 @@ def agent_command(
         doc_chars=doc_chars,
         save_steps=save_steps,
         seed=seed,
+        simulate=simulate,
+        noise_schedule=noise_schedule,
     )
     results = train_agent(config, log=typer.echo)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))

@@ -48,6 +48,9 @@ class SFTRunConfig:
     max_minutes: float = 0.0  # > 0: stop training after this much wall time (then save)
     seed: int = 0
     overwrite: bool = False
+    # "trajectories" (agent episodes) or "messages": one {"messages": [...]} chat a line, loss
+    # on its assistant turns (``sleuth train simulator`` writes these)
+    data_format: str = "trajectories"
 
 
 def sha256_file(path: Path) -> str:
@@ -81,13 +84,18 @@ def load_examples(config: SFTRunConfig, tokenizer: Any) -> tuple[list[dict], dic
     path = Path(config.data)
     if not path.is_file():
         raise SleuthError(f"{path}: no such trajectory file")
-    trajectories = TrajectoryLog(path).read()
+    encoder = SFTEncoder(tokenizer)
+    if config.data_format == "messages":
+        trajectories = read_chats(path)
+        encode = encoder.encode
+    else:
+        trajectories = TrajectoryLog(path).read()
+        encode = encoder.encode_trajectory
     if config.limit:
         trajectories = trajectories[: config.limit]
-    encoder = SFTEncoder(tokenizer)
     rows, too_long = [], 0
     for trajectory in trajectories:
-        example = encoder.encode_trajectory(trajectory)
+        example = encode(trajectory)
         if len(example.input_ids) > config.max_length:
             too_long += 1
             continue
@@ -105,6 +113,20 @@ def load_examples(config: SFTRunConfig, tokenizer: Any) -> tuple[list[dict], dic
         "loss_tokens": sum(sum(r["assistant_masks"]) for r in rows),
     }
     return rows, counts
+
+
+def read_chats(path: Path) -> list[Any]:
+    """The chats of a ``{"messages": [...]}`` JSONL file; a bad line is an error naming it."""
+    chats = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            messages = json.loads(line)["messages"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise SleuthError(f'{path}:{number}: not a {{"messages": [...]}} line') from None
+        chats.append(messages)
+    return chats
 
 
 def _staging(out: Path) -> Path:

@@ -1,0 +1,84 @@
+"""``sleuth train simulator``: registered on the ``train`` sub-app beside ``sft``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from sleuth.train.commands import train_app
+
+    train_app.command("simulator")(simulator_command)
+
+
+def simulator_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (LoRA adapter)")],
+    trajectories: Annotated[
+        Path | None,
+        typer.Option(help="Agent trajectories with gold metadata (e.g. an eval run's file)"),
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="The real index (default: bundled HotpotQA BM25)")
+    ] = None,
+    benchmark: Annotated[
+        str, typer.Option(help="Without --trajectories: questions run against the index")
+    ] = "hotpotqa-1100:train",
+    limit: Annotated[int, typer.Option(help="Use the first N questions (0 = all)")] = 200,
+    k: Annotated[int, typer.Option("-k", help="Documents retrieved per question")] = 5,
+    words: Annotated[int, typer.Option(help="Words of each document the model learns")] = 60,
+    model: Annotated[
+        str | None, typer.Option(help="Base model (default: the packaged SmolLM2-135M)")
+    ] = None,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank")] = 8,
+    lora_top_layers: Annotated[
+        int, typer.Option(help="Adapt only the top N layers (0 = all; fewer is faster on CPU)")
+    ] = 0,
+    epochs: Annotated[float, typer.Option(help="Passes over the pairs")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs)")] = 0,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate")] = 3e-4,
+    grad_accum: Annotated[int, typer.Option(help="Pairs per optimizer step")] = 4,
+    max_minutes: Annotated[float, typer.Option(help="Stop after this much wall time")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+) -> None:
+    """Fine-tune a model into a search-engine simulator (ZeroSearch's lightweight SFT).
+
+    Collects (query, real document, useful/noisy) pairs from the real engine, from
+    --trajectories or by running --benchmark questions on --index: a document is useful when it
+    is gold evidence or holds a gold answer. Useful and noisy pairs are balanced; each is the
+    simulation prompt plus the real document as the answer (loss on the document only). Use the
+    result with --simulate 'llm:model=OUT,...' on ask, eval run, train agent or serve.
+    """
+    from sleuth.train.simulator import train_simulator
+
+    summary = train_simulator(
+        out,
+        trajectories=trajectories,
+        index=index,
+        benchmark=benchmark,
+        limit=limit,
+        k=k,
+        words=words,
+        sft={
+            "model": model,
+            "lora_r": lora_r,
+            "lora_alpha": 2 * lora_r,
+            "lora_top_layers": lora_top_layers,
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "learning_rate": lr,
+            "grad_accum": grad_accum,
+            "max_length": 512,
+            "max_minutes": max_minutes,
+            "seed": seed,
+            "overwrite": overwrite,
+        },
+        log=typer.echo,
+    )
+    keys = ("pairs", "steps", "train_loss", "first_losses", "last_losses", "seconds")
+    typer.echo(json.dumps({key: summary.get(key) for key in keys}))
+    typer.echo(f"simulator: {out}   use: --simulate 'llm:model={out},noise=0.3'")
