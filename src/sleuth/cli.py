@@ -32,12 +32,9 @@ COMMAND_MODULES = (
     "sleuth.serve.mcp_commands",  # mcp
     "sleuth.synth.commands",  # synth trajectories
     "sleuth.train.sft_commands",  # train sft
-<<<<<<< HEAD
     "sleuth.train.retriever_commands",  # train retriever (Promptagator)
-=======
     "sleuth.train.simulator_commands",  # train simulator
     "sleuth.synth.questions_commands",  # synth questions
->>>>>>> simengine
 )
 
 
