@@ -32,7 +32,7 @@ def test_a_group_is_generated_in_batches_with_per_row_stops(policy, hotpot_bm25)
     for rollout in rollouts:
         steps = rollout.trajectory.steps
         assert steps and all(s.action != "invalid" for s in steps)
-        assert all(s.constraint == "regex" for s in steps)
+        assert all(s.constraint.startswith("regex") for s in steps)  # maybe "(retried...)"
         # The loss mask covers exactly the model's own tokens: each model span decodes to
         # that step's output (plus what a stop string cut), never padding or observations.
         spans, current = [], []

@@ -45,6 +45,9 @@ class TokenStream:
         self.completion_ids += ids
         self.mask += [int(model_made)] * len(ids)
 
+    def truncate(self, length: int) -> None:
+        del self.completion_ids[length:], self.mask[length:]
+
 
 class PolicyLLM:
     """The ``LLM`` protocol over the policy being trained, for one episode (it keeps its stream)."""
@@ -55,6 +58,8 @@ class PolicyLLM:
         self._last_text = ""  # what the model's last turn decoded to (no special tokens)
         self._last_ended_with_eos = False
         self._started = False
+        self._messages_seen = 0  # messages in the last call: the same count again is a retry
+        self._turn_start = 0  # completion length where the last model turn began
 
     def _render(self, messages: list[Message]) -> str:
         return self.tokenizer.apply_chat_template(
@@ -90,8 +95,14 @@ class PolicyLLM:
         if not self._started:
             self.stream.prompt_ids = self._encode(self._render(messages))
             self._started = True
+        elif len(messages) == self._messages_seen:
+            # The loop asks again for the same turn (a thought cut at max tokens): the first
+            # try leaves the stream, so the tokens trained on are the ones the retry saw.
+            self.stream.truncate(self._turn_start)
         else:
             self.stream.add(self._encode(self.environment_text(messages)), model_made=False)
+        self._messages_seen = len(messages)
+        self._turn_start = len(self.stream.completion_ids)
         new_ids = self.generate(self.stream.ids, config)
         self.stream.add(new_ids, model_made=True)
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
