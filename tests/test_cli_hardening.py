@@ -135,7 +135,7 @@ class StallingLLM(ScriptedLLM):
     async def complete(self, messages, config=None, tools=None):
         if self.calls:
             self.stalled.set()
-            await asyncio.sleep(3)
+            await asyncio.sleep(10)  # long enough for a loaded machine to deliver SIGINT
         return await super().complete(messages, config, tools)
 
 
