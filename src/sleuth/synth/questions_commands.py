@@ -71,11 +71,14 @@ def questions_command(
     )
     synth = QuestionSynthesizer(llm, engine, settings)
 
+    from sleuth.display import safe_text
+
     def show(p) -> None:
         verdict = (
             "too easy" if p.accepted and p.too_easy else ("accepted" if p.accepted else p.rejected)
         )
-        stderr.print(f"proposal {p.proposer_trajectory}: {verdict}", markup=False, highlight=False)
+        line = safe_text(f"proposal {p.proposer_trajectory}: {verdict}")  # may quote the model
+        stderr.print(line, markup=False, highlight=False)
 
     async def main():
         try:
