@@ -135,7 +135,7 @@ class StallingLLM(ScriptedLLM):
     async def complete(self, messages, config=None, tools=None):
         if self.calls:
             self.stalled.set()
-            await asyncio.sleep(10)  # long enough for a loaded machine to deliver SIGINT
+            await asyncio.sleep(3)
         return await super().complete(messages, config, tools)
 
 
@@ -148,6 +148,9 @@ def test_ctrl_c_in_ask_keeps_the_steps_done(hostile_index: Path, tmp_path: Path)
             [sys.executable, "-m", "sleuth.cli", "ask", "How?", "--index", str(hostile_index),
              "--llm-url", f"{server.url}/v1", "--trajectory-out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            # A shell's background job ignores SIGINT and children inherit that; Python then
+            # installs no KeyboardInterrupt handler. The child gets the default, as in a terminal.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         assert llm.stalled.wait(60), child.communicate()
         child.send_signal(signal.SIGINT)
