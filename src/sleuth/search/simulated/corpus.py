@@ -17,16 +17,17 @@ from dataclasses import replace
 from sleuth.errors import SleuthError
 from sleuth.search.base import MAX_K, SearchEngine, validate_query
 from sleuth.search.simulated.context import current_gold
-from sleuth.search.simulated.seeding import call_rng, noisy_count
+from sleuth.search.simulated.seeding import NoiseLevel, call_rng, noisy_count
 from sleuth.types import Document, Hit
 
 NAME = "simulated:corpus"
 
 
-class CorpusSimulator:
+class CorpusSimulator(NoiseLevel):
     """A ``SearchEngine`` over ``base`` whose results carry noise at ratio ``noise``."""
 
     name = NAME
+    KIND = "simulated:corpus"
 
     def __init__(
         self,
@@ -43,16 +44,6 @@ class CorpusSimulator:
         self.noise = noise  # settable: the training curriculum raises it step by step
         self.gold_ids = frozenset(gold_ids)
         self._docs = getattr(base, "_docs", None)  # the docstore, for random passages
-
-    @property
-    def noise(self) -> float:
-        return self._noise
-
-    @noise.setter
-    def noise(self, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise SleuthError(f"simulated:corpus noise={value}: must be within 0..1")
-        self._noise = float(value)
 
     def __len__(self) -> int:
         return len(self.base)

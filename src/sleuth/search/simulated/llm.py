@@ -22,12 +22,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sleuth.errors import DocumentNotFound, SleuthError
+from sleuth.errors import DocumentNotFound
 from sleuth.llm.base import LLM, GenerationConfig
 from sleuth.search.base import validate_query
 from sleuth.search.simulated.context import current_gold
 from sleuth.search.simulated.prompts import simulation_messages
-from sleuth.search.simulated.seeding import call_rng, noisy_count
+from sleuth.search.simulated.seeding import NoiseLevel, call_rng, noisy_count
 from sleuth.types import Document, Hit
 
 NAME = "simulated:llm"
@@ -47,10 +47,11 @@ def title_of(text: str, words: int = 8) -> str:
     return " ".join(head[:words]) or "(empty document)"
 
 
-class LLMSimulator:
+class LLMSimulator(NoiseLevel):
     """A ``SearchEngine`` whose documents an LLM writes on demand."""
 
     name = NAME
+    KIND = "simulated:llm"
 
     def __init__(
         self,
@@ -73,16 +74,6 @@ class LLMSimulator:
             target=self._loop.run_forever, name="sleuth-simulator", daemon=True
         )
         self._thread.start()
-
-    @property
-    def noise(self) -> float:
-        return self._noise
-
-    @noise.setter
-    def noise(self, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise SleuthError(f"simulated:llm noise={value}: must be within 0..1")
-        self._noise = float(value)
 
     def __len__(self) -> int:
         return len(self.base) if self.base is not None else len(self._store)
