@@ -122,3 +122,13 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         yield lambda n=1: bar.advance(task, n)
         if total is None:
             bar.update(task, total=bar.tasks[0].completed)
+
+
+def log_line(line: str) -> None:
+    """One progress line of a long command on stderr, shown at once even in a log file.
+
+    ``typer.echo`` writes to stdout, which Python block-buffers when it is not a terminal: a
+    training run under ``nohup`` showed no step for minutes. Lines may quote model output, so
+    they are printed without markup.
+    """
+    stderr.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sleuth.agent import options
+from sleuth.progress import log_line
 from sleuth.search.simulated.spec import SimulateOption
 
 train_app = typer.Typer(
@@ -105,7 +106,7 @@ def expand_command(
         vllm_mode=vllm_mode,
         vllm_server_url=vllm_server_url,
     )
-    results = train_expand(config, log=typer.echo)
+    results = train_expand(config, log=log_line)
     recall = results[f"recall@{k}"]
     typer.echo(f"\nRecall@{k} on {results['eval_questions']} held-out questions:")
     for name, value in recall.items():
@@ -184,6 +185,6 @@ def agent_command(
         simulate=simulate,
         noise_schedule=noise_schedule,
     )
-    results = train_agent(config, log=typer.echo)
+    results = train_agent(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
     typer.echo(f"results: {out / 'results.json'}   log: {out / 'train_log.jsonl'}")

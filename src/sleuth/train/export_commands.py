@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.progress import log_line
+
 export_app = typer.Typer(
     help="Export Sleuth tasks for other training stacks.",
     no_args_is_help=True,
@@ -80,7 +82,7 @@ def verl_command(
         format_weight=format_weight,
     )
     typer.echo(f"exporting {benchmark} for verl to {out}")
-    summary = export_verl(options, out, force=force, log=typer.echo)
+    summary = export_verl(options, out, force=force, log=log_line)
     typer.echo(
         f"wrote {summary.counts['train']} train + {summary.counts['test']} test rows "
         f"(data_source {summary.data_source}) and {', '.join(summary.files[2:])}\n"

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.progress import log_line
+
 
 def register(app: typer.Typer) -> None:
     from sleuth.train.commands import train_app
@@ -72,6 +74,6 @@ def sft_command(
         seed=seed,
         overwrite=overwrite,
     )
-    summary = train_sft(config, log=typer.echo)
+    summary = train_sft(config, log=log_line)
     typer.echo(json.dumps({k: summary[k] for k in ("steps", "train_loss", "seconds")}))
     typer.echo(f"written: {out}")

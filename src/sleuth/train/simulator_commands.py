@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.progress import log_line
+
 
 def register(app: typer.Typer) -> None:
     from sleuth.train.commands import train_app
@@ -77,7 +79,7 @@ def simulator_command(
             "seed": seed,
             "overwrite": overwrite,
         },
-        log=typer.echo,
+        log=log_line,
     )
     keys = ("pairs", "steps", "train_loss", "first_losses", "last_losses", "seconds")
     typer.echo(json.dumps({key: summary.get(key) for key in keys}))
