@@ -1,11 +1,11 @@
-"""Local inference: the OpenVINO backend (int8, continuous batching) against transformers (fp32).
+"""Local inference: the OpenVINO backend (fp16 or int8, continuous batching) vs transformers (fp32).
 
 Every figure is a ratio of two measurements taken in the same run on the same machine:
 - single-stream decode tokens/s (same prompt, same number of new tokens, greedy);
 - 16 concurrent agent episodes on the bundled index (OpenVINO) against the same episodes run
   one after another on transformers, in completion tokens per second;
 - ``serve-llm`` on OpenVINO at 8 concurrent clients against 1 client, over real HTTP;
-- quality: the first 32 greedy tokens identical (int8 vs fp32) on N question prompts, and the
+- quality: the first 32 greedy tokens identical (fp16 and int8 vs fp32) on N question prompts, the
   agent's valid-action rate, EM and F1 on the same questions for both backends.
 """
 
@@ -16,6 +16,7 @@ import statistics
 import time
 from typing import Any
 
+SECOND_MODEL = "qwen2.5-coder-0.5b"
 PROMPT = [
     {"role": "system", "content": "You are a helpful assistant. Answer in detail."},
     {
@@ -55,6 +56,7 @@ def _episodes(llm: Any, engine: Any, questions: list, concurrent: bool) -> dict[
     tokens = sum(t.completion_tokens for t in trajectories)
     steps = [s for t in trajectories for s in t.steps if s.model_output or s.action == "invalid"]
     pairs = list(zip(trajectories, questions, strict=True))
+    f1s = [f1_score(t.answer, q.answers) for t, q in pairs]
     return {
         "episodes": len(trajectories),
         "seconds": round(seconds, 1),
@@ -67,8 +69,16 @@ def _episodes(llm: Any, engine: Any, questions: list, concurrent: bool) -> dict[
             sum(len(t.searches) for t in trajectories) / len(trajectories), 3
         ),
         "em": round(statistics.mean(exact_match(t.answer, q.answers) for t, q in pairs), 4),
-        "f1": round(statistics.mean(f1_score(t.answer, q.answers) for t, q in pairs), 4),
+        "f1": round(statistics.mean(f1s), 4),
+        "f1_ci95": _mean_ci95(f1s),
     }
+
+
+def _mean_ci95(values: list[float]) -> list[float]:
+    """Normal-approximation 95% interval of a mean (the quality check's tolerance)."""
+    mean = statistics.mean(values)
+    half = 1.96 * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return [round(mean - half, 4), round(mean + half, 4)]
 
 
 def _serve_throughput(llm: Any, clients: int, requests_per_client: int) -> float:
@@ -137,27 +147,57 @@ class LiveServer:
         self._thread.join(timeout=10)
 
 
+def _second_model_single_stream(name: str, tokens: int, repeats: int) -> dict[str, Any]:
+    """Single-stream decode of a bigger named model on both backends, when it is installed.
+
+    The parts of ``qwen2.5-coder-0.5b`` are an optional install; when they are missing the
+    result says so (with the install command) instead of the row silently disappearing.
+    """
+    from sleuth.errors import SleuthError
+    from sleuth.llm import load_llm
+    from sleuth.llm.named import install_command
+
+    try:
+        fast = load_llm(name, backend="openvino")
+        reference = load_llm(name, backend="transformers")
+    except SleuthError as exc:
+        return {"model": name, "measured": False, "why": str(exc), "install": install_command(name)}
+    _decode_rate(fast, 8, 1)
+    _decode_rate(reference, 8, 1)
+    fast_rate = _decode_rate(fast, tokens, repeats)
+    reference_rate = _decode_rate(reference, tokens, repeats)
+    return {
+        "model": name,
+        "measured": True,
+        "openvino": round(fast_rate, 2),
+        "transformers_fp32": round(reference_rate, 2),
+        "ratio": round(fast_rate / reference_rate, 3),
+    }
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.llm import load_llm
     from sleuth.search import open_index
     from sleuth.search.cache import bundled_index
 
-    openvino = load_llm(backend="openvino")
+    openvino = load_llm(backend="openvino")  # the default: fp16 weights
+    openvino_int8 = load_llm(backend="openvino-int8")
     transformers = load_llm(backend="transformers")
     engine = open_index(bundled_index("hotpotqa-1100"))
-    n_quality = 8 if quick else 50
+    n_quality = 8 if quick else 100
     n_identical = 20 if quick else 100
     questions = load_benchmark("hotpotqa-1100:test", limit=max(16, n_identical)).questions
 
     # Warm-up, not measured: first-request kernel compilation, and the action grammars
     # (compiled once per grammar and process by OpenVINO's structured output).
-    _decode_rate(openvino, 8, 1)
-    _decode_rate(transformers, 8, 1)
+    for llm in (openvino, openvino_int8, transformers):
+        _decode_rate(llm, 8, 1)
     _episodes(openvino, engine, questions[16:18], concurrent=True)
 
     decode_tokens, repeats = (64, 1) if quick else (150, 3)
     ov_single = _decode_rate(openvino, decode_tokens, repeats)
+    int8_single = _decode_rate(openvino_int8, decode_tokens, repeats)
     tf_single = _decode_rate(transformers, decode_tokens, repeats)
 
     # The same questions: OpenVINO with 16 episodes in flight, transformers one after another.
@@ -169,21 +209,34 @@ def run(quick: bool = False) -> dict[str, Any]:
     serve_1 = _serve_throughput(openvino, 1, 4)
     serve_8 = _serve_throughput(openvino, 8, 4)
 
-    identical = _first_tokens_identical(openvino, transformers, questions[:n_identical], 32)
+    prompts = questions[:n_identical]
+    identical = _first_tokens_identical(openvino, transformers, prompts, 32)
+    identical_int8 = _first_tokens_identical(openvino_int8, transformers, prompts, 32)
+    del transformers, openvino_int8  # the second model's weights need the memory
+    qwen = _second_model_single_stream(SECOND_MODEL, decode_tokens, repeats)
 
     result = {
         "model": openvino.name,
         "quick": quick,
-        "single_stream_tokens_per_s": {"openvino_int8": ov_single, "transformers_fp32": tf_single},
+        "single_stream_tokens_per_s": {
+            "openvino_fp16": ov_single,
+            "openvino_int8": int8_single,
+            "transformers_fp32": tf_single,
+        },
+        "second_model_single_stream": qwen,
         "agent_episodes": {
             "openvino_16_concurrent": ov_concurrent,
             "transformers_sequential": tf_sequential,
         },
         "serve_llm_tokens_per_s": {"1_client": serve_1, "8_clients": serve_8},
-        "first_32_tokens_identical": {"share": identical, "prompts": n_identical},
+        "first_32_tokens_identical": {
+            "prompts": n_identical,
+            "openvino_fp16": identical,
+            "openvino_int8": identical_int8,
+        },
         "quality": {
             "questions": n_quality,
-            "openvino_int8": ov_quality,
+            "openvino_fp16": ov_quality,
             "transformers_fp32": tf_quality,
         },
     }
@@ -191,19 +244,30 @@ def run(quick: bool = False) -> dict[str, Any]:
     speedup_agents = ov_concurrent["tokens_per_s"] / tf_sequential["tokens_per_s"]
     serve_ratio = serve_8 / serve_1
     valid = f"{ov_quality['valid_action_rate']} / {tf_quality['valid_action_rate']}"
+    low, high = tf_quality["f1_ci95"]
     result["summary"] = [
-        _row("single-stream decode, openvino / transformers", speedup_single, 4),
+        _row("single-stream decode, openvino fp16 (default) / transformers", speedup_single, 4),
+        _row("single-stream decode, openvino int8 / transformers", int8_single / tf_single, 4),
+        _second_model_row(qwen),
         _row("16 concurrent episodes / transformers sequential (tok/s)", speedup_agents, 15),
         _row("serve-llm 8 clients / 1 client (tok/s)", serve_ratio, 4),
-        _row("first 32 greedy tokens identical, int8 vs fp32", identical, 0.9),
+        _row("first 32 greedy tokens identical, fp16 (default) vs fp32", identical, 0.9),
+        _row("first 32 greedy tokens identical, int8 vs fp32", identical_int8, 0.9),
         {"metric": "valid actions openvino / transformers", "value": valid, "pass": None},
         {
-            "metric": "agent F1 openvino / transformers",
-            "value": f"{ov_quality['f1']} / {tf_quality['f1']}",
-            "pass": None,
+            "metric": f"agent F1 openvino within transformers' 95% CI [{low}, {high}]",
+            "value": ov_quality["f1"],
+            "pass": low <= ov_quality["f1"] <= high,
         },
     ]
     return result
+
+
+def _second_model_row(result: dict[str, Any]) -> dict[str, Any]:
+    metric = f"single-stream decode {result['model']}, openvino / transformers"
+    if not result["measured"]:
+        return {"metric": f"{metric} (target >= 4)", "value": "not installed", "pass": None}
+    return _row(metric, result["ratio"], 4)
 
 
 def _row(metric: str, value: float, target: float) -> dict[str, Any]:

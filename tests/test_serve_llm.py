@@ -215,3 +215,27 @@ def test_each_dialect_carries_the_constraint_in_its_own_fields():
     schema_format = constraint_fields(tools, "openai")["response_format"]
     assert schema_format["json_schema"]["schema"] == tools.schema
     assert constraint_fields(tags, "openai").startswith("unsupported: the OpenAI API has no regex")
+
+
+def test_the_default_backend_keeps_the_models_greedy_output(packaged_llm):
+    """fp16 weights by default: int8 changed the first 32 greedy tokens on most prompts."""
+    from sleuth.llm import load_llm
+
+    assert "-fp16-" in packaged_llm.folder.name
+    reference = load_llm(backend="transformers")
+    config = GenerationConfig(max_tokens=16)
+    prompts = ["Who wrote Hamlet?", "What is the capital of Peru?", "Name a large ocean."]
+    same = [
+        asyncio.run(packaged_llm.complete([{"role": "user", "content": p}], config)).text
+        == asyncio.run(reference.complete([{"role": "user", "content": p}], config)).text
+        for p in prompts
+    ]
+    assert sum(same) >= 2, same
+
+
+def test_an_unknown_backend_names_the_choices():
+    from sleuth.errors import LLMError
+    from sleuth.llm import load_llm
+
+    with pytest.raises(LLMError, match="openvino-int8"):
+        load_llm(backend="openvino-int4")

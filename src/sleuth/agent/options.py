@@ -22,7 +22,13 @@ MinSearches = Annotated[
         "0 lets it answer from memory at once)"
     ),
 ]
-Backend = Annotated[str, typer.Option(help="Local model backend: auto | openvino | transformers")]
+Backend = Annotated[
+    str,
+    typer.Option(
+        help="Local model backend: auto | openvino (fp16) | openvino-int8 (faster, changes a "
+        "small model's greedy output) | openvino-fp32 | transformers"
+    ),
+]
 ConstrainVia = Annotated[
     str,
     typer.Option(

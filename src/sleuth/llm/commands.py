@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.llm import OPENVINO_BACKENDS
+
 model_app = typer.Typer(
     help="Local models: prepare (convert once into the cache) and list the named ones.",
     no_args_is_help=True,
@@ -73,9 +75,11 @@ def prepare_command(
         str | None,
         typer.Option(help="HF id, folder, .gguf or a named model (default: packaged SmolLM2)"),
     ] = None,
-    backend: Annotated[str, typer.Option(help="openvino | transformers")] = "openvino",
+    backend: Annotated[
+        str, typer.Option(help="openvino (fp16) | openvino-int8 | openvino-fp32 | transformers")
+    ] = "openvino",
 ) -> None:
-    """Convert MODEL for BACKEND now (GGUF -> HF folder -> OpenVINO int8), so first use is fast."""
+    """Convert MODEL for BACKEND now (GGUF -> HF folder -> OpenVINO), so first use is fast."""
     import time
 
     from sleuth.llm.models import resolve_hf_folder
@@ -83,12 +87,13 @@ def prepare_command(
 
     started = time.perf_counter()
     folder, name = resolve_hf_folder(model)
-    if backend == "openvino":
+    if backend in OPENVINO_BACKENDS:
         from sleuth.llm.openvino_export import openvino_model_dir
 
-        folder = str(openvino_model_dir(folder, name))
+        folder = str(openvino_model_dir(folder, name, OPENVINO_BACKENDS[backend]))
     elif backend != "transformers":
-        raise typer.BadParameter("--backend must be openvino or transformers")
+        choices = ", ".join([*OPENVINO_BACKENDS, "transformers"])
+        raise typer.BadParameter(f"--backend must be one of {choices}")
     stderr.print(f"{name} ready for {backend}: {folder} ({time.perf_counter() - started:.0f}s)")
 
 

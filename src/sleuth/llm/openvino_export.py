@@ -1,4 +1,4 @@
-"""Convert a model to OpenVINO IR (int8 weights) once, into the cache.
+"""Convert a model to OpenVINO IR once, into the cache (fp16 weights by default; int8, fp32).
 
 The exporter is optimum-intel's. Its pins (transformers<5.6, an older huggingface-hub, a
 torchvision that does not import beside torch 2.13.0) disagree with Sleuth's own environment,
@@ -75,7 +75,7 @@ def exporter_python() -> Path:
     return python
 
 
-def openvino_model_dir(source: str, name: str, weight_format: str = "int8") -> Path:
+def openvino_model_dir(source: str, name: str, weight_format: str = "fp16") -> Path:
     """``source`` (an HF folder or id) exported to OpenVINO IR in the cache, once."""
     from sleuth.search.cache import cache_dir
 
