@@ -278,9 +278,47 @@ def test_an_early_answer_on_an_unconstrained_backend_is_turned_back(hotpot_bm25)
     )
     traj = run(llm, hotpot_bm25, actions=("search", "answer"), min_searches=1)
     assert [s.action for s in traj.steps] == ["invalid", "search", "answer"]
-    assert traj.steps[0].error == "search at least 1 time before answering"
+    assert traj.steps[0].error == "search at least 1 time before judging or answering"
     assert "search at least 1 time" in traj.steps[0].observation
     assert traj.answer == "Tulsa" and len(traj.searches) == 1
+
+
+def test_judge_waits_for_a_search_and_a_yes_leaves_only_the_answer(hotpot_bm25):
+    import re
+
+    llm = RecordingLLM(
+        [
+            "<search>Tinted Windows band</search>",
+            "<judge>yes: the band is from Tulsa</judge>",
+            "<answer>Tulsa</answer>",
+        ]
+    )
+    traj = run(llm, hotpot_bm25, actions=("search", "judge", "answer"), min_searches=1)
+    assert [s.action for s in traj.steps] == ["search", "judge", "answer"]
+    admits = [
+        tuple(
+            bool(re.fullmatch(c.pattern, text))
+            for text in ("<judge>yes: ok</judge>", "<search>x</search>", "<answer>x</answer>")
+        )
+        for c in llm.constraints
+    ]
+    # Before any search no judge (nothing to judge); after a "yes" only the answer.
+    assert admits == [(False, True, False), (True, True, True), (False, False, True)]
+
+    early = run(
+        ScriptedLLM(
+            [
+                "<judge>yes: enough</judge>",
+                "<search>Tinted Windows</search>",
+                "<answer>Tulsa</answer>",
+            ]
+        ),
+        hotpot_bm25,
+        actions=("search", "judge", "answer"),
+        min_searches=1,
+    )
+    assert early.steps[0].error == "search at least 1 time before judging or answering"
+    assert early.answer == "Tulsa"
 
 
 def test_min_searches_zero_and_without_search_leave_the_answer_open(hotpot_bm25):

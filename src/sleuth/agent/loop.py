@@ -26,6 +26,8 @@ from sleuth.search.base import SearchEngine
 
 AskUser = Callable[[str], Awaitable[str]]
 OPEN_CHARS_FACTOR = 4  # an opened document shows this many times doc_chars
+# Actions that need something retrieved first: not offered before min_searches searches.
+EARLY_BLOCKED = ("answer", "judge")
 
 
 class _Stop(Exception):
@@ -179,12 +181,14 @@ class _Episode:
                 return
 
     def _turn_actions(self) -> tuple[str, ...]:
-        """The enabled actions, without ``answer`` until ``min_searches`` searches were made."""
+        """The enabled actions, without ``answer`` and ``judge`` until ``min_searches`` searches
+        were made: judging the sufficiency of nothing retrieved let the 135M model say "yes"
+        four times over and never search (the demo's agent_judge row: 0.02 searches/q)."""
         cfg = self.cfg
         if self.answer_only:
             return ("answer",)
         if "search" in cfg.actions and self.searches < min(cfg.min_searches, cfg.max_searches):
-            return tuple(a for a in cfg.actions if a != "answer")
+            return tuple(a for a in cfg.actions if a not in EARLY_BLOCKED)
         return cfg.actions
 
     def _offered(self, actions: tuple[str, ...]) -> tuple[str, ...]:
@@ -197,10 +201,12 @@ class _Episode:
 
     def _explain_early_answer(self, action: Action) -> Action:
         """An answer attempted before ``min_searches`` (unconstrained backends) says why not."""
-        if "the answer action" not in action.error and "'answer'" not in action.error:
+        if not any(f"the {name} action" in action.error for name in EARLY_BLOCKED) and (
+            "'answer'" not in action.error
+        ):
             return action
         n = self.cfg.min_searches
-        note = f"search at least {n} time{'s' if n > 1 else ''} before answering"
+        note = f"search at least {n} time{'s' if n > 1 else ''} before judging or answering"
         return Action("invalid", error=note, call_id=action.call_id)
 
     def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
@@ -396,6 +402,7 @@ class _Episode:
                 step.observation = "Start the judgement with yes or no."
             elif verdict:
                 step.observation = "You judged the information sufficient. Give the final answer."
+                self.answer_only = True  # else a small model repeats "yes" until the budget ends
             else:
                 step.observation = (
                     "You judged the information insufficient. Plan a new search for what is "
