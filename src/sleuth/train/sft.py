@@ -222,6 +222,9 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=True,
+        # TRL turns bf16 autocast on by default; a CPU without bf16 units then runs every matmul
+        # in torch's reference gemm: one 8-episode step took 32 minutes instead of ~1.
+        bf16=False,
         gradient_checkpointing=False,  # TRL defaults it on: ~25% slower, and 135M fits anyway
         dataloader_num_workers=0,
         disable_tqdm=True,
