@@ -200,7 +200,7 @@ class _Episode:
         return actions
 
     def _explain_early_answer(self, action: Action) -> Action:
-        """An answer attempted before ``min_searches`` (unconstrained backends) says why not."""
+        """An answer or judgement before ``min_searches`` (unconstrained backends) says why not."""
         if not any(f"the {name} action" in action.error for name in EARLY_BLOCKED) and (
             "'answer'" not in action.error
         ):
