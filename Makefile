@@ -55,5 +55,5 @@ prime: $(STAMP)
 	$(BIN)/sleuth synth trajectories --benchmark hotpotqa-1100:train \
 	    --benchmark hotpotqa-1100:dev --out $(PRIME_DIR)/trajectories.jsonl --seed 0
 	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
-	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 20 \
-	    --grad-accum 1 --lr 1e-3 --max-length 700 --max-minutes 17 --seed 0
+	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 45 \
+	    --grad-accum 8 --lr 1e-3 --max-minutes 60 --seed 0
