@@ -452,6 +452,8 @@ def train_selfplay(
     config: SelfPlayTrainConfig, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run (or resume) self-play GRPO; ``results.json`` and ``curve.png`` beside the checkpoints."""
+    if config.index and not Path(config.index).is_dir():  # before the heavy imports
+        raise SleuthError(f"--index {config.index}: no such index folder")
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
     from sleuth.search.simulated.training import attach_noise_schedule
@@ -461,8 +463,6 @@ def train_selfplay(
     from sleuth.train.runlog import read_log
 
     out = Path(config.out)
-    if config.index and not Path(config.index).is_dir():
-        raise SleuthError(f"--index {config.index}: no such index folder")
     out.mkdir(parents=True, exist_ok=True)
     index = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
     engine = _simulated(index, config)
