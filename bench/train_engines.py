@@ -137,6 +137,63 @@ def run(quick: bool = False, on_engine: Any = None) -> dict[str, Any]:
     return results
 
 
+def rollouts_only(episodes_per_question: int = 2) -> dict[str, Any]:
+    """``train agent``'s rollout function alone (no update) on each engine: the part of a step
+    that the engine changes. Same weights for all engines, sampling seeded alike; the reward
+    is ``train agent``'s default mix from each trajectory."""
+    import torch
+
+    from sleuth.search.cache import bundled_index
+    from sleuth.search.index_format import open_index
+    from sleuth.search.simulated.training import simulate_for_training
+    from sleuth.train.agent_grpo import (
+        DEFAULT_REWARD,
+        AgentTrainConfig,
+        build_dataset,
+        make_reward_function,
+    )
+    from sleuth.train.batched_generate import BatchedGenerator
+    from sleuth.train.policy_model import load_trainable
+    from sleuth.train.rollout import AgentRolloutFunc
+
+    model, tokenizer, _ = load_trainable(None)
+    generate = BatchedGenerator(model, tokenizer, max_batch=8)
+    reward = make_reward_function(DEFAULT_REWARD)
+    out: dict[str, Any] = {}
+    for label, spec in ENGINES:
+        config = AgentTrainConfig(
+            out="unused", limit=QUESTIONS, max_turns=2, max_searches=1, max_new_tokens=32,
+            top_k=2, doc_chars=150, simulate=spec,
+        )  # fmt: skip
+        rows = build_dataset(config).to_list()
+        rows = [row for row in rows for _ in range(episodes_per_question)]
+        engine = simulate_for_training(open_index(bundled_index("hotpotqa-1100")), config)
+        rollout = AgentRolloutFunc(engine, tokenizer, config.agent_config(), 8, generate=generate)
+        torch.manual_seed(0)
+        started, cpu = time.perf_counter(), time.process_time()
+        output = rollout([row["prompt"] for row in rows], trainer=None)
+        seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+        rewards = reward(
+            None, None, output["trajectory"],
+            [row["answers"] for row in rows], [row["evidence_ids"] for row in rows],
+        )  # fmt: skip
+        episodes = len(rows)
+        out[label] = {
+            "episodes": episodes,
+            "seconds": round(seconds, 1),
+            "episodes_per_s": round(episodes / seconds, 3),
+            "cpu_seconds_per_episode": round(cpu_s / episodes, 2),
+            "searches_per_episode": round(
+                sum(len(r.trajectory.searches) for r in rollout.last) / episodes, 2
+            ),
+            "reward_mean": round(sum(rewards) / episodes, 3),
+            "answered": sum(r.trajectory.answer is not None for r in rollout.last),
+            "peak_rss_mb_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
+        print(label, out[label], flush=True)
+    return out
+
+
 if __name__ == "__main__":
     import json
     import sys
@@ -144,6 +201,11 @@ if __name__ == "__main__":
     from bench.run_all import write_json_atomically
 
     target = Path(__file__).parent / "results" / "train_engines.json"
+    if "--rollouts-only" in sys.argv:
+        rollout_results = {"rollouts_only": rollouts_only()}
+        write_json_atomically(target.with_name("train_engines_rollouts.json"), rollout_results)
+        print(json.dumps(rollout_results, indent=2))
+        sys.exit(0)
     result = run(quick="--quick" in sys.argv, on_engine=lambda r: write_json_atomically(target, r))
     write_json_atomically(target, result)
     print(json.dumps(result, indent=2))
