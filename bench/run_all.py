@@ -33,6 +33,8 @@ BENCHMARKS = (
     "agent_table",
     "promptagator",
     "simulated_engines",
+    "train_engines",
+    "selfplay",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -152,6 +152,7 @@ class SynthSettings:
     top_k: int = 3
     max_new_tokens: int = 64
     doc_chars: int = 400
+    temperature: float = 0.0  # the proposer's sampling (self-play samples a GRPO group)
 
 
 class QuestionSynthesizer:
@@ -199,6 +200,7 @@ class QuestionSynthesizer:
                 max_searches=s.hops + 1,
                 min_searches=max(0, s.hops - 1),
                 prompt_example=False,  # small models copy the example's invented topic
+                temperature=s.temperature,
             ),
         )
         trajectory = await agent.run(
@@ -226,7 +228,7 @@ class QuestionSynthesizer:
             proposal.rejected = "answer not in any retrieved document"
             return proposal
         proposal.question = clean_question(
-            await self._complete(question_messages(proposal.answer, documents))
+            await self.write_question(proposal.answer, documents, trajectory)
         )
         if not proposal.question.endswith("?") or len(proposal.question.split()) < 4:
             proposal.rejected = "no well-formed question"
@@ -239,13 +241,24 @@ class QuestionSynthesizer:
             await self.evolve(proposal, documents)
         return proposal
 
+    async def write_question(
+        self, answer: str, documents: Sequence[Document], trajectory: Trajectory
+    ) -> str:
+        """The question for ``answer``: one plain call with the documents listed (self-play
+        training overrides it to continue the proposer's own episode instead)."""
+        return await self._complete(question_messages(answer, documents))
+
+    def solver_llm(self) -> LLM:
+        """The model each verification episode uses (self-play: a fresh policy stream)."""
+        return self.llm
+
     async def solve(self, question: str, documents: Sequence[Document] | None) -> str | None:
         """The RAG solver (all ``documents`` shown) or, without documents, closed book."""
         if documents is None:
-            agent = Agent(self.llm, None, self._config(actions=("answer",), max_turns=2))
+            agent = Agent(self.solver_llm(), None, self._config(actions=("answer",), max_turns=2))
         else:
             agent = Agent(
-                self.llm,
+                self.solver_llm(),
                 FixedDocuments(documents),
                 self._config(actions=("answer",), prefetch_k=len(documents), max_turns=2),
             )

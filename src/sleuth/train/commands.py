@@ -188,3 +188,87 @@ def agent_command(
     results = train_agent(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
     typer.echo(f"results: {out / 'results.json'}   log: {out / 'train_log.jsonl'}")
+
+
+@train_app.command("selfplay")
+def selfplay_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists)")],
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local index: seed topics and the engine both roles search "
+            "(default: the bundled HotpotQA BM25 index)"
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="GRPO steps")] = 20,
+    proposals_per_step: Annotated[
+        int,
+        typer.Option(help="Seed topics per step (P); each is proposed --num-generations times"),
+    ] = 1,
+    num_generations: Annotated[
+        int,
+        typer.Option(
+            help="GRPO group size (G): proposals per seed and solver episodes per verified question"
+        ),
+    ] = 2,
+    hops: Annotated[int, typer.Option(help="Searches the proposer is asked for")] = 2,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-6,
+    beta: Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of both roles")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model turn")] = 48,
+    question_tokens: Annotated[int, typer.Option(help="Tokens of the question turn")] = 40,
+    max_turns: Annotated[int, typer.Option(help="Solver turns per episode")] = 3,
+    max_searches: Annotated[int, typer.Option(help="Solver searches per episode")] = 2,
+    min_searches: options.MinSearches = 1,
+    top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 2,
+    doc_chars: Annotated[int, typer.Option(help="Characters shown per hit")] = 200,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (also picks the seed topics)")] = 0,
+    simulate: SimulateOption = None,
+    noise_schedule: Annotated[
+        str | None,
+        typer.Option(help="With --simulate: START:END[:linear|cosine|exp] noise over the steps"),
+    ] = None,
+) -> None:
+    """Search self-play (SSP): one policy proposes questions and solves them, GRPO for both.
+
+    Per step, each of P seed documents is proposed G times: the policy explores from the seed
+    (search/open), answers with a short fact it read, and writes the question in the same
+    episode. A proposal counts only if the policy as a RAG solver, shown every document the
+    proposer retrieved, answers it (SSP verification). Each verified question gets G solver
+    episodes (train agent's loop, same loss masks). Rewards: solver = correct answer;
+    proposer = 1 - the solver group's success rate (0 if unverified). Logs acceptance rate,
+    solver accuracy and proposer reward per step (train_log.jsonl, results.json, curve.png);
+    every proposal goes to proposals.jsonl. See docs/training.md.
+    """
+    from sleuth.train.selfplay_grpo import SelfPlayTrainConfig, train_selfplay
+
+    config = SelfPlayTrainConfig(
+        out=str(out),
+        index=str(index) if index else None,
+        model=model,
+        steps=steps,
+        proposals_per_step=proposals_per_step,
+        num_generations=num_generations,
+        hops=hops,
+        learning_rate=learning_rate,
+        beta=beta,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        question_tokens=question_tokens,
+        max_turns=max_turns,
+        max_searches=max_searches,
+        min_searches=min_searches,
+        top_k=top_k,
+        doc_chars=doc_chars,
+        save_steps=save_steps,
+        seed=seed,
+        simulate=simulate,
+        noise_schedule=noise_schedule,
+    )
+    results = train_selfplay(config, log=typer.echo)
+    typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
+    typer.echo(f"results: {out / 'results.json'}   curve: {out / 'curve.png'}")
