@@ -6,7 +6,8 @@
    vectors (exact inner-product search), and the cross pairs (int8 corpus + fp32 queries,
    fp32 corpus + torch queries). Target: within 0.005 of torch.
 3. Serving: dense ``/search/batch`` of ``sleuth serve`` (each backend) against the
-   Search-R1-style baseline server (``bench/searchr1_baseline.py``). Target: >= 5x.
+   Search-R1-style baseline server (``bench/searchr1_baseline.py``), all up at once and loaded
+   in turn (same requests, 8 clients, 16 queries each). Target: >= 5x.
 4. ``sleuth search`` on a dense index, as a fresh process: wall time per call.
 """
 
@@ -29,6 +30,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 QUICK_BACKENDS = ("torch", "onnx", "onnx-int8")  # openvino's vectors are checked in tests
 CHUNK = 256
 QUALITY_TOLERANCE = 0.005
+ROUNDS = 4  # serving: load rounds per server, interleaved
 
 
 def passage(doc: Any) -> str:
@@ -131,7 +133,10 @@ def quality_and_speed(encoders: dict[str, Any], quick: bool) -> dict[str, Any]:
 
 
 def serving(quick: bool) -> dict[str, Any]:
-    from bench.serving import BATCH, free_port, load, start, stop
+    """Every server up at once; the load visits them in turn, round after round, each round
+    sending every server the same requests, so a change in the machine's other load falls on
+    all of them alike (measured one after another, the ratios swung 3x between runs)."""
+    from bench.serving import BATCH, free_port, start, stop
     from sleuth.corpus import load_documents, load_queries
     from sleuth.search import build_index
 
@@ -142,33 +147,39 @@ def serving(quick: bool) -> dict[str, Any]:
     index = build_index(docs, root / "dense", engine="dense")
     questions = list(load_queries("hotpotqa-1100").values())
     batches = [questions[i * BATCH : (i + 1) * BATCH] for i in range(requests)]
-    native = [{"queries": b, "k": 3} for b in batches]
-    single = [{"query": q, "k": 3} for q in questions[: requests * 4]]
-    retrieve = [{"queries": b, "topk": 3, "return_scores": True} for b in batches]
-    results: dict[str, Any] = {"documents": documents, "batch_size": BATCH}
-
-    def measure(label: str, args: list[str], routes: dict[str, tuple[str, list, int]]) -> None:
-        port = free_port()
-        server = start([*args, "--port", str(port)], port)
-        try:
-            for route_label, (path, bodies, per_body) in routes.items():
-                url = f"http://127.0.0.1:{port}{path}"
-                results[f"{label}_{route_label}"] = asyncio.run(load(url, bodies, per_body))
-        finally:
-            stop(server)
-
-    baseline = [sys.executable, "-m", "bench.searchr1_baseline", "--index", str(index)]
-    measure("baseline", baseline, {"retrieve_batch": ("/retrieve", retrieve, BATCH)})
-    for backend in QUICK_BACKENDS if quick else BACKENDS:
-        sleuth = [sys.executable, "-m", "sleuth.cli", "serve", str(index)]
-        measure(
-            f"sleuth_{backend}",
-            [*sleuth, "--encoder-backend", backend],
-            {
-                "search_batch": ("/search/batch", native, BATCH),
-                "search_single": ("/search", single, 1),
-            },
+    routes: dict[str, tuple[list[str], str, list[dict], int]] = {
+        "baseline_retrieve_batch": (
+            [sys.executable, "-m", "bench.searchr1_baseline", "--index", str(index)],
+            "/retrieve",
+            [{"queries": b, "topk": 3, "return_scores": True} for b in batches],
+            BATCH,
         )
+    }
+    for backend in QUICK_BACKENDS if quick else BACKENDS:
+        # --quiet: the access log would fill the undrained stderr pipe and stall the server
+        args = [sys.executable, "-m", "sleuth.cli", "serve", str(index), "--quiet"]
+        args += ["--encoder-backend", backend]
+        routes[f"sleuth_{backend}_search_batch"] = (
+            args,
+            "/search/batch",
+            [{"queries": b, "k": 3} for b in batches],
+            BATCH,
+        )
+    results: dict[str, Any] = {
+        "documents": documents,
+        "batch_size": BATCH,
+        "rounds": ROUNDS,
+        "method": "all servers up; rounds of the same requests to each in rotating order",
+    }
+    servers: dict[str, tuple[Any, int]] = {}
+    try:
+        for label, (args, *_rest) in routes.items():
+            port = free_port()
+            servers[label] = (start([*args, "--port", str(port)], port), port)
+        results.update(rotate_load(routes, servers))
+    finally:
+        for process, _port in servers.values():
+            stop(process)
     base = results["baseline_retrieve_batch"]["queries_per_s"]
     for key, value in results.items():
         if isinstance(value, dict) and key.startswith("sleuth_"):
@@ -176,6 +187,37 @@ def serving(quick: bool) -> dict[str, Any]:
     cli = cli_search_seconds(index)
     shutil.rmtree(root, ignore_errors=True)
     return {"servers": results, "cli_search": cli}
+
+
+def rotate_load(
+    routes: dict[str, tuple[list[str], str, list[dict], int]],
+    servers: dict[str, tuple[Any, int]],
+) -> dict[str, dict[str, float]]:
+    """ROUNDS rounds; in each, every server gets the same slice of requests (8 clients)."""
+    from bench.serving import load
+
+    seconds = dict.fromkeys(routes, 0.0)
+    answered = dict.fromkeys(routes, 0)
+    errors = dict.fromkeys(routes, 0)
+    labels = list(routes)
+    for n in range(ROUNDS):
+        for label in labels[n % len(labels) :] + labels[: n % len(labels)]:
+            _args, path, bodies, per_body = routes[label]
+            part = bodies[n::ROUNDS]
+            url = f"http://127.0.0.1:{servers[label][1]}{path}"
+            started = time.perf_counter()
+            measured = asyncio.run(load(url, part, per_body))
+            seconds[label] += time.perf_counter() - started
+            answered[label] += len(part) * per_body
+            errors[label] += int(measured["errors"])
+    return {
+        label: {
+            "queries_per_s": round(answered[label] / seconds[label], 1),
+            "queries": answered[label],
+            "errors": errors[label],
+        }
+        for label in routes
+    }
 
 
 def cli_search_seconds(index: Any, rounds: int = 2) -> dict[str, Any]:

@@ -169,3 +169,30 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="killed mid-export"):
         encoder_export.ensure_export(resolve_encoder(None))
     assert list((tmp_path / "encoders").iterdir()) == []
+
+
+def test_a_call_is_shared_by_single_threaded_passes_with_the_same_vectors(passages, monkeypatch):
+    """The runner splits one call across worker threads (one thread per forward pass, no
+    spinning intra-op pool): every text lands in exactly one pass, each pass within the
+    padded-token budget, and the vectors equal a one-worker runner's."""
+    from sleuth.search import encoder_export as export
+    from sleuth.search import encoder_runtime as runtime
+
+    folder = export.ensure_export(resolve_encoder(None))
+    meta = export.read_meta(folder)
+    passages = passages[::3]  # short and long, few enough to stay quick
+    runners = {}
+    for workers in ("1", "3"):
+        monkeypatch.setenv("SLEUTH_ENCODER_THREADS", workers)
+        runners[workers] = runtime.OnnxRunner(folder, export.ONNX_FP32, meta)
+    assert (runners["1"].workers, runners["3"].workers) == (1, 3)
+    lengths = np.array([len(runners["3"]._tokenizer.encode(p).ids) for p in passages])
+    groups = runners["3"]._groups(lengths)
+    assert len(groups) >= 3
+    assert len(runners["3"]._groups(lengths[:2])) == 1  # too few texts to be worth splitting
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(passages)))
+    for rows in groups:
+        assert len(rows) * lengths[rows].max() <= max(runtime.TOKENS_PER_BATCH, lengths.max())
+    assert len(runners["1"]._groups(lengths[:6])) == 1  # one worker: no needless split
+    split, whole = runners["3"].encode(passages), runners["1"].encode(passages)
+    assert float((split * whole).sum(axis=1).min()) > 0.9999
