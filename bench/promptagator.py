@@ -15,9 +15,9 @@ The packaged SmolLM2-135M writes the queries (OpenVINO backend, 32 requests in f
 Default sizes (`make bench`): one query each for 200 Cranfield passages and 300 HotpotQA
 paragraphs, 100 HotpotQA test questions (about 1,000 paragraphs), one epoch, the reranker over
 BM25's top 20 (first stage BM25 on both); `--quick` 40 passages / 30 questions.
-Planned for about 25 minutes on 2 cores; on a machine loaded by other jobs it takes longer
-(the time of each phase is in the results). ``python -m bench.promptagator --only hotpotqa
---passages 60 --questions 40`` runs one collection and merges it into the results file.
+Measured 26 Nov 2026 at nice 19 on 2 shared cores: Cranfield 34 minutes, HotpotQA 87 (most of
+it waiting for the CPU); the time of each phase is in the results. ``python -m
+bench.promptagator --only hotpotqa`` runs one collection and merges it into the results file.
 """
 
 from __future__ import annotations
