@@ -12,11 +12,12 @@ run. Only corpus text and at most 8 labelled pairs are used:
   takes about 30 minutes on 2 shared cores.
 
 The packaged SmolLM2-135M writes the queries (OpenVINO backend, 32 requests in flight).
-Default sizes (`make bench`): 100 passages get one query each per collection, 60 HotpotQA test
-questions (about 600 paragraphs), one epoch, reranker over BM25's top 20; `--quick` 40 / 30.
-Planned for about 25 minutes on 2 cores; on a machine loaded by other jobs it takes longer
-(the time of each phase is in the results). ``python -m bench.promptagator --only hotpotqa
---passages 60 --questions 40`` runs one collection and merges it into the results file.
+Default sizes (`make bench`): one query each for 200 Cranfield passages and 300 HotpotQA
+paragraphs, 100 HotpotQA test questions (about 1,000 paragraphs), one epoch, the reranker over
+BM25's top 20 (first stage BM25 on both); `--quick` 40 passages / 30 questions.
+Measured 26 Nov 2026 at nice 19 on 2 shared cores: Cranfield 34 minutes, HotpotQA 87 (most of
+it waiting for the CPU); the time of each phase is in the results. ``python -m
+bench.promptagator --only hotpotqa`` runs one collection and merges it into the results file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from sleuth.corpus.bundled import DATA_DIR
 from sleuth.train.retriever import RetrieverTrainConfig, train_retriever
 
 SEED = 0
+# passages that get a generated query (sized to finish on 2 shared cores; see the docstring)
+PASSAGES = {"cranfield": 200, "hotpotqa": 300}
+HOTPOT_QUESTIONS = 100  # test-split questions scored (their ~1,000 context paragraphs)
 HOTPOT_BEIR = DATA_DIR / "hotpotqa_dev_1100_beir"
 HOTPOT_RAW = DATA_DIR / "hotpotqa_dev_1100"
 
@@ -140,8 +144,7 @@ def run(
 ) -> dict[str, Any]:
     from sleuth.llm import load_llm
 
-    passages = passages or (40 if quick else 100)
-    questions = questions or (30 if quick else 60)
+    questions = questions or (30 if quick else HOTPOT_QUESTIONS)
     work = Path(tempfile.mkdtemp(prefix="sleuth-promptagator-"))
     llm = load_llm()  # loaded once, shared by both collections
     results: dict[str, Any] = {
@@ -150,6 +153,7 @@ def run(
         "keep_top_k": 3,
         "epochs": 1,
         "rerank_depth": 20,
+        "rerank_first_stage": "bm25",
         "hotpot_test_questions": questions,
         "collections": {},
     }
@@ -164,7 +168,7 @@ def run(
                 corpus=name,
                 examples=str(examples),
                 out=str(work / f"run-{key}"),
-                passages=passages,
+                passages=passages or (40 if quick else PASSAGES[key]),
                 keep_top_k=3,
                 seed=SEED,
                 reranker=True,
@@ -194,15 +198,18 @@ def main() -> None:
     parser.add_argument("--from-report", type=Path, help="a train_retriever report.json")
     args = parser.parse_args()
     path = RESULTS_DIR / "promptagator.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {"collections": {}}
     if args.from_report:
         report = json.loads(args.from_report.read_text())
         (key,) = args.only
-        merged["collections"][LABELS[key]] = entry_from_report(report, report["seconds"]["total"])
+        result = {
+            "collections": {LABELS[key]: entry_from_report(report, report["seconds"]["total"])}
+        }
     else:
         result = run(only=tuple(args.only), passages=args.passages, questions=args.questions)
-        merged.update({k: v for k, v in result.items() if k != "collections"})
-        merged["collections"].update(result["collections"])
+    # read after the run: another collection's run may have written the file meanwhile
+    merged = json.loads(path.read_text()) if path.is_file() else {"collections": {}}
+    merged.update({k: v for k, v in result.items() if k != "collections"})
+    merged["collections"].update(result["collections"])
     merged["summary"] = summarise(merged["collections"])
     merged["_meta_partial"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_json_atomically(path, merged)

@@ -48,3 +48,22 @@ def validate_query(query: object, k: object) -> tuple[str, int]:
     if not 1 <= k <= MAX_K:
         raise QueryError(f"k={k} is out of range; use 1..{MAX_K}")
     return query, k
+
+
+class BatchSearch:
+    """For engines whose batch search is the real one: ``search`` asks a batch of one, and
+    ``search_batch`` checks every query (an empty batch answers ``[]``) before handing the
+    batch to the engine's ``_search_batch``; so the checks live once, not in each engine."""
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        return self.search_batch([query], k)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        for query in queries:
+            validate_query(query, k)
+        if not queries:
+            return []
+        return self._search_batch(queries, k)
+
+    def _search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        raise NotImplementedError

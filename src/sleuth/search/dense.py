@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sleuth.errors import IndexFormatError
-from sleuth.search.base import validate_query
+from sleuth.search.base import BatchSearch
 from sleuth.search.docstore import DocStore
 from sleuth.search.encoder import Encoder
 from sleuth.types import Document, Hit
@@ -61,7 +61,7 @@ def save_faiss(index: Any, folder: Path) -> None:
     _faiss().write_index(index, str(folder / FAISS_FILE))
 
 
-class DenseEngine:
+class DenseEngine(BatchSearch):
     name = "dense"
 
     def __init__(
@@ -107,14 +107,7 @@ class DenseEngine:
             ranked.append((row_list[keep].tolist(), score_list[keep].tolist()))
         return ranked
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_batch([query], k)[0]
-
-    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        for query in queries:
-            validate_query(query, k)
-        if not queries:
-            return []
+    def _search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         return [self._docs.hits(r, s) for r, s in self.ranked_rows_batch(queries, k)]
 
     def get(self, doc_id: str) -> Document:

@@ -11,13 +11,13 @@ from urllib.parse import quote
 import httpx
 
 from sleuth.errors import DocumentNotFound, SleuthError
-from sleuth.search.base import validate_query
+from sleuth.search.base import BatchSearch
 from sleuth.types import Document, Hit
 
 PROTOCOLS = ("auto", "sleuth", "search-r1")
 
 
-class RemoteSearchEngine:
+class RemoteSearchEngine(BatchSearch):
     """Sync client with connection reuse and bounded retries on connection errors and 5xx."""
 
     name = "remote"
@@ -83,14 +83,7 @@ class RemoteSearchEngine:
             )
         return response.json()
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_batch([query], k)[0]
-
-    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        for query in queries:
-            validate_query(query, k)
-        if not queries:
-            return []
+    def _search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         if self.protocol == "sleuth":
             results: list[list[Hit]] = []
             step = self._queries_per_request(k)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
-from sleuth.search.base import MAX_K, SearchEngine, validate_query
+from sleuth.search.base import MAX_K, BatchSearch, SearchEngine
 from sleuth.types import Document, Hit
 
 MARKER = "sleuth_reranker.json"  # written beside the model by `sleuth train retriever`
@@ -51,7 +51,7 @@ def load_cross_encoder(path: str | Path) -> Any:
         raise SleuthError(f"cannot load the reranker {folder}: {exc}") from None
 
 
-class RerankingEngine:
+class RerankingEngine(BatchSearch):
     """``base``'s top ``depth`` hits for each query, reordered by a cross-encoder's scores.
 
     Hits keep their id, title and text; ``score`` becomes the cross-encoder's score and
@@ -73,14 +73,7 @@ class RerankingEngine:
     def __len__(self) -> int:
         return len(self.base)
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_batch([query], k)[0]
-
-    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        for query in queries:
-            validate_query(query, k)
-        if not queries:
-            return []
+    def _search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         candidates = self.base.search_batch(list(queries), max(k, self.depth))
         pairs = [
             (query, passage_text(hit.title, hit.text)[:MAX_PASSAGE_CHARS])

@@ -48,26 +48,45 @@ def steps_for(count: int, settings: TrainSettings) -> int:
     return max(1, math.ceil(count / settings.batch_size)) * settings.epochs
 
 
-def _training_args(
-    cls: Any, work: str, settings: TrainSettings, examples: int, **extra: Any
+def _fit(
+    trainer_cls: Any,
+    args_cls: Any,
+    model: Any,
+    data: Any,
+    loss: Any,
+    settings: TrainSettings,
+    progress: Callable[[int], None] | None,
+    **extra: Any,
 ) -> Any:
-    warmup = int(settings.warmup_ratio * steps_for(examples, settings))
-    return cls(
-        output_dir=work,
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=warmup,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        save_strategy="no",
-        report_to="none",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        **extra,
-    )
+    """One training run, the same for both model kinds: CPU, no checkpoints or logging,
+    linear warm-up over ``settings.warmup_ratio`` of the steps, seeded order; returns the
+    trainer's ``TrainOutput``."""
+    warmup = int(settings.warmup_ratio * steps_for(len(data), settings))
+    with tempfile.TemporaryDirectory(prefix="sleuth-train-") as work:
+        args = args_cls(
+            output_dir=work,
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            warmup_steps=warmup,
+            seed=settings.seed,
+            data_seed=settings.seed,
+            save_strategy="no",
+            report_to="none",
+            logging_strategy="no",
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            **extra,
+        )
+        trainer = trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=data,
+            loss=loss,
+            callbacks=[_progress_callback(progress)],
+        )
+        return trainer.train()
 
 
 def _imports() -> None:
@@ -117,22 +136,17 @@ def train_bi_encoder(
             "negative": [t.negative for t in with_negative],
         }
     )
-    with tempfile.TemporaryDirectory(prefix="sleuth-train-") as work:
-        args = _training_args(
-            SentenceTransformerTrainingArguments,
-            work,
-            settings,
-            len(with_negative),
-            batch_sampler=BatchSamplers.NO_DUPLICATES,  # a passage twice in a batch would be
-        )  # its own false negative
-        trainer = SentenceTransformerTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            loss=MultipleNegativesRankingLoss(model),
-            callbacks=[_progress_callback(progress)],
-        )
-        output = trainer.train()
+    output = _fit(
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        model,
+        data,
+        MultipleNegativesRankingLoss(model),
+        settings,
+        progress,
+        # a passage twice in a batch would be its own false negative
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+    )
     model.save(str(out))
     return {"pairs": len(with_negative), "steps": output.global_step, "loss": output.training_loss}
 
@@ -166,15 +180,14 @@ def train_cross_encoder(
         base, num_labels=1, max_length=settings.max_seq_length, device="cpu", local_files_only=True
     )
     data = Dataset.from_dict({"query": queries, "passage": passages, "label": labels})
-    with tempfile.TemporaryDirectory(prefix="sleuth-train-") as work:
-        args = _training_args(CrossEncoderTrainingArguments, work, settings, len(labels))
-        trainer = CrossEncoderTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            loss=BinaryCrossEntropyLoss(model),
-            callbacks=[_progress_callback(progress)],
-        )
-        output = trainer.train()
+    output = _fit(
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+        model,
+        data,
+        BinaryCrossEntropyLoss(model),
+        settings,
+        progress,
+    )
     model.save(str(out))
     return {"pairs": len(labels), "steps": output.global_step, "loss": output.training_loss}

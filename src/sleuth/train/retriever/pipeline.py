@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -298,12 +298,7 @@ def train_retriever(
         )
     reranker_training = None
     if config.reranker:
-        rerank_settings = TrainSettings(
-            epochs=config.reranker_epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            seed=config.seed,
-        )
+        rerank_settings = replace(settings, epochs=config.reranker_epochs)
         with run.phase("train_reranker"):
             count = sum(1 + (t.negative is not None) for t in triplets)
             with progress_bar(
