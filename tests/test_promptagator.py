@@ -281,3 +281,20 @@ def test_train_retriever_end_to_end_with_reranker(tmp_path):
     check_run(out, report, examples=4)
     assert 0.0 < report["metrics"]["bm25_rerank@20"]["R@10"] <= 1.0
     assert (out / "reranker" / "sleuth_reranker.json").is_file()
+
+
+def test_a_trained_model_that_ranks_worse_is_named_in_a_warning():
+    from sleuth.train.retriever.pipeline import regressions
+
+    # The figures of this session's HotpotQA-1100 run (docs/promptagator.md).
+    metrics = {
+        "bm25": {"nDCG@10": 0.779, "R@10": 0.91},
+        "dense_before": {"nDCG@10": 0.7615},
+        "dense_after": {"nDCG@10": 0.7778},
+        "bm25_rerank@20": {"nDCG@10": 0.31},
+    }
+    warnings = regressions(metrics)
+    assert len(warnings) == 1 and warnings[0].startswith("the reranker scores nDCG@10 0.3100")
+    metrics["dense_after"]["nDCG@10"] = 0.70
+    assert [w.split()[1] for w in regressions(metrics)] == ["fine-tuned", "reranker"]
+    assert regressions({"bm25": {"nDCG@10": 0.5}}) == []

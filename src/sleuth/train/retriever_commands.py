@@ -107,6 +107,7 @@ def retriever_command(
     from sleuth.display import safe_markup
     from sleuth.progress import stderr
     from sleuth.train.retriever import RetrieverTrainConfig, train_retriever
+    from sleuth.train.retriever.pipeline import regressions
 
     config = RetrieverTrainConfig(
         corpus=corpus,
@@ -140,3 +141,5 @@ def retriever_command(
     typer.echo(
         f"encoder: {out / 'encoder'}   index: {out / 'index'}   report: {out / 'report.json'}"
     )
+    for warning in regressions(report["metrics"]):
+        stderr.print(f"[yellow]warning:[/] {safe_markup(warning)}")

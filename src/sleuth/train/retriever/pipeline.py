@@ -129,6 +129,24 @@ def score(engine: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]]
     }
 
 
+def regressions(metrics: dict[str, Any], measure: str = "nDCG@10") -> list[str]:
+    """What the run made worse on the judged queries, in words: a reranker trained from a few
+    hundred generated pairs scored far below the BM25 order it reorders (docs/promptagator.md),
+    and nothing else would tell the user before they pass it to ``--rerank``."""
+    out = []
+    pairs = [("dense_after", "dense_before", "the fine-tuned encoder")]
+    pairs += [(key, "bm25", "the reranker") for key in metrics if key.startswith("bm25_rerank")]
+    for trained, reference, what in pairs:
+        after = metrics.get(trained, {}).get(measure)
+        before = metrics.get(reference, {}).get(measure)
+        if after is not None and before is not None and after < before:
+            out.append(
+                f"{what} scores {measure} {after:.4f}, below {reference} ({before:.4f}) on the "
+                "judged queries: it makes ranking worse; do not use it as is"
+            )
+    return out
+
+
 def _passage(doc: Document) -> str:
     return f"{doc.title}\n{doc.text}" if doc.title else doc.text
 
