@@ -8,7 +8,6 @@ is a weighted mix of ``sleuth.rewards`` computed from each episode's trajectory.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -157,7 +156,7 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
     from sleuth.search.simulated.training import attach_noise_schedule, simulate_for_training
-    from sleuth.train.checkpoints import clear_staging, last_checkpoint
+    from sleuth.train.checkpoints import clear_staging, train_resuming
     from sleuth.train.expand import _write_json, learning_curve
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
@@ -172,16 +171,12 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
     model, tokenizer, name = load_trainable(config.model)
     trainer = build_trainer(config, engine, model, tokenizer)
     attach_noise_schedule(trainer, engine, config)
-    resume = last_checkpoint(out)
-    if resume:
-        log(f"resuming from {resume.name}")
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = train_resuming(trainer, out, log)
     history = read_log(out / "train_log.jsonl")
     results = {
         "model": name,
         **summarise_history(history),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
         "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
         "config": config.to_dict(),
     }

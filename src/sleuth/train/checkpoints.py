@@ -20,6 +20,19 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "trainer_state.json"  # the Trainer writes it last
 
 
+def train_resuming(trainer: Any, run_dir: str | Path, log: Any = print) -> float:
+    """Train, resuming from the newest complete checkpoint in ``run_dir`` if there is one;
+    the seconds spent training."""
+    import time
+
+    resume = last_checkpoint(run_dir)
+    if resume:
+        log(f"resuming from {resume.name}")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return time.perf_counter() - started
+
+
 def last_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint in ``run_dir``; staging leftovers are never candidates."""
     run_dir = Path(run_dir)

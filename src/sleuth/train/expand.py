@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -235,7 +234,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
 
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import clear_staging, last_checkpoint
+    from sleuth.train.checkpoints import clear_staging, train_resuming
     from sleuth.train.grpo import grpo_args, trainer_class
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import JsonlLogCallback, read_log
@@ -292,12 +291,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
         processing_class=tokenizer,
         callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
     )
-    resume = last_checkpoint(out)
-    if resume:
-        log(f"resuming from {resume.name}")
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    train_seconds = time.perf_counter() - started
+    train_seconds = train_resuming(trainer, out, log)
 
     outputs = rewrite_all(trainer.model, tokenizer, eval_questions, config, "after training")
     after_rows = score_rewrites(outputs, eval_questions, search, config.rules, config.k)

@@ -457,7 +457,7 @@ def train_selfplay(
     from sleuth.search.cache import bundled_index
     from sleuth.search.index_format import open_index
     from sleuth.search.simulated.training import attach_noise_schedule
-    from sleuth.train.checkpoints import clear_staging, last_checkpoint
+    from sleuth.train.checkpoints import clear_staging, train_resuming
     from sleuth.train.expand import _write_json
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
@@ -471,16 +471,12 @@ def train_selfplay(
     model, tokenizer, name = load_trainable(config.model)
     trainer = build_trainer(config, engine, model, tokenizer, log=log, seed_engine=index)
     attach_noise_schedule(trainer, engine, config)
-    resume = last_checkpoint(out)
-    if resume:
-        log(f"resuming from {resume.name}")
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = train_resuming(trainer, out, log)
     history = read_log(out / "train_log.jsonl")
     results = {
         "model": name,
         **summarise_selfplay(history),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "config": config.to_dict(),
     }
