@@ -364,3 +364,20 @@ def test_models_load_without_progress_bars(tmp_path: Path) -> None:
 def test_docs_have_no_placeholders() -> None:
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         assert "PLACEHOLDER" not in page.read_text(encoding="utf-8"), page
+
+
+def test_help_reflows_docstrings_into_paragraphs(tmp_path: Path) -> None:
+    """The help renderer wraps to the terminal; source line breaks must not leave ragged
+    half-empty lines in `--help` (typer keeps them), while list items keep their own lines."""
+    from sleuth.cli import reflow
+
+    assert reflow(
+        "First line\n    goes on.\n\n    A paragraph\n    wrapped.\n    - item one\n    - item two"
+    ) == ("First line goes on.\n\nA paragraph wrapped.\n- item one\n- item two")
+    shown = sleuth("train", "selfplay", "--help", cache=tmp_path).stdout
+    assert "proposed G times: the policy explores from the seed (search/open)" in " ".join(
+        shown.split()
+    )
+    # No line of the description ends far short of the width because of a source break.
+    description = shown.split("Options")[0].splitlines()
+    assert not any(line.rstrip().endswith("the seed") for line in description)

@@ -4,8 +4,11 @@ inside the command bodies so ``sleuth --help`` is instant."""
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import sys
 
+import click
 import typer
 
 from sleuth.errors import SleuthError
@@ -65,10 +68,36 @@ for _name in COMMAND_MODULES:
     _module.register(app)
 
 
+# A line that starts a list item or an indented block keeps its line break in --help.
+_KEEP_BREAK = re.compile(r"^(\s|[-*] |\d+[.)] )")
+
+
+def reflow(text: str) -> str:
+    """Join a docstring's wrapped lines into paragraphs: the help renderer wraps to the
+    terminal itself, and kept source line breaks leave ragged half-empty lines."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines = paragraph.split("\n")
+        joined = lines[0]
+        for line in lines[1:]:
+            joined += ("\n" if _KEEP_BREAK.match(line) else " ") + line
+        paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_help(command: click.Command) -> None:
+    if command.help:
+        command.help = reflow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_help(sub)
+
+
 def main() -> None:
     """Entry point: user-fixable errors print one clear line and exit 2, not a traceback."""
+    command = typer.main.get_command(app)
+    _reflow_help(command)
     try:
-        app()
+        command()
     except SleuthError as exc:
         from sleuth.display import safe_text  # messages may quote untrusted text
 

@@ -1,4 +1,4 @@
-"""``sleuth train expand | agent``: GRPO on the search engine's feedback (TRL, CPU by default)."""
+"""``sleuth train expand | agent | selfplay``: GRPO on the search engine's feedback (TRL, CPU)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from sleuth.agent import options
 from sleuth.progress import log_line
 from sleuth.search.simulated.spec import SimulateOption
+from sleuth.train import options as train_options
 
 train_app = typer.Typer(
     help="Train with GRPO on the search engine's feedback. Runs resume from their last "
@@ -29,10 +30,8 @@ def _terms(value: str) -> tuple[str, ...]:
 
 @train_app.command("expand")
 def expand_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists)")],
-    model: Annotated[
-        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
-    ] = None,
+    out: train_options.RunFolder,
+    model: train_options.PolicyModel = None,
     benchmark: Annotated[str, typer.Option(help="Benchmark with gold evidence")] = "hotpotqa-1100",
     train_split: Annotated[str, typer.Option(help="Split to train on")] = "train",
     eval_split: Annotated[str, typer.Option(help="Held-out split to report on")] = "test",
@@ -43,12 +42,12 @@ def expand_command(
         int, typer.Option(help="Use the first N training questions (0 = all)")
     ] = 0,
     eval_limit: Annotated[int, typer.Option(help="Report on the first N held-out (0 = all)")] = 0,
-    steps: Annotated[int, typer.Option(help="GRPO steps")] = 60,
+    steps: train_options.Steps = 60,
     questions_per_step: Annotated[int, typer.Option(help="Questions per step")] = 2,
     num_generations: Annotated[int, typer.Option(help="Rewrites per question (GRPO group)")] = 8,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 5e-6,
-    beta: Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")] = 0.0,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of rollouts")] = 1.0,
+    learning_rate: train_options.LearningRate = 5e-6,
+    beta: train_options.Beta = 0.0,
+    temperature: train_options.Temperature = 1.0,
     max_completion_length: Annotated[int, typer.Option(help="Tokens per rewrite")] = 48,
     k: Annotated[int, typer.Option("-k", help="Recall cut-off the reward uses")] = 10,
     max_queries: Annotated[int, typer.Option(help="Platform rule: queries per rewrite")] = 3,
@@ -58,8 +57,8 @@ def expand_command(
         str, typer.Option(help="Platform rule: comma-separated required terms")
     ] = "",
     penalty: Annotated[float, typer.Option(help="Reward subtracted per rule violation")] = 0.25,
-    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    save_steps: train_options.SaveSteps = 10,
+    seed: train_options.Seed = 0,
     vllm_mode: Annotated[
         str, typer.Option(help="GPU: generate with TRL's vLLM ('server' or 'colocate')")
     ] = "",
@@ -117,10 +116,8 @@ def expand_command(
 
 @train_app.command("agent")
 def agent_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists)")],
-    model: Annotated[
-        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
-    ] = None,
+    out: train_options.RunFolder,
+    model: train_options.PolicyModel = None,
     benchmark: Annotated[str, typer.Option(help="Questions to train on")] = "hotpotqa-1100:train",
     index: Annotated[
         Path | None, typer.Option(help="Index of the benchmark's corpus (default: bundled BM25)")
@@ -130,28 +127,22 @@ def agent_command(
         str,
         typer.Option(help="Reward weights as JSON over sleuth.rewards names"),
     ] = json.dumps({"f1": 1.0, "format": 0.2, "search_recall": 0.2}),
-    steps: Annotated[int, typer.Option(help="GRPO steps")] = 3,
+    steps: train_options.Steps = 3,
     questions_per_step: Annotated[int, typer.Option(help="Questions per step")] = 1,
     num_generations: Annotated[int, typer.Option(help="Episodes per question (GRPO group)")] = 4,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-6,
-    beta: Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")] = 0.0,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of rollouts")] = 1.0,
+    learning_rate: train_options.LearningRate = 1e-6,
+    beta: train_options.Beta = 0.0,
+    temperature: train_options.Temperature = 1.0,
     max_turns: Annotated[int, typer.Option(help="Model turns per episode")] = 3,
     max_searches: Annotated[int, typer.Option(help="Searches per episode")] = 2,
     min_searches: options.MinSearches = 1,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model turn")] = 48,
-    top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
-    doc_chars: Annotated[int, typer.Option(help="Characters shown per hit")] = 300,
-    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    max_new_tokens: train_options.MaxNewTokens = 48,
+    top_k: train_options.TopK = 3,
+    doc_chars: train_options.DocChars = 300,
+    save_steps: train_options.SaveSteps = 1,
+    seed: train_options.Seed = 0,
     simulate: SimulateOption = None,
-    noise_schedule: Annotated[
-        str | None,
-        typer.Option(
-            help="With --simulate: raise its noise from START to END over the steps, "
-            "START:END[:linear|cosine|exp] (ZeroSearch curriculum; logged as sim_noise)"
-        ),
-    ] = None,
+    noise_schedule: train_options.NoiseSchedule = None,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 
@@ -192,7 +183,7 @@ def agent_command(
 
 @train_app.command("selfplay")
 def selfplay_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists)")],
+    out: train_options.RunFolder,
     index: Annotated[
         Path | None,
         typer.Option(
@@ -200,10 +191,8 @@ def selfplay_command(
             "(default: the bundled HotpotQA BM25 index)"
         ),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="HF id, local folder or .gguf (default: packaged SmolLM2)")
-    ] = None,
-    steps: Annotated[int, typer.Option(help="GRPO steps")] = 20,
+    model: train_options.PolicyModel = None,
+    steps: train_options.Steps = 20,
     proposals_per_step: Annotated[
         int,
         typer.Option(help="Seed topics per step (P); each is proposed --num-generations times"),
@@ -215,23 +204,20 @@ def selfplay_command(
         ),
     ] = 2,
     hops: Annotated[int, typer.Option(help="Searches the proposer is asked for")] = 2,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-6,
-    beta: Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")] = 0.0,
+    learning_rate: train_options.LearningRate = 1e-6,
+    beta: train_options.Beta = 0.0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of both roles")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model turn")] = 48,
+    max_new_tokens: train_options.MaxNewTokens = 48,
     question_tokens: Annotated[int, typer.Option(help="Tokens of the question turn")] = 40,
     max_turns: Annotated[int, typer.Option(help="Solver turns per episode")] = 3,
     max_searches: Annotated[int, typer.Option(help="Solver searches per episode")] = 2,
     min_searches: options.MinSearches = 1,
-    top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 2,
-    doc_chars: Annotated[int, typer.Option(help="Characters shown per hit")] = 200,
-    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps")] = 1,
+    top_k: train_options.TopK = 2,
+    doc_chars: train_options.DocChars = 200,
+    save_steps: train_options.SaveSteps = 1,
     seed: Annotated[int, typer.Option(help="Random seed (also picks the seed topics)")] = 0,
     simulate: SimulateOption = None,
-    noise_schedule: Annotated[
-        str | None,
-        typer.Option(help="With --simulate: START:END[:linear|cosine|exp] noise over the steps"),
-    ] = None,
+    noise_schedule: train_options.NoiseSchedule = None,
 ) -> None:
     """Search self-play (SSP): one policy proposes questions and solves them, GRPO for both.
 
@@ -269,6 +255,6 @@ def selfplay_command(
         simulate=simulate,
         noise_schedule=noise_schedule,
     )
-    results = train_selfplay(config, log=typer.echo)
+    results = train_selfplay(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
     typer.echo(f"results: {out / 'results.json'}   curve: {out / 'curve.png'}")
