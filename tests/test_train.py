@@ -90,6 +90,32 @@ def test_loss_mask_covers_exactly_the_environment_tokens(policy, hotpot_bm25):
     )
 
 
+def test_grpo_episodes_use_the_primed_prompt_when_asked(policy, hotpot_bm25):
+    """A primed model is trained on the prompt it was primed with (search/open/answer, no
+    worked example), the same text `sleuth synth trajectories` stored and SFT trained on."""
+    from sleuth.agent import prompts
+    from sleuth.errors import SleuthError
+    from sleuth.synth.trajectories import SYNTH_CONFIG
+
+    _, tokenizer, _ = policy
+    generate = scripted(tokenizer, ["<search>Ed Wood", "<answer>American</answer><|im_end|>"])
+    primed = AgentTrainConfig(
+        out="unused", actions=SYNTH_CONFIG.actions, prompt_example=SYNTH_CONFIG.prompt_example
+    )
+    assert primed.to_dict()["actions"] == ["search", "open", "answer"]
+    question = "Were Scott Derrickson and Ed Wood of the same nationality?"
+    [rollout] = asyncio.run(
+        run_episodes([question], generate, tokenizer, hotpot_bm25, primed.agent_config())
+    )
+    system = prompts.tag_system_prompt(SYNTH_CONFIG.actions, example=False)
+    prompt_text = tokenizer.decode(rollout.stream.prompt_ids)
+    assert system in prompt_text and "<open>" in prompt_text
+    default_prompt = prompts.tag_system_prompt(("search", "answer"), example=True)
+    assert default_prompt not in prompt_text
+    with pytest.raises(SleuthError, match="unknown actions"):
+        AgentTrainConfig(out="unused", actions=("search", "browse", "answer"))
+
+
 def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
     policy, hotpot_bm25, tmp_path
 ):

@@ -46,11 +46,19 @@ class AgentTrainConfig:
     seed: int = 0
     simulate: str | None = None  # --simulate SPEC: rollouts search a simulated engine
     noise_schedule: str | None = None  # START:END[:shape]: the simulator's noise over steps
+    # The episode's actions and system prompt: a primed model trains on the prompt it was
+    # primed with (sleuth synth trajectories: search/open/answer, no worked example).
+    actions: tuple[str, ...] = ("search", "answer")
+    prompt_example: bool = True
+
+    def __post_init__(self) -> None:
+        self.agent_config()  # a bad action set fails here, before any model is loaded
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(
             action_format="tags",
-            actions=("search", "answer"),
+            actions=tuple(self.actions),
+            prompt_example=self.prompt_example,
             max_turns=self.max_turns,
             max_searches=self.max_searches,
             min_searches=self.min_searches,
@@ -62,7 +70,7 @@ class AgentTrainConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "actions": list(self.actions)}
 
 
 def gold_of(answers: list[str], evidence_ids: list[str]) -> Gold:

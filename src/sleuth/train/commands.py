@@ -143,6 +143,14 @@ def agent_command(
     seed: train_options.Seed = 0,
     simulate: SimulateOption = None,
     noise_schedule: train_options.NoiseSchedule = None,
+    actions: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated actions the episodes offer (search, open, judge, answer); "
+            "a primed model trains with the set it was primed on: search,open,answer"
+        ),
+    ] = "search,answer",
+    prompt_example: options.PromptExample = True,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 
@@ -175,6 +183,8 @@ def agent_command(
         seed=seed,
         simulate=simulate,
         noise_schedule=noise_schedule,
+        actions=_terms(actions),
+        prompt_example=prompt_example,
     )
     results = train_agent(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
