@@ -173,10 +173,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 def run(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=30 if quick else 200)
-    parser.add_argument("--configs", default="packaged,constraint,primed,grpo")
+    parser.add_argument("--configs", default="packaged,constraint,primed,grpo,primed+grpo")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--primed-model", help="adapter/model folder from `make prime`")
     parser.add_argument("--grpo-model", help="checkpoint folder from `sleuth train agent`")
+    parser.add_argument(
+        "--primed-grpo-model", help="checkpoint of `sleuth train agent --model <primed>`"
+    )
     parser.add_argument("--qwen", action="store_true", help="also qwen2.5-coder-0.5b")
     parser.add_argument(
         "--questions-of", default="", help="fewer questions for some configs: NAME=N,..."
@@ -186,15 +189,25 @@ def run(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv or [])
     configs = dict(CONFIGS)
+    # A primed model runs with the prompt it was primed on (sleuth synth trajectories).
     if args.primed_model:
-        configs["primed"] = ["--model", args.primed_model]
+        configs["primed"] = ["--model", args.primed_model, "--no-prompt-example"]
     if args.grpo_model:
         configs["grpo"] = ["--model", args.grpo_model]
+    if args.primed_grpo_model:
+        configs["primed+grpo"] = ["--model", args.primed_grpo_model, "--no-prompt-example"]
     if args.qwen:
         configs["qwen-0.5b"] = ["--model", "qwen2.5-coder-0.5b"]
     results: dict[str, Any] = {"questions": args.n, "benchmark": "hotpotqa-1100:test"}
-    results["configs"] = {}
+    # Configurations not run this time keep the figures of their last run.
+    results["configs"] = {
+        name: result
+        for name, result in _previous_configs().items()
+        if name in args.configs.split(",") and "table" in result
+    }
     for name in args.configs.split(","):
+        if name in results["configs"] and name not in configs:
+            continue
         if name not in configs:
             reason = f"not run: no --{name}-model given"
             results["configs"][name] = {"skipped": reason}
@@ -205,6 +218,13 @@ def run(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
     results["summary"] = targets(results)
     results["markdown"] = markdown(results)
     return results
+
+
+def _previous_configs() -> dict[str, Any]:
+    from bench.run_all import RESULTS_DIR
+
+    path = RESULTS_DIR / "agent_table.json"
+    return json.loads(path.read_text()).get("configs", {}) if path.is_file() else {}
 
 
 def _overrides(text: str) -> dict[str, str]:
