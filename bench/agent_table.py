@@ -200,13 +200,11 @@ def run(quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
         configs["qwen-0.5b"] = ["--model", "qwen2.5-coder-0.5b"]
     results: dict[str, Any] = {"questions": args.n, "benchmark": "hotpotqa-1100:test"}
     # Configurations not run this time keep the figures of their last run.
-    results["configs"] = {
-        name: result
-        for name, result in _previous_configs().items()
-        if name in args.configs.split(",") and "table" in result
-    }
+    previous = {k: v for k, v in _previous_configs().items() if "table" in v}
+    order = list(dict.fromkeys([*args.configs.split(","), *previous]))
+    results["configs"] = {name: previous[name] for name in order if name in previous}
     for name in args.configs.split(","):
-        if name in results["configs"] and name not in configs:
+        if name in previous and name not in configs:
             continue
         if name not in configs:
             reason = f"not run: no --{name}-model given"
