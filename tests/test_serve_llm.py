@@ -64,6 +64,25 @@ def test_more_requests_than_the_engine_schedules_wait_their_turn():
     asyncio.run(llm.aclose())
 
 
+def test_a_request_cut_at_a_stop_string_frees_its_sequence(packaged_llm):
+    """The worker stops a request at a stop string; the engine frees it only at a later step.
+    With no later request the sequence stayed in the engine, and OpenVINO logged "BlockManager
+    leaked sequence block tables" when every evaluation closed its model."""
+    import time
+
+    result = asyncio.run(
+        packaged_llm.complete(
+            [{"role": "user", "content": "Count: one, two, three, four"}],
+            GenerationConfig(max_tokens=40, stop=["Two", "two"]),
+        )
+    )
+    assert result.finish_reason == "stop" and "wo" not in result.text
+    deadline = time.monotonic() + 10
+    while packaged_llm._pipe.has_non_finished_requests() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not packaged_llm._pipe.has_non_finished_requests()
+
+
 def test_streaming_gives_the_same_text_as_a_plain_request(server):
     plain = chat(server, max_tokens=16).json()["choices"][0]["message"]["content"]
     with httpx.stream(

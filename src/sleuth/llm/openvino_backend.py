@@ -103,6 +103,7 @@ class OpenVINOLLM:
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self.peak_batch = 0  # most requests decoded together so far (batching is observable)
+        self._stopped_unfreed = False  # a request was stopped since the engine last stepped
         self._worker = threading.Thread(target=self._run, name="openvino-batcher", daemon=True)
         self._worker.start()
 
@@ -149,6 +150,8 @@ class OpenVINOLLM:
                 running = []
                 continue
             running = [r for r in running if not self._progress(r)]
+            if not running and self._stopped_unfreed:
+                self._free_stopped()
 
     def _progress(self, request: _Request) -> bool:
         """Collect new tokens (forwarding them when streaming), stop at a stop string, resolve
@@ -166,6 +169,7 @@ class OpenVINOLLM:
         if not finished and request.stops and self._stop_string_reached(request):
             request.handle.stop()  # the engine frees the sequence at its next step
             request.stopped = finished = True
+            self._stopped_unfreed = True
         if not finished:
             return False
         if request.stream is not None:
@@ -179,6 +183,17 @@ class OpenVINOLLM:
         reason = "length" if request.length and not request.stopped else "stop"
         request.future.set_result((request.generated, reason))
         return True
+
+    def _free_stopped(self) -> None:
+        """One more engine step once nothing else runs: a sequence stopped at a stop string is
+        freed only by the next ``step()``, and with none to come its KV blocks stayed taken
+        (OpenVINO logged "BlockManager leaked sequence block tables" when the model closed)."""
+        self._stopped_unfreed = False
+        try:
+            if self._pipe.has_non_finished_requests():
+                self._pipe.step()
+        except Exception:  # nothing waits on a stopped sequence; the next request will tell
+            pass
 
     def _stop_string_reached(self, request: _Request) -> bool:
         """Stop strings are matched here, not by the engine: OpenVINO GenAI 2026.4's own
