@@ -50,6 +50,9 @@ class AgentTrainConfig:
     # primed with (sleuth synth trajectories: search/open/answer, no worked example).
     actions: tuple[str, ...] = ("search", "answer")
     prompt_example: bool = True
+    # Episodes per forward/backward pass: the loss is over the whole group either way, but a
+    # pass holds logits for every completion token x the vocabulary (49k for SmolLM2).
+    micro_batch: int | None = 1
 
     def __post_init__(self) -> None:
         self.agent_config()  # a bad action set fails here, before any model is loaded
@@ -141,6 +144,7 @@ def build_trainer(
         temperature=config.temperature,
         save_steps=config.save_steps,
         seed=config.seed,
+        micro_batch=config.micro_batch,
     )
     Trainer = trainer_class(trainer_class_override)
     rollout = AgentRolloutFunc(

@@ -70,6 +70,7 @@ class SelfPlayTrainConfig:
     seed: int = 0
     simulate: str | None = None
     noise_schedule: str | None = None
+    micro_batch: int | None = 1  # episodes per forward/backward pass (see AgentTrainConfig)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -420,6 +421,7 @@ def build_trainer(
         temperature=config.temperature,
         save_steps=config.save_steps,
         seed=config.seed,
+        micro_batch=config.micro_batch,
     )
     rollout = SelfPlayRolloutFunc(engine, tokenizer, config, seeds, generate=generate, log=log)
     trainer = trainer_class(trainer_class_override)(
