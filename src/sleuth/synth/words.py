@@ -55,11 +55,3 @@ def content_words(text: str) -> list[str]:
             out.append(core)
     return out
 
-
-def key_entity_query(question: str, limit: int = 6) -> str:
-    """A short first-hop query: the question's capitalised names first, then other key words."""
-    words = content_words(question)
-    capitalised = [w for i, w in enumerate(words) if w[:1].isupper() or w[:1].isdigit()]
-    rest = [w for w in words if w not in capitalised]
-    chosen = list(dict.fromkeys(capitalised + rest))[:limit]
-    return argument(" ".join(chosen), "search")
