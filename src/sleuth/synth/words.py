@@ -54,4 +54,3 @@ def content_words(text: str) -> list[str]:
         if core and core.lower() not in STOPWORDS:
             out.append(core)
     return out
-
