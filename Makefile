@@ -46,8 +46,8 @@ clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
 # Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
-# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (at most 17 min of training; nice:
-# the machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see
+# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (~40 min on 2 cores, capped at 60;
+# nice: the machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see
 # docs/training.md for the measurement); `--model DIR` loads an adapter folder on every backend.
 PRIME_DIR := runs/prime
 prime: $(STAMP)
