@@ -38,11 +38,14 @@ def _decode_rate(llm: Any, tokens: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def _episodes(llm: Any, engine: Any, questions: list, concurrent: bool) -> dict[str, float]:
+def _episodes(
+    llm: Any, engine: Any, questions: list, concurrent: bool, config: Any = None
+) -> dict[str, Any]:
+    """Agent episodes on ``questions``: speed, valid actions, EM/F1 (with a 95% CI), answers."""
     from sleuth.agent import Agent, AgentConfig
     from sleuth.evaluate.metrics import exact_match, f1_score
 
-    config = AgentConfig(max_turns=4, max_searches=3, max_new_tokens=64, doc_chars=300)
+    config = config or AgentConfig(max_turns=4, max_searches=3, max_new_tokens=64, doc_chars=300)
     agent = Agent(llm, engine, config)
 
     async def run() -> list:
@@ -57,6 +60,7 @@ def _episodes(llm: Any, engine: Any, questions: list, concurrent: bool) -> dict[
     steps = [s for t in trajectories for s in t.steps if s.model_output or s.action == "invalid"]
     pairs = list(zip(trajectories, questions, strict=True))
     f1s = [f1_score(t.answer, q.answers) for t, q in pairs]
+    ems = [exact_match(t.answer, q.answers) for t, q in pairs]
     return {
         "episodes": len(trajectories),
         "seconds": round(seconds, 1),
@@ -68,9 +72,11 @@ def _episodes(llm: Any, engine: Any, questions: list, concurrent: bool) -> dict[
         "searches_per_question": round(
             sum(len(t.searches) for t in trajectories) / len(trajectories), 3
         ),
-        "em": round(statistics.mean(exact_match(t.answer, q.answers) for t, q in pairs), 4),
+        "em": round(statistics.mean(ems), 4),
+        "em_ci95": _mean_ci95(ems),
         "f1": round(statistics.mean(f1s), 4),
         "f1_ci95": _mean_ci95(f1s),
+        "answers": [t.answer for t in trajectories],
     }
 
 
