@@ -70,6 +70,7 @@ class BehaviourScript:
     judged_missing: bool = False
     opened: bool = False
     behaviours: list[str] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
 
     # -- reading the environment ---------------------------------------------------------------
     def _observe(self, messages: list[Message]) -> None:
@@ -101,6 +102,7 @@ class BehaviourScript:
         self.turns += 1
         if name == "search":
             self.searches += 1
+            self.queries.append(text)
         return f"{self._thought(thought) if thought else ''}<{name}>{text}</{name}>"
 
     def _left(self) -> tuple[int, int]:
@@ -161,8 +163,10 @@ class BehaviourScript:
         name, first = display(plan.hop2_title), display(plan.hop1_title)
         extra = [w for w in content_words(plan.question) if w.lower() not in name.lower()]
         already = self.stage in ("hop2", "hop2_retry")
-        if already:  # the hop-2 query missed: the bare name
+        if already:  # the hop-2 query missed: the bare name (or, if that was it, more words)
             query = argument(name, "search")
+            if query in self.queries:  # the loop refuses a repeated query
+                query = argument(f"{name} {' '.join(extra[:3])}", "search")
             self.stage = "hop2_retry"
         else:
             words = extra[: self.rng.choice((0, 1, 2))]
