@@ -128,8 +128,8 @@ class BehaviourScript:
             self.stage = "hop1"
             # The question's content words: on the 200 test questions their top-3 BM25 hits hold
             # 0.680 of the gold paragraphs against 0.625 for six key words first (entities
-            # picked), and copying is what a small model does best. No thought before it: the
-            # "first look up ..." thought came back as an answer in 18 of 200 test episodes.
+            # picked). No thought before it: primed on "<think>first look up ...", the model
+            # wrote that thought as its answer in 18 of 200 test episodes.
             query = argument(" ".join(content_words(plan.question)), "search")
             return self._act("search", query, behaviour="first_hop")
         if not self.found1:  # the first query missed: reformulate with the entity's name
