@@ -103,7 +103,6 @@ class OpenVINOLLM:
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self.peak_batch = 0  # most requests decoded together so far (batching is observable)
-        self._stopped_unfreed = False  # a request was stopped since the engine last stepped
         self._worker = threading.Thread(target=self._run, name="openvino-batcher", daemon=True)
         self._worker.start()
 
@@ -150,7 +149,7 @@ class OpenVINOLLM:
                 running = []
                 continue
             running = [r for r in running if not self._progress(r)]
-            if not running and self._stopped_unfreed:
+            if not running:
                 self._free_stopped()
 
     def _progress(self, request: _Request) -> bool:
@@ -169,7 +168,6 @@ class OpenVINOLLM:
         if not finished and request.stops and self._stop_string_reached(request):
             request.handle.stop()  # the engine frees the sequence at its next step
             request.stopped = finished = True
-            self._stopped_unfreed = True
         if not finished:
             return False
         if request.stream is not None:
@@ -188,7 +186,6 @@ class OpenVINOLLM:
         """One more engine step once nothing else runs: a sequence stopped at a stop string is
         freed only by the next ``step()``, and with none to come its KV blocks stayed taken
         (OpenVINO logged "BlockManager leaked sequence block tables" when the model closed)."""
-        self._stopped_unfreed = False
         try:
             if self._pipe.has_non_finished_requests():
                 self._pipe.step()

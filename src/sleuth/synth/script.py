@@ -64,7 +64,6 @@ class BehaviourScript:
     found1: bool = False
     found2: bool = False
     hop1_doc: str = ""  # the id the hop-1 paragraph was shown under (for open)
-    searches: int = 0
     turns: int = 0
     stage: str = "start"
     judged_missing: bool = False
@@ -101,12 +100,11 @@ class BehaviourScript:
             self.behaviours.append(behaviour)
         self.turns += 1
         if name == "search":
-            self.searches += 1
             self.queries.append(text)
         return f"{self._thought(thought) if thought else ''}<{name}>{text}</{name}>"
 
     def _left(self) -> tuple[int, int]:
-        return self.max_turns - self.turns, self.max_searches - self.searches
+        return self.max_turns - self.turns, self.max_searches - len(self.queries)
 
     def _answer(self) -> str:
         # No thought before an answer: primed on "<think>X gives the answer</think>", the
