@@ -236,6 +236,8 @@ def test_methods_are_configurations_of_one_loop() -> None:
     assert rag["actions"] == ("answer",) and rag["prefetch_k"] == 5
     assert "search" in agent["actions"] and "judge" not in agent["actions"]
     assert "judge" in judge["actions"]
+    agent_rag = method_settings("agent_rag", budget)  # rag's retrieval, then the agent's actions
+    assert agent_rag["prefetch_k"] == 5 and agent_rag["actions"] == agent["actions"]
     assert parse_methods("rag, agent,rag") == ["rag", "agent"]
     with pytest.raises(SleuthError, match="unknown method"):
         parse_methods("rag,oracle")

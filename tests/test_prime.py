@@ -37,7 +37,12 @@ N_QUESTIONS = 30  # per split: a slice of train and of dev
 def episodes(hotpot_bm25, tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "episodes.jsonl"
     stats = synth_trajectories(
-        ["hotpotqa-1100:train", "hotpotqa-1100:dev"], hotpot_bm25, out, limit=N_QUESTIONS, seed=0
+        ["hotpotqa-1100:train", "hotpotqa-1100:dev"],
+        hotpot_bm25,
+        out,
+        limit=N_QUESTIONS,
+        seed=0,
+        think_share=0.5,  # thoughts are off by default; their shape is tested here
     )
     return out, stats, TrajectoryLog(out).read()
 
@@ -120,6 +125,34 @@ def test_episodes_show_the_behaviours(episodes):
         for step in traj.steps:  # thoughts stay short
             if thought := re.match(r"<think>(.*?)</think>", step.model_output):
                 assert len(thought.group(1).split()) <= 12
+
+
+def test_prefetched_episodes_start_from_the_loops_retrieval(hotpot_bm25, tmp_path):
+    """``--prefetch 3`` (priming for agent_rag): the loop's retrieval of the whole question is
+    step 0, the script writes no first hop of its own, and the loop's search budget counts it."""
+    out = tmp_path / "prefetched.jsonl"
+    stats = synth_trajectories(
+        ["hotpotqa-1100:train"], hotpot_bm25, out, limit=N_QUESTIONS, seed=0, prefetch_k=3
+    )
+    trajectories = TrajectoryLog(out).read()
+    assert stats.kept == len(trajectories) >= 0.8 * N_QUESTIONS
+    assert stats.behaviours["prefetched"] == stats.kept and "first_hop" not in stats.behaviours
+    assert "think" not in stats.behaviours  # the default: no thought to copy into an answer
+    follow_ups = 0
+    for traj in trajectories:
+        first = traj.steps[0]
+        assert first.action == "search" and first.argument == traj.question
+        assert not first.model_output and len(first.hits) == 3  # the loop's, not the model's
+        assert traj.config["prefetch_k"] == 3 and traj.metadata["prefetch_k"] == 3
+        assert traj.steps[1].prompt_delta[0]["content"].startswith("<information>")
+        assert not any("<think>" in step.model_output for step in traj.steps)
+        assert len(traj.searches) <= traj.config["max_searches"]
+        follow_ups += len(traj.searches) > 1
+        shown = set(traj.retrieved_ids) | {s.argument for s in traj.steps if s.action == "open"}
+        assert all(set(aliases) & shown for aliases in traj.metadata["evidence_ids"])
+    assert follow_ups >= 0.6 * len(trajectories)  # most go on to a second hop
+    encoded = [m for t in trajectories for m in conversation(t) if m["role"] == "assistant"]
+    assert not any(m["content"].startswith("<information>") for m in encoded)
 
 
 def test_conversation_is_what_the_loop_sent(hotpot_bm25):

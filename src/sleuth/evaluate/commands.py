@@ -48,7 +48,7 @@ def run_command(
         str | None, typer.Option(help="Retrieval server URL (Sleuth or Search-R1 /retrieve)")
     ] = None,
     methods: Annotated[
-        str, typer.Option(help="Comma-separated: closed_book, rag, agent, agent_judge")
+        str, typer.Option(help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag")
     ] = "closed_book,rag,agent,agent_judge",
     n: Annotated[int, typer.Option("-n", help="Number of questions (0 = all)")] = 30,
     seeds: Annotated[int, typer.Option(help="Seeds per question (CI over seeds if > 1)")] = 1,

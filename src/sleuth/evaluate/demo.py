@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sleuth.evaluate.methods import METHODS, Budget
+from sleuth.evaluate.methods import Budget
 
 DEMO_BENCHMARK = "hotpotqa-1100:test"
 DEMO_CORPUS = "hotpotqa-1100"
@@ -27,6 +27,7 @@ DEMO_BUDGET = Budget(
     temperature=0.0,
     constrain=True,  # every turn is one valid action (the 135M model writes prose otherwise)
 )
+DEMO_METHODS = ["closed_book", "rag", "agent", "agent_judge"]
 # Episodes in flight at once: the OpenVINO backend decodes them together (continuous batching).
 DEMO_CONCURRENCY = 16
 DEMO_QUESTIONS = 100
@@ -55,7 +56,7 @@ def run_demo(
     questions = load_benchmark(DEMO_BENCHMARK, limit=n).questions
     settings = RunSettings(
         benchmark=DEMO_BENCHMARK,
-        methods=list(METHODS),
+        methods=list(DEMO_METHODS),
         seeds=[0],
         budget=DEMO_BUDGET,
         limit=n,

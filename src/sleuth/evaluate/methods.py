@@ -16,9 +16,11 @@ METHODS: dict[str, str] = {
     "rag": "retrieve top-k for the question once, then answer (single-shot RAG)",
     "agent": "multi-turn loop: search and open documents until it answers",
     "agent_judge": "the agent plus a judge action to check evidence before answering",
+    "agent_rag": "retrieve top-k for the question first (as rag), then search and open until "
+    "it answers (IRCoT-style: the model writes only the follow-up queries)",
 }
 # Which methods need a search engine.
-NEEDS_SEARCH = {"rag", "agent", "agent_judge"}
+NEEDS_SEARCH = {"rag", "agent", "agent_judge", "agent_rag"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ def method_settings(method: str, budget: Budget, seed: int | None = None) -> dic
         )
     elif method == "agent":
         settings.update(actions=("search", "open", "answer"), prefetch_k=0)
+    elif method == "agent_rag":
+        settings.update(actions=("search", "open", "answer"), prefetch_k=budget.top_k)
     else:  # agent_judge
         settings.update(actions=("search", "open", "judge", "answer"), prefetch_k=0)
     return settings

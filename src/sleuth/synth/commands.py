@@ -34,6 +34,20 @@ def trajectories_command(
     judge_share: Annotated[
         float, typer.Option(help="Share of episodes whose actions include judge")
     ] = 0.3,
+    prefetch: Annotated[
+        int,
+        typer.Option(
+            help="K > 0: each episode starts from the loop's top-K retrieval of the question "
+            "(priming for the agent_rag method); 0: the script's own first search"
+        ),
+    ] = 0,
+    think_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of actions with a short <think> before them (0: none; a 135M model "
+            "primed with thoughts writes them as its answers)"
+        ),
+    ] = 0.0,
 ) -> None:
     """SFT episodes for behaviour priming, played through the real agent loop and engine.
 
@@ -50,7 +64,14 @@ def trajectories_command(
         check_benchmark(name)  # before opening anything
     engine = open_index(index or bundled_index("hotpotqa-1100"))
     stats = synth_trajectories(
-        list(benchmark), engine, out, limit=n or None, seed=seed, judge_share=judge_share
+        list(benchmark),
+        engine,
+        out,
+        limit=n or None,
+        seed=seed,
+        judge_share=judge_share,
+        prefetch_k=prefetch,
+        think_share=think_share,
     )
     typer.echo(json.dumps(stats.to_dict()))
     typer.echo(f"kept {stats.kept} of {stats.questions} episodes: {out}")

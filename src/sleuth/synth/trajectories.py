@@ -137,15 +137,19 @@ async def synth_episode(
     benchmark: str,
     seed: int,
     judge_share: float = 0.3,
+    prefetch_k: int = 0,
+    think_share: float = 0.0,
 ) -> tuple[Trajectory | None, str, list[str]]:
-    """One scripted episode: ``(trajectory or None, drop reason, behaviours shown)``."""
+    """One scripted episode: ``(trajectory or None, drop reason, behaviours shown)``.
+    ``prefetch_k`` > 0: the loop retrieves the question first (the ``agent_rag`` method)."""
     rng = random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
-    config = SYNTH_CONFIG
+    config = replace(SYNTH_CONFIG, prefetch_k=prefetch_k)
     if rng.random() < judge_share:
         config = replace(config, actions=JUDGE_ACTIONS)
     plan = plan_for(question, search, config, rng)
     if plan is None:
         return None, "not_scriptable", []
+    plan = replace(plan, think_rate=think_share)
     script = BehaviourScript(plan, rng, config.max_turns, config.max_searches)
     llm = ScriptedLLM(script, name="synthetic-script")
     traj = await Agent(llm, search, config).run(question.question, episode_id=question.id)
@@ -161,6 +165,7 @@ async def synth_episode(
         "behaviours": behaviours,
         "hops": [plan.hop1_title, plan.hop2_title],
         "seed": seed,
+        "prefetch_k": prefetch_k,
     }
     reason = _drop_reason(traj, question, plan.answer)
     return (None if reason else traj), reason, behaviours
@@ -173,6 +178,8 @@ def synth_trajectories(
     limit: int | None = None,
     seed: int = 0,
     judge_share: float = 0.3,
+    prefetch_k: int = 0,
+    think_share: float = 0.0,
 ) -> SynthStats:
     """Write kept episodes to ``out`` (a new trajectory JSONL); ``limit`` is per benchmark."""
     for benchmark in benchmarks:
@@ -189,7 +196,9 @@ def synth_trajectories(
 
         async def one(name: str, q: BenchmarkQuestion):
             async with gate:
-                return await synth_episode(q, search, name, seed, judge_share)
+                return await synth_episode(
+                    q, search, name, seed, judge_share, prefetch_k, think_share
+                )
 
         return list(await asyncio.gather(*(one(name, q) for name, q in questions)))
 
