@@ -125,6 +125,30 @@ def test_ask_shows_hostile_model_output_and_hits_literally_and_saves_the_traject
     assert not (tmp_path / "runs").exists()
 
 
+def test_ask_prefetch_searches_the_question_before_the_model_speaks(
+    hostile_index: Path, tmp_path: Path
+) -> None:
+    """``--prefetch 2`` (eval's agent_rag): step 0 is the loop's search of the whole question,
+    shown with its hits; the model's first prompt carries them; its own search comes next."""
+    script = ScriptedLLM(["<search>Levertov</search>", "<answer>Denise Levertov</answer>"])
+    with LiveServer(create_llm_app(script)) as server:
+        result = sleuth(
+            "ask", "Who was a British-born poet?", "--index", str(hostile_index),
+            "--llm-url", f"{server.url}/v1", "--prefetch", "2", cache=tmp_path / "cache",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "step 0 search Who was a British-born poet?" in out
+    assert out.index("step 0 search Who") < out.index("search Levertov") < out.index("answer:")
+    assert "2 searches" in out
+    first_prompt = script.calls[0][-1]["content"]
+    assert first_prompt.startswith("<information>") and "Denise Levertov" in first_prompt
+    saved = next((tmp_path / "cache" / "runs" / "ask").glob("*.jsonl"))
+    steps = json.loads(saved.read_text(encoding="utf-8"))["steps"]
+    assert steps[0]["action"] == "search" and steps[0]["model_output"] == ""
+    assert steps[1]["argument"] == "Levertov"
+
+
 class StallingLLM(ScriptedLLM):
     """Answers the first call with a search, then stalls (as a slow model would)."""
 

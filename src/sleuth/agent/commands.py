@@ -47,6 +47,13 @@ def ask_command(
     max_searches: Annotated[int, typer.Option(help="Search budget")] = 4,
     min_searches: options.MinSearches = 1,
     top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
+    prefetch: Annotated[
+        int,
+        typer.Option(
+            help="K > 0: search the whole question for the top K before the model's first turn "
+            "(eval's agent_rag method; counts as one search)"
+        ),
+    ] = 0,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per model call")] = 128,
     untagged_answer: Annotated[
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
@@ -93,6 +100,7 @@ def ask_command(
         max_searches=max_searches,
         min_searches=min_searches,
         top_k=top_k,
+        prefetch_k=prefetch,
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,
         constrain=constrain,
