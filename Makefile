@@ -46,14 +46,16 @@ clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
 # Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
-# (never test), then LoRA SFT of the packaged SmolLM2 on CPU (~40 min on 2 cores, capped at 60;
-# nice: the machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see
-# docs/training.md for the measurement); `--model DIR` loads an adapter folder on every backend.
+# (never test), each starting from the loop's retrieval of the question (the agent_rag method),
+# then LoRA SFT of the packaged SmolLM2 on CPU (~36 min on 2 cores, capped at 60; nice: the
+# machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see docs/training.md
+# for the measurement); use it with `--model runs/prime/adapter --no-prompt-example` and
+# `eval run --methods rag,agent_rag` or `ask --prefetch 3`.
 PRIME_DIR := runs/prime
 prime: $(STAMP)
 	rm -f $(PRIME_DIR)/trajectories.jsonl
 	$(BIN)/sleuth synth trajectories --benchmark hotpotqa-1100:train \
-	    --benchmark hotpotqa-1100:dev --out $(PRIME_DIR)/trajectories.jsonl --seed 0
+	    --benchmark hotpotqa-1100:dev --out $(PRIME_DIR)/trajectories.jsonl --seed 0 --prefetch 3
 	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
 	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 45 \
 	    --grad-accum 8 --lr 1e-3 --max-minutes 60 --seed 0
