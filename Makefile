@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml requirements-pins.txt
 	# Convert the packaged model for the default OpenVINO backend now (once per machine: the
 	# exporter gets its own environment in the cache, ~3 min, then ~1.5 min to convert).
 	$(BIN)/sleuth model prepare
+	# ... and the demo's model: the packaged one with the shipped priming adapter (~1 min).
+	$(BIN)/sleuth model prepare --model smollm2-135m-primed
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -227,3 +227,29 @@ def test_two_step_lora_sft_writes_an_adapter_that_loads(episodes, tmp_path, toke
         if "proj" in name and not torch.equal(param, merged[name])
     ]
     assert changed
+
+
+def test_shipped_adapter_is_small_recorded_and_acts(hotpot_bm25):
+    """Point 6: the primed weights ship as a small LoRA adapter whose folder records how
+    ``make prime`` built it, and ``smollm2-135m-primed`` loads them as a model that acts."""
+    import json
+
+    from sleuth.evaluate.methods import Budget, agent_config
+    from sleuth.llm import load_llm
+    from sleuth.llm.models import resolve_hf_folder, shipped_adapter_dir
+
+    folder = shipped_adapter_dir("smollm2-135m-primed")
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 2**20
+    record = json.loads((folder / "sleuth_training.json").read_text())
+    assert record["kind"] == "lora" and record["base_model"] == "packaged"
+    assert record["seed"] == 0 and re.fullmatch(r"[0-9a-f]{64}", record["data_sha256"])
+    assert {"torch", "transformers", "trl", "peft"} <= set(record["versions"])
+    merged, name = resolve_hf_folder("smollm2-135m-primed")
+    assert name == "smollm2-135m-primed" and (Path(merged) / "config.json").is_file()
+
+    question = load_benchmark("hotpotqa-1100:dev", limit=1).questions[0]
+    config = agent_config("agent_rag", Budget(doc_chars=300, prompt_example=False))
+    llm = load_llm("smollm2-135m-primed")  # the default backend, as make demo runs it
+    traj = asyncio.run(Agent(llm, hotpot_bm25, config).run(question.question))
+    assert traj.stop_reason == "answered" and traj.answer and not traj.invalid_actions
+    assert traj.steps[0].argument == question.question and len(traj.searches) >= 1

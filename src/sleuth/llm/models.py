@@ -13,13 +13,24 @@ from pathlib import Path
 from sleuth.errors import SleuthError
 from sleuth.llm.adapters import is_adapter_folder, merged_model_dir
 
+# LoRA adapters shipped in the package (src/sleuth/data/adapters/NAME), usable as model names.
+SHIPPED_ADAPTERS = ("smollm2-135m-primed",)
+
 
 def is_packaged(spec: str | Path | None) -> bool:
     return spec in (None, "", "packaged")
 
 
+def shipped_adapter_dir(name: str) -> Path:
+    """The folder of a shipped adapter (package data; merged into its base like any adapter)."""
+    if name not in SHIPPED_ADAPTERS:
+        raise SleuthError(f"no shipped adapter {name!r}; choose from {', '.join(SHIPPED_ADAPTERS)}")
+    return Path(__file__).resolve().parents[1] / "data" / "adapters" / name
+
+
 def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
-    """``(folder or HF id, display name)`` for ``spec`` (None/"packaged" = SmolLM2-135M)."""
+    """``(folder or HF id, display name)`` for ``spec`` (None/"packaged" = SmolLM2-135M;
+    "smollm2-135m-primed" = it with the shipped priming adapter merged in)."""
     from sleuth.llm.packaged import PACKAGED_NAME, gguf_to_hf, packaged_model_dir
     from sleuth.search.cache import cache_dir
 
@@ -28,6 +39,8 @@ def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
     text = str(spec)
     from sleuth.llm.named import NAMED_MODELS, named_model_gguf
 
+    if text in SHIPPED_ADAPTERS:
+        return str(merged_model_dir(shipped_adapter_dir(text))), text
     if text in NAMED_MODELS:
         gguf = named_model_gguf(text)
         return str(gguf_to_hf(gguf, cache_dir() / "models" / f"{text}-hf")), text
