@@ -149,6 +149,45 @@ def test_ask_prefetch_searches_the_question_before_the_model_speaks(
     assert steps[1]["argument"] == "Levertov"
 
 
+def test_ask_runs_a_model_as_it_was_trained_unless_a_flag_says_otherwise(
+    hostile_index: Path, tmp_path: Path
+) -> None:
+    """A model folder whose training record names its settings (as ``sleuth train sft``
+    writes it) gets them by default: prefetch, hit length, no worked example; flags win."""
+    model = tmp_path / "my-primed"
+    model.mkdir()
+    inference = {"prompt_example": False, "prefetch_k": 2, "doc_chars": 20}
+    (model / "sleuth_training.json").write_text(json.dumps({"inference": inference}))
+
+    def ask(*flags: str) -> tuple[subprocess.CompletedProcess, ScriptedLLM, dict]:
+        outputs = ["<search>Levertov</search>", "<answer>Denise Levertov</answer>"]
+        script = ScriptedLLM(outputs, name=str(model))
+        out = tmp_path / f"t{len(flags)}.jsonl"
+        with LiveServer(create_llm_app(script)) as server:
+            result = sleuth(
+                "ask", "Who was a British-born poet?", "--index", str(hostile_index),
+                "--llm-url", f"{server.url}/v1", "--model", str(model),
+                "--trajectory-out", str(out), *flags, cache=tmp_path / "cache",
+            )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result, script, json.loads(out.read_text(encoding="utf-8"))
+
+    result, script, record = ask()
+    assert "runs as it was trained: no worked example, the question searched first (top 2)" in (
+        result.stdout.replace("\n", " ")
+    )
+    assert record["config"]["prefetch_k"] == 2 and record["config"]["doc_chars"] == 20
+    assert record["steps"][0]["argument"] == "Who was a British-born poet?"  # prefetched
+    assert "Velloran" not in script.calls[0][0]["content"]  # no worked example
+    assert "A British-born American poet." not in script.calls[0][-1]["content"]  # 20 chars
+
+    _, script, record = ask("--prefetch", "0", "--doc-chars", "600", "--prompt-example")
+    assert record["config"]["prefetch_k"] == 0 and record["config"]["doc_chars"] == 600
+    assert record["config"]["prompt_example"] is True
+    assert "Velloran" in script.calls[0][0]["content"]
+    assert not script.calls[0][-1]["content"].startswith("<information>")
+
+
 class StallingLLM(ScriptedLLM):
     """Answers the first call with a search, then stalls (as a slow model would)."""
 
@@ -311,6 +350,32 @@ def test_eval_run_into_a_folder_with_other_settings_names_each_difference_and_co
     text = " ".join(compared.stdout.split())
     assert "p: two-sided bootstrap p-value" in text
     assert "settings that differ: budget.top_k: 3 in A, 5 in B" in text
+
+
+def test_eval_run_uses_the_settings_a_model_was_trained_with(tmp_path: Path) -> None:
+    """`eval run --model FOLDER` with a training record: its hit length and prompt unless a
+    flag is given; the resolved values are what the run folder records."""
+    model = tmp_path / "primed"
+    model.mkdir()
+    inference = {"prompt_example": False, "prefetch_k": 3, "doc_chars": 250}
+    (model / "sleuth_training.json").write_text(json.dumps({"inference": inference}))
+    script = ScriptedLLM(["<answer>Paris</answer>"] * 4, name=str(model))
+    with LiveServer(create_llm_app(script)) as server:
+
+        def run(out: str, *extra: str) -> dict:
+            result = sleuth(
+                "eval", "run", "--out", str(tmp_path / out), "--methods", "closed_book",
+                "-n", "1", "--llm-url", f"{server.url}/v1", "--model", str(model),
+                "--no-report", *extra, cache=tmp_path / "cache",
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert "agent_rag method" in " ".join(result.stderr.split())
+            return json.loads((tmp_path / out / "config.json").read_text())["budget"]
+
+        budget = run("a")
+        assert budget["doc_chars"] == 250 and budget["prompt_example"] is False
+        budget = run("b", "--doc-chars", "600", "--prompt-example")
+        assert budget["doc_chars"] == 600 and budget["prompt_example"] is True
 
 
 # ---- item 12: polish ------------------------------------------------------------------------

@@ -185,6 +185,7 @@ def test_loss_mask_covers_exactly_the_model_turns(episodes, tokenizer):
 @pytest.mark.slow  # 136 s on the shared 2-core machine under load (run: pytest -m slow)
 def test_two_step_lora_sft_writes_an_adapter_that_loads(episodes, tmp_path, tokenizer):
     from sleuth.llm import GenerationConfig, load_llm
+    from sleuth.llm.trained_settings import settings_of_episodes
     from sleuth.train.sft import PROVENANCE, SFTRunConfig, train_sft
 
     data, _, trajectories = episodes
@@ -208,6 +209,9 @@ def test_two_step_lora_sft_writes_an_adapter_that_loads(episodes, tmp_path, toke
     assert not any(p.name.startswith(".adapter") for p in tmp_path.iterdir())  # staging removed
     assert (out / "adapter_model.safetensors").stat().st_size < 20e6
     assert len(summary["data_sha256"]) == 64 and summary["versions"]["peft"]
+    # what ask / eval / demo will default to for this model: the episodes' own settings
+    assert summary["inference"] == settings_of_episodes(t.config for t in trajectories)
+    assert summary["inference"]["doc_chars"] == trajectories[0].config["doc_chars"]
     with pytest.raises(SleuthError, match="exists"):
         train_sft(SFTRunConfig(data=str(data), out=str(out), max_steps=1), log=lambda _: None)
 
@@ -234,7 +238,8 @@ def test_shipped_adapter_is_small_recorded_and_acts(hotpot_bm25):
     ``make prime`` built it, and ``smollm2-135m-primed`` loads them as a model that acts."""
     import json
 
-    from sleuth.evaluate.methods import Budget, agent_config
+    from sleuth.evaluate.demo import demo_budget
+    from sleuth.evaluate.methods import agent_config
     from sleuth.llm import load_llm
     from sleuth.llm.models import resolve_hf_folder, shipped_adapter_dir
 
@@ -248,7 +253,9 @@ def test_shipped_adapter_is_small_recorded_and_acts(hotpot_bm25):
     assert name == "smollm2-135m-primed" and (Path(merged) / "config.json").is_file()
 
     question = load_benchmark("hotpotqa-1100:dev", limit=1).questions[0]
-    config = agent_config("agent_rag", Budget(doc_chars=300, prompt_example=False))
+    budget = demo_budget()  # the demo runs the model as it was trained
+    assert (budget.doc_chars, budget.prompt_example) == (300, False)
+    config = agent_config("agent_rag", budget)
     llm = load_llm("smollm2-135m-primed")  # the default backend, as make demo runs it
     traj = asyncio.run(Agent(llm, hotpot_bm25, config).run(question.question))
     assert traj.stop_reason == "answered" and traj.answer and not traj.invalid_actions

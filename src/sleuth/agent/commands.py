@@ -12,12 +12,18 @@ import typer
 from sleuth.agent import options
 from sleuth.search.simulated.spec import SimulateOption
 
+# The model a newcomer's `sleuth ask` runs: primed to search (docs/training.md); `--model
+# packaged` is the bare SmolLM2-135M.
+DEFAULT_ASK_MODEL = "smollm2-135m-primed"
+
 
 def register(app: typer.Typer) -> None:
     app.command(
         "ask",
         help="Ask the search agent a question; streams its steps and saves the trajectory. "
-        "Defaults: the bundled HotpotQA BM25 index and the packaged SmolLM2-135M.",
+        f"Defaults: the bundled HotpotQA BM25 index and {DEFAULT_ASK_MODEL} (the packaged "
+        "SmolLM2-135M with its shipped priming adapter), run as it was trained: the question "
+        "is searched first, then the model searches on and answers.",
     )(ask_command)
 
 
@@ -30,7 +36,12 @@ def ask_command(
         str | None, typer.Option(help="A Sleuth server URL or a Search-R1 /retrieve URL")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="HF id, local folder, .gguf, or the model name at --llm-url")
+        str | None,
+        typer.Option(
+            help="HF id, local folder, .gguf, a named model (`sleuth model list`; `packaged` = "
+            f"bare SmolLM2-135M), or the model name at --llm-url (default: {DEFAULT_ASK_MODEL})",
+            show_default=False,
+        ),
     ] = None,
     llm_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
@@ -48,18 +59,21 @@ def ask_command(
     min_searches: options.MinSearches = 1,
     top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
     prefetch: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="K > 0: search the whole question for the top K before the model's first turn "
-            "(eval's agent_rag method; counts as one search)"
+            "(eval's agent_rag method; counts as one search; default: as the model was "
+            "trained, else 0)",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
+    doc_chars: options.DocCharsOrTrained = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per model call")] = 128,
     untagged_answer: Annotated[
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
     ] = False,
     constrain: options.Constrain = True,
-    prompt_example: options.PromptExample = True,
+    prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: options.Rerank = None,
@@ -80,6 +94,7 @@ def ask_command(
     from sleuth.display import safe_markup, safe_text
     from sleuth.errors import SleuthError
     from sleuth.llm import load_llm
+    from sleuth.llm.trained_settings import describe, trained_settings
     from sleuth.search import open_index
     from sleuth.search.cache import bundled_index
     from sleuth.search.remote import RemoteSearchEngine
@@ -90,6 +105,15 @@ def ask_command(
         raise SleuthError(
             "give either --index (a local index folder) or --search-url (a server), not both"
         )
+    if model is None and llm_url is None:
+        model = DEFAULT_ASK_MODEL
+    trained = trained_settings(model)
+    if prefetch is None:
+        prefetch = trained.get("prefetch_k", 0)
+    if doc_chars is None:
+        doc_chars = trained.get("doc_chars", 600)
+    if prompt_example is None:
+        prompt_example = trained.get("prompt_example", True)
     actions = (
         ["search", "open"] + (["judge"] if judge else []) + (["ask"] if ask else []) + ["answer"]
     )
@@ -101,6 +125,7 @@ def ask_command(
         min_searches=min_searches,
         top_k=top_k,
         prefetch_k=prefetch,
+        doc_chars=doc_chars,
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,
         constrain=constrain,
@@ -109,6 +134,11 @@ def ask_command(
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
     console = Console(highlight=False)
+    if trained:
+        console.print(
+            f"[dim]{safe_markup(model)} runs as it was trained: {describe(trained)} "
+            "(flags override)[/dim]"
+        )
     if search_url:
         engine = TitleMemo(RemoteSearchEngine(search_url))
     else:

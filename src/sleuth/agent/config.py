@@ -54,6 +54,11 @@ class AgentConfig:
             raise SleuthError(f"action_format must be one of {FORMATS}")
         if self.max_turns < 1 or self.top_k < 1 or self.max_new_tokens < 1:
             raise SleuthError("max_turns, top_k and max_new_tokens must be at least 1")
+        if self.prefetch_k < 0 or self.doc_chars < 1:
+            raise SleuthError(
+                f"prefetch must be 0 or more and doc_chars at least 1; got {self.prefetch_k} "
+                f"and {self.doc_chars}"
+            )
         if self.min_searches < 0:
             raise SleuthError(f"min_searches must be 0 or more; got {self.min_searches}")
         object.__setattr__(self, "actions", tuple(self.actions))

@@ -15,6 +15,23 @@ Constrain = Annotated[
 PromptExample = Annotated[
     bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
 ]
+# For commands that default to the settings a model was trained with (sleuth.llm.trained_settings).
+PromptExampleOrTrained = Annotated[
+    bool | None,
+    typer.Option(
+        "--prompt-example/--no-prompt-example",
+        help="Put a worked example of the protocol in the system prompt (default: as the model "
+        "was trained, else on)",
+        show_default=False,
+    ),
+]
+DocCharsOrTrained = Annotated[
+    int | None,
+    typer.Option(
+        help="Characters of each hit shown (default: as the model was trained, else 600)",
+        show_default=False,
+    ),
+]
 MinSearches = Annotated[
     int,
     typer.Option(

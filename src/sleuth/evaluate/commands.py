@@ -76,13 +76,13 @@ def run_command(
     min_searches: options.MinSearches = 1,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per model call")] = 128,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy)")] = 0.0,
-    doc_chars: Annotated[int, typer.Option(help="Characters of each document shown")] = 600,
+    doc_chars: options.DocCharsOrTrained = None,
     untagged_answer: Annotated[
         bool,
         typer.Option(help="Take prose with no action tag as the answer (for tiny models)"),
     ] = False,
     constrain: options.Constrain = True,
-    prompt_example: options.PromptExample = True,
+    prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: options.Rerank = None,
@@ -96,11 +96,13 @@ def run_command(
     """Run every question x method x seed, appending to OUT/results.jsonl (resumable)."""
     import time
 
+    from sleuth.display import safe_markup
     from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import Budget, parse_methods
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_search
+    from sleuth.llm.trained_settings import describe, trained_settings
     from sleuth.progress import stderr
     from sleuth.search.rerank import rerank_search
     from sleuth.search.simulated.spec import simulate_run_engine
@@ -124,6 +126,14 @@ def run_command(
     )
     engine, search_label = rerank_search(engine, search_label, rerank)
     warn_unmatched_evidence(bench, engine)
+    trained = trained_settings(model)
+    if shown := {k: v for k, v in trained.items() if k != "prefetch_k"}:
+        stderr.print(f"[dim]{safe_markup(model)} runs as it was trained: {describe(shown)}[/dim]")
+    if trained.get("prefetch_k") and "agent_rag" not in method_names:
+        stderr.print(
+            f"[dim]{safe_markup(model)} was primed to search after the question's own retrieval: "
+            "the agent_rag method[/dim]"
+        )
     budget = Budget(
         top_k=top_k,
         max_turns=max_turns,
@@ -131,10 +141,12 @@ def run_command(
         min_searches=min_searches,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
-        doc_chars=doc_chars,
+        doc_chars=doc_chars if doc_chars is not None else trained.get("doc_chars", 600),
         untagged_answer=untagged_answer,
         constrain=constrain,
-        prompt_example=prompt_example,
+        prompt_example=(
+            prompt_example if prompt_example is not None else trained.get("prompt_example", True)
+        ),
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
     settings = RunSettings(

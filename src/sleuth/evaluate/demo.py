@@ -1,10 +1,11 @@
 """``sleuth demo``: the whole pipeline on bundled data with the packaged model, offline.
 
 The model is the packaged SmolLM2-135M with the shipped priming adapter merged in
-(``smollm2-135m-primed``, built by ``make prime``: docs/training.md), run with the prompt it was
-primed on. Every model turn is decoded under the action grammar, so even a 135M model acts
-(searches, then answers) instead of writing prose. The OpenVINO backend batches the episodes
-in flight; no episode starts after the 15-minute deadline (measured numbers are in the README and
+(``smollm2-135m-primed``, built by ``make prime``: docs/training.md), run with the prompt and
+hit length it was primed on (its recorded training settings: ``sleuth.llm.trained_settings``).
+Every model turn is decoded under the action grammar, so even a 135M model acts (searches, then
+answers) instead of writing prose. The OpenVINO backend batches the episodes in flight; no
+episode starts after the 15-minute deadline (measured numbers are in the README and
 docs/evaluation.md): short generations and few turns, because a 135M model rarely gains from
 long reasoning anyway.
 """
@@ -25,15 +26,26 @@ DEMO_BUDGET = Budget(
     max_tokens=2048,
     max_new_tokens=64,
     wall_time_s=120.0,  # episodes here take ~30 s; the cap bounds the wait at the deadline
-    doc_chars=300,
     temperature=0.0,
     constrain=True,  # every turn is one valid action (the 135M model writes prose otherwise)
-    prompt_example=False,  # the prompt the model was primed on (no worked example)
-)
+)  # doc_chars and prompt_example: as DEMO_MODEL was trained (demo_budget)
 # Measured on 200 test questions at this budget (docs/training.md): the primed agent_rag finds
 # more of the gold evidence than rag (0.728 vs 0.667) with F1 within noise (0.137 vs 0.146).
 DEMO_MODEL = "smollm2-135m-primed"
 DEMO_METHODS = ["closed_book", "rag", "agent", "agent_rag"]
+
+
+def demo_budget() -> Budget:
+    """DEMO_BUDGET with the hit length and prompt DEMO_MODEL was trained with (300, none)."""
+    from dataclasses import replace
+
+    from sleuth.llm.trained_settings import trained_settings
+
+    trained = trained_settings(DEMO_MODEL)
+    keys = {"doc_chars", "prompt_example"}
+    return replace(DEMO_BUDGET, **{k: v for k, v in trained.items() if k in keys})
+
+
 # Episodes in flight at once: the OpenVINO backend decodes them together (continuous batching).
 DEMO_CONCURRENCY = 16
 DEMO_QUESTIONS = 100
@@ -64,7 +76,7 @@ def run_demo(
         benchmark=DEMO_BENCHMARK,
         methods=list(DEMO_METHODS),
         seeds=[0],
-        budget=DEMO_BUDGET,
+        budget=demo_budget(),
         limit=n,
         concurrency=concurrency or DEMO_CONCURRENCY,
         model=DEMO_MODEL,

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
+from sleuth.llm.trained_settings import PROVENANCE, settings_of_episodes
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-PROVENANCE = "sleuth_training.json"
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def load_examples(config: SFTRunConfig, tokenizer: Any) -> tuple[list[dict], dict[str, int]]:
-    """Tokenized examples of the data file; episodes longer than ``max_length`` are skipped."""
+def load_examples(
+    config: SFTRunConfig, tokenizer: Any
+) -> tuple[list[dict], dict[str, int], dict[str, Any]]:
+    """Tokenized examples of the data file (episodes longer than ``max_length`` are skipped),
+    counts, and the agent settings the episodes share (``sleuth.llm.trained_settings``)."""
     from sleuth.agent.log import TrajectoryLog
     from sleuth.train.sft_data import SFTEncoder
 
@@ -93,6 +96,11 @@ def load_examples(config: SFTRunConfig, tokenizer: Any) -> tuple[list[dict], dic
         encode = encoder.encode_trajectory
     if config.limit:
         trajectories = trajectories[: config.limit]
+    settings = (
+        {}
+        if config.data_format == "messages"
+        else settings_of_episodes(t.config for t in trajectories)
+    )
     rows, too_long = [], 0
     for trajectory in trajectories:
         example = encode(trajectory)
@@ -112,7 +120,7 @@ def load_examples(config: SFTRunConfig, tokenizer: Any) -> tuple[list[dict], dic
         "tokens": sum(len(r["input_ids"]) for r in rows),
         "loss_tokens": sum(sum(r["assistant_masks"]) for r in rows),
     }
-    return rows, counts
+    return rows, counts, settings
 
 
 def read_chats(path: Path) -> list[Any]:
@@ -184,7 +192,7 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
     hf_logging.disable_progress_bar()
     model, tokenizer, base_name = load_trainable(config.model)
     tokenizer.padding_side = "right"
-    rows, counts = load_examples(config, tokenizer)
+    rows, counts, inference = load_examples(config, tokenizer)
     log(
         f"{counts['examples']} examples, {counts['tokens']} tokens ({counts['loss_tokens']} "
         f"trained on); {counts['skipped_too_long']} longer than {config.max_length} skipped"
@@ -254,6 +262,8 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
             "data_sha256": sha256_file(Path(config.data)),
             **counts,
             "config": asdict(config),
+            # what ask / eval / demo default to for this model (sleuth.llm.trained_settings)
+            "inference": inference,
             "steps": trainer.state.global_step,
             "planned_steps": trainer.state.max_steps,
             "train_loss": result.training_loss,

@@ -1,0 +1,79 @@
+"""The agent settings a fine-tuned model was trained with, so commands can default to them.
+
+A model primed by ``sleuth train sft`` saw one system prompt (with or without the worked
+example), one hit length and one way of starting (the loop's retrieval first, or not). Run with
+other settings it is off its training: the shipped ``smollm2-135m-primed`` lost a third of its
+agent F1 with 600-character hits instead of the 300 it was trained on (docs/training.md).
+``sleuth train sft`` therefore records the settings of its training episodes in the model's
+``sleuth_training.json`` (key ``inference``), and ``ask`` / ``eval run`` / ``demo`` use them
+wherever the user gave no flag of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+PROVENANCE = "sleuth_training.json"
+# AgentConfig fields a training episode fixes and inference should repeat.
+SETTING_KEYS = ("prompt_example", "prefetch_k", "doc_chars")
+
+
+def settings_of_episodes(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The most common value of each setting among the episodes' agent configs."""
+    counts: dict[str, Counter] = {key: Counter() for key in SETTING_KEYS}
+    for config in configs:
+        for key in SETTING_KEYS:
+            if key in config:
+                counts[key][json.dumps(config[key])] += 1
+    return {key: json.loads(c.most_common(1)[0][0]) for key, c in counts.items() if c}
+
+
+def model_folder(spec: str | Path | None) -> Path | None:
+    """The folder holding the model's training record: a shipped adapter's or a local one."""
+    from sleuth.llm.models import SHIPPED_ADAPTERS, shipped_adapter_dir
+
+    if spec is None or str(spec) in ("", "packaged"):
+        return None
+    if str(spec) in SHIPPED_ADAPTERS:
+        return shipped_adapter_dir(str(spec))
+    folder = Path(str(spec)).expanduser()
+    return folder if folder.is_dir() else None
+
+
+def trained_settings(spec: str | Path | None) -> dict[str, Any]:
+    """``{"prompt_example": ..., "prefetch_k": ..., "doc_chars": ...}`` recorded for the model
+    (any subset; empty for a model Sleuth did not train or an unreadable record)."""
+    folder = model_folder(spec)
+    if folder is None or not (folder / PROVENANCE).is_file():
+        return {}
+    try:
+        record = json.loads((folder / PROVENANCE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    settings = record.get("inference") if isinstance(record, dict) else None
+    if not isinstance(settings, dict):
+        return {}
+    valid = {
+        "prompt_example": lambda v: isinstance(v, bool),
+        "prefetch_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 50,
+        "doc_chars": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 100_000,
+    }
+    return {
+        key: settings[key] for key in SETTING_KEYS if key in settings and valid[key](settings[key])
+    }
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """The settings in words, for the line a command prints before it runs the model."""
+    parts = []
+    if "prompt_example" in settings:
+        parts.append("a worked example" if settings["prompt_example"] else "no worked example")
+    if settings.get("prefetch_k"):
+        parts.append(f"the question searched first (top {settings['prefetch_k']})")
+    if "doc_chars" in settings:
+        parts.append(f"{settings['doc_chars']}-character hits")
+    return ", ".join(parts)

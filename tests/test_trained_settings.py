@@ -1,0 +1,66 @@
+"""Models carry the agent settings they were trained with (``sleuth.llm.trained_settings``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sleuth.agent.log import TrajectoryLog
+from sleuth.llm.trained_settings import settings_of_episodes, trained_settings
+
+
+def test_settings_of_episodes_takes_each_settings_most_common_value() -> None:
+    configs = [
+        {"prompt_example": False, "prefetch_k": 3, "doc_chars": 300},
+        {"prompt_example": False, "prefetch_k": 0, "doc_chars": 300},
+        {"prompt_example": True, "prefetch_k": 3, "doc_chars": 600},
+        {"top_k": 3},  # an old trajectory without these keys counts for nothing
+    ]
+    assert settings_of_episodes(configs) == {
+        "prompt_example": False,
+        "prefetch_k": 3,
+        "doc_chars": 300,
+    }
+    assert settings_of_episodes([]) == {}
+
+
+def test_the_shipped_adapter_records_the_settings_of_its_training_episodes() -> None:
+    """The record matches what the synthesiser writes for `make prime` (`--prefetch 3`, 300
+    characters, no example): re-derived here from freshly scripted episodes' configs."""
+    record = trained_settings("smollm2-135m-primed")
+    assert record == {"prompt_example": False, "prefetch_k": 3, "doc_chars": 300}
+    from sleuth.synth.trajectories import SYNTH_CONFIG
+
+    assert record["doc_chars"] == SYNTH_CONFIG.doc_chars
+    assert record["prompt_example"] == SYNTH_CONFIG.prompt_example
+
+
+def test_a_model_without_a_usable_record_has_no_settings(tmp_path: Path) -> None:
+    assert trained_settings(None) == trained_settings("packaged") == {}
+    assert trained_settings("some-org/some-model") == {}  # an HF id: nothing local
+    folder = tmp_path / "model"
+    folder.mkdir()
+    assert trained_settings(str(folder)) == {}
+    (folder / "sleuth_training.json").write_text("{not json")
+    assert trained_settings(str(folder)) == {}
+    hostile = {"prompt_example": "yes", "prefetch_k": -1, "doc_chars": 10**9}
+    (folder / "sleuth_training.json").write_text(json.dumps({"inference": hostile}))
+    assert trained_settings(str(folder)) == {}  # wrong types and absurd values are dropped
+    (folder / "sleuth_training.json").write_text(json.dumps({"inference": {"doc_chars": 250}}))
+    assert trained_settings(str(folder)) == {"doc_chars": 250}
+
+
+def test_trajectory_configs_round_trip_into_settings(tmp_path: Path) -> None:
+    from sleuth.agent import AgentConfig
+    from sleuth.agent.trajectory import Trajectory
+
+    log = TrajectoryLog(tmp_path / "t.jsonl")
+    for i, prefetch in enumerate((2, 2, 0)):
+        config = AgentConfig(prefetch_k=prefetch, doc_chars=250, prompt_example=False)
+        log.append(Trajectory(episode_id=f"e{i}", question="q", config=config.to_dict()))
+    configs = [t.config for t in log.read()]
+    assert settings_of_episodes(configs) == {
+        "prompt_example": False,
+        "prefetch_k": 2,
+        "doc_chars": 250,
+    }
