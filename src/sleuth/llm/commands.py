@@ -102,12 +102,12 @@ def list_command() -> None:
     """The named local models and how to install them."""
     from sleuth.llm.models import SHIPPED_ADAPTERS
     from sleuth.llm.named import NAMED_MODELS, install_command
+    from sleuth.llm.trained_settings import describe, trained_settings
 
     for name in SHIPPED_ADAPTERS:
         typer.echo(f"{name}  (shipped LoRA adapter on the packaged SmolLM2-135M, Apache-2.0)")
-        typer.echo(
-            "    installed with sleuth; use it with --no-prompt-example (its priming prompt)"
-        )
+        trained = describe(trained_settings(name))
+        typer.echo(f"    installed with sleuth; runs as it was trained: {trained}")
     for name, spec in NAMED_MODELS.items():
         typer.echo(f"{name}  ({spec.size / 1e6:.0f} MB GGUF, {spec.license})")
         typer.echo(f"    {install_command(name)}")
