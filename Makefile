@@ -50,9 +50,10 @@ clean:
 # Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
 # (never test), each starting from the loop's retrieval of the question (the agent_rag method),
 # then LoRA SFT of the packaged SmolLM2 on CPU (~36 min on 2 cores, capped at 60; nice: the
-# machine is shared). The adapter lands in runs/prime/adapter/ (not shipped: see docs/training.md
-# for the measurement); use it with `--model runs/prime/adapter --no-prompt-example` and
-# `eval run --methods rag,agent_rag` or `ask --prefetch 3`.
+# machine is shared). The adapter lands in runs/prime/adapter/ with the settings it was trained
+# with recorded (ask / eval / demo apply them: `--model runs/prime/adapter`, eval method
+# agent_rag). The shipped `smollm2-135m-primed` is this adapter: copy the folder's files into
+# src/sleuth/data/adapters/smollm2-135m-primed/ to ship a rebuilt one (docs/training.md).
 PRIME_DIR := runs/prime
 prime: $(STAMP)
 	rm -f $(PRIME_DIR)/trajectories.jsonl

@@ -87,29 +87,65 @@ def _mean_ci95(values: list[float]) -> list[float]:
     return [round(mean - half, 4), round(mean + half, 4)]
 
 
-def _serve_throughput(llm: Any, clients: int, requests_per_client: int) -> float:
+def _serve_throughput(url: str, clients: int, requests_per_client: int) -> float:
+    """Completion tokens per second that ``clients`` concurrent HTTP clients get from ``url``."""
     import httpx
 
-    from sleuth.llm.serve_llm import create_llm_app
-
     body = {"messages": PROMPT, "max_tokens": 48, "temperature": 0}
-    with LiveServer(create_llm_app(llm)) as server:
 
-        async def client(session: httpx.AsyncClient) -> int:
-            tokens = 0
-            for _ in range(requests_per_client):
-                response = await session.post(f"{server.url}/v1/chat/completions", json=body)
-                response.raise_for_status()
-                tokens += response.json()["usage"]["completion_tokens"]
-            return tokens
+    async def client(session: httpx.AsyncClient) -> int:
+        tokens = 0
+        for _ in range(requests_per_client):
+            response = await session.post(f"{url}/v1/chat/completions", json=body)
+            response.raise_for_status()
+            tokens += response.json()["usage"]["completion_tokens"]
+        return tokens
 
-        async def run() -> int:
-            async with httpx.AsyncClient(timeout=600) as session:
-                return sum(await asyncio.gather(*(client(session) for _ in range(clients))))
+    async def run() -> int:
+        async with httpx.AsyncClient(timeout=600) as session:
+            return sum(await asyncio.gather(*(client(session) for _ in range(clients))))
 
-        started = time.perf_counter()
-        tokens = asyncio.run(run())
-        return tokens / (time.perf_counter() - started)
+    started = time.perf_counter()
+    tokens = asyncio.run(run())
+    return tokens / (time.perf_counter() - started)
+
+
+def _serve_llm_process(requests_per_client: int) -> tuple[float, float]:
+    """``sleuth serve-llm`` as users run it (its own process, the default backend): tokens/s
+    for 1 client, then for 8 concurrent clients, against the same server."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "sleuth.cli", "serve-llm", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"sleuth serve-llm exited with {server.returncode}")
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("sleuth serve-llm did not start within 10 minutes")
+            time.sleep(0.5)
+        _serve_throughput(url, 2, 1)  # warm-up: first-request compilation, not measured
+        return (
+            _serve_throughput(url, 1, requests_per_client),
+            _serve_throughput(url, 8, requests_per_client),
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _first_tokens_identical(fast: Any, reference: Any, questions: list, n_tokens: int) -> float:
@@ -123,34 +159,6 @@ def _first_tokens_identical(fast: Any, reference: Any, questions: list, n_tokens
         b = asyncio.run(reference.complete(messages, config)).text
         same += a == b
     return same / len(questions)
-
-
-class LiveServer:
-    """uvicorn on a free loopback port in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        import socket
-        import threading
-
-        import uvicorn
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        while not self._server.started:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
 
 def _second_model_single_stream(name: str, tokens: int, repeats: int) -> dict[str, Any]:
@@ -212,8 +220,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     ov_quality = _episodes(openvino, engine, questions[:n_quality], concurrent=True)
     tf_quality = tf_sequential
 
-    serve_1 = _serve_throughput(openvino, 1, 4)
-    serve_8 = _serve_throughput(openvino, 8, 4)
+    serve_1, serve_8 = _serve_llm_process(4)
 
     prompts = questions[:n_identical]
     identical = _first_tokens_identical(openvino, transformers, prompts, 32)
