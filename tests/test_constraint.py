@@ -208,33 +208,3 @@ def test_an_unsupporting_backend_is_recorded_not_silently_dropped(hotpot_bm25):
     llm = ScriptedLLM(["<answer>Paris</answer>"])
     trajectory = asyncio.run(Agent(llm, hotpot_bm25, AgentConfig()).run("capital of France?"))
     assert trajectory.steps[0].constraint.startswith("not enforced: backend scripted")
-
-
-def test_answer_words_caps_the_answer_in_the_grammar_the_loop_sends(tokenizer, hotpot_bm25):
-    """``AgentConfig.answer_words``: the grammar each turn is decoded under admits answers of
-    at most that many words (the question proposer asks for 5, as its acceptance rule)."""
-    from sleuth.llm.scripted import ScriptedLLM
-
-    sent = []
-
-    class Recording(ScriptedLLM):
-        supports_constraint = True
-
-        async def complete(self, messages, config=None, tools=None):
-            sent.append(config.constraint)
-            return await super().complete(messages, config, tools)
-
-    llm = Recording(["<answer>Paris</answer>"])
-    config = AgentConfig(answer_words=3, min_searches=0)
-    asyncio.run(Agent(llm, hotpot_bm25, config).run("capital of France?"))
-    constraint = sent[0]
-
-    def accepts(text: str) -> bool:
-        matcher = new_matcher(tokenizer, constraint, len(tokenizer))
-        return matcher.accept_string(text) and matcher.is_completed()
-
-    assert accepts("<answer>the Eiffel Tower</answer>")
-    assert not accepts("<answer>the tall Eiffel Tower</answer>")
-    assert accepts("<search>" + " ".join(["word"] * 10) + "</search>")  # other caps unchanged
-    with pytest.raises(Exception, match="answer_words"):
-        AgentConfig(answer_words=0)

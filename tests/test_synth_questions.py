@@ -67,9 +67,6 @@ def test_accepted_questions_verify_and_load_as_a_benchmark(hotpot_bm25, tmp_path
     synth, proposals = _run(hotpot_bm25, policy, n=6, seed=3)
     assert len(proposals) == 6 and len(synth.trajectories) == 6
     assert all(t.metadata["role"] == "proposer" and t.searches for t in synth.trajectories)
-    # a constrained proposer cannot write the long answers the rule rejects (the scripted one
-    # ignores the grammar, so the rule below still has work to do)
-    assert {t.config["answer_words"] for t in synth.trajectories} == {5}
     rejected = [p for p in proposals if not p.accepted]
     assert {p.rejected for p in rejected} == {"answer longer than 5 words"}
     accepted = [p for p in proposals if p.accepted]

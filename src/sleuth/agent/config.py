@@ -41,9 +41,6 @@ class AgentConfig:
     # enabled set), on every backend that can enforce it; see sleuth.agent.grammar.
     constrain: bool = True
     think: bool = True  # the grammar admits an optional <think>...</think> before the action
-    # Words an answer may hold under the grammar: short answers score (EM/F1) and a question
-    # proposer must end on a short span (sleuth synth questions asks for at most 5).
-    answer_words: int = 10
     # Teach the protocol in the system prompt with a worked example (an invented question).
     prompt_example: bool = True
 
@@ -62,8 +59,6 @@ class AgentConfig:
                 f"prefetch must be 0 or more and doc_chars at least 1; got {self.prefetch_k} "
                 f"and {self.doc_chars}"
             )
-        if self.answer_words < 1:
-            raise SleuthError(f"answer_words must be at least 1; got {self.answer_words}")
         if self.min_searches < 0:
             raise SleuthError(f"min_searches must be 0 or more; got {self.min_searches}")
         object.__setattr__(self, "actions", tuple(self.actions))

@@ -16,7 +16,7 @@ from typing import Any
 from sleuth.agent import prompts
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
-from sleuth.agent.grammar import WORD_CAPS, ActionGrammar
+from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.knowledge import KnowledgeCache
 from sleuth.agent.parsing import THINK, Action, judge_verdict, parse_json, parse_tags
 from sleuth.agent.trajectory import Step, Trajectory
@@ -211,9 +211,7 @@ class _Episode:
 
     def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
         constraint = (
-            ActionGrammar(
-                actions, think=think, word_caps={**WORD_CAPS, "answer": self.cfg.answer_words - 1}
-            ).constraint(self.cfg.action_format)
+            ActionGrammar(actions, think=think).constraint(self.cfg.action_format)
             if self.cfg.constrain
             else None
         )

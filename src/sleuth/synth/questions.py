@@ -3,10 +3,9 @@
 1. **Propose** (the one agent loop, ``sleuth.agent.Agent``): from a seed document drawn from
    the index, the proposer explores with search/open (``--hops`` searches at least) and ends
    with ``<answer>`` holding a short fact it read (the answer span: the action grammar caps it at
-   the acceptance rule's 5 words, ``answer_words``). Its last turn writes the question for that
-   answer from the documents it saw; that turn is one plain model call outside the action
-   grammar, because the grammar caps an answer action and questions are longer (so no hook in
-   the loop is needed).
+   10 words). Its last turn writes the question for that answer from the documents it saw; that
+   turn is one plain model call outside the action grammar, because the grammar caps an answer
+   action at 10 words and questions are longer (so no hook in the loop is needed).
 2. **Verify** (SSP): the answer must be a short span (at most 5 words) found in a document the
    proposer saw; the RAG solver (the loop's ``rag`` configuration) given *every* document the
    proposer retrieved must answer correctly (EM or short cover-EM, ``sleuth.evaluate.metrics``);
@@ -202,8 +201,6 @@ class QuestionSynthesizer:
                 min_searches=max(0, s.hops - 1),
                 prompt_example=False,  # small models copy the example's invented topic
                 temperature=s.temperature,
-                # the span must pass the short-answer rule below: decode it that short
-                answer_words=SHORT_ANSWER_WORDS,
             ),
         )
         trajectory = await agent.run(
