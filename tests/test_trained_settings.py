@@ -26,7 +26,7 @@ def test_settings_of_episodes_takes_each_settings_most_common_value() -> None:
 
 def test_the_shipped_adapter_records_the_settings_of_its_training_episodes() -> None:
     """The record matches what the synthesiser writes for `make prime` (`--prefetch 3`, 300
-    characters, no example): re-derived here from freshly scripted episodes' configs."""
+    characters, no example): its hit length and prompt are the synthesiser's own config."""
     record = trained_settings("smollm2-135m-primed")
     assert record == {"prompt_example": False, "prefetch_k": 3, "doc_chars": 300}
     from sleuth.synth.trajectories import SYNTH_CONFIG
@@ -64,3 +64,16 @@ def test_trajectory_configs_round_trip_into_settings(tmp_path: Path) -> None:
         "prefetch_k": 2,
         "doc_chars": 250,
     }
+
+
+def test_fill_in_prefers_the_flag_then_the_record_then_agent_config() -> None:
+    from sleuth.agent import AgentConfig
+    from sleuth.llm.trained_settings import fill_in
+
+    trained = {"doc_chars": 300, "prompt_example": False}
+    assert fill_in(trained, doc_chars=None, prompt_example=True, prefetch_k=None) == {
+        "doc_chars": 300,
+        "prompt_example": True,
+        "prefetch_k": AgentConfig().prefetch_k,
+    }
+    assert fill_in({}, doc_chars=None) == {"doc_chars": AgentConfig().doc_chars}

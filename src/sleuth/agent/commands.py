@@ -94,7 +94,7 @@ def ask_command(
     from sleuth.display import safe_markup, safe_text
     from sleuth.errors import SleuthError
     from sleuth.llm import load_llm
-    from sleuth.llm.trained_settings import describe, trained_settings
+    from sleuth.llm.trained_settings import describe, fill_in, trained_settings
     from sleuth.search import open_index
     from sleuth.search.cache import bundled_index
     from sleuth.search.remote import RemoteSearchEngine
@@ -108,12 +108,9 @@ def ask_command(
     if model is None and llm_url is None:
         model = DEFAULT_ASK_MODEL
     trained = trained_settings(model)
-    if prefetch is None:
-        prefetch = trained.get("prefetch_k", 0)
-    if doc_chars is None:
-        doc_chars = trained.get("doc_chars", 600)
-    if prompt_example is None:
-        prompt_example = trained.get("prompt_example", True)
+    settings = fill_in(
+        trained, prefetch_k=prefetch, doc_chars=doc_chars, prompt_example=prompt_example
+    )
     actions = (
         ["search", "open"] + (["judge"] if judge else []) + (["ask"] if ask else []) + ["answer"]
     )
@@ -124,12 +121,10 @@ def ask_command(
         max_searches=max_searches,
         min_searches=min_searches,
         top_k=top_k,
-        prefetch_k=prefetch,
-        doc_chars=doc_chars,
+        **settings,
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,
         constrain=constrain,
-        prompt_example=prompt_example,
     )
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created

@@ -102,7 +102,7 @@ def run_command(
     from sleuth.evaluate.methods import Budget, parse_methods
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_search
-    from sleuth.llm.trained_settings import describe, trained_settings
+    from sleuth.llm.trained_settings import describe, fill_in, trained_settings
     from sleuth.progress import stderr
     from sleuth.search.rerank import rerank_search
     from sleuth.search.simulated.spec import simulate_run_engine
@@ -141,12 +141,9 @@ def run_command(
         min_searches=min_searches,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
-        doc_chars=doc_chars if doc_chars is not None else trained.get("doc_chars", 600),
         untagged_answer=untagged_answer,
         constrain=constrain,
-        prompt_example=(
-            prompt_example if prompt_example is not None else trained.get("prompt_example", True)
-        ),
+        **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
     settings = RunSettings(

@@ -20,6 +20,12 @@ from typing import Any
 PROVENANCE = "sleuth_training.json"
 # AgentConfig fields a training episode fixes and inference should repeat.
 SETTING_KEYS = ("prompt_example", "prefetch_k", "doc_chars")
+# What a recorded value must be to be used (the record is a file anyone could have edited).
+_VALID = {
+    "prompt_example": lambda v: isinstance(v, bool),
+    "prefetch_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 50,
+    "doc_chars": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 100_000,
+}
 
 
 def settings_of_episodes(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -57,13 +63,22 @@ def trained_settings(spec: str | Path | None) -> dict[str, Any]:
     settings = record.get("inference") if isinstance(record, dict) else None
     if not isinstance(settings, dict):
         return {}
-    valid = {
-        "prompt_example": lambda v: isinstance(v, bool),
-        "prefetch_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 50,
-        "doc_chars": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 100_000,
-    }
     return {
-        key: settings[key] for key in SETTING_KEYS if key in settings and valid[key](settings[key])
+        key: settings[key] for key in SETTING_KEYS if key in settings and _VALID[key](settings[key])
+    }
+
+
+def fill_in(trained: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """Each setting the user gave (not None) as given; the rest as the model was trained, else
+    ``AgentConfig``'s default: one rule for every command that runs a model."""
+    from dataclasses import fields
+
+    from sleuth.agent.config import AgentConfig
+
+    defaults = {f.name: f.default for f in fields(AgentConfig)}
+    return {
+        key: value if value is not None else trained.get(key, defaults[key])
+        for key, value in given.items()
     }
 
 
