@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -180,6 +181,7 @@ def run(
             results["collections"][LABELS[key]] = entry
     finally:
         asyncio.run(llm.aclose())
+    shutil.rmtree(work, ignore_errors=True)  # ~180 MB a run; kept only when the run failed
     results["summary"] = summarise(results["collections"])
     return results
 

@@ -196,3 +196,22 @@ def test_a_call_is_shared_by_single_threaded_passes_with_the_same_vectors(passag
     assert len(runners["1"]._groups(lengths[:6])) == 1  # one worker: no needless split
     split, whole = runners["3"].encode(passages), runners["1"].encode(passages)
     assert float((split * whole).sum(axis=1).min()) > 0.9999
+
+
+def test_export_cache_is_keyed_by_weights_not_install_path(tmp_path):
+    """Every fresh virtual environment installs the packaged encoder at a new path; keying the
+    export by path once filled CI's disk with one 281 MB copy per clone."""
+    import shutil
+
+    from sleuth.search.encoder_export import export_dir
+
+    packaged = Path(resolve_encoder(None))
+    copy = tmp_path / "elsewhere" / packaged.parent.name / "model"
+    shutil.copytree(packaged, copy)
+    assert export_dir(str(copy)) == export_dir(str(packaged))
+
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # a retrained model: same size, different weights
+    weights.write_bytes(bytes(data))
+    assert export_dir(str(copy)) != export_dir(str(packaged))

@@ -44,15 +44,30 @@ CHECK_TEXTS = (
 FUSABLE = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert"}
 
 
+SAMPLE_BYTES = 4 << 20  # hashed from each end of a weight file: fast, and a retrained model differs
+
+
 def _weights_signature(path: str) -> str:
-    """Path plus size and mtime of the weight files: a changed model gets a new export."""
+    """What the weights are, not where they are installed: config plus, per weight file, its
+    size and a hash of its first and last few MiB. Keyed by content so that every fresh virtual
+    environment (a new install path, new mtimes) reuses the one export instead of adding another
+    copy to the cache; a changed model still gets a new export."""
     folder = Path(path)
-    parts = [str(folder.resolve()) if folder.exists() else path, str(EXPORT_VERSION)]
-    if folder.is_dir():
-        for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-            stat = weights.stat()
-            parts.append(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{EXPORT_VERSION}".encode())
+    if not folder.is_dir():
+        digest.update(path.encode())  # a hub id: the hub's own cache keys the weights
+        return digest.hexdigest()[:16]
+    for name in ("config.json", "modules.json", "sentence_bert_config.json"):
+        if (folder / name).is_file():
+            digest.update(name.encode() + (folder / name).read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}:{size}".encode())
+        with weights.open("rb") as handle:
+            digest.update(handle.read(SAMPLE_BYTES))
+            handle.seek(max(0, size - SAMPLE_BYTES))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()[:16]
 
 
 def export_dir(model_path: str) -> Path:
