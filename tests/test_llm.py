@@ -172,6 +172,10 @@ def test_tool_calls_are_read_from_plain_text():
     )
     assert [(c.name, c.arguments) for c in bare] == [("answer", {"answer": "x"})]
     assert parse_tool_calls('{"name": "rm", "arguments": {}}', allowed={"search"}) == []
+    # xgrammar's JSON strings admit raw control characters (found by the answer-spans property
+    # test): such a call is still read, not lost as "no tool call found".
+    (call,) = parse_tool_calls('{"name": "search", "arguments": {"query": "a\tb\x03"}}')
+    assert call.arguments == {"query": "a\tb\x03"}
 
 
 def test_llama_backend_is_optional_with_a_clear_message():

@@ -73,6 +73,7 @@ def ask_command(
         bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
     ] = False,
     constrain: options.Constrain = True,
+    answer_spans: options.AnswerSpans = False,
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
@@ -125,6 +126,7 @@ def ask_command(
         max_new_tokens=max_new_tokens,
         untagged_answer=untagged_answer,
         constrain=constrain,
+        answer_spans=answer_spans,
     )
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created

@@ -43,6 +43,10 @@ class AgentConfig:
     think: bool = True  # the grammar admits an optional <think>...</think> before the action
     # Teach the protocol in the system prompt with a worked example (an invented question).
     prompt_example: bool = True
+    # Under constraint, once documents were shown, the answer must be one of their short spans
+    # (titles, names, dates, numbers; yes/no): the model chooses what it read instead of
+    # writing an answer (sleuth.agent.spans). Tags and JSON formats; off by default.
+    answer_spans: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.actions) - set(ACTIONS)

@@ -11,6 +11,7 @@ here, the word form a few seconds (once per grammar and process). JSON format: o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,12 @@ WORD_CLASS = r"[!-;=?-~\u00a1-\uffff]"
 _WORD = rf"{WORD_CLASS}{{1,{WORD_CHARS}}}"
 
 
+def _regex_literal(text: str) -> str:
+    """``text`` matched literally; only regex metacharacters are escaped (``re.escape`` also
+    escapes spaces, which not every engine's regex dialect accepts)."""
+    return "".join("\\" + ch if ch in r"\.^$|?*+()[]{}-/" else ch for ch in text)
+
+
 def _words(extra: int) -> str:
     return rf"{_WORD}( {_WORD}){{0,{extra}}}"
 
@@ -50,6 +57,13 @@ class ActionGrammar:
     actions: tuple[str, ...]
     think: bool = True
     word_caps: dict[str, int] = field(default_factory=lambda: dict(WORD_CAPS))
+    # When set, the answer must be exactly one of these strings (``AgentConfig.answer_spans``:
+    # spans of the documents the agent saw) instead of free words.
+    answer_choices: tuple[str, ...] = ()
+
+    def _choices(self) -> tuple[str, ...]:
+        """The usable choices: none with tag characters, quotes, backslashes or line breaks."""
+        return tuple(c for c in self.answer_choices if c and not set(c) & set('<>\n\r\t"\\'))
 
     def tag_regex(self) -> str:
         alternatives = []
@@ -57,6 +71,8 @@ class ActionGrammar:
             body = _words(self.word_caps[action])
             if action == "judge":
                 body = rf"(yes|no): {body}"
+            if action == "answer" and self._choices():
+                body = "(" + "|".join(_regex_literal(c) for c in self._choices()) + ")"
             alternatives.append(rf"<{action}>{body}</{action}>")
         action_part = "(" + "|".join(alternatives) + ")"
         if not self.think:
@@ -75,6 +91,8 @@ class ActionGrammar:
             body = words(self.word_caps[action])
             if action == "judge":
                 body = f'("yes" | "no") ": " {body}'
+            if action == "answer" and self._choices():
+                body = "(" + " | ".join(json.dumps(c) for c in self._choices()) + ")"
             rules.append(f'{action} ::= "<{action}>" {body} "</{action}>"')
             alternatives.append(action)
         choice = "(" + " | ".join(alternatives) + ")"
@@ -93,6 +111,8 @@ class ActionGrammar:
             for name in params:
                 if action == "judge" and name == "verdict":
                     properties[name] = {"type": "string", "enum": ["yes", "no"]}
+                elif action == "answer" and self._choices():
+                    properties[name] = {"type": "string", "enum": list(self._choices())}
                 else:
                     properties[name] = {
                         "type": "string",

@@ -12,6 +12,7 @@ class KnowledgeCache:
         self.doc_chars = doc_chars
         self.seen: dict[str, str] = {}  # id -> title, in first-seen order
         self.notes: list[str] = []  # e.g. judge rationales
+        self.texts: list[str] = []  # document text as shown to the model (answer spans' source)
 
     def render_hits(self, hits: list[Hit]) -> tuple[str, list[HitRef]]:
         """Observation text for ``hits`` (new ones in full, seen ones by reference)."""
@@ -35,6 +36,7 @@ class KnowledgeCache:
                 if len(text) > self.doc_chars:
                     text = text[: self.doc_chars].rsplit(" ", 1)[0] + " ..."
                 lines.append(f"[{n}] (id: {neutralise(hit.id)}) {title}\n{neutralise(text)}")
+                self.texts.append(neutralise(text))
                 self.seen[hit.id] = hit.title
             else:
                 lines.append(f"[{n}] already seen: (id: {neutralise(hit.id)}) {title}")

@@ -19,6 +19,7 @@ from sleuth.agent.escape import neutralise
 from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.knowledge import KnowledgeCache
 from sleuth.agent.parsing import THINK, Action, judge_verdict, parse_json, parse_tags
+from sleuth.agent.spans import candidate_spans
 from sleuth.agent.trajectory import Step, Trajectory
 from sleuth.errors import DocumentNotFound, QueryError, SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message
@@ -209,12 +210,15 @@ class _Episode:
         note = f"search at least {n} time{'s' if n > 1 else ''} before judging or answering"
         return Action("invalid", error=note, call_id=action.call_id)
 
+    def _answer_choices(self, actions: tuple[str, ...]) -> tuple[str, ...]:
+        """The spans an answer may be (``answer_spans``), from the documents shown so far."""
+        if not (self.cfg.answer_spans and "answer" in actions and self.knowledge.texts):
+            return ()
+        return tuple(candidate_spans(self.knowledge.texts, self.knowledge.seen.values()))
+
     def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
-        constraint = (
-            ActionGrammar(actions, think=think).constraint(self.cfg.action_format)
-            if self.cfg.constrain
-            else None
-        )
+        grammar = ActionGrammar(actions, think=think, answer_choices=self._answer_choices(actions))
+        constraint = grammar.constraint(self.cfg.action_format) if self.cfg.constrain else None
         return GenerationConfig(
             max_tokens=min(self.cfg.max_new_tokens, max(1, self.cfg.max_tokens - self.tokens)),
             temperature=self.cfg.temperature,
@@ -233,6 +237,8 @@ class _Episode:
         if config.constraint is not None and not completion.constraint:
             backend = getattr(self.agent.llm, "name", type(self.agent.llm).__name__)
             completion.constraint = f"not enforced: backend {backend} cannot constrain"
+        elif config.constraint is not None and (choices := self._answer_choices(self.actions)):
+            completion.constraint += f" (answer: one of {len(choices)} spans read)"
         self.tokens += completion.usage.completion_tokens
         return completion
 
@@ -393,6 +399,7 @@ class _Episode:
                 f"(id: {neutralise(doc.id)}) {neutralise(doc.title)}\n{neutralise(body)}"
             )
             self.knowledge.seen.setdefault(doc.id, doc.title)
+            self.knowledge.texts.append(neutralise(body))
             self._observe(step.observation, action, wrap=True)
         elif action.name == "judge":
             verdict = judge_verdict(action.argument)

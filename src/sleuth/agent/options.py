@@ -12,6 +12,13 @@ Constrain = Annotated[
     bool,
     typer.Option(help="Decode each model turn under the action grammar: exactly one valid action"),
 ]
+AnswerSpans = Annotated[
+    bool,
+    typer.Option(
+        help="Under --constrain, the answer must be a short span (title, name, date, number, "
+        "yes/no) of a document the agent was shown: it chooses what it read"
+    ),
+]
 PromptExample = Annotated[
     bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
 ]

@@ -82,6 +82,7 @@ def run_command(
         typer.Option(help="Take prose with no action tag as the answer (for tiny models)"),
     ] = False,
     constrain: options.Constrain = True,
+    answer_spans: options.AnswerSpans = False,
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
@@ -143,6 +144,7 @@ def run_command(
         temperature=temperature,
         untagged_answer=untagged_answer,
         constrain=constrain,
+        answer_spans=answer_spans,
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm

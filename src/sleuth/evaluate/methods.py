@@ -42,6 +42,7 @@ class Budget:
     constrain: bool = True  # decode each turn under the action grammar (sleuth.agent.grammar)
     think: bool = True  # the grammar admits a short <think> before the action
     prompt_example: bool = True  # a worked example in the system prompt
+    answer_spans: bool = False  # answers are spans of the documents shown (AgentConfig)
 
 
 def method_settings(method: str, budget: Budget, seed: int | None = None) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 1. **Propose** (the one agent loop, ``sleuth.agent.Agent``): from a seed document drawn from
    the index, the proposer explores with search/open (``--hops`` searches at least) and ends
-   with ``<answer>`` holding a short fact it read (the answer span: the action grammar caps it at
-   10 words). Its last turn writes the question for that answer from the documents it saw; that
-   turn is one plain model call outside the action grammar, because the grammar caps an answer
-   action at 10 words and questions are longer (so no hook in the loop is needed).
+   with ``<answer>`` holding a short fact it read (by default the grammar makes it choose one of
+   the short spans of the documents it retrieved: ``AgentConfig.answer_spans``). Its last turn
+   writes the question for that answer from the documents it saw; that turn is one plain model
+   call outside the action grammar, because the grammar caps an answer action at 10 words and
+   questions are longer (so no hook in the loop is needed).
 2. **Verify** (SSP): the answer must be a short span (at most 5 words) found in a document the
    proposer saw; the RAG solver (the loop's ``rag`` configuration) given *every* document the
    proposer retrieved must answer correctly (EM or short cover-EM, ``sleuth.evaluate.metrics``);
@@ -153,6 +154,9 @@ class SynthSettings:
     max_new_tokens: int = 64
     doc_chars: int = 400
     temperature: float = 0.0  # the proposer's sampling (self-play samples a GRPO group)
+    # The proposer's answer is chosen from the short spans of what it retrieved (under the
+    # grammar): free answers from small models were sentences or invented names, never spans.
+    answer_spans: bool = True
 
 
 class QuestionSynthesizer:
@@ -201,6 +205,7 @@ class QuestionSynthesizer:
                 min_searches=max(0, s.hops - 1),
                 prompt_example=False,  # small models copy the example's invented topic
                 temperature=s.temperature,
+                answer_spans=s.answer_spans,
             ),
         )
         trajectory = await agent.run(

@@ -38,6 +38,13 @@ def questions_command(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the seed-document draw")] = 0,
     top_k: Annotated[int, typer.Option(help="Hits per proposer search")] = 3,
+    answer_spans: Annotated[
+        bool,
+        typer.Option(
+            help="The proposer chooses its answer among the short spans (names, dates, "
+            "numbers, titles) of the documents it retrieved; --no-answer-spans lets it write one"
+        ),
+    ] = True,
 ) -> None:
     """Propose questions with the agent loop and keep those a RAG solver verifies (SSP).
 
@@ -67,7 +74,13 @@ def questions_command(
     log = TrajectoryLog(out.with_name(out.name + ".trajectories.jsonl"))
     llm = open_llm(model, llm_url)
     settings = SynthSettings(
-        n=n, hops=hops, evolve=evolve, drop_easy=drop_easy, seed=seed, top_k=top_k
+        n=n,
+        hops=hops,
+        evolve=evolve,
+        drop_easy=drop_easy,
+        seed=seed,
+        top_k=top_k,
+        answer_spans=answer_spans,
     )
     synth = QuestionSynthesizer(llm, engine, settings)
 

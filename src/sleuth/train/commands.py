@@ -228,6 +228,13 @@ def selfplay_command(
     seed: Annotated[int, typer.Option(help="Random seed (also picks the seed topics)")] = 0,
     simulate: SimulateOption = None,
     noise_schedule: train_options.NoiseSchedule = None,
+    answer_spans: Annotated[
+        bool,
+        typer.Option(
+            help="The proposer chooses its answer among the short spans of the documents it "
+            "retrieved (--no-answer-spans: it writes one)"
+        ),
+    ] = True,
 ) -> None:
     """Search self-play (SSP): one policy proposes questions and solves them, GRPO for both.
 
@@ -264,6 +271,7 @@ def selfplay_command(
         seed=seed,
         simulate=simulate,
         noise_schedule=noise_schedule,
+        answer_spans=answer_spans,
     )
     results = train_selfplay(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))

@@ -71,6 +71,7 @@ class SelfPlayTrainConfig:
     simulate: str | None = None
     noise_schedule: str | None = None
     micro_batch: int | None = 1  # episodes per forward/backward pass (see AgentTrainConfig)
+    answer_spans: bool = True  # the proposer chooses its answer among spans it read
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -111,6 +112,7 @@ class SelfPlayTrainConfig:
             max_new_tokens=self.max_new_tokens,
             doc_chars=self.doc_chars,
             temperature=self.temperature,
+            answer_spans=self.answer_spans,
         )
 
     def to_dict(self) -> dict[str, Any]:
