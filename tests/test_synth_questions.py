@@ -131,3 +131,26 @@ def test_clean_question_and_bad_options():
 )
 def test_correctness_uses_the_eval_metrics(answer, prediction, ok):
     assert correct(prediction, answer) is ok
+
+
+def test_a_question_holding_its_answer_as_a_possessive_is_caught():
+    from sleuth.synth.questions import contains_answer
+
+    answer = "Hayden Leslie Panettiere"
+    assert contains_answer("What is Hayden Leslie Panettiere's name?", answer)
+    assert contains_answer("What is Hayden Leslie Panettiere\u2019s name?", answer)
+    assert not contains_answer("Which actress played Claire Bennet in Heroes?", answer)
+
+
+def test_the_proposer_starts_from_its_seed_and_chooses_among_spans(hotpot_bm25):
+    """The first retrieval is of the seed's title (searching the whole task text found the same
+    documents for every seed), and the answer is chosen among spans read, yes/no excluded."""
+    synth, proposals = _run(hotpot_bm25, Policy(), n=6, seed=5)
+    found_own_seed = 0
+    for proposal, trajectory in zip(proposals, synth.trajectories, strict=True):
+        first = trajectory.steps[0]
+        assert first.action == "search" and first.argument == proposal.seed_title
+        found_own_seed += proposal.seed_id in [hit.id for hit in first.hits]
+        assert trajectory.config["answer_spans"] and not trajectory.config["answer_yes_no"]
+    assert found_own_seed >= 5
+    assert len({p.answer for p in proposals}) == len(proposals)  # one topic per seed

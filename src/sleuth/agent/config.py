@@ -47,6 +47,7 @@ class AgentConfig:
     # (titles, names, dates, numbers; yes/no): the model chooses what it read instead of
     # writing an answer (sleuth.agent.spans). Tags and JSON formats; off by default.
     answer_spans: bool = False
+    answer_yes_no: bool = True  # with answer_spans: "yes" and "no" are offered too
 
     def __post_init__(self) -> None:
         unknown = set(self.actions) - set(ACTIONS)

@@ -62,9 +62,13 @@ class Agent:
         episode_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         on_step: Callable[[Step], None] | None = None,
+        prefetch_query: str | None = None,
     ) -> Trajectory:
+        """One episode on ``question``. ``prefetch_query``: what the prefetch (``prefetch_k``)
+        searches instead of the question, when the question is a long task (the proposer's)."""
         cfg = self.config
         episode = _Episode(self, question, on_step)
+        episode.prefetch_query = prefetch_query or question
         traj = episode.trajectory
         traj.episode_id = episode_id or uuid.uuid4().hex[:12]
         traj.metadata = dict(metadata or {})
@@ -89,6 +93,7 @@ class _Episode:
         self.tags = self.cfg.action_format == "tags"
         self.knowledge = KnowledgeCache(self.cfg.doc_chars)
         self.question = question
+        self.prefetch_query = question
         system = (
             prompts.tag_system_prompt(self.cfg.actions, self.cfg.prompt_example)
             if self.tags
@@ -135,7 +140,7 @@ class _Episode:
             return
         started = time.perf_counter()
         try:
-            hits = await self._search(self.question, self.cfg.prefetch_k)
+            hits = await self._search(self.prefetch_query, self.cfg.prefetch_k)
         except QueryError as exc:
             raise _Stop("search_error", str(exc)) from None
         text, refs = self.knowledge.render_hits(hits)
@@ -147,7 +152,7 @@ class _Episode:
                 prompt_delta=[],
                 model_output="",
                 action="search",
-                argument=self.question,
+                argument=self.prefetch_query,
                 hits=refs,
                 observation=observation,
                 tool_seconds=time.perf_counter() - started,
@@ -214,7 +219,11 @@ class _Episode:
         """The spans an answer may be (``answer_spans``), from the documents shown so far."""
         if not (self.cfg.answer_spans and "answer" in actions and self.knowledge.texts):
             return ()
-        return tuple(candidate_spans(self.knowledge.texts, self.knowledge.seen.values()))
+        return tuple(
+            candidate_spans(
+                self.knowledge.texts, self.knowledge.seen.values(), self.cfg.answer_yes_no
+            )
+        )
 
     def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
         grammar = ActionGrammar(actions, think=think, answer_choices=self._answer_choices(actions))

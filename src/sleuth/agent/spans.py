@@ -54,7 +54,7 @@ def _name_runs(text: str) -> Iterable[str]:
             yield " ".join(run)
         run.clear()
 
-    for match in _WORD.finditer(text):
+    for match in _WORD.finditer(re.sub(r"(?<=\w)([(\[])", r" \1", text)):
         raw = match.group()
         word = raw.strip(_EDGE)
         possessive = word.endswith(("'s", "\u2019s"))
@@ -81,11 +81,14 @@ def _clean(span: str) -> str:
     return " ".join(span.split()).strip(_EDGE + " ")
 
 
-def candidate_spans(texts: Iterable[str], titles: Iterable[str] = ()) -> list[str]:
+def candidate_spans(
+    texts: Iterable[str], titles: Iterable[str] = (), yes_no: bool = True
+) -> list[str]:
     """The answer spans found in ``titles`` and ``texts``: titles first (without their
     parenthesised disambiguation), then each text's dates, names and numbers; yes and no
-    always, first; unique case-insensitively; at most ``MAX_SPANS``."""
-    found: list[str] = list(ALWAYS)
+    first unless ``yes_no`` is off (a quiz proposer's answer must be a fact it read); unique
+    case-insensitively; at most ``MAX_SPANS``."""
+    found: list[str] = list(ALWAYS) if yes_no else []
     seen: set[str] = set(ALWAYS)
 
     def add(span: str) -> None:

@@ -70,6 +70,14 @@ def correct(prediction: str | None, answer: str) -> bool:
     return bool(exact_match(prediction, [answer]) or short_cover_exact_match(prediction, [answer]))
 
 
+def contains_answer(question: str, answer: str) -> bool:
+    """The answer appears in the question, possessives included: the metrics' normalisation
+    reads "Panettiere's" as "panettieres", which let "What is Hayden Leslie Panettiere's
+    name?" through with the answer "Hayden Leslie Panettiere"."""
+    without_possessives = re.sub(r"(?<=\w)['\u2019]s\b", "", question)
+    return cover_exact_match(question, [answer]) or cover_exact_match(without_possessives, [answer])
+
+
 def proposer_task(seed: Document, hops: int) -> str:
     """The proposer's user turn: explore from the seed, end with a short fact as the answer."""
     return (
@@ -199,19 +207,23 @@ class QuestionSynthesizer:
             self.engine,
             self._config(
                 actions=("search", "open", "answer"),
-                prefetch_k=s.top_k,  # the first search, of the task naming the seed, is given
+                prefetch_k=s.top_k,  # the first search, of the seed's title, is given
                 max_turns=s.hops + 3,
                 max_searches=s.hops + 1,
                 min_searches=max(0, s.hops - 1),
                 prompt_example=False,  # small models copy the example's invented topic
                 temperature=s.temperature,
                 answer_spans=s.answer_spans,
+                answer_yes_no=False,  # not a fact read in a document
             ),
         )
         trajectory = await agent.run(
             proposer_task(seed, s.hops),
             episode_id=f"proposer-{s.seed}-{index}",
             metadata={"role": "proposer", "seed_id": seed.id},
+            # Searching the whole task found the same documents for every seed (its generic
+            # words outweigh the title in BM25): 7 of 20 proposals answered "1970".
+            prefetch_query=seed.title,
         )
         self.trajectories.append(trajectory)
         proposal.proposer_trajectory = trajectory.episode_id
@@ -238,7 +250,7 @@ class QuestionSynthesizer:
         if not proposal.question.endswith("?") or len(proposal.question.split()) < 4:
             proposal.rejected = "no well-formed question"
             return proposal
-        if cover_exact_match(proposal.question, [proposal.answer]):
+        if contains_answer(proposal.question, proposal.answer):
             proposal.rejected = "question contains its answer"
             return proposal
         await self.verify(proposal, documents)
@@ -284,6 +296,8 @@ class QuestionSynthesizer:
             return  # the question does not name its seed: nothing direct to hide
         rewritten = clean_question(await self._complete(evolve_messages(proposal.question, clue)))
         if not rewritten.endswith("?") or clue.lower() in rewritten.lower():
+            return
+        if contains_answer(rewritten, proposal.answer):
             return
         trial = Proposal(**{**asdict(proposal), "question": rewritten})
         await self.verify(trial, documents)
