@@ -1,11 +1,11 @@
 """Candidate answer spans: the short names, dates and numbers in the documents an agent saw.
 
-Why: a small model asked for "a short fact you read" writes a sentence or an invented name
-(the 135M proposer of ``synth questions`` and ``train selfplay``: 0 of 40 proposals were a short
+Why: a small model asked for "a short fact you read" writes a sentence or an invented name (the
+135M proposer of ``synth questions`` and ``train selfplay``: 39 of 40 proposals were not a short
 span of a document it had read). With ``AgentConfig.answer_spans`` the answer action's grammar
 admits only these spans, so the model *chooses* its answer from what it read instead of writing
-one. The extraction is deliberately simple and predictable: document titles, runs of
-capitalised words (with "of", "the", "de" ... inside), years, dates and numbers, each at most
+one. The extraction is deliberately simple and predictable: document titles, runs of capitalised
+words (with "of", "the", "de" ... inside), years, dates and numbers, each at most
 ``MAX_SPAN_WORDS`` words, in order of first appearance.
 """
 

@@ -43,7 +43,13 @@ def run_command(
             help="Gold evidence by document id: BEIR qrels .tsv / folder, keyed by question id"
         ),
     ] = None,
-    index: Annotated[Path | None, typer.Option(help="Index folder built by `sleuth index`")] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Index folder built by `sleuth index`, or 'bundled' for the bundled HotpotQA "
+            "BM25 index (the one `synth questions` explores by default)"
+        ),
+    ] = None,
     search_url: Annotated[
         str | None, typer.Option(help="Retrieval server URL (Sleuth or Search-R1 /retrieve)")
     ] = None,

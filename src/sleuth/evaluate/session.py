@@ -20,12 +20,19 @@ if TYPE_CHECKING:
     from sleuth.search.base import SearchEngine
 
 
+BUNDLED = "bundled"  # --index bundled: the bundled HotpotQA BM25 index (built once, cached)
+
+
 def open_search(
     index: Path | None, search_url: str | None
 ) -> tuple[SearchEngine | None, dict[str, Any] | None, str | None]:
     """The engine, the manifest to record beside the results, and a label for the config."""
     if index is not None and search_url is not None:
         raise SleuthError("give either --index or --search-url, not both")
+    if index is not None and str(index) == BUNDLED and not Path(index).exists():
+        from sleuth.search.cache import bundled_index
+
+        index = bundled_index()  # what `synth questions` explores by default
     if index is not None:
         from sleuth.search import open_index, read_manifest
 
