@@ -228,3 +228,19 @@ def test_an_episode_the_model_ended_with_invalid_actions_is_a_result_not_a_failu
     assert episode_error(invalid) is None
     broken = asyncio.run(Agent(ScriptedLLM([]), hotpot_bm25, config).run("capital of France?"))
     assert broken.stop_reason == "llm_error" and "ran out of outputs" in episode_error(broken)
+
+
+def test_index_bundled_names_the_bundled_hotpotqa_index(monkeypatch, tmp_path):
+    """`--index bundled` (what `synth questions` explores) unless a folder of that name exists."""
+    from pathlib import Path
+
+    from sleuth.evaluate.session import open_search
+    from sleuth.search.cache import bundled_index
+
+    engine, manifest, label = open_search(Path("bundled"), None)
+    assert len(engine) == 10785 and manifest["corpus"]["source"] == "hotpotqa-1100"
+    assert label == str(bundled_index().resolve())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bundled").mkdir()
+    with pytest.raises(Exception, match="bundled"):
+        open_search(Path("bundled"), None)  # a real folder of that name is taken as given
