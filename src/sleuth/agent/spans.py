@@ -4,9 +4,9 @@ Why: a small model asked for "a short fact you read" writes a sentence or an inv
 135M proposer of ``synth questions`` and ``train selfplay``: 39 of 40 proposals were not a short
 span of a document it had read). With ``AgentConfig.answer_spans`` the answer action's grammar
 admits only these spans, so the model *chooses* its answer from what it read instead of writing
-one. The extraction is deliberately simple and predictable: document titles, runs of capitalised
-words (with "of", "the", "de" ... inside), years, dates and numbers, each at most
-``MAX_SPAN_WORDS`` words, in order of first appearance.
+one. The extraction is deliberately simple and predictable: document titles, then per document
+its dates, runs of capitalised words (with "of", "the", "de" ... inside), "Place, Region" pairs
+and numbers, each at most ``MAX_SPAN_WORDS`` words.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 
 MAX_SPAN_WORDS = 5  # the short-answer rule of synth questions (SHORT_ANSWER_WORDS)
-MAX_SPANS = 80  # per turn: keeps the grammar small enough to compile in well under a second
+MAX_SPANS = 80  # per turn: bounds the grammar (a new one per answer turn, compiled each time)
 ALWAYS = ("yes", "no")  # comparison questions are answered yes or no
 
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"

@@ -163,7 +163,7 @@ class SynthSettings:
     doc_chars: int = 400
     temperature: float = 0.0  # the proposer's sampling (self-play samples a GRPO group)
     # The proposer's answer is chosen from the short spans of what it retrieved (under the
-    # grammar): free answers from small models were sentences or invented names, never spans.
+    # grammar): free answers from small models were mostly sentences or invented names.
     answer_spans: bool = True
 
 
