@@ -67,8 +67,7 @@ class Agent:
         """One episode on ``question``. ``prefetch_query``: what the prefetch (``prefetch_k``)
         searches instead of the question, when the question is a long task (the proposer's)."""
         cfg = self.config
-        episode = _Episode(self, question, on_step)
-        episode.prefetch_query = prefetch_query or question
+        episode = _Episode(self, question, on_step, prefetch_query)
         traj = episode.trajectory
         traj.episode_id = episode_id or uuid.uuid4().hex[:12]
         traj.metadata = dict(metadata or {})
@@ -88,12 +87,18 @@ class Agent:
 class _Episode:
     """State of one run: conversation, knowledge, counters and the trajectory being written."""
 
-    def __init__(self, agent: Agent, question: str, on_step: Callable[[Step], None] | None):
+    def __init__(
+        self,
+        agent: Agent,
+        question: str,
+        on_step: Callable[[Step], None] | None,
+        prefetch_query: str | None = None,
+    ):
         self.agent, self.cfg, self.on_step = agent, agent.config, on_step
         self.tags = self.cfg.action_format == "tags"
         self.knowledge = KnowledgeCache(self.cfg.doc_chars)
         self.question = question
-        self.prefetch_query = question
+        self.prefetch_query = prefetch_query or question
         system = (
             prompts.tag_system_prompt(self.cfg.actions, self.cfg.prompt_example)
             if self.tags
@@ -225,8 +230,10 @@ class _Episode:
             )
         )
 
-    def _generation_config(self, actions: tuple[str, ...], think: bool) -> GenerationConfig:
-        grammar = ActionGrammar(actions, think=think, answer_choices=self._answer_choices(actions))
+    def _generation_config(
+        self, actions: tuple[str, ...], think: bool, choices: tuple[str, ...]
+    ) -> GenerationConfig:
+        grammar = ActionGrammar(actions, think=think, answer_choices=choices)
         constraint = grammar.constraint(self.cfg.action_format) if self.cfg.constrain else None
         return GenerationConfig(
             max_tokens=min(self.cfg.max_new_tokens, max(1, self.cfg.max_tokens - self.tokens)),
@@ -236,7 +243,7 @@ class _Episode:
             constraint=constraint,
         )
 
-    async def _generate(self, config: GenerationConfig) -> Completion:
+    async def _generate(self, config: GenerationConfig, choices: tuple[str, ...]) -> Completion:
         try:
             completion = await self.agent.llm.complete(
                 self.messages, config, None if self.tags else prompts.json_tools(self.actions)
@@ -246,7 +253,7 @@ class _Episode:
         if config.constraint is not None and not completion.constraint:
             backend = getattr(self.agent.llm, "name", type(self.agent.llm).__name__)
             completion.constraint = f"not enforced: backend {backend} cannot constrain"
-        elif config.constraint is not None and (choices := self._answer_choices(self.actions)):
+        elif config.constraint is not None and choices:
             completion.constraint += f" (answer: one of {len(choices)} spans read)"
         self.tokens += completion.usage.completion_tokens
         return completion
@@ -259,7 +266,8 @@ class _Episode:
         self.actions = actions
         started = time.perf_counter()
         think = self.cfg.think and self.tags
-        completion = await self._generate(self._generation_config(actions, think))
+        choices = self._answer_choices(actions)  # once per turn: the retry offers the same
+        completion = await self._generate(self._generation_config(actions, think, choices), choices)
         cut_in_thought = (
             think
             and self.cfg.constrain
@@ -269,7 +277,9 @@ class _Episode:
         )
         if cut_in_thought:  # the thought used up the turn: ask again for the action alone
             first = completion
-            completion = await self._generate(self._generation_config(actions, False))
+            completion = await self._generate(
+                self._generation_config(actions, False, choices), choices
+            )
             completion.usage.completion_tokens += first.usage.completion_tokens
             completion.usage.prompt_tokens += first.usage.prompt_tokens
             completion.constraint += " (thought cut at max tokens; retried without thought)"
