@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sleuth.agent.config import AgentConfig
+from sleuth.agent.escape import neutralise
 from sleuth.agent.loop import Agent, _Episode, _Stop
 from sleuth.agent.parsing import Action
 from sleuth.agent.trajectory import Step, Trajectory
@@ -180,8 +181,11 @@ class _Replay:
             shown = observed_hits(step.observation)
             for hit in step.hits:
                 ep.knowledge.seen.setdefault(hit.id, shown.get(hit.id, ("", ""))[0])
+            # The text shown, as the loop keeps it: the source of answer spans (answer_spans).
+            ep.knowledge.texts.extend(neutralise(text) for _, text in shown.values() if text)
             if step.action == "open" and not step.error:
                 ep.knowledge.seen.setdefault(step.argument, "")
+                ep.knowledge.texts.append(step.observation.partition("\n")[2])
             ep.searches += step.action == "search"
             ep.tokens += step.completion_tokens
 
