@@ -19,6 +19,14 @@ AnswerSpans = Annotated[
         "yes/no) of a document the agent was shown: it chooses what it read"
     ),
 ]
+# For the quiz proposer (`synth questions`, `train selfplay`): on by default there.
+ProposerAnswerSpans = Annotated[
+    bool,
+    typer.Option(
+        help="The proposer chooses its answer among the short spans (names, dates, numbers, "
+        "titles) of the documents it retrieved; --no-answer-spans lets it write one"
+    ),
+]
 PromptExample = Annotated[
     bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
 ]

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.agent import options
+
 
 def register(app: typer.Typer) -> None:
     from sleuth.synth.commands import synth_app
@@ -38,13 +40,7 @@ def questions_command(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the seed-document draw")] = 0,
     top_k: Annotated[int, typer.Option(help="Hits per proposer search")] = 3,
-    answer_spans: Annotated[
-        bool,
-        typer.Option(
-            help="The proposer chooses its answer among the short spans (names, dates, "
-            "numbers, titles) of the documents it retrieved; --no-answer-spans lets it write one"
-        ),
-    ] = True,
+    answer_spans: options.ProposerAnswerSpans = True,
 ) -> None:
     """Propose questions with the agent loop and keep those a RAG solver verifies (SSP).
 

@@ -228,13 +228,7 @@ def selfplay_command(
     seed: Annotated[int, typer.Option(help="Random seed (also picks the seed topics)")] = 0,
     simulate: SimulateOption = None,
     noise_schedule: train_options.NoiseSchedule = None,
-    answer_spans: Annotated[
-        bool,
-        typer.Option(
-            help="The proposer chooses its answer among the short spans of the documents it "
-            "retrieved (--no-answer-spans: it writes one)"
-        ),
-    ] = True,
+    answer_spans: options.ProposerAnswerSpans = True,
 ) -> None:
     """Search self-play (SSP): one policy proposes questions and solves them, GRPO for both.
 
