@@ -63,6 +63,16 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
+def tokenizer():
+    """The packaged SmolLM2's tokenizer (its real 49k-token vocabulary)."""
+    from transformers import AutoTokenizer
+
+    from sleuth.llm.models import resolve_hf_folder
+
+    return AutoTokenizer.from_pretrained(resolve_hf_folder(None)[0])
+
+
+@pytest.fixture(scope="session")
 def packaged_llm():
     """The packaged SmolLM2-135M on the default local backend (OpenVINO), loaded once."""
     from sleuth.llm import load_llm

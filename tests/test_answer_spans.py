@@ -5,30 +5,17 @@ import asyncio
 import json
 import re
 
-import numpy as np
 import pytest
-import torch
+from grammar_support import decode_random_logits, parse_action
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sleuth.agent import Agent, AgentConfig
 from sleuth.agent.grammar import ActionGrammar
-from sleuth.agent.parsing import parse_json, parse_tags
 from sleuth.agent.spans import MAX_SPAN_WORDS, MAX_SPANS, candidate_spans
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.evaluate.metrics import exact_match
-from sleuth.llm.base import Completion
 from sleuth.llm.grammar_mask import new_matcher
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from sleuth.llm.models import resolve_hf_folder
-
-    folder, _ = resolve_hf_folder(None)
-    return AutoTokenizer.from_pretrained(folder)
 
 
 @pytest.fixture(scope="module")
@@ -101,38 +88,16 @@ def test_names_dates_and_places_are_whole():
 def test_arbitrary_logits_under_span_choices_yield_one_of_the_spans(
     tokenizer, hotpot_bm25, dev_questions, seed, think, action_format, scale, question
 ):
-    import xgrammar
-
     documents = _gold_documents(hotpot_bm25, dev_questions[question])
     spans = tuple(
         candidate_spans([_shown(d.text) for d in documents], [d.title for d in documents])
     )
     actions = ("search", "answer")
-    grammar = ActionGrammar(actions, think=think, answer_choices=spans)
-    vocab = len(tokenizer)
-    matcher = new_matcher(tokenizer, grammar.constraint(action_format), vocab)
-    rng = np.random.default_rng(seed)
-    bitmask = xgrammar.allocate_token_bitmask(1, vocab)
+    constraint = ActionGrammar(actions, think=think, answer_choices=spans).constraint(action_format)
     answer_open = tokenizer.encode("<answer>") + tokenizer.encode('"answer"')
-    generated: list[int] = []
-    for _ in range(3000):
-        logits = torch.from_numpy((rng.standard_normal(vocab) * scale).astype(np.float32))[None]
-        logits[0, answer_open] += 30.0  # steer towards answering, where the choice applies
-        matcher.fill_next_token_bitmask(bitmask)
-        xgrammar.apply_token_bitmask_inplace(logits, bitmask)
-        token = int(logits.argmax())
-        assert matcher.accept_token(token)
-        if matcher.is_terminated():
-            break
-        generated.append(token)
-    else:
-        pytest.fail("the grammar did not end within 3000 tokens")
-    text = tokenizer.decode(generated)
-    action = (
-        parse_tags(text, actions)
-        if action_format == "tags"
-        else parse_json(Completion(text=text), actions)
-    )
+    # steer towards answering, where the choice applies
+    text = decode_random_logits(tokenizer, constraint, seed, scale, answer_open, 30.0)
+    action = parse_action(text, actions, action_format)
     assert action.name in actions and not action.error, text
     if action.name == "answer":
         assert action.argument in spans, (action.argument, text)

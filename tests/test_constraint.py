@@ -8,17 +8,14 @@ comes out under the grammar is exactly one parseable action of the enabled set.
 import asyncio
 import json
 
-import numpy as np
-import pytest
-import torch
+from grammar_support import decode_random_logits, parse_action
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sleuth.agent import Agent, AgentConfig
 from sleuth.agent.grammar import ActionGrammar
-from sleuth.agent.parsing import parse_json, parse_tags
 from sleuth.evaluate.benchmarks import load_benchmark
-from sleuth.llm.base import Completion, GenerationConfig
+from sleuth.llm.base import GenerationConfig
 from sleuth.llm.grammar_mask import new_matcher
 
 ACTION_SETS = [
@@ -27,22 +24,6 @@ ACTION_SETS = [
     ("answer",),
     ("search", "open", "judge", "ask", "answer"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from sleuth.llm.models import resolve_hf_folder
-
-    folder, _ = resolve_hf_folder(None)
-    return AutoTokenizer.from_pretrained(folder)
-
-
-def _parse(text: str, actions: tuple[str, ...], action_format: str):
-    if action_format == "tags":
-        return parse_tags(text, actions)
-    return parse_json(Completion(text=text), actions)
 
 
 @given(
@@ -57,32 +38,14 @@ def _parse(text: str, actions: tuple[str, ...], action_format: str):
 def test_arbitrary_logits_under_the_grammar_yield_one_parseable_action(
     tokenizer, seed, actions, think, action_format, adversarial, scale
 ):
-    import xgrammar
-
-    vocab = len(tokenizer)
     constraint = ActionGrammar(actions, think=think).constraint(action_format)
-    matcher = new_matcher(tokenizer, constraint, vocab)
-    rng = np.random.default_rng(seed)
-    bitmask = xgrammar.allocate_token_bitmask(1, vocab)
     # Tokens that would break the format if allowed: end of turn, tag openers, other markup.
     markup = ("<", "</", "<answer>", "<search>", "\n\n", "}", "{")
     tempting = [tokenizer.eos_token_id] + [i for t in markup for i in tokenizer.encode(t)]
-    generated: list[int] = []
-    for _ in range(3000):
-        logits = torch.from_numpy((rng.standard_normal(vocab) * scale).astype(np.float32))[None]
-        if adversarial:
-            logits[0, tempting] += 1000.0
-        matcher.fill_next_token_bitmask(bitmask)
-        xgrammar.apply_token_bitmask_inplace(logits, bitmask)
-        token = int(logits.argmax())
-        assert matcher.accept_token(token), "the mask admitted a token the grammar rejects"
-        if matcher.is_terminated():
-            break
-        generated.append(token)
-    else:
-        pytest.fail("the grammar did not end within 3000 tokens")
-    text = tokenizer.decode(generated)
-    action = _parse(text, actions, action_format)
+    text = decode_random_logits(
+        tokenizer, constraint, seed, scale, tempting if adversarial else (), 1000.0
+    )
+    action = parse_action(text, actions, action_format)
     assert action.name in actions, (text, action)
     assert action.argument and not action.error
 

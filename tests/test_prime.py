@@ -47,15 +47,6 @@ def episodes(hotpot_bm25, tmp_path_factory):
     return out, stats, TrajectoryLog(out).read()
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from sleuth.llm.models import resolve_hf_folder
-
-    return AutoTokenizer.from_pretrained(resolve_hf_folder(None)[0])
-
-
 def test_synth_refuses_the_test_split(hotpot_bm25, tmp_path):
     with pytest.raises(SleuthError, match="hotpotqa-1100:test"):
         synth_trajectories(["hotpotqa-1100:test"], hotpot_bm25, tmp_path / "x.jsonl")
