@@ -183,6 +183,50 @@ def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
     assert summary["reward_per_step"] == [pytest.approx(sum(ours) / 2, abs=1e-5)]
 
 
+def test_a_step_whose_groups_have_no_reward_spread_skips_the_model(policy, hotpot_bm25, tmp_path):
+    """Both episodes wrong: every advantage is 0, so the loss pass is skipped (it could only
+    add zero) and the weights stay exactly as they were; the log says the pass was skipped."""
+    from trl import GRPOTrainer
+
+    model, tokenizer, _ = policy
+    question = load_benchmark("hotpotqa-1100:train", limit=1).questions[0]
+    outputs = [f"<search>{question.question}</search>", "<answer>Atlantis</answer><|im_end|>"] * 2
+    generate = scripted(tokenizer, outputs)
+    computed: list[int] = []
+
+    class Counting(GRPOTrainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            computed.append(1)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    config = AgentTrainConfig(
+        out=str(tmp_path / "run"), limit=1, steps=1, num_generations=2, concurrency=1,
+        learning_rate=1e-2, reward={"em": 1.0}, top_k=2, doc_chars=150,
+    )  # fmt: skip
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = build_trainer(config, hotpot_bm25, model, tokenizer, generate, Counting)
+    trainer.train()
+
+    assert computed == []
+    assert all(p.detach().equal(before[n]) for n, p in model.named_parameters())
+    logged = next(h for h in trainer.state.log_history if "reward" in h)
+    assert logged["reward"] == 0.0 and logged["passes_skipped"] == 1.0
+
+
+def test_only_a_loss_that_scales_with_the_advantage_is_skipped():
+    import torch
+
+    from sleuth.train.grpo import nothing_to_learn
+
+    plain = {"beta": 0.0, "_entropy_bonus_enabled": False, "aux_loss_enabled": False}
+    zero, some = {"advantages": torch.zeros(2)}, {"advantages": torch.tensor([0.0, -0.5])}
+    assert nothing_to_learn(type("T", (), plain)(), zero)
+    assert not nothing_to_learn(type("T", (), plain)(), some)
+    for term, value in (("beta", 0.04), ("_entropy_bonus_enabled", True), ("aux_loss_enabled", 1)):
+        assert not nothing_to_learn(type("T", (), {**plain, term: value})(), zero), term
+    assert not nothing_to_learn(type("T", (), plain)(), {})
+
+
 class _FakeTrainer:
     """The two Trainer hooks the mixin wraps; the save writes half a checkpoint, then fails."""
 

@@ -57,11 +57,54 @@ def grpo_args(
     )
 
 
+def nothing_to_learn(trainer: Any, inputs: dict[str, Any]) -> bool:
+    """True when this pass's loss and its gradient are exactly zero whatever the model says.
+
+    GRPO's policy term is proportional to each episode's advantage; with every advantage 0
+    (all groups of the pass without reward spread) and no term that does not scale with it (KL
+    penalty ``beta``, entropy bonus, router aux loss), the forward and backward pass over long
+    multi-turn episodes is pure cost. On CPU with small models most groups have no spread.
+    """
+    advantages = inputs.get("advantages")
+    return (
+        advantages is not None
+        and getattr(trainer, "beta", 1.0) == 0.0
+        and not getattr(trainer, "_entropy_bonus_enabled", True)
+        and not getattr(trainer, "aux_loss_enabled", True)
+        and not bool((advantages != 0).any())
+    )
+
+
+class SkipNoSignalMixin:
+    """Skips the forward/backward pass of a micro-batch with nothing to learn (above).
+
+    The update is unchanged where there is signal (a skipped pass would have added exactly zero
+    to the accumulated gradient); a step whose every pass is skipped leaves the weights and the
+    optimizer's state as they were, instead of moving them by momentum alone (as DAPO's dynamic
+    sampling drops zero-spread groups). ``passes_skipped`` in the training log is the share of
+    the step's passes skipped.
+    """
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        skipped = nothing_to_learn(self, inputs)
+        metrics = getattr(self, "_metrics", None)
+        if metrics is not None and model.training:
+            metrics["train"]["passes_skipped"].append(1.0 if skipped else 0.0)
+        if skipped:
+            device = inputs["advantages"].device
+            return torch.zeros((), device=device, requires_grad=True)
+        return super().compute_loss(model, inputs, *args, **kwargs)  # type: ignore[misc]
+
+
 def trainer_class(base: type | None = None) -> type:
-    """``base`` (TRL's ``GRPOTrainer`` by default) with checkpoints written atomically."""
+    """``base`` (TRL's ``GRPOTrainer`` by default) with checkpoints written atomically and
+    passes without signal skipped."""
     from trl import GRPOTrainer
 
     from sleuth.train.checkpoints import AtomicCheckpointMixin
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental
-    return type("SleuthGRPOTrainer", (AtomicCheckpointMixin, base or GRPOTrainer), {})
+    bases = (AtomicCheckpointMixin, SkipNoSignalMixin, base or GRPOTrainer)
+    return type("SleuthGRPOTrainer", bases, {})
