@@ -180,6 +180,7 @@ def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
 
     summary = summarise_history(read_log(tmp_path / "run" / "train_log.jsonl"))
     assert summary["steps"] == 1 and summary["groups_with_reward_spread"] == 1.0
+    assert summary["loss_passes_skipped"] == 0.0
     assert summary["reward_per_step"] == [pytest.approx(sum(ours) / 2, abs=1e-5)]
 
 
@@ -211,6 +212,10 @@ def test_a_step_whose_groups_have_no_reward_spread_skips_the_model(policy, hotpo
     assert all(p.detach().equal(before[n]) for n, p in model.named_parameters())
     logged = next(h for h in trainer.state.log_history if "reward" in h)
     assert logged["reward"] == 0.0 and logged["passes_skipped"] == 1.0
+    from sleuth.train.agent_grpo import summarise_history
+
+    summary = summarise_history(read_log(tmp_path / "run" / "train_log.jsonl"))
+    assert summary["groups_with_reward_spread"] == 0.0 and summary["loss_passes_skipped"] == 1.0
 
 
 def test_only_a_loss_that_scales_with_the_advantage_is_skipped():

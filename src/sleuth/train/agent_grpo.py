@@ -17,6 +17,7 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
+from sleuth.train.grpo import skipped_share
 
 DEFAULT_REWARD = {"f1": 1.0, "format": 0.2, "search_recall": 0.2}
 
@@ -219,6 +220,7 @@ def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
         "reward_per_step": [r["reward"] for r in steps],
         "evidence_recall_per_step": [r.get(RECALL_KEY) for r in steps],
         "groups_with_reward_spread": round(sum(spread) / len(spread), 3) if spread else None,
+        "loss_passes_skipped": skipped_share(steps),
     }
 
 

@@ -98,6 +98,13 @@ class SkipNoSignalMixin:
         return super().compute_loss(model, inputs, *args, **kwargs)  # type: ignore[misc]
 
 
+def skipped_share(steps: list[dict[str, Any]]) -> float | None:
+    """Mean share of loss passes skipped for want of signal (``sleuth.train.grpo``); None for a
+    log written before the skip existed."""
+    shares = [float(r["passes_skipped"]) for r in steps if r.get("passes_skipped") is not None]
+    return round(sum(shares) / len(shares), 3) if shares else None
+
+
 def trainer_class(base: type | None = None) -> type:
     """``base`` (TRL's ``GRPOTrainer`` by default) with checkpoints written atomically and
     passes without signal skipped."""

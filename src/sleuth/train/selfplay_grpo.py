@@ -39,6 +39,7 @@ from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
 from sleuth.llm.base import GenerationConfig, Message
 from sleuth.synth.questions import Proposal, QuestionSynthesizer, SynthSettings, proposer_task
+from sleuth.train.grpo import skipped_share
 from sleuth.train.rollout import Generate, PolicyLLM, Rollout, TokenStream, run_episodes
 from sleuth.train.selfplay import proposer_reward, solver_reward
 from sleuth.types import Document
@@ -523,6 +524,7 @@ def summarise_selfplay(history: list[dict[str, Any]]) -> dict[str, Any]:
         "rollout_seconds_per_step": series("rollout_seconds"),
         "rejected_because": rejected,
         "loss_per_step": [r.get("loss") for r in steps],
+        "loss_passes_skipped": skipped_share(steps),
     }
 
 
