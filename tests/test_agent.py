@@ -272,6 +272,30 @@ def test_the_answer_is_offered_only_after_min_searches(hotpot_bm25):
     assert admits == [(False, True), (False, True), (True, True)]
 
 
+def test_a_turn_cut_after_its_thought_but_before_its_action_is_retried_without_thought(
+    hotpot_bm25,
+):
+    """Seen in CI: 64 tokens of odd thought, then the budget ran out in "</think>\n<ans". The
+    turn is asked again under the action-only grammar instead of ending as invalid."""
+    import re
+
+    cut = Completion(
+        text="<think>" + "x-y " * 19 + "z</think>\n<ans",
+        usage=Usage(prompt_tokens=50, completion_tokens=64),
+        finish_reason="length",
+    )
+    llm = RecordingLLM([cut, "<answer>Tulsa</answer>"])
+    traj = run(llm, hotpot_bm25, actions=("search", "answer"), max_new_tokens=64)
+    [step] = traj.steps
+    assert step.action == "answer" and step.argument == "Tulsa" and not step.error
+    assert "retried without thought" in step.constraint
+    assert step.completion_tokens >= 64  # both attempts are counted
+    first, retry = (c.pattern for c in llm.constraints)
+    assert re.fullmatch(first, "<think>why</think>\n<answer>Tulsa</answer>")
+    assert not re.fullmatch(retry, "<think>why</think>\n<answer>Tulsa</answer>")
+    assert re.fullmatch(retry, "<answer>Tulsa</answer>")
+
+
 def test_an_early_answer_on_an_unconstrained_backend_is_turned_back(hotpot_bm25):
     llm = ScriptedLLM(
         ["<answer>Chicago</answer>", "<search>Tinted Windows</search>", "<answer>Tulsa</answer>"]

@@ -268,21 +268,25 @@ class _Episode:
         think = self.cfg.think and self.tags
         choices = self._answer_choices(actions)  # once per turn: the retry offers the same
         completion = await self._generate(self._generation_config(actions, think, choices), choices)
-        cut_in_thought = (
+        # The thought used up the turn before a whole action tag was written (inside the
+        # thought, or after it: "</think>\n<ans"): ask again for the action alone.
+        cut_before_action = (
             think
             and self.cfg.constrain
             and completion.finish_reason == "length"
-            and "</think>" not in completion.text
+            and parse_tags(completion.text, actions).name == "invalid"
             and self.tokens < self.cfg.max_tokens
         )
-        if cut_in_thought:  # the thought used up the turn: ask again for the action alone
+        if cut_before_action:
             first = completion
             completion = await self._generate(
                 self._generation_config(actions, False, choices), choices
             )
             completion.usage.completion_tokens += first.usage.completion_tokens
             completion.usage.prompt_tokens += first.usage.prompt_tokens
-            completion.constraint += " (thought cut at max tokens; retried without thought)"
+            completion.constraint += (
+                " (cut at max tokens before its action; retried without thought)"
+            )
         return completion, time.perf_counter() - started, delta
 
     def _parse(self, completion: Completion, actions: tuple[str, ...]) -> Action:
