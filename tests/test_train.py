@@ -286,11 +286,17 @@ def tiny_model(policy, tmp_path_factory) -> Path:
     return folder
 
 
+# Steps whose groups have no reward spread skip the loss pass (sleuth.train.grpo), so a step of
+# the tiny model takes ~0.16 s here: 6 steps ended within the kill's random delay after the first
+# checkpoint. 20 steps leave ~3 s of run after it for a delay of at most 0.5 s (+ 0.2 s polling).
+EXPAND_STEPS = 20
+
+
 def _expand(out: Path, model: Path) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "sleuth.cli", "train", "expand", "--out", str(out),
         "--model", str(model),
-        "--steps", "6", "--save-steps", "1", "--questions-per-step", "1",
+        "--steps", str(EXPAND_STEPS), "--save-steps", "1", "--questions-per-step", "1",
         "--num-generations", "2", "--max-completion-length", "16",
         "--train-limit", "3", "--eval-limit", "4",
     ]  # fmt: skip
@@ -306,12 +312,13 @@ def test_train_expand_survives_kill_9_and_resumes_to_the_same_end(tmp_path, tiny
     while last_checkpoint(out) is None and first.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.2)
-    time.sleep(random.uniform(0.0, 1.0))  # land anywhere in the next steps or saves
+    time.sleep(random.uniform(0.0, 0.5))  # land anywhere in the next steps or saves
     first.send_signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = last_checkpoint(out)
     assert killed_at is not None and (killed_at / "trainer_state.json").is_file()
-    assert killed_at != out / "checkpoint-6" and not (out / "results.json").exists()
+    assert killed_at != out / f"checkpoint-{EXPAND_STEPS}"
+    assert not (out / "results.json").exists()
 
     second = _expand(out, tiny_model)
     output, _ = second.communicate(timeout=600)
@@ -321,8 +328,9 @@ def test_train_expand_survives_kill_9_and_resumes_to_the_same_end(tmp_path, tiny
     recall = results["recall@10"]
     assert set(recall) == {"raw_question", "untrained_rewrites", "trained_rewrites"}
     assert all(0.0 <= v <= 1.0 for v in recall.values())
-    assert [r["step"] for r in read_log(out / "train_log.jsonl")] == [1, 2, 3, 4, 5, 6]
-    assert last_checkpoint(out) == out / "checkpoint-6"
+    steps = [r["step"] for r in read_log(out / "train_log.jsonl")]
+    assert steps == list(range(1, EXPAND_STEPS + 1))
+    assert last_checkpoint(out) == out / f"checkpoint-{EXPAND_STEPS}"
     assert not (out / ".staging").exists()
     assert (out / "curve.png").read_bytes().startswith(b"\x89PNG")
     # the untrained evaluation is done once and kept across the kill
