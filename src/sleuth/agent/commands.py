@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from sleuth.agent import options
+from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.search.simulated.spec import SimulateOption
 
 # The model a newcomer's `sleuth ask` runs: primed to search (docs/training.md); `--model
@@ -74,6 +75,7 @@ def ask_command(
     ] = False,
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
+    final_read: options.FinalRead = DEFAULT_DOCUMENTS,
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
@@ -127,6 +129,7 @@ def ask_command(
         untagged_answer=untagged_answer,
         constrain=constrain,
         answer_spans=answer_spans,
+        final_read=final_read,
     )
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created

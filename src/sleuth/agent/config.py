@@ -48,6 +48,11 @@ class AgentConfig:
     # writing an answer (sleuth.agent.spans). Tags and JSON formats; off by default.
     answer_spans: bool = False
     answer_yes_no: bool = True  # with answer_spans: "yes" and "no" are offered too
+    # > 0: the final answer comes from one more, answer-only call that reads up to this many of
+    # the documents the episode was shown (the RAG prompt over the agent's evidence), instead
+    # of the last turn of a long conversation, where small models answer from their latest,
+    # often off-topic, hits (sleuth.agent.final_read). 0: the conversation's answer stands.
+    final_read: int = 0
 
     def __post_init__(self) -> None:
         unknown = set(self.actions) - set(ACTIONS)
@@ -64,6 +69,8 @@ class AgentConfig:
                 f"prefetch must be 0 or more and doc_chars at least 1; got {self.prefetch_k} "
                 f"and {self.doc_chars}"
             )
+        if self.final_read < 0:
+            raise SleuthError(f"final_read must be 0 or more documents; got {self.final_read}")
         if self.min_searches < 0:
             raise SleuthError(f"min_searches must be 0 or more; got {self.min_searches}")
         object.__setattr__(self, "actions", tuple(self.actions))

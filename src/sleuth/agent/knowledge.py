@@ -13,6 +13,8 @@ class KnowledgeCache:
         self.seen: dict[str, str] = {}  # id -> title, in first-seen order
         self.notes: list[str] = []  # e.g. judge rationales
         self.texts: list[str] = []  # document text as shown to the model (answer spans' source)
+        # id -> (title, text) of each search hit as first shown (the final read's source)
+        self.documents: dict[str, tuple[str, str]] = {}
 
     def render_hits(self, hits: list[Hit]) -> tuple[str, list[HitRef]]:
         """Observation text for ``hits`` (new ones in full, seen ones by reference)."""
@@ -38,8 +40,17 @@ class KnowledgeCache:
                 lines.append(f"[{n}] (id: {neutralise(hit.id)}) {title}\n{neutralise(text)}")
                 self.texts.append(neutralise(text))
                 self.seen[hit.id] = hit.title
+                self.documents[hit.id] = (title, neutralise(text))
             else:
                 lines.append(f"[{n}] already seen: (id: {neutralise(hit.id)}) {title}")
         if not hits:
             lines.append("No results. Try other search terms.")
         return "\n".join(lines), refs
+
+    def render_documents(self, ids: list[str]) -> str:
+        """Documents already shown, numbered afresh in the hits' format (for the final read)."""
+        return "\n".join(
+            f"[{n}] (id: {neutralise(doc_id)}) {self.documents[doc_id][0]}\n"
+            f"{self.documents[doc_id][1]}"
+            for n, doc_id in enumerate(ids, start=1)
+        )

@@ -16,11 +16,12 @@ from typing import Any
 from sleuth.agent import prompts
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
+from sleuth.agent.final_read import reading_order
 from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.knowledge import KnowledgeCache
 from sleuth.agent.parsing import THINK, Action, judge_verdict, parse_json, parse_tags
 from sleuth.agent.spans import candidate_spans
-from sleuth.agent.trajectory import Step, Trajectory
+from sleuth.agent.trajectory import HitRef, Step, Trajectory
 from sleuth.errors import DocumentNotFound, QueryError, SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message
 from sleuth.search.base import SearchEngine
@@ -80,6 +81,8 @@ class Agent:
                 traj.metadata["error"] = stop.error
             if stop.reason in ("max_turns", "max_searches", "wall_time") and cfg.force_answer:
                 await episode.forced_answer()
+        if cfg.final_read:
+            await episode.final_read()
         traj.seconds = time.perf_counter() - episode.started
         return traj
 
@@ -243,10 +246,18 @@ class _Episode:
             constraint=constraint,
         )
 
-    async def _generate(self, config: GenerationConfig, choices: tuple[str, ...]) -> Completion:
+    async def _generate(
+        self,
+        config: GenerationConfig,
+        choices: tuple[str, ...],
+        messages: list[Message] | None = None,
+    ) -> Completion:
+        """One model call on the conversation (or on ``messages``, the final read's own)."""
         try:
             completion = await self.agent.llm.complete(
-                self.messages, config, None if self.tags else prompts.json_tools(self.actions)
+                self.messages if messages is None else messages,
+                config,
+                None if self.tags else prompts.json_tools(self.actions),
             )
         except Exception as exc:  # recorded, never raised: the trajectory is still returned
             raise _Stop("llm_error", f"{type(exc).__name__}: {exc}") from None
@@ -259,15 +270,23 @@ class _Episode:
         return completion
 
     async def _call_model(
-        self, actions: tuple[str, ...]
+        self, actions: tuple[str, ...], messages: list[Message] | None = None
     ) -> tuple[Completion, float, list[Message]]:
-        delta, self.pending = self.pending, []
-        self.messages.extend(delta)
+        """The model's turn with ``actions`` offered: on the conversation, after the pending
+        observations, or on ``messages`` alone (the final read), which the conversation never
+        sees."""
+        if messages is None:
+            delta, self.pending = self.pending, []
+            self.messages.extend(delta)
+        else:
+            delta = messages
         self.actions = actions
         started = time.perf_counter()
         think = self.cfg.think and self.tags
         choices = self._answer_choices(actions)  # once per turn: the retry offers the same
-        completion = await self._generate(self._generation_config(actions, think, choices), choices)
+        completion = await self._generate(
+            self._generation_config(actions, think, choices), choices, messages
+        )
         # The thought used up the turn before a whole action tag was written (inside the
         # thought, or after it: "</think>\n<ans"): ask again for the action alone.
         cut_before_action = (
@@ -280,7 +299,7 @@ class _Episode:
         if cut_before_action:
             first = completion
             completion = await self._generate(
-                self._generation_config(actions, False, choices), choices
+                self._generation_config(actions, False, choices), choices, messages
             )
             completion.usage.completion_tokens += first.usage.completion_tokens
             completion.usage.prompt_tokens += first.usage.prompt_tokens
@@ -462,3 +481,44 @@ class _Episode:
         if action.name == "answer":
             self.trajectory.answer = action.argument
             self.trajectory.metadata["forced_answer"] = True
+
+    async def final_read(self) -> None:
+        """Answer once more from the documents seen (``final_read``), in a fresh answer-only
+        prompt like RAG's. Its answer replaces the conversation's, which stays in the metadata;
+        the step is marked ``fresh_context``: it did not continue the conversation."""
+        searches = [[hit.id for hit in s.hits] for s in self.trajectory.searches if s.hits]
+        ids = reading_order(searches, self.cfg.final_read)
+        refs: dict[str, HitRef] = {}
+        for search in self.trajectory.searches:
+            for hit in search.hits:
+                refs.setdefault(hit.id, hit)  # as first retrieved
+        if not ids:
+            return
+        system = (
+            prompts.tag_system_prompt(("answer",), self.cfg.prompt_example)
+            if self.tags
+            else prompts.json_system_prompt(("answer",), self.cfg.prompt_example)
+        )
+        information = f"<information>\n{self.knowledge.render_documents(ids)}\n</information>"
+        messages: list[Message] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"{information}\n\n{self.question}"},
+        ]
+        try:
+            completion, llm_seconds, delta = await self._call_model(("answer",), messages)
+        except _Stop as stop:
+            self.trajectory.metadata["final_read_error"] = stop.error
+            return
+        action = self._parse(completion, ("answer",))
+        step = self._model_step(completion, action, llm_seconds, delta)
+        step.fresh_context = True
+        step.hits = [  # what it read, in its order (all seen before: no new evidence)
+            HitRef(doc_id, refs[doc_id].score, n, new=False, engine=refs[doc_id].engine)
+            for n, doc_id in enumerate(ids, start=1)
+        ]
+        self._record(step)
+        meta = self.trajectory.metadata
+        meta["final_read"] = ids
+        meta["conversation_answer"] = self.trajectory.answer
+        if action.name == "answer":
+            self.trajectory.answer = action.argument

@@ -19,6 +19,13 @@ AnswerSpans = Annotated[
         "yes/no) of a document the agent was shown: it chooses what it read"
     ),
 ]
+FinalRead = Annotated[
+    int,
+    typer.Option(
+        help="Answer in one more, RAG-style call that reads up to N of the documents the "
+        "episode was shown, instead of at the end of the conversation (agent methods; 0 = off)"
+    ),
+]
 # For the quiz proposer (`synth questions`, `train selfplay`): on by default there.
 ProposerAnswerSpans = Annotated[
     bool,

@@ -101,6 +101,11 @@ class StepPrinter:
     def print_step(self, step: Step) -> None:
         colour = ACTION_STYLES.get(step.action, "red")
         action = safe_markup(step.action)
+        if step.fresh_context:
+            self.console.print(
+                f"[dim]step {step.index}: final read, the question again over the "
+                f"{len(step.hits)} documents below (seen before)[/dim]"
+            )
         self.console.print(
             f"[dim]step {step.index}[/dim] [{colour}]{action}[/{colour}] "
             f"{safe_markup(one_line(step.argument))}"

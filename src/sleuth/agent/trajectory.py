@@ -54,6 +54,9 @@ class Step:
     # How the action grammar was applied to this turn: "regex"/"json_schema" (enforced by the
     # backend), "fallback: ..." (the server refused it), "not enforced: ..." or "" (not asked).
     constraint: str = ""
+    # True: this call did not continue the conversation; prompt_delta is its whole prompt
+    # (the final read, AgentConfig.final_read). Conversation rebuilds skip it.
+    fresh_context: bool = False
 
 
 @dataclass(slots=True)

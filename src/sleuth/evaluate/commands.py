@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sleuth.agent import options
+from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.search.simulated.spec import SimulateOption
 
 eval_app = typer.Typer(
@@ -89,6 +90,7 @@ def run_command(
     ] = False,
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
+    final_read: options.FinalRead = DEFAULT_DOCUMENTS,
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
@@ -151,6 +153,7 @@ def run_command(
         untagged_answer=untagged_answer,
         constrain=constrain,
         answer_spans=answer_spans,
+        final_read=final_read,
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm

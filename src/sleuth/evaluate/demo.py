@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.evaluate.methods import Budget
 
 DEMO_BENCHMARK = "hotpotqa-1100:test"
@@ -28,6 +29,7 @@ DEMO_BUDGET = Budget(
     wall_time_s=120.0,  # episodes here take ~30 s; the cap bounds the wait at the deadline
     temperature=0.0,
     constrain=True,  # every turn is one valid action (the 135M model writes prose otherwise)
+    final_read=DEFAULT_DOCUMENTS,  # agent rows answer from the evidence, as `eval run` does
 )  # doc_chars and prompt_example: as DEMO_MODEL was trained (demo_budget)
 # Measured on 200 test questions at this budget (docs/training.md): the primed agent_rag finds
 # more of the gold evidence than rag (0.728 vs 0.667) with F1 within noise (0.137 vs 0.146).

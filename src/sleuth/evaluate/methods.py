@@ -43,6 +43,7 @@ class Budget:
     think: bool = True  # the grammar admits a short <think> before the action
     prompt_example: bool = True  # a worked example in the system prompt
     answer_spans: bool = False  # answers are spans of the documents shown (AgentConfig)
+    final_read: int = 0  # agent methods: answer from a fresh read of N documents (AgentConfig)
 
 
 def method_settings(method: str, budget: Budget, seed: int | None = None) -> dict[str, Any]:
@@ -52,10 +53,15 @@ def method_settings(method: str, budget: Budget, seed: int | None = None) -> dic
     settings: dict[str, Any] = {k: v for k, v in asdict(budget).items()}
     settings["seed"] = seed
     if method == "closed_book":
-        settings.update(actions=("answer",), prefetch_k=0, max_turns=min(budget.max_turns, 2))
-    elif method == "rag":
         settings.update(
-            actions=("answer",), prefetch_k=budget.top_k, max_turns=min(budget.max_turns, 2)
+            actions=("answer",), prefetch_k=0, max_turns=min(budget.max_turns, 2), final_read=0
+        )
+    elif method == "rag":  # its one answer already reads the documents afresh
+        settings.update(
+            actions=("answer",),
+            prefetch_k=budget.top_k,
+            max_turns=min(budget.max_turns, 2),
+            final_read=0,
         )
     elif method == "agent":
         settings.update(actions=("search", "open", "answer"), prefetch_k=0)

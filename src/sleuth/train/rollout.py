@@ -199,6 +199,11 @@ async def run_episodes(
     """One agent episode per question (repeats allowed: a GRPO group), streams recorded."""
     if config.action_format != "tags":
         raise SleuthError("agent training uses action_format='tags'")
+    if config.final_read:
+        raise SleuthError(
+            "final_read is for inference: a rollout's tokens are one conversation, and the "
+            "final read is a separate prompt (set final_read=0 for training)"
+        )
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(question: str) -> Rollout:

@@ -40,6 +40,8 @@ def conversation(trajectory: Trajectory) -> list[Message]:
     system = prompts.tag_system_prompt(actions, bool(config.get("prompt_example", True)))
     messages: list[Message] = [{"role": "system", "content": system}]
     for step in trajectory.steps:
+        if step.fresh_context:  # the final read was a separate call, not a turn of this one
+            break
         messages.extend(step.prompt_delta)
         if step.prompt_delta or step.model_output:  # a prefetch step has neither
             messages.append({"role": "assistant", "content": remembered_output(step)})

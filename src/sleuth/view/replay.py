@@ -49,6 +49,11 @@ class Edit:
         if not text:
             raise SleuthError(f"the {self.kind} edit needs a non-empty value")
         step = trajectory.steps[self.step]
+        if step.fresh_context:
+            raise SleuthError(
+                f"step {self.step} is the final read, not a turn of the conversation; edit an "
+                "earlier step (the replay reads again at its end)"
+            )
         if self.kind in ("query", "pin") and step.action != "search":
             raise SleuthError(
                 f"step {self.step} is a {step.action!r} step; only search steps take this edit"
@@ -295,6 +300,8 @@ class _Replay:
                 traj.metadata["error"] = stop.error
             if stop.reason in ("max_turns", "max_searches") and self.config.force_answer:
                 await ep.forced_answer()
+        if self.config.final_read and self.edit.kind != "answer":  # an edited answer stands
+            await ep.final_read()
         traj.config = self.config.to_dict()
         traj.seconds = time.perf_counter() - ep.started
         return traj
