@@ -471,3 +471,21 @@ def test_a_spent_search_budget_leaves_search_out_of_the_grammar(hotpot_bm25):
     assert re.fullmatch(second, "<open>doc9819</open>") and re.fullmatch(
         second, "<answer>x</answer>"
     )
+
+
+def test_the_placeholder_query_is_pointed_out_not_run_and_not_counted(hotpot_bm25):
+    """A model without a worked example searched for the word "query" (the help text's
+    placeholder): the Qwen-0.5B quiz proposer did in 44 of 100 follow-up searches, and BM25
+    answered it with the same document every time."""
+    llm = RecordingLLM(
+        ["<search>query</search>", "<search>Tinted Windows</search>", "<answer>Tulsa</answer>"]
+    )
+    traj = run(llm, hotpot_bm25, min_searches=1, max_searches=1)
+    first, second, answer = traj.steps
+    assert answer.action == "answer"
+    assert first.action == "search" and first.error == "placeholder query" and not first.hits
+    assert "placeholder" in first.observation and "Write the words" in first.observation
+    assert second.hits and len(traj.searches) == 2 and traj.answer == "Tulsa"
+    # the placeholder used no search: the real one was still allowed (max_searches=1), and the
+    # answer stayed out of the grammar until it was made
+    assert "<answer>" not in llm.constraints[1].pattern and "<answer>" in llm.constraints[2].pattern

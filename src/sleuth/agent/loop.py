@@ -397,6 +397,15 @@ class _Episode:
                 step.error = "search budget exhausted"
                 raise _Stop("max_searches")
             normalised = " ".join(action.argument.lower().split())
+            if normalised.strip("\"'<>") in prompts.PLACEHOLDER_QUERIES:  # not run, not counted
+                step.error = "placeholder query"
+                step.observation = (
+                    f"'{neutralise(action.argument.strip())}' is the placeholder of the "
+                    "instructions, not a search. Write the words to look up instead: a name "
+                    "plus what you need."
+                )
+                self._observe(step.observation, action)
+                return False
             if normalised in self.queries and cfg.answer_on_repeat:
                 step.error = "repeated query"
                 step.observation = (
