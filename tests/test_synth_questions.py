@@ -19,6 +19,7 @@ from sleuth.synth.questions import (
     SynthSettings,
     clean_question,
     correct,
+    question_messages,
     write_outputs,
 )
 
@@ -32,16 +33,27 @@ def _text(messages) -> str:
 class Policy:
     """Proposer, question writer, evolver and solvers in one scripted model."""
 
-    def __init__(self, closed_book_knows: bool = False, long_answers: bool = False) -> None:
+    def __init__(
+        self, closed_book_knows: bool = False, long_answers: bool = False, same_question=False
+    ) -> None:
         self.closed_book_knows, self.long_answers = closed_book_knows, long_answers
+        self.same_question = same_question  # else each question is numbered: no two alike
+        self.leak = False  # the question writer puts the answer in the question
         self.proposed: list[str] = []
 
     def __call__(self, messages) -> str:
         system = str(messages[0]["content"])
         if system.startswith("You write quiz questions"):
-            return "Question: Which subject do the listed documents describe first?\nThanks"
+            if self.leak:
+                return f"What is {self.proposed[-1]} known for?"
+            number = "" if self.same_question else f" (quiz {len(self.proposed)})"
+            return (
+                f"Question: Which subject do the listed documents describe first{number}?\nThanks"
+            )
         if system.startswith("You rewrite quiz questions"):
-            return "Which subject is described first in the listed documents?"
+            return (
+                f"Which subject is described first in the listed documents ({len(self.proposed)})?"
+            )
         titles = TITLE.findall(_text(messages[1:]))
         if "<search>" in system:  # the proposer
             if len(self.proposed) % 2 and self.long_answers:
@@ -73,7 +85,9 @@ def test_accepted_questions_verify_and_load_as_a_benchmark(hotpot_bm25, tmp_path
     assert len(accepted) == 3
     for p in accepted:
         assert correct(p.rag_answer, p.answer) and not p.too_easy
-        assert p.question == "Which subject do the listed documents describe first?"
+        assert re.fullmatch(
+            r"Which subject do the listed documents describe first \(quiz \d\)\?", p.question
+        )
         assert p.evidence_ids and set(p.evidence_ids) <= set(p.retrieved_ids)
         for doc_id in p.evidence_ids:
             doc = hotpot_bm25.get(doc_id)
@@ -114,6 +128,41 @@ def test_a_wrong_rag_solver_rejects_and_evolve_rewrites_only_verified_questions(
     _, evolved = _run(hotpot_bm25, Policy(), n=4, seed=3, evolve=True)
     for p in evolved:  # the scripted question never names the seed: nothing to hide, unchanged
         assert p.evolved_from == ""
+
+
+def test_a_question_accepted_before_is_not_accepted_again(hotpot_bm25, tmp_path):
+    """Different seeds led the Qwen proposer to one document: 16 of its 24 accepted questions
+    were the same one. Only the first copy counts."""
+    _, proposals = _run(hotpot_bm25, Policy(same_question=True), n=4, seed=3)
+    assert len({p.answer for p in proposals}) == 4  # four different answers, one question text
+    assert [p.accepted for p in proposals] == [True, False, False, False]
+    assert {p.rejected for p in proposals[1:]} == {"the same question was accepted before"}
+    stats = write_outputs(proposals, tmp_path / "q.jsonl", drop_easy=False)
+    assert stats["verified"] == 1 and len(load_benchmark(tmp_path / "q.jsonl").questions) == 1
+
+
+def test_a_question_that_says_its_answer_is_rewritten_once_to_hide_it(hotpot_bm25, tmp_path):
+    policy = Policy()
+    policy.leak = True
+    _, proposals = _run(hotpot_bm25, policy, n=3, seed=3)
+    assert all(p.accepted for p in proposals), [p.rejected for p in proposals]
+    for p in proposals:
+        assert p.leak_rewritten_from == f"What is {p.answer} known for?"
+        assert re.fullmatch(
+            r"Which subject is described first in the listed documents \(\d\)\?", p.question
+        )
+    # The writer was told not to do it in the first place.
+    assert "Do not put the answer in the question" in question_messages("x", [])[1]["content"]
+    stats = write_outputs(proposals[:1], tmp_path / "q.jsonl", drop_easy=False)
+    assert stats["answer_hidden_by_rewrite"] == 1
+    record = json.loads((tmp_path / "q.jsonl").read_text().splitlines()[0])
+    assert record["metadata"]["leak_rewritten_from"] == proposals[0].leak_rewritten_from
+    # Self-play rewards the proposer for its own question: no rewrite there.
+    policy = Policy()
+    policy.leak = True
+    _, kept = _run(hotpot_bm25, policy, n=2, seed=3, rewrite_leaks=False)
+    assert {p.rejected for p in kept} == {"question contains its answer"}
+    assert not any(p.leak_rewritten_from for p in kept)
 
 
 def test_clean_question_and_bad_options():
