@@ -38,14 +38,11 @@ class Policy:
     ) -> None:
         self.closed_book_knows, self.long_answers = closed_book_knows, long_answers
         self.same_question = same_question  # else each question is numbered: no two alike
-        self.leak = False  # the question writer puts the answer in the question
         self.proposed: list[str] = []
 
     def __call__(self, messages) -> str:
         system = str(messages[0]["content"])
         if system.startswith("You write quiz questions"):
-            if self.leak:
-                return f"What is {self.proposed[-1]} known for?"
             number = "" if self.same_question else f" (quiz {len(self.proposed)})"
             return (
                 f"Question: Which subject do the listed documents describe first{number}?\nThanks"
@@ -141,28 +138,8 @@ def test_a_question_accepted_before_is_not_accepted_again(hotpot_bm25, tmp_path)
     assert stats["verified"] == 1 and len(load_benchmark(tmp_path / "q.jsonl").questions) == 1
 
 
-def test_a_question_that_says_its_answer_is_rewritten_once_to_hide_it(hotpot_bm25, tmp_path):
-    policy = Policy()
-    policy.leak = True
-    _, proposals = _run(hotpot_bm25, policy, n=3, seed=3)
-    assert all(p.accepted for p in proposals), [p.rejected for p in proposals]
-    for p in proposals:
-        assert p.leak_rewritten_from == f"What is {p.answer} known for?"
-        assert re.fullmatch(
-            r"Which subject is described first in the listed documents \(\d\)\?", p.question
-        )
-    # The writer was told not to do it in the first place.
+def test_the_question_writer_is_told_not_to_put_the_answer_in_the_question():
     assert "Do not put the answer in the question" in question_messages("x", [])[1]["content"]
-    stats = write_outputs(proposals[:1], tmp_path / "q.jsonl", drop_easy=False)
-    assert stats["answer_hidden_by_rewrite"] == 1
-    record = json.loads((tmp_path / "q.jsonl").read_text().splitlines()[0])
-    assert record["metadata"]["leak_rewritten_from"] == proposals[0].leak_rewritten_from
-    # Self-play rewards the proposer for its own question: no rewrite there.
-    policy = Policy()
-    policy.leak = True
-    _, kept = _run(hotpot_bm25, policy, n=2, seed=3, rewrite_leaks=False)
-    assert {p.rejected for p in kept} == {"question contains its answer"}
-    assert not any(p.leak_rewritten_from for p in kept)
 
 
 def test_clean_question_and_bad_options():

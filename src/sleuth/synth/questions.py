@@ -59,7 +59,6 @@ class Proposal:
     closed_book_answer: str | None = None
     too_easy: bool = False
     evolved_from: str = ""  # the question before --evolve rewrote it
-    leak_rewritten_from: str = ""  # the question before it was rewritten to hide its answer
     proposer_trajectory: str = ""  # episode id in the trajectories file
 
     @property
@@ -168,10 +167,6 @@ class SynthSettings:
     # The proposer's answer is chosen from the short spans of what it retrieved (under the
     # grammar): free answers from small models were mostly sentences or invented names.
     answer_spans: bool = True
-    # A question that says its own answer is rewritten once to describe it instead (the evolve
-    # prompt, the answer as the clue). Self-play turns it off: its proposer is rewarded for
-    # the question it wrote itself.
-    rewrite_leaks: bool = True
 
 
 class QuestionSynthesizer:
@@ -257,8 +252,6 @@ class QuestionSynthesizer:
         if not proposal.question.endswith("?") or len(proposal.question.split()) < 4:
             proposal.rejected = "no well-formed question"
             return proposal
-        if contains_answer(proposal.question, proposal.answer) and s.rewrite_leaks:
-            await self.hide_answer(proposal)
         if contains_answer(proposal.question, proposal.answer):
             proposal.rejected = "question contains its answer"
             return proposal
@@ -266,16 +259,6 @@ class QuestionSynthesizer:
         if proposal.accepted and s.evolve:
             await self.evolve(proposal, documents)
         return proposal
-
-    async def hide_answer(self, proposal: Proposal) -> None:
-        """One rewrite of a question that says its own answer, with the evolve prompt and the
-        answer as the clue to describe; kept only if it is still a question (the caller checks
-        the answer is gone). ``metadata.leak_rewritten_from`` keeps the original."""
-        rewritten = clean_question(
-            await self._complete(evolve_messages(proposal.question, proposal.answer))
-        )
-        if rewritten.endswith("?") and len(rewritten.split()) >= 4:
-            proposal.leak_rewritten_from, proposal.question = proposal.question, rewritten
 
     async def write_question(
         self, answer: str, documents: Sequence[Document], trajectory: Trajectory
@@ -353,7 +336,6 @@ def benchmark_record(proposal: Proposal, index: int) -> dict[str, Any]:
             "seed_id": proposal.seed_id,
             "retrieved_ids": proposal.retrieved_ids,
             "evolved_from": proposal.evolved_from,
-            "leak_rewritten_from": proposal.leak_rewritten_from,
             "proposer_trajectory": proposal.proposer_trajectory,
         },
     }
@@ -385,7 +367,6 @@ def write_outputs(proposals: Sequence[Proposal], out: Path, drop_easy: bool) -> 
         if verified
         else None,
         "evolved": sum(1 for p in verified if p.evolved_from),
-        "answer_hidden_by_rewrite": sum(1 for p in verified if p.leak_rewritten_from),
         "written": len(accepted),
         "rejected_because": reasons,
     }

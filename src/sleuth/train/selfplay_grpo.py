@@ -114,7 +114,6 @@ class SelfPlayTrainConfig:
             doc_chars=self.doc_chars,
             temperature=self.temperature,
             answer_spans=self.answer_spans,
-            rewrite_leaks=False,  # the proposer is rewarded for its own question
         )
 
     def to_dict(self) -> dict[str, Any]:
