@@ -155,3 +155,20 @@ def test_the_viewer_labels_the_final_read_and_offers_no_edit_of_it(hotpot_bm25_p
     assert "replay" not in final[0].replace("Edit an earlier step to replay", "")
     assert "drop &amp; replay" in sections[0] and "edit this step" in sections[0]
     assert "<script>alert" not in page
+
+
+def test_a_run_folder_from_before_the_final_read_resumes_only_without_it(tmp_path):
+    """Its config has no budget.final_read: it ran as final_read=0, so --final-read 0 resumes it
+    and the new default (a different experiment) is refused, naming the setting."""
+    import json
+    from dataclasses import replace
+
+    from sleuth.evaluate.runner import RunSettings, check_run
+
+    settings = RunSettings(benchmark="hotpotqa-1100:test", methods=["agent"], model="scripted")
+    old = settings.to_dict()
+    del old["budget"]["final_read"]
+    tmp_path.joinpath("config.json").write_text(json.dumps(old))
+    check_run(tmp_path, settings, has_engine=True)  # final_read=0: same experiment
+    with pytest.raises(SleuthError, match=r"budget.final_read: 0 in the folder, 4 now"):
+        check_run(tmp_path, replace(settings, budget=Budget(final_read=4)), has_engine=True)

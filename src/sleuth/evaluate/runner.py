@@ -18,7 +18,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,15 @@ def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: config.get(k) for k in FINGERPRINT_KEYS}, default=str))
 
 
+def _with_budget_defaults(flat: dict[str, Any]) -> dict[str, Any]:
+    """A budget field added after a run folder was written is missing from its config: the
+    run behaved as the field's default (``final_read=0``), so it still resumes with that."""
+    if any(key.startswith("budget.") for key in flat):
+        for budget_field in fields(Budget):
+            flat.setdefault(f"budget.{budget_field.name}", budget_field.default)
+    return flat
+
+
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     if isinstance(value, dict):
         flat: dict[str, Any] = {}
@@ -112,8 +121,8 @@ def settings_differences(
     labels: tuple[str, str] = ("in the folder", "now"),
 ) -> list[str]:
     """``["budget.top_k: 3 in the folder, 5 now", ...]`` over the settings that must match."""
-    old = _flatten(_fingerprint(previous), "")
-    new = _flatten(_fingerprint(current), "")
+    old = _with_budget_defaults(_flatten(_fingerprint(previous), ""))
+    new = _with_budget_defaults(_flatten(_fingerprint(current), ""))
     return [
         f"{key}: {json.dumps(old.get(key))} {labels[0]}, {json.dumps(new.get(key))} {labels[1]}"
         for key in sorted(set(old) | set(new))
