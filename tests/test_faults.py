@@ -268,11 +268,14 @@ def build_seconds(big_corpus, tmp_path_factory) -> float:
     """How long a whole ``sleuth index`` of ``big_corpus`` takes here, start-up included: the
     kills below are timed as shares of it (fixed delays missed on a quiet machine, where the
     build finished in under 3 s)."""
-    out = tmp_path_factory.mktemp("timed") / "idx"
+    command = _index_command(big_corpus, tmp_path_factory.mktemp("timed") / "idx")
     started = time.perf_counter()
-    command = [sys.executable, "-m", "sleuth.cli", "index", str(big_corpus), "--out", str(out)]
     subprocess.run(command, capture_output=True, check=True, timeout=300)
     return time.perf_counter() - started
+
+
+def _index_command(corpus: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "sleuth.cli", "index", str(corpus), "--out", str(out)]
 
 
 @pytest.mark.parametrize("share", [0.15, 0.35, 0.55])
@@ -286,7 +289,7 @@ def test_kill_9_of_an_index_build_never_leaves_a_half_index(
 
     target = tmp_path / "idx"
     build_index([Document(f"old{i}", "", f"old text {i}") for i in range(7)], target)
-    command = [sys.executable, "-m", "sleuth.cli", "index", str(big_corpus), "--out", str(target)]
+    command = _index_command(big_corpus, target)
     build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(share * build_seconds)
     build.send_signal(signal.SIGKILL)

@@ -37,10 +37,11 @@ class KnowledgeCache:
                 text = " ".join(hit.text.split())
                 if len(text) > self.doc_chars:
                     text = text[: self.doc_chars].rsplit(" ", 1)[0] + " ..."
-                lines.append(f"[{n}] (id: {neutralise(hit.id)}) {title}\n{neutralise(text)}")
-                self.texts.append(neutralise(text))
+                shown = neutralise(text)
+                lines.append(_block(n, hit.id, title, shown))
+                self.texts.append(shown)
                 self.seen[hit.id] = hit.title
-                self.documents[hit.id] = (title, neutralise(text))
+                self.documents[hit.id] = (title, shown)
             else:
                 lines.append(f"[{n}] already seen: (id: {neutralise(hit.id)}) {title}")
         if not hits:
@@ -50,7 +51,10 @@ class KnowledgeCache:
     def render_documents(self, ids: list[str]) -> str:
         """Documents already shown, numbered afresh in the hits' format (for the final read)."""
         return "\n".join(
-            f"[{n}] (id: {neutralise(doc_id)}) {self.documents[doc_id][0]}\n"
-            f"{self.documents[doc_id][1]}"
-            for n, doc_id in enumerate(ids, start=1)
+            _block(n, doc_id, *self.documents[doc_id]) for n, doc_id in enumerate(ids, start=1)
         )
+
+
+def _block(n: int, doc_id: str, title: str, text: str) -> str:
+    """One numbered document as the model sees it (title and text already neutralised)."""
+    return f"[{n}] (id: {neutralise(doc_id)}) {title}\n{text}"

@@ -317,7 +317,8 @@ class QuestionSynthesizer:
             key = normalize_answer(proposal.question)
             if proposal.accepted and key in accepted:
                 proposal.rejected = "the same question was accepted before"
-            accepted |= {key} if proposal.accepted else set()
+            elif proposal.accepted:
+                accepted.add(key)
             out.append(proposal)
             if on_result:
                 on_result(proposal)
