@@ -172,3 +172,25 @@ def test_a_run_folder_from_before_the_final_read_resumes_only_without_it(tmp_pat
     check_run(tmp_path, settings, has_engine=True)  # final_read=0: same experiment
     with pytest.raises(SleuthError, match=r"budget.final_read: 0 in the folder, 4 now"):
         check_run(tmp_path, replace(settings, budget=Budget(final_read=4)), has_engine=True)
+
+
+def test_a_replay_after_the_first_search_reads_the_documents_shown_before_the_edit(hotpot_bm25):
+    """The fork rebuilds what the episode had been shown before the edited step, so its final
+    read starts from the parent's first search, as the parent's did."""
+    outputs = ["<search>Tinted Windows</search>", "<search>Hanson band</search>"]
+    parent = run(
+        ScriptedLLM([*outputs, "<answer>Chicago</answer>", "<answer>Tulsa</answer>"]),
+        hotpot_bm25,
+        prefetch_k=3,
+        final_read=4,
+    )
+    llm = ScriptedLLM(["<answer>Chicago</answer>", "<answer>Tulsa</answer>"])
+    forked = asyncio.run(replay(parent, Edit("query", 2, "Fountains of Wayne"), llm, hotpot_bm25))
+    read = forked.steps[-1]
+    assert read.fresh_context and forked.answer == "Tulsa"
+    prefetch = [h.id for h in parent.steps[0].hits]
+    assert [h.id for h in read.hits][:3] == prefetch == forked.metadata["final_read"][:3]
+    prompt = llm.calls[-1][1]["content"]
+    for doc_id in prefetch:  # the parent's documents, with their text, in the fork's read
+        title, text = hotpot_bm25.get(doc_id).title, hotpot_bm25.get(doc_id).text
+        assert f"(id: {doc_id}) {title}\n{' '.join(text.split())[:40]}" in prompt

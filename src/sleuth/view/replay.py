@@ -186,8 +186,12 @@ class _Replay:
             shown = observed_hits(step.observation)
             for hit in step.hits:
                 ep.knowledge.seen.setdefault(hit.id, shown.get(hit.id, ("", ""))[0])
-            # The text shown, as the loop keeps it: the source of answer spans (answer_spans).
-            ep.knowledge.texts.extend(neutralise(text) for _, text in shown.values() if text)
+            # The documents shown, as the loop keeps them: the source of answer spans
+            # (answer_spans) and of the final read (final_read).
+            for doc_id, (title, text) in shown.items():
+                if text:
+                    ep.knowledge.texts.append(neutralise(text))
+                    ep.knowledge.documents.setdefault(doc_id, (neutralise(title), neutralise(text)))
             if step.action == "open" and not step.error:
                 ep.knowledge.seen.setdefault(step.argument, "")
                 ep.knowledge.texts.append(step.observation.partition("\n")[2])
