@@ -271,19 +271,44 @@ def test_cli_ask_rejects_a_bad_simulate_spec(tmp_path: Path):
 def test_simulator_training_pairs_are_labelled_by_gold_and_masked_to_the_document(hotpot_bm25):
     from sleuth.llm.packaged import packaged_model_dir
     from sleuth.train.sft_data import SFTEncoder, model_spans
-    from sleuth.train.simulator import balance, contains_answer, pairs_from_index, write_examples
+    from sleuth.train.simulator import (
+        balance,
+        contains_answer,
+        document_text,
+        label,
+        pairs_from_index,
+        write_examples,
+    )
 
     assert contains_answer("They first played in Tulsa, Oklahoma.", ["tulsa"])
     assert not contains_answer("The Tulsans played elsewhere.", ["Tulsa"])
-    questions = load_benchmark("hotpotqa-1100:train", limit=6).questions
-    pairs = pairs_from_index(hotpot_bm25, questions, k=4, words=40)
-    assert len(pairs) == 24
+    questions = load_benchmark("hotpotqa-1100:train", limit=12).questions
+    # A gold paragraph whose answer ("2002") lies past its first 30 words: the text learnt is
+    # the title and the passage from the answer's sentence, so a "useful" document shows it.
+    late = next(q for q in questions if q.answers == ("2002",))
+    doc = hotpot_bm25.get("doc604")
+    evidence = {alias for aliases in late.gold_evidence for alias in aliases}
+    assert doc.id in evidence and not contains_answer(document_text(doc, 30), late.answers)
+    shown = document_text(doc, 30, late.answers)
+    assert shown.startswith(f"{doc.title}. ") and contains_answer(shown, late.answers)
+    assert len(shown.split()) <= 30 and label(doc.id, doc.text, shown, late.answers, evidence)
+    # Gold evidence without the answer (a first hop) is neither useful nor noisy.
+    first_hop = hotpot_bm25.get("doc305")
+    assert first_hop.id in evidence and not contains_answer(first_hop.text, late.answers)
+    assert label(first_hop.id, first_hop.text, first_hop.text, late.answers, evidence) is None
+
+    pairs = pairs_from_index(hotpot_bm25, questions, k=4, words=30)
+    assert 12 < len(pairs) < 48  # some of the 48 documents are left out
     for pair in pairs:
         q = next(q for q in questions if q.question == pair.query)
         gold_titles = {aliases[-1] for aliases in q.gold_evidence}
         title_is_gold = any(pair.document.startswith(f"{t}.") for t in gold_titles)
-        assert pair.useful == (title_is_gold or contains_answer(pair.document, q.answers))
-        assert len(pair.document.split()) <= 40
+        yes_no = {a.lower() for a in q.answers} & {"yes", "no"}
+        if pair.useful:
+            assert contains_answer(pair.document, q.answers) or (title_is_gold and yes_no)
+        else:
+            assert not title_is_gold and not contains_answer(pair.document, q.answers)
+        assert len(pair.document.split()) <= 30
     kept = balance(pairs)
     assert kept and sum(p.useful for p in kept) == len(kept) / 2
     from transformers import AutoTokenizer
@@ -291,9 +316,19 @@ def test_simulator_training_pairs_are_labelled_by_gold_and_masked_to_the_documen
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
     path = Path(__import__("tempfile").mkdtemp()) / "pairs.jsonl"
     write_examples(kept[:2], path)
-    chat = json.loads(path.read_text().splitlines()[0])["messages"]
+    chat, noisy_chat = (json.loads(line)["messages"] for line in path.read_text().splitlines())
     assert chat[0]["content"] == "You are the Google search engine."
     assert "Useful Output:" in chat[1]["content"] and chat[2]["role"] == "assistant"
+    # Both prompts carry the question; only the useful one is told the answer.
+    answer = " / ".join(kept[0].answers)
+    assert (
+        kept[0].question in chat[1]["content"]
+        and f"whose answer is {answer}." in chat[1]["content"]
+    )
+    assert (
+        "Noisy Output:" in noisy_chat[1]["content"] and kept[1].question in noisy_chat[1]["content"]
+    )
+    assert "whose answer is" not in noisy_chat[1]["content"]
     spans = model_spans(SFTEncoder(tokenizer).encode(chat), tokenizer)
     assert len(spans) == 1 and spans[0].startswith(kept[0].document[:30])
 

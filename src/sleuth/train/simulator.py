@@ -3,16 +3,23 @@ engine simulator.
 
 Pairs (query, real retrieved document, useful/noisy) are collected from the real engine: from
 the search steps of trajectories the agent already wrote (``eval run`` trajectories carry the
-gold answers and evidence), or by running benchmark questions against an index. A document is
-*useful* when it is gold evidence or contains a gold answer, else *noisy*. Each pair becomes
-one chat example: the simulation prompt (``sleuth.search.simulated.prompts``, the one the
-simulator uses at inference) and the real document as the model's turn. Training is the SFT
-machinery of ``sleuth train sft`` (loss on the document only, LoRA by default).
+gold answers and evidence), or by running benchmark questions against an index. The text the
+model learns is the document's opening, or, when a gold answer lies further on, its title and
+the passage from the sentence that holds the answer. That text is *useful* when it contains a
+gold answer (or is gold evidence of a yes/no question, whose answer no text spells out) and
+*noisy* when the document is not gold evidence and holds no answer anywhere; gold evidence
+without the answer (a bridge question's first hop) is left out, because it is neither: the
+useful prompt asks for the facts that answer, the noisy one for a document without the answer.
+Each pair becomes one chat example: the simulation
+prompt (``sleuth.search.simulated.prompts``, the one the simulator uses at inference) and the
+real document as the model's turn. Training is the SFT machinery of ``sleuth train sft`` (loss
+on the document only, LoRA by default).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +45,43 @@ def contains_answer(text: str, answers: Iterable[str]) -> bool:
     return any(f" {a} " in body for a in map(normalize_answer, answers) if a)
 
 
-def is_useful(doc_id: str, text: str, answers: Sequence[str], evidence: set[str]) -> bool:
-    return doc_id in evidence or contains_answer(text, answers)
+_YES_NO = {"yes", "no"}
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def document_text(doc: Any, words: int) -> str:
-    body = " ".join(f"{doc.title}. {doc.text}".split() if doc.title else doc.text.split())
-    cut = body.split()[:words]
-    return " ".join(cut)
+def label(
+    doc_id: str, full_text: str, shown: str, answers: Sequence[str], evidence: set[str]
+) -> bool | None:
+    """True (useful), False (noisy) or None (neither: left out of training).
+
+    ``shown`` is the text the model learns (``document_text``), ``full_text`` the whole one.
+    """
+    if contains_answer(shown, answers):
+        return True
+    if doc_id in evidence:
+        return True if {normalize_answer(a) for a in answers} & _YES_NO else None
+    return None if contains_answer(full_text, answers) else False
 
 
-def pairs_from_trajectories(path: Path, engine: Any, words: int = 60) -> list[SimulatorPair]:
+def document_text(doc: Any, words: int, answers: Sequence[str] = ()) -> str:
+    """The first ``words`` words (title first); when a gold answer lies beyond them, the title
+    and the text from the first sentence that holds the answer, so a useful document shows it."""
+
+    def with_title(body: str) -> str:
+        text = f"{doc.title}. {body}" if doc.title else body
+        return " ".join(text.split()[:words])
+
+    opening = with_title(doc.text)
+    if not answers or contains_answer(opening, answers):
+        return opening
+    sentences = _SENTENCE_END.split(doc.text)
+    for i, sentence in enumerate(sentences):
+        if contains_answer(sentence, answers):
+            return with_title(" ".join(sentences[i:]))
+    return opening
+
+
+def pairs_from_trajectories(path: Path, engine: Any, words: int = 30) -> list[SimulatorPair]:
     """Every (query, shown document) of the search steps of trajectories with gold metadata."""
     from sleuth.agent.log import TrajectoryLog
 
@@ -68,26 +101,29 @@ def pairs_from_trajectories(path: Path, engine: Any, words: int = 60) -> list[Si
                     doc = engine.get(hit.id)
                 except DocumentNotFound:
                     continue
-                text = document_text(doc, words)
-                useful = is_useful(doc.id, doc.text, answers, evidence)
-                pairs.append(
-                    SimulatorPair(step.argument, text, useful, trajectory.question, answers)
-                )
+                text = document_text(doc, words, answers)
+                useful = label(doc.id, doc.text, text, answers, evidence)
+                if useful is not None:
+                    pairs.append(
+                        SimulatorPair(step.argument, text, useful, trajectory.question, answers)
+                    )
     return pairs
 
 
 def pairs_from_index(
-    engine: Any, questions: Sequence[Any], k: int = 5, words: int = 60
+    engine: Any, questions: Sequence[Any], k: int = 5, words: int = 30
 ) -> list[SimulatorPair]:
-    """Run each benchmark question as the query against the real engine; label its top ``k``."""
+    """Run each benchmark question as the query against the real engine; label its top ``k``
+    (documents that are neither useful nor noisy are left out, see ``label``)."""
     pairs: list[SimulatorPair] = []
     for q in questions:
         evidence = {alias for aliases in q.gold_evidence for alias in aliases}
         for hit in engine.search(q.question, k):
-            useful = is_useful(hit.id, hit.text, q.answers, evidence)
             doc = engine.get(hit.id)
-            text = document_text(doc, words)
-            pairs.append(SimulatorPair(q.question, text, useful, q.question, tuple(q.answers)))
+            text = document_text(doc, words, q.answers)
+            useful = label(doc.id, doc.text, text, q.answers, evidence)
+            if useful is not None:
+                pairs.append(SimulatorPair(q.question, text, useful, q.question, tuple(q.answers)))
     return pairs
 
 

@@ -31,7 +31,13 @@ def simulator_command(
     ] = "hotpotqa-1100:train",
     limit: Annotated[int, typer.Option(help="Use the first N questions (0 = all)")] = 200,
     k: Annotated[int, typer.Option("-k", help="Documents retrieved per question")] = 5,
-    words: Annotated[int, typer.Option(help="Words of each document the model learns")] = 60,
+    words: Annotated[
+        int,
+        typer.Option(
+            help="Words of each document the model learns (the simulation prompt asks for "
+            "about 30; the simulator writes at most 64 tokens by default)"
+        ),
+    ] = 30,
     model: Annotated[
         str | None, typer.Option(help="Base model (default: the packaged SmolLM2-135M)")
     ] = None,
@@ -50,9 +56,12 @@ def simulator_command(
     """Fine-tune a model into a search-engine simulator (ZeroSearch's lightweight SFT).
 
     Collects (query, real document, useful/noisy) pairs from the real engine, from
-    --trajectories or by running --benchmark questions on --index: a document is useful when it
-    is gold evidence or holds a gold answer. Useful and noisy pairs are balanced; each is the
-    simulation prompt plus the real document as the answer (loss on the document only). Use the
+    --trajectories or by running --benchmark questions on --index. The model learns --words
+    words of each document, from the sentence holding a gold answer when the answer lies past
+    the opening. Useful: that text holds a gold answer (or is gold evidence of a yes/no
+    question); noisy: not gold evidence and no answer anywhere; gold evidence without the answer
+    is left out. Useful and noisy pairs are balanced; each is the simulation prompt plus the
+    real document as the answer (loss on the document only). Use the
     result with --simulate 'llm:model=OUT,...' on ask, eval run, train agent or serve.
     """
     from sleuth.train.simulator import train_simulator

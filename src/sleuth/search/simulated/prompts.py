@@ -1,9 +1,12 @@
 """ZeroSearch's simulation prompt: the model plays a search engine and writes one document,
 useful (contains what answers the query) or noisy (on topic, plausible, but unhelpful).
 
-When the episode's question and answer are known (training), they go into the prompt as in the
-paper, which makes useful documents far more likely to carry the answer. The same text is the
-prompt of ``sleuth train simulator``, so a fine-tuned simulator sees what it was trained on.
+When the episode's question and answer are known (training), the question goes into both
+prompts and the answer into the useful one, which makes useful documents far more likely to
+carry the answer. Unlike the paper, the noisy prompt is not told the answer: small models copy
+it even when told not to (SmolLM2-135M wrote it into 30% of its noisy documents, Qwen2.5-Coder-
+0.5B into 55%; docs/simulation.md). The same text is the prompt of ``sleuth train simulator``,
+so a fine-tuned simulator sees what it was trained on.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ def simulation_messages(
     lines = [
         f"Given a query, you need to generate a {kind} document for the query.",
     ]
-    if question and answers:
+    if question and answers and useful:
         lines.append(
             f'The user is trying to answer the question: "{question}" whose answer is '
             f"{' / '.join(answers)}."
         )
+    elif question and answers:
+        lines.append(f'The user is trying to answer the question: "{question}".')
     if useful:
         lines.append(
             f"The document should contain about {words} words and contain the facts that "
