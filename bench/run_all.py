@@ -33,6 +33,7 @@ BENCHMARKS = (
     "agent_table",
     "promptagator",
     "simulated_engines",
+    "simulator_fidelity",
     "train_engines",
     "selfplay",
 )
