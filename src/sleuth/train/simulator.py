@@ -10,10 +10,9 @@ gold answer (or is gold evidence of a yes/no question, whose answer no text spel
 *noisy* when the document is not gold evidence and holds no answer anywhere; gold evidence
 without the answer (a bridge question's first hop) is left out, because it is neither: the
 useful prompt asks for the facts that answer, the noisy one for a document without the answer.
-Each pair becomes one chat example: the simulation
-prompt (``sleuth.search.simulated.prompts``, the one the simulator uses at inference) and the
-real document as the model's turn. Training is the SFT machinery of ``sleuth train sft`` (loss
-on the document only, LoRA by default).
+Each pair becomes one chat example: the simulation prompt (``sleuth.search.simulated.prompts``,
+the one the simulator uses at inference) and the real document as the model's turn. Training is
+the SFT machinery of ``sleuth train sft`` (loss on the document only, LoRA by default).
 """
 
 from __future__ import annotations
