@@ -190,8 +190,9 @@ class _Replay:
             # (answer_spans) and of the final read (final_read).
             for doc_id, (title, text) in shown.items():
                 if text:
-                    ep.knowledge.texts.append(neutralise(text))
-                    ep.knowledge.documents.setdefault(doc_id, (neutralise(title), neutralise(text)))
+                    as_kept = neutralise(text)
+                    ep.knowledge.texts.append(as_kept)
+                    ep.knowledge.documents.setdefault(doc_id, (neutralise(title), as_kept))
             if step.action == "open" and not step.error:
                 ep.knowledge.seen.setdefault(step.argument, "")
                 ep.knowledge.texts.append(step.observation.partition("\n")[2])

@@ -23,13 +23,9 @@ def simulation_messages(
     lines = [
         f"Given a query, you need to generate a {kind} document for the query.",
     ]
-    if question and answers and useful:
-        lines.append(
-            f'The user is trying to answer the question: "{question}" whose answer is '
-            f"{' / '.join(answers)}."
-        )
-    elif question and answers:
-        lines.append(f'The user is trying to answer the question: "{question}".')
+    if question and answers:
+        told = f" whose answer is {' / '.join(answers)}" if useful else ""  # noisy: not told
+        lines.append(f'The user is trying to answer the question: "{question}"{told}.')
     if useful:
         lines.append(
             f"The document should contain about {words} words and contain the facts that "
