@@ -176,3 +176,56 @@ def test_report_command_rewrites_the_report(tmp_path: Path, questions) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rag"]["episodes"] == 4
     assert (tmp_path / "report.html").is_file()
+
+
+def test_each_method_against_rag_paired_and_split_by_evidence(tmp_path: Path) -> None:
+    q = load_benchmark("hotpotqa-1100:test", limit=6).questions
+    assert all(len(gold_ids(x)) == 2 for x in q[:4])  # half the evidence is one paragraph
+    # rag: half the evidence and wrong for q0-q2, all of it and right for q3, nothing for q4-q5
+    rag = [("wrong", gold_ids(x)[:1]) for x in q[:3]]
+    rag += [(q[3].answers[0], gold_ids(q[3])), ("wrong", ["doc0"]), ("wrong", ["doc0"])]
+    # agent_rag completes the evidence of q0 and q1 and answers them; q2 stays half and wrong;
+    # with all of q3's evidence it answers wrongly (lost); q4-q5 unchanged
+    agent = [(x.answers[0], gold_ids(x)) for x in q[:2]] + [("wrong", gold_ids(q[2])[:1])]
+    agent += [("wrong", gold_ids(q[3])), ("wrong", ["doc0"]), ("wrong", ["doc0"])]
+    closed = [(x.answers[0], []) for x in q[:1]] + [("wrong", []) for _ in q[1:]]
+    make_run(tmp_path, q, {"closed_book": closed, "rag": rag, "agent_rag": agent})
+
+    versus = build_report(tmp_path)["versus"]
+    assert versus["baseline"] == "rag"
+    rows = {(r["method"], r["metric"]): r for r in versus["rows"]}
+    f1 = rows[("agent_rag", "f1")]
+    assert f1["questions"] == 6
+    assert f1["baseline"] == pytest.approx(1 / 6) and f1["value"] == pytest.approx(2 / 6)
+    assert f1["diff"] == pytest.approx(1 / 6) and f1["low"] <= f1["diff"] <= f1["high"]
+    recall = rows[("agent_rag", "evidence_recall")]
+    assert recall["diff"] == pytest.approx((0.5 + 0.5) / 6)
+    assert ("closed_book", "f1") in rows  # does retrieval help at all
+    assert ("closed_book", "evidence_recall") not in rows  # closed book searches nothing
+
+    assert set(versus["shifts"]) == {"agent_rag"}
+    shifts = {
+        (s["baseline_evidence"], s["method_evidence"]): s for s in versus["shifts"]["agent_rag"]
+    }
+    assert set(shifts) == {("part", "all"), ("part", "part"), ("all", "all"), ("none", "none")}
+    completed = shifts[("part", "all")]
+    assert completed["questions"] == 2 and completed["diff"] == pytest.approx(1.0)
+    assert completed["share"] == pytest.approx(2 / 6)
+    lost = shifts[("all", "all")]
+    assert lost["questions"] == 1 and lost["baseline_f1"] == 1.0 and lost["method_f1"] == 0.0
+    assert lost["share"] == pytest.approx(-1 / 6)
+    assert sum(s["share"] for s in shifts.values()) == pytest.approx(f1["diff"])
+
+    page = (write_report(tmp_path)[1]).read_text()
+    assert "Against rag, question by question" in page
+    assert "Where agent_rag's F1 difference comes from" in page
+    result = CliRunner().invoke(app, ["eval", "report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "each method against rag" in result.output
+    assert "part -> all" in result.output and "+0.333" in result.output
+
+
+def test_no_comparison_without_rag(tmp_path: Path, questions) -> None:
+    make_run(tmp_path, questions, {"closed_book": [("x", []) for _ in questions]})
+    assert build_report(tmp_path)["versus"] is None
+    assert "Against rag" not in write_report(tmp_path)[1].read_text()

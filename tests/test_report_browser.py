@@ -104,6 +104,9 @@ def test_report_fits_1400px_and_links_open_trajectories(tmp_path: Path, hotpot_b
             # Untrusted text stayed text: the script tag is shown, never run.
             text = page.locator("body").inner_text()
             assert "<script>alert('x')</script>" in text and not dialogs
+            # The paired comparison with the run's own RAG is on the page.
+            assert "Against rag, question by question" in text
+            assert "Where agent's F1 difference comes from" in text
             page.evaluate("document.querySelector('.questions').scrollIntoView()")
             (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ROOT / "docs" / "img" / "report.png"))

@@ -196,10 +196,11 @@ def report_command(
     run: Annotated[Path, typer.Argument(help="Run folder written by `sleuth eval run`")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
-    """(Re)write RUN/report.json and RUN/report.html from the stored results."""
+    """(Re)write RUN/report.json and RUN/report.html from the stored results and print the
+    summary; when the run has rag, each other method against it, paired question by question."""
     from sleuth.display import safe_markup
     from sleuth.evaluate.report import build_report, write_report
-    from sleuth.evaluate.session import summary_legend, summary_table, wide_console
+    from sleuth.evaluate.session import print_versus, summary_legend, summary_table, wide_console
     from sleuth.progress import stderr
 
     json_path, html_path = write_report(run)
@@ -210,6 +211,7 @@ def report_command(
         console = wide_console()
         console.print(summary_table(report["methods"], str(report["benchmark"])))
         console.print(summary_legend(), markup=False, highlight=False, style="dim")
+        print_versus(console, report["results"])
     stderr.print(f"wrote {safe_markup(json_path)} and {safe_markup(html_path)}")
 
 

@@ -4,7 +4,6 @@ which questions are hard, so smaller real differences show)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from sleuth.display import safe_text
 from sleuth.evaluate.metrics import paired_bootstrap
 from sleuth.evaluate.report import load_run
 from sleuth.evaluate.runner import settings_differences
-from sleuth.evaluate.summary import metric_value
+from sleuth.evaluate.summary import per_question
 
 COMPARED_METRICS = (
     "em",
@@ -26,18 +25,6 @@ COMPARED_METRICS = (
     "searches",
     "seconds",
 )
-
-
-def per_question(records: Sequence[dict[str, Any]], method: str, metric: str) -> dict[str, float]:
-    """``{question_id: value}`` for one method, averaged over seeds; missing values dropped."""
-    values: dict[str, list[float]] = defaultdict(list)
-    for record in records:
-        if record["method"] != method:
-            continue
-        value = metric_value(record, metric)
-        if value is not None:
-            values[str(record["question_id"])].append(value)
-    return {qid: sum(v) / len(v) for qid, v in values.items()}
 
 
 def compare_runs(

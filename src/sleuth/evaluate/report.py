@@ -26,6 +26,7 @@ from sleuth.evaluate.runner import (
     write_json_atomically,
 )
 from sleuth.evaluate.summary import LABELS, summarize, with_answer_fields
+from sleuth.evaluate.versus import versus_baseline
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -79,6 +80,7 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "episodes": len(records),
         "short_answer_words": SHORT_ANSWER_WORDS,
         "methods": summarize(records, methods),
+        "versus": versus_baseline(records),
         "results": [with_answer_fields(r) for r in records],
         "observations_by_engine": engine_provenance(
             read_trajectories(
@@ -273,6 +275,51 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
     )
 
 
+VERSUS_NOTE = (
+    "Per-method intervals above overlap even when a paired difference is clear; here each "
+    "method is compared with {base} on the same questions. Difference: method minus {base}, "
+    "with its 95% paired-bootstrap interval (* = excludes 0) and two-sided p. The second table "
+    "splits the F1 difference by how much of the gold evidence each found: an agent can win "
+    "where it completed evidence {base} had in part, and lose where {base} already had it all; "
+    "“of total” is the group's part of the overall difference."
+)
+
+
+def _versus_html(versus: dict[str, Any] | None) -> str:
+    if not versus:
+        return ""
+    base = escape(versus["baseline"])
+    rows = [
+        f"<tr><td>{escape(r['method'])}</td><td>{escape(LABELS.get(r['metric'], r['metric']))}"
+        f"</td><td class='num'>{r['questions']}</td><td class='num'>{r['baseline']:.3f}</td>"
+        f"<td class='num'>{r['value']:.3f}</td><td class='num'>{r['diff']:+.3f}"
+        + (" *" if r["significant"] else "")
+        + f"</td><td class='num'>[{r['low']:+.3f}, {r['high']:+.3f}]</td>"
+        f"<td class='num'>{r['p_value']:.3f}</td></tr>"
+        for r in versus["rows"]
+    ]
+    headers = ["method", "metric", "questions", versus["baseline"], "method's", "difference"]
+    html = (
+        f"<h2>Against {base}, question by question</h2>"
+        f"<p class='note'>{VERSUS_NOTE.format(base=base)}</p>"
+        + _table([*headers, "95% CI", "p"], rows)
+    )
+    for method, shifts in versus["shifts"].items():
+        shift_rows = [
+            f"<tr><td>{escape(s['baseline_evidence'])} → {escape(s['method_evidence'])}</td>"
+            f"<td class='num'>{s['questions']}</td><td class='num'>{s['baseline_f1']:.3f}</td>"
+            f"<td class='num'>{s['method_f1']:.3f}</td><td class='num'>{s['diff']:+.3f}</td>"
+            f"<td class='num'>{s['share']:+.3f}</td></tr>"
+            for s in shifts
+        ]
+        shift_headers = [f"gold evidence found: {versus['baseline']} → {method}", "questions"]
+        shift_headers += [f"F1 {versus['baseline']}", f"F1 {method}", "each", "of total"]
+        html += f"<h3>Where {escape(method)}'s F1 difference comes from</h3>" + _table(
+            shift_headers, shift_rows
+        )
+    return html
+
+
 def _figures(methods: dict[str, dict[str, Any]]) -> str:
     has_evidence = any(sum(d["factorised"]["counts"].values()) for d in methods.values())
     charts = [("accuracy per method", accuracy_chart(methods))]
@@ -410,6 +457,7 @@ def render_html(report: dict[str, Any], trajectories: dict[str, dict[str, Any]])
         "<h2>Settings</h2>"
         + _settings_rows(report)
         + _summary_tables(report["methods"])
+        + _versus_html(report.get("versus"))
         + _figures(report["methods"])
         + _question_rows(report["results"], set(trajectories))
         + "<h2>Trajectories</h2>"

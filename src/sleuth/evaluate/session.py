@@ -209,6 +209,80 @@ def summary_legend() -> str:
     )
 
 
+def versus_tables(versus: dict[str, Any]) -> list[Table]:
+    """The paired comparison against the baseline, then each searching method's F1
+    difference split by the evidence both found (``sleuth.evaluate.versus``)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from sleuth.display import safe_text
+    from sleuth.evaluate.summary import LABELS
+
+    base = safe_text(versus["baseline"])
+    paired = Table(
+        title=f"each method against {base}, paired over the same questions",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    for column in ("method", "metric", "questions", base, "method's", "difference", "95% CI", "p"):
+        paired.add_column(column, justify="left" if column in ("method", "metric") else "right")
+    for row in versus["rows"]:
+        paired.add_row(
+            Text(safe_text(row["method"])),
+            LABELS.get(row["metric"], row["metric"]),
+            str(row["questions"]),
+            f"{row['baseline']:.3f}",
+            f"{row['value']:.3f}",
+            f"{row['diff']:+.3f}" + (" *" if row["significant"] else ""),
+            f"[{row['low']:+.3f}, {row['high']:+.3f}]",
+            f"{row['p_value']:.3f}",
+        )
+    tables = [paired]
+    for method, rows in versus["shifts"].items():
+        name = safe_text(method)
+        shifts = Table(
+            title=f"{name} - {base} F1, by the gold evidence each found",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+        )
+        evidence = f"evidence {base} -> {name}"
+        for column in (evidence, "questions", f"F1 {base}", f"F1 {name}", "each", "of total"):
+            shifts.add_column(column, justify="left" if column == evidence else "right")
+        for row in rows:
+            shifts.add_row(
+                f"{row['baseline_evidence']} -> {row['method_evidence']}",
+                str(row["questions"]),
+                f"{row['baseline_f1']:.3f}",
+                f"{row['method_f1']:.3f}",
+                f"{row['diff']:+.3f}",
+                f"{row['share']:+.3f}",
+            )
+        tables.append(shifts)
+    return tables
+
+
+VERSUS_LEGEND = (
+    "difference: method minus baseline, mean over the questions both answered; 95% CI: paired "
+    "bootstrap (5,000 resamples), * = excludes 0; p: two-sided bootstrap p-value. Evidence "
+    "none / part / all: how many of a question's gold paragraphs the method's searches found; "
+    "each: mean F1 difference in that group; of total: the group's part of the overall "
+    "difference (the column adds up to it)."
+)
+
+
+def print_versus(console: Console, records: list[dict[str, Any]]) -> None:
+    """Print ``versus_tables`` and their legend when the run has RAG and another method."""
+    from sleuth.evaluate.versus import versus_baseline
+
+    versus = versus_baseline(records)
+    if versus is None:
+        return
+    for table in versus_tables(versus):
+        console.print(table)
+    console.print(VERSUS_LEGEND, markup=False, highlight=False, style="dim")
+
+
 def execute(
     out: Path,
     settings: RunSettings,
@@ -242,6 +316,7 @@ def execute(
     console = wide_console()
     console.print(summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)"))
     console.print(summary_legend(), markup=False, highlight=False, style="dim")
+    print_versus(console, records)
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
         f"in {outcome.seconds:.0f}s; results in {safe_markup(out)}"

@@ -70,6 +70,18 @@ def metric_value(record: dict[str, Any], metric: str) -> float | None:
     return float(value)  # bools (judge) become 0/1
 
 
+def per_question(records: Sequence[dict[str, Any]], method: str, metric: str) -> dict[str, float]:
+    """``{question_id: value}`` for one method, averaged over seeds; missing values dropped."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record["method"] != method:
+            continue
+        value = metric_value(record, metric)
+        if value is not None:
+            values[str(record["question_id"])].append(value)
+    return {qid: sum(v) / len(v) for qid, v in values.items()}
+
+
 def interval(records: Sequence[dict[str, Any]], metric: str) -> tuple[Interval, str]:
     """The mean of ``metric`` and its 95% interval, choosing the method by the seed count."""
     by_seed: dict[int, list[float]] = defaultdict(list)

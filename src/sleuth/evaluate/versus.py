@@ -1,0 +1,129 @@
+"""Each method of a run against the run's own single-shot RAG, question by question.
+
+"Does the agent beat RAG?" is a paired question: both methods answered the same questions, so
+the per-question differences carry the signal and which questions are hard cancels out. The
+summary table's intervals are for each mean alone and overlap even when a paired difference is
+clear, so this module gives the paired difference with its bootstrap interval, and then where
+an F1 difference comes from: grouped by how much of the gold evidence each method found, the
+questions where the agent completed evidence RAG had only in part are the ones an agent can win,
+and those where RAG already had it all are the ones extra reading can lose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sleuth.evaluate.methods import NEEDS_SEARCH
+from sleuth.evaluate.metrics import paired_bootstrap
+from sleuth.evaluate.summary import per_question
+
+BASELINE = "rag"
+VERSUS_METRICS = ("f1", "em", "evidence_recall")
+# How much of a question's gold evidence a method's searches found.
+EVIDENCE_LEVELS = ("none", "part", "all")
+
+
+def evidence_level(recall: float) -> str:
+    """``none`` (0), ``part`` (some gold paragraphs) or ``all`` of the gold evidence."""
+    if recall <= 0:
+        return "none"
+    return "all" if recall >= 1 else "part"
+
+
+def _compared_methods(records: Sequence[dict[str, Any]], baseline: str) -> list[str]:
+    methods = list(dict.fromkeys(str(r["method"]) for r in records))
+    return [m for m in methods if m != baseline]
+
+
+def versus_rows(
+    records: Sequence[dict[str, Any]],
+    baseline: str = BASELINE,
+    metrics: Sequence[str] = VERSUS_METRICS,
+) -> list[dict[str, Any]]:
+    """One row per (method, metric): baseline mean, method mean, paired difference, its 95%
+    bootstrap interval and p, over the questions both answered (seeds averaged). Evidence
+    recall only for methods that search (closed book finds nothing by construction)."""
+    rows = []
+    for method in _compared_methods(records, baseline):
+        for metric in metrics:
+            if metric == "evidence_recall" and method not in NEEDS_SEARCH:
+                continue
+            base = per_question(records, baseline, metric)
+            other = per_question(records, method, metric)
+            shared = sorted(set(base) & set(other))
+            if not shared:
+                continue
+            result = paired_bootstrap([base[q] for q in shared], [other[q] for q in shared])
+            rows.append(
+                {
+                    "method": method,
+                    "metric": metric,
+                    "questions": result.pairs,
+                    "baseline": result.a,
+                    "value": result.b,
+                    "diff": result.diff.mean,
+                    "low": result.diff.low,
+                    "high": result.diff.high,
+                    "p_value": result.p_value,
+                    "significant": not (result.diff.low <= 0 <= result.diff.high),
+                }
+            )
+    return rows
+
+
+def evidence_shifts(
+    records: Sequence[dict[str, Any]], method: str, baseline: str = BASELINE
+) -> list[dict[str, Any]]:
+    """The F1 difference split by (baseline's evidence level, method's evidence level).
+
+    ``share`` is each group's part of the overall mean difference (its summed per-question
+    differences over all shared questions), so the shares add up to the overall difference.
+    Empty when either method has no evidence recall (a benchmark without gold evidence)."""
+    base_f1, other_f1 = per_question(records, baseline, "f1"), per_question(records, method, "f1")
+    base_recall = per_question(records, baseline, "evidence_recall")
+    other_recall = per_question(records, method, "evidence_recall")
+    shared = [q for q in base_f1 if q in other_f1 and q in base_recall and q in other_recall]
+    if not shared:
+        return []
+    groups: dict[tuple[str, str], list[str]] = {}
+    for qid in shared:
+        key = (evidence_level(base_recall[qid]), evidence_level(other_recall[qid]))
+        groups.setdefault(key, []).append(qid)
+    rows = []
+    for before in EVIDENCE_LEVELS:
+        for after in EVIDENCE_LEVELS:
+            ids = groups.get((before, after))
+            if not ids:
+                continue
+            diffs = [other_f1[q] - base_f1[q] for q in ids]
+            rows.append(
+                {
+                    "baseline_evidence": before,
+                    "method_evidence": after,
+                    "questions": len(ids),
+                    "baseline_f1": sum(base_f1[q] for q in ids) / len(ids),
+                    "method_f1": sum(other_f1[q] for q in ids) / len(ids),
+                    "diff": sum(diffs) / len(ids),
+                    "share": sum(diffs) / len(shared),
+                }
+            )
+    return rows
+
+
+def versus_baseline(
+    records: Sequence[dict[str, Any]], baseline: str = BASELINE
+) -> dict[str, Any] | None:
+    """The paired rows and, for each searching method, its evidence shifts; None when the run
+    has no ``baseline`` method or nothing to compare it with."""
+    if not any(r["method"] == baseline for r in records):
+        return None
+    rows = versus_rows(records, baseline)
+    if not rows:
+        return None
+    shifts = {
+        method: found
+        for method in _compared_methods(records, baseline)
+        if method in NEEDS_SEARCH and (found := evidence_shifts(records, method, baseline))
+    }
+    return {"baseline": baseline, "rows": rows, "shifts": shifts}
