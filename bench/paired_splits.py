@@ -1,0 +1,97 @@
+"""Paired comparisons between (run, method) pairs, overall and by HotpotQA question type.
+
+``sleuth eval report`` pairs each method with the run's own RAG and ``sleuth eval compare``
+pairs one method across two runs; neither splits by bridge / comparison question or pairs
+different methods of different runs (a primed agent against the unprimed model's RAG, the
+baseline a user would otherwise pick). This does, over the questions both answered, with the
+same paired bootstrap (5,000 resamples).
+
+Usage: ``python -m bench.paired_splits --pair LABEL=RUN_A:METHOD,RUN_B:METHOD [--pair ...]
+[--out bench/results/NAME.json]``; B - A is reported. The run folders come from
+``sleuth eval run`` on ``hotpotqa-1100:test`` (docs/evaluation.md names the commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.agent_table import question_types
+from bench.common import REPO
+from sleuth.evaluate.metrics import paired_bootstrap
+from sleuth.evaluate.report import load_run
+from sleuth.evaluate.summary import per_question
+
+METRICS = ("f1", "em", "evidence_recall", "searches")
+SPLITS = ("all", "bridge", "comparison")
+
+
+def _side(text: str) -> tuple[Path, str]:
+    folder, _, method = text.rpartition(":")
+    if not folder or not method:
+        raise SystemExit(f"expected RUN:METHOD, got {text!r}")
+    return Path(folder), method
+
+
+def paired_rows(label: str, a: str, b: str) -> list[dict[str, Any]]:
+    (run_a, method_a), (run_b, method_b) = _side(a), _side(b)
+    _, records_a = load_run(run_a)
+    _, records_b = load_run(run_b)
+    ids = {str(r["question_id"]) for r in records_a} | {str(r["question_id"]) for r in records_b}
+    types = question_types(2000)
+    rows = []
+    for split in SPLITS:
+        wanted = {q for q in ids if split == "all" or types.get(q) == split}
+        for metric in METRICS:
+            values_a = per_question(records_a, method_a, metric)
+            values_b = per_question(records_b, method_b, metric)
+            shared = sorted(set(values_a) & set(values_b) & wanted)
+            if not shared:
+                continue
+            result = paired_bootstrap([values_a[q] for q in shared], [values_b[q] for q in shared])
+            rows.append(
+                {
+                    "pair": label,
+                    "a": f"{run_a.name}:{method_a}",
+                    "b": f"{run_b.name}:{method_b}",
+                    "split": split,
+                    "metric": metric,
+                    "questions": result.pairs,
+                    "mean_a": round(result.a, 4),
+                    "mean_b": round(result.b, 4),
+                    "diff": round(result.diff.mean, 4),
+                    "low": round(result.diff.low, 4),
+                    "high": round(result.diff.high, 4),
+                    "significant": not (result.diff.low <= 0 <= result.diff.high),
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pair", action="append", required=True, help="LABEL=A:METHOD,B:METHOD")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    args = parser.parse_args()
+    rows = []
+    for pair in args.pair:
+        label, _, sides = pair.partition("=")
+        a, _, b = sides.partition(",")
+        rows += paired_rows(label, a, b)
+    for r in rows:
+        mark = " *" if r["significant"] else ""
+        print(
+            f"{r['pair']:<28} {r['split']:<10} {r['metric']:<15} n={r['questions']:<4} "
+            f"{r['mean_a']:.3f} -> {r['mean_b']:.3f}  {r['diff']:+.3f}{mark} "
+            f"[{r['low']:+.3f}, {r['high']:+.3f}]"
+        )
+    if args.out:
+        out = args.out if args.out.is_absolute() else REPO / args.out
+        out.write_text(json.dumps({"rows": rows}, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
