@@ -229,3 +229,49 @@ def test_no_comparison_without_rag(tmp_path: Path, questions) -> None:
     make_run(tmp_path, questions, {"closed_book": [("x", []) for _ in questions]})
     assert build_report(tmp_path)["versus"] is None
     assert "Against rag" not in write_report(tmp_path)[1].read_text()
+
+
+def test_versus_tables_print_names_from_the_run_literally() -> None:
+    import io
+
+    from rich.console import Console
+
+    from sleuth.evaluate.session import versus_tables
+
+    hostile = "[red]agent[/red]"
+    versus = {
+        "baseline": "rag",
+        "rows": [
+            {
+                "method": hostile,
+                "metric": "f1",
+                "questions": 1,
+                "baseline": 0.0,
+                "value": 1.0,
+                "diff": 1.0,
+                "low": 1.0,
+                "high": 1.0,
+                "p_value": 0.0,
+                "significant": True,
+            }
+        ],
+        "shifts": {
+            hostile: [
+                {
+                    "baseline_evidence": "part",
+                    "method_evidence": "all",
+                    "questions": 1,
+                    "baseline_f1": 0.0,
+                    "method_f1": 1.0,
+                    "diff": 1.0,
+                    "share": 1.0,
+                }
+            ]
+        },
+    }
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)
+    for table in versus_tables(versus):
+        console.print(table)
+    printed = buffer.getvalue()
+    assert f"F1 {hostile}" in printed and f"{hostile} - rag F1" in printed

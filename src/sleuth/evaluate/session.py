@@ -211,7 +211,8 @@ def summary_legend() -> str:
 
 def versus_tables(versus: dict[str, Any]) -> list[Table]:
     """The paired comparison against the baseline, then each searching method's F1
-    difference split by the evidence both found (``sleuth.evaluate.versus``)."""
+    difference split by the evidence both found (``sleuth.evaluate.versus``). Method names
+    come from the run folder, so every title and header is plain text, never markup."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -221,12 +222,14 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
 
     base = safe_text(versus["baseline"])
     paired = Table(
-        title=f"each method against {base}, paired over the same questions",
+        title=Text(f"each method against {base}, paired over the same questions"),
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
     )
     for column in ("method", "metric", "questions", base, "method's", "difference", "95% CI", "p"):
-        paired.add_column(column, justify="left" if column in ("method", "metric") else "right")
+        paired.add_column(
+            Text(column), justify="left" if column in ("method", "metric") else "right"
+        )
     for row in versus["rows"]:
         paired.add_row(
             Text(safe_text(row["method"])),
@@ -242,13 +245,13 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
     for method, rows in versus["shifts"].items():
         name = safe_text(method)
         shifts = Table(
-            title=f"{name} - {base} F1, by the gold evidence each found",
+            title=Text(f"{name} - {base} F1, by the gold evidence each found"),
             box=box.SIMPLE_HEAD,
             padding=(0, 1),
         )
         evidence = f"evidence {base} -> {name}"
         for column in (evidence, "questions", f"F1 {base}", f"F1 {name}", "each", "of total"):
-            shifts.add_column(column, justify="left" if column == evidence else "right")
+            shifts.add_column(Text(column), justify="left" if column == evidence else "right")
         for row in rows:
             shifts.add_row(
                 f"{row['baseline_evidence']} -> {row['method_evidence']}",
