@@ -20,9 +20,8 @@ from typing import Any
 
 from bench.agent_table import question_types
 from bench.common import REPO
-from sleuth.evaluate.metrics import paired_bootstrap
 from sleuth.evaluate.report import load_run
-from sleuth.evaluate.summary import per_question
+from sleuth.evaluate.summary import paired_difference, per_question
 
 METRICS = ("f1", "em", "evidence_recall", "searches")
 SPLITS = ("all", "bridge", "comparison")
@@ -47,24 +46,20 @@ def paired_rows(label: str, a: str, b: str) -> list[dict[str, Any]]:
         for metric in METRICS:
             values_a = per_question(records_a, method_a, metric)
             values_b = per_question(records_b, method_b, metric)
-            shared = sorted(set(values_a) & set(values_b) & wanted)
-            if not shared:
+            paired = paired_difference(
+                {q: v for q, v in values_a.items() if q in wanted},
+                {q: v for q, v in values_b.items() if q in wanted},
+            )
+            if paired is None:
                 continue
-            result = paired_bootstrap([values_a[q] for q in shared], [values_b[q] for q in shared])
             rows.append(
                 {
                     "pair": label,
-                    "a": f"{run_a.name}:{method_a}",
-                    "b": f"{run_b.name}:{method_b}",
+                    "run_a": f"{run_a.name}:{method_a}",
+                    "run_b": f"{run_b.name}:{method_b}",
                     "split": split,
                     "metric": metric,
-                    "questions": result.pairs,
-                    "mean_a": round(result.a, 4),
-                    "mean_b": round(result.b, 4),
-                    "diff": round(result.diff.mean, 4),
-                    "low": round(result.diff.low, 4),
-                    "high": round(result.diff.high, 4),
-                    "significant": not (result.diff.low <= 0 <= result.diff.high),
+                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in paired.items()},
                 }
             )
     return rows
@@ -84,7 +79,7 @@ def main() -> None:
         mark = " *" if r["significant"] else ""
         print(
             f"{r['pair']:<28} {r['split']:<10} {r['metric']:<15} n={r['questions']:<4} "
-            f"{r['mean_a']:.3f} -> {r['mean_b']:.3f}  {r['diff']:+.3f}{mark} "
+            f"{r['a']:.3f} -> {r['b']:.3f}  {r['diff']:+.3f}{mark} "
             f"[{r['low']:+.3f}, {r['high']:+.3f}]"
         )
     if args.out:

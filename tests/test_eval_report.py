@@ -196,7 +196,7 @@ def test_each_method_against_rag_paired_and_split_by_evidence(tmp_path: Path) ->
     rows = {(r["method"], r["metric"]): r for r in versus["rows"]}
     f1 = rows[("agent_rag", "f1")]
     assert f1["questions"] == 6
-    assert f1["baseline"] == pytest.approx(1 / 6) and f1["value"] == pytest.approx(2 / 6)
+    assert f1["a"] == pytest.approx(1 / 6) and f1["b"] == pytest.approx(2 / 6)  # rag, agent_rag
     assert f1["diff"] == pytest.approx(1 / 6) and f1["low"] <= f1["diff"] <= f1["high"]
     recall = rows[("agent_rag", "evidence_recall")]
     assert recall["diff"] == pytest.approx((0.5 + 0.5) / 6)
@@ -246,8 +246,8 @@ def test_versus_tables_print_names_from_the_run_literally() -> None:
                 "method": hostile,
                 "metric": "f1",
                 "questions": 1,
-                "baseline": 0.0,
-                "value": 1.0,
+                "a": 0.0,
+                "b": 1.0,
                 "diff": 1.0,
                 "low": 1.0,
                 "high": 1.0,

@@ -229,8 +229,7 @@ def compare_command(
     from sleuth.display import safe_text
     from sleuth.errors import SleuthError
     from sleuth.evaluate.compare import compare_runs, config_differences
-    from sleuth.evaluate.session import wide_console
-    from sleuth.evaluate.summary import LABELS
+    from sleuth.evaluate.session import paired_cells, wide_console
 
     rows = compare_runs(run_a, run_b)
     if not rows:
@@ -243,17 +242,7 @@ def compare_command(
     for column in ("method", "metric", "questions", "A", "B", "B - A", "95% CI", "p"):
         table.add_column(column, justify="left" if column in ("method", "metric") else "right")
     for row in rows:
-        mark = " *" if row["significant"] else ""
-        table.add_row(
-            Text(safe_text(row["method"])),
-            LABELS.get(row["metric"], row["metric"]),
-            str(row["questions"]),
-            f"{row['a']:.3f}",
-            f"{row['b']:.3f}",
-            f"{row['diff']:+.3f}{mark}",
-            f"[{row['low']:+.3f}, {row['high']:+.3f}]",
-            f"{row['p_value']:.3f}",
-        )
+        table.add_row(*paired_cells(row))
     console.print(table)
     console.print(COMPARE_LEGEND, highlight=False, markup=False)
     differences = config_differences(run_a, run_b)

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.display import safe_text
-from sleuth.evaluate.metrics import paired_bootstrap
 from sleuth.evaluate.report import load_run
 from sleuth.evaluate.runner import settings_differences
-from sleuth.evaluate.summary import per_question
+from sleuth.evaluate.summary import paired_difference, per_question
 
 COMPARED_METRICS = (
     "em",
@@ -38,26 +37,11 @@ def compare_runs(
     rows = []
     for method in (m for m in methods_a if m in methods_b):
         for metric in metrics:
-            a = per_question(records_a, method, metric)
-            b = per_question(records_b, method, metric)
-            shared = sorted(set(a) & set(b))
-            if not shared:
-                continue
-            result = paired_bootstrap([a[q] for q in shared], [b[q] for q in shared])
-            rows.append(
-                {
-                    "method": method,
-                    "metric": metric,
-                    "questions": result.pairs,
-                    "a": result.a,
-                    "b": result.b,
-                    "diff": result.diff.mean,
-                    "low": result.diff.low,
-                    "high": result.diff.high,
-                    "p_value": result.p_value,
-                    "significant": not (result.diff.low <= 0 <= result.diff.high),
-                }
+            paired = paired_difference(
+                per_question(records_a, method, metric), per_question(records_b, method, metric)
             )
+            if paired is not None:
+                rows.append({"method": method, "metric": metric, **paired})
     return rows
 
 

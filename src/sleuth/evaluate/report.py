@@ -291,8 +291,8 @@ def _versus_html(versus: dict[str, Any] | None) -> str:
     base = escape(versus["baseline"])
     rows = [
         f"<tr><td>{escape(r['method'])}</td><td>{escape(LABELS.get(r['metric'], r['metric']))}"
-        f"</td><td class='num'>{r['questions']}</td><td class='num'>{r['baseline']:.3f}</td>"
-        f"<td class='num'>{r['value']:.3f}</td><td class='num'>{r['diff']:+.3f}"
+        f"</td><td class='num'>{r['questions']}</td><td class='num'>{r['a']:.3f}</td>"
+        f"<td class='num'>{r['b']:.3f}</td><td class='num'>{r['diff']:+.3f}"
         + (" *" if r["significant"] else "")
         + f"</td><td class='num'>[{r['low']:+.3f}, {r['high']:+.3f}]</td>"
         f"<td class='num'>{r['p_value']:.3f}</td></tr>"

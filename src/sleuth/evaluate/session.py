@@ -15,6 +15,7 @@ from sleuth.evaluate.summary import running_mean
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from sleuth.llm.base import LLM
     from sleuth.search.base import SearchEngine
@@ -209,6 +210,26 @@ def summary_legend() -> str:
     )
 
 
+def paired_cells(row: dict[str, Any]) -> list[Text | str]:
+    """One ``paired_difference`` row (with its method and metric) as table cells: method,
+    metric, questions, A, B, B - A (* when its interval excludes 0), the interval, p."""
+    from rich.text import Text
+
+    from sleuth.display import safe_text
+    from sleuth.evaluate.summary import LABELS
+
+    return [
+        Text(safe_text(row["method"])),
+        LABELS.get(row["metric"], row["metric"]),
+        str(row["questions"]),
+        f"{row['a']:.3f}",
+        f"{row['b']:.3f}",
+        f"{row['diff']:+.3f}" + (" *" if row["significant"] else ""),
+        f"[{row['low']:+.3f}, {row['high']:+.3f}]",
+        f"{row['p_value']:.3f}",
+    ]
+
+
 def versus_tables(versus: dict[str, Any]) -> list[Table]:
     """The paired comparison against the baseline, then each searching method's F1
     difference split by the evidence both found (``sleuth.evaluate.versus``). Method names
@@ -218,7 +239,6 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
     from rich.text import Text
 
     from sleuth.display import safe_text
-    from sleuth.evaluate.summary import LABELS
 
     base = safe_text(versus["baseline"])
     paired = Table(
@@ -231,16 +251,7 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
             Text(column), justify="left" if column in ("method", "metric") else "right"
         )
     for row in versus["rows"]:
-        paired.add_row(
-            Text(safe_text(row["method"])),
-            LABELS.get(row["metric"], row["metric"]),
-            str(row["questions"]),
-            f"{row['baseline']:.3f}",
-            f"{row['value']:.3f}",
-            f"{row['diff']:+.3f}" + (" *" if row["significant"] else ""),
-            f"[{row['low']:+.3f}, {row['high']:+.3f}]",
-            f"{row['p_value']:.3f}",
-        )
+        paired.add_row(*paired_cells(row))
     tables = [paired]
     for method, rows in versus["shifts"].items():
         name = safe_text(method)

@@ -18,6 +18,7 @@ from sleuth.evaluate.metrics import (
     answer_words,
     bootstrap_interval,
     factorised_rates,
+    paired_bootstrap,
     short_cover_exact_match,
     t_interval,
 )
@@ -80,6 +81,26 @@ def per_question(records: Sequence[dict[str, Any]], method: str, metric: str) ->
         if value is not None:
             values[str(record["question_id"])].append(value)
     return {qid: sum(v) / len(v) for qid, v in values.items()}
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, Any] | None:
+    """B - A over the questions both hold (``per_question`` maps): the two means, the mean
+    paired difference with its 95% bootstrap interval, p, and whether the interval excludes 0.
+    None when they share no question."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    result = paired_bootstrap([a[q] for q in shared], [b[q] for q in shared])
+    return {
+        "questions": result.pairs,
+        "a": result.a,
+        "b": result.b,
+        "diff": result.diff.mean,
+        "low": result.diff.low,
+        "high": result.diff.high,
+        "p_value": result.p_value,
+        "significant": not (result.diff.low <= 0 <= result.diff.high),
+    }
 
 
 def interval(records: Sequence[dict[str, Any]], metric: str) -> tuple[Interval, str]:

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sleuth.evaluate.methods import NEEDS_SEARCH
-from sleuth.evaluate.metrics import paired_bootstrap
-from sleuth.evaluate.summary import per_question
+from sleuth.evaluate.summary import paired_difference, per_question
 
 BASELINE = "rag"
 VERSUS_METRICS = ("f1", "em", "evidence_recall")
@@ -41,34 +40,20 @@ def versus_rows(
     baseline: str = BASELINE,
     metrics: Sequence[str] = VERSUS_METRICS,
 ) -> list[dict[str, Any]]:
-    """One row per (method, metric): baseline mean, method mean, paired difference, its 95%
-    bootstrap interval and p, over the questions both answered (seeds averaged). Evidence
-    recall only for methods that search (closed book finds nothing by construction)."""
+    """One row per (method, metric), the shape ``sleuth eval compare`` prints: ``a`` the
+    baseline's mean, ``b`` the method's, their paired difference with its 95% bootstrap interval
+    and p, over the questions both answered (seeds averaged). Evidence recall only for methods
+    that search (closed book finds nothing by construction)."""
     rows = []
     for method in _compared_methods(records, baseline):
         for metric in metrics:
             if metric == "evidence_recall" and method not in NEEDS_SEARCH:
                 continue
-            base = per_question(records, baseline, metric)
-            other = per_question(records, method, metric)
-            shared = sorted(set(base) & set(other))
-            if not shared:
-                continue
-            result = paired_bootstrap([base[q] for q in shared], [other[q] for q in shared])
-            rows.append(
-                {
-                    "method": method,
-                    "metric": metric,
-                    "questions": result.pairs,
-                    "baseline": result.a,
-                    "value": result.b,
-                    "diff": result.diff.mean,
-                    "low": result.diff.low,
-                    "high": result.diff.high,
-                    "p_value": result.p_value,
-                    "significant": not (result.diff.low <= 0 <= result.diff.high),
-                }
+            paired = paired_difference(
+                per_question(records, baseline, metric), per_question(records, method, metric)
             )
+            if paired is not None:
+                rows.append({"method": method, "metric": metric, **paired})
     return rows
 
 
