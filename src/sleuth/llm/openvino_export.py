@@ -3,7 +3,9 @@
 The exporter is optimum-intel's. Its pins (transformers<5.6, an older huggingface-hub, a
 torchvision that does not import beside torch 2.13.0) disagree with Sleuth's own environment,
 so it runs in a separate virtual environment that Sleuth creates in the cache on first use
-(about 3 minutes, once per machine) from ``openvino_export_requirements.txt``. The OpenVINO
+(about 1-3 minutes, once per machine) from ``openvino_export.lock``: exact versions and hashes,
+resolved by ``make lock`` from ``openvino_export_requirements.txt``, so a new upstream release
+never changes what is installed (torch, pinned by version, comes first). The OpenVINO
 runtime that *runs* the model needs none of this: only ``openvino-genai`` in the main
 environment. ``SLEUTH_OV_EXPORT_PYTHON`` points at an existing exporter environment instead.
 """
@@ -22,14 +24,14 @@ from sleuth.errors import LLMError
 from sleuth.llm.locks import file_lock, publish_once
 from sleuth.progress import stderr
 
-REQUIREMENTS = "openvino_export_requirements.txt"
-OPTIMUM_INTEL = "optimum-intel==2.2.0"
+LOCK = "openvino_export.lock"
+TORCH = "torch==2.13.0"  # by version: the CPU build is not PyPI's file of that version
 WEIGHT_FORMATS = ("int8", "int4", "fp16", "fp32")
 _READY = ".sleuth-ready"
 
 
-def _requirements_text() -> str:
-    return resources.files("sleuth.llm").joinpath(REQUIREMENTS).read_text()
+def _lock_text() -> str:
+    return resources.files("sleuth.llm").joinpath(LOCK).read_text()
 
 
 def _run(command: list[str], log: Path, what: str) -> None:
@@ -48,8 +50,8 @@ def exporter_python() -> Path:
         return Path(override)
     from sleuth.search.cache import cache_dir
 
-    requirements = _requirements_text()
-    digest = hashlib.sha1((requirements + OPTIMUM_INTEL).encode()).hexdigest()[:10]
+    lock = _lock_text()
+    digest = hashlib.sha1((lock + TORCH).encode()).hexdigest()[:10]
     env = cache_dir() / "tools" / f"openvino-export-{digest}"
     python = env / "bin" / "python"
     if (env / _READY).is_file():
@@ -61,17 +63,22 @@ def exporter_python() -> Path:
         env.parent.mkdir(parents=True, exist_ok=True)
         log = env.with_name(f"{env.name}.log")
         stderr.print(
-            f"creating the OpenVINO exporter environment (once, ~3 min): {env} (log: {log})"
+            f"creating the OpenVINO exporter environment (once, ~1-3 min): {env} (log: {log})"
         )
-        req_file = env.with_name(f"{env.name}.requirements.txt")
-        req_file.write_text(requirements)
+        lock_file = env.with_name(f"{env.name}.lock")
+        lock_file.write_text(lock)
         base = sys.executable
         _run([base, "-m", "venv", str(env)], log, "creating the exporter venv")
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        _run([*pip, "-r", str(req_file)], log, "installing the exporter")
-        # --no-deps: optimum-intel requires torchvision, which breaks beside torch 2.13.0.
-        _run([*pip, "--no-deps", OPTIMUM_INTEL], log, "installing optimum-intel")
-        (env / _READY).write_text(requirements)
+        # --no-deps: the lock is the whole closure (without torchvision, which optimum-intel
+        # declares and which breaks beside torch 2.13.0).
+        _run([*pip, "--no-deps", TORCH], log, "installing torch into the exporter")
+        _run(
+            [*pip, "--no-deps", "--require-hashes", "-r", str(lock_file)],
+            log,
+            "installing the exporter",
+        )
+        (env / _READY).write_text(lock)
     return python
 
 

@@ -114,20 +114,23 @@ async def _decode_strictly(request: Request) -> None:
     if body_type is None:
         return
     raw = await request.body()
+    _require_utf8(raw)
     try:
         msgspec.json.decode(raw, type=body_type, strict=True)
-    except UnicodeDecodeError:
-        raise QueryError(f"the body is not valid UTF-8{_utf8_error_place(raw)}") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise QueryError(f"invalid request body: {exc}") from None
 
 
-def _utf8_error_place(raw: bytes) -> str:
+def _require_utf8(raw: bytes) -> None:
+    """Check the bytes ourselves: msgspec's error for bad UTF-8 differs between releases
+    (``UnicodeDecodeError`` before 0.23, a ``DecodeError`` without the offset since)."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f" (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
-    return ""
+        raise QueryError(
+            f"invalid request body: the body is not valid UTF-8 "
+            f"(byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def _json_response(payload: msgspec.Struct | dict[str, Any], limits: ServerLimits) -> Response:
