@@ -22,7 +22,7 @@ from sleuth.agent import Agent, AgentConfig
 from sleuth.corpus import load_queries
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search import open_index
-from sleuth.search.cache import bundled_index
+from sleuth.search.bundled import bundled_index
 
 
 def _questions(n: int) -> list[str]:

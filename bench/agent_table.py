@@ -78,7 +78,7 @@ def run_config(
     name: str, extra: list[str], n: int, concurrency: int, methods: str = METHODS
 ) -> dict[str, Any]:
     from sleuth.evaluate.records import ResultLog
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
 
     out = RUNS / name
     command = [
@@ -242,9 +242,10 @@ def _overrides(text: str) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    from bench.run_all import RESULTS_DIR, write_json_atomically
+    from bench.run_all import RESULTS_DIR
+    from sleuth.jsonio import write_json_atomic
 
     output = run(quick=False, argv=sys.argv[1:])
-    write_json_atomically(RESULTS_DIR / "agent_table.json", output)
+    write_json_atomic(RESULTS_DIR / "agent_table.json", output)
     print(output["markdown"])
     Path(RESULTS_DIR / "agent_table.md").write_text(output["markdown"] + "\n")

@@ -43,7 +43,7 @@ def _episodes(
 ) -> dict[str, Any]:
     """Agent episodes on ``questions``: speed, valid actions, EM/F1 (with a 95% CI), answers."""
     from sleuth.agent import Agent, AgentConfig
-    from sleuth.evaluate.metrics import exact_match, f1_score
+    from sleuth.metrics import exact_match, f1_score
 
     config = config or AgentConfig(max_turns=4, max_searches=3, max_new_tokens=64, doc_chars=300)
     agent = Agent(llm, engine, config)
@@ -193,7 +193,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.llm import load_llm
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
 
     openvino = load_llm(backend="openvino")  # the default: fp16 weights
     openvino_int8 = load_llm(backend="openvino-int8")

@@ -53,9 +53,9 @@ def compare(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def run(model: str, n: int) -> dict[str, Any]:
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.llm import load_llm
-    from sleuth.llm.adapters import is_adapter_folder
+    from sleuth.llm.models import is_adapter_folder
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
 
     engine = open_index(bundled_index("hotpotqa-1100"))
     questions = load_benchmark("hotpotqa-1100:test", limit=n).questions
@@ -107,7 +107,8 @@ def run(model: str, n: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from bench.run_all import RESULTS_DIR, write_json_atomically
+    from bench.run_all import RESULTS_DIR
+    from sleuth.jsonio import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=str(REPO / "runs" / "prime" / "adapter"))
@@ -116,6 +117,6 @@ if __name__ == "__main__":
     if args.model == parser.get_default("model") and not Path(args.model).is_dir():
         sys.exit(f"{args.model}: no such adapter (run `make prime` first, or pass --model)")
     output = run(args.model, args.n)
-    write_json_atomically(RESULTS_DIR / "llm_quality.json", output)
+    write_json_atomic(RESULTS_DIR / "llm_quality.json", output)
     for row in output["summary"]:
         print(row)

@@ -191,7 +191,8 @@ def main() -> None:
     into bench/results/promptagator.json, keeping the other collections' figures."""
     import argparse
 
-    from bench.run_all import RESULTS_DIR, write_json_atomically
+    from bench.run_all import RESULTS_DIR
+    from sleuth.jsonio import write_json_atomic
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--only", nargs="+", choices=list(LABELS), default=list(LABELS))
@@ -214,7 +215,7 @@ def main() -> None:
     merged["collections"].update(result["collections"])
     merged["summary"] = summarise(merged["collections"])
     merged["_meta_partial"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_json_atomically(path, merged)
+    write_json_atomic(path, merged)
     print(json.dumps(merged["summary"], indent=1))
 
 

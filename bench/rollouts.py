@@ -29,7 +29,7 @@ def _rollout_seconds(generate: Any, tokenizer: Any, engine: Any, questions: list
 def run(quick: bool = False) -> dict[str, Any]:
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.train.batched_generate import BatchedGenerator
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.rollout import ModelGenerator

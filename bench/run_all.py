@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from sleuth.jsonio import write_json_atomic
 
 BENCHMARKS = (
     "quality",
@@ -38,16 +38,6 @@ BENCHMARKS = (
     "selfplay",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    """A crash mid-write must never leave a truncated results file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def summary_rows(name: str, result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -93,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         out = RESULTS_DIR / f"{name}.json"
-        write_json_atomically(out, result)
+        write_json_atomic(out, result)
         for row in summary_rows(name, result):
             table.add_row(*row)
         console.print(f"  wrote {out}")

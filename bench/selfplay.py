@@ -79,11 +79,11 @@ if __name__ == "__main__":
     import json
     import sys
 
-    from bench.run_all import write_json_atomically
+    from sleuth.jsonio import write_json_atomic
 
     if "--from-run" in sys.argv:
         result = from_run(Path(sys.argv[sys.argv.index("--from-run") + 1]))
     else:
         result = run(quick="--quick" in sys.argv)
-    write_json_atomically(Path(__file__).parent / "results" / "selfplay.json", result)
+    write_json_atomic(Path(__file__).parent / "results" / "selfplay.json", result)
     print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2))

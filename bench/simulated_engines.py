@@ -91,7 +91,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.llm import load_llm
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.simulated import CorpusSimulator
     from sleuth.search.simulated.llm import LLMSimulator
     from sleuth.search.simulated.spec import gold_ids_of

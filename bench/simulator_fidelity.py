@@ -126,7 +126,8 @@ def run(
 
 
 if __name__ == "__main__":
-    from bench.run_all import RESULTS_DIR, write_json_atomically
+    from bench.run_all import RESULTS_DIR
+    from sleuth.jsonio import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -135,5 +136,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", default=str(RESULTS_DIR / "simulator_fidelity.json"))
     args = parser.parse_args()
     result = run(args.quick, args.model, args.questions)
-    write_json_atomically(Path(args.out), result)
+    write_json_atomic(Path(args.out), result)
     print(json.dumps(result["summary"], indent=1))

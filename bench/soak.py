@@ -84,7 +84,7 @@ def _window(log: list[tuple[float, str, float, int]], start: float, end: float) 
 
 def run(quick: bool = False) -> dict[str, Any]:
     from sleuth.corpus import load_queries
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
 
     minutes = float(os.environ.get("SLEUTH_SOAK_MINUTES", "1" if quick else "10"))
     warm_up = min(WARM_UP_S, 10 if quick else WARM_UP_S)

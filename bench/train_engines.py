@@ -52,12 +52,12 @@ class TimedRollout:
 
 
 def _one_engine(spec: str | None, steps: int) -> dict[str, Any]:
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.search.simulated.training import attach_noise_schedule, simulate_for_training
     from sleuth.train.agent_grpo import AgentTrainConfig, build_trainer
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
+    from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
 
     with tempfile.TemporaryDirectory() as folder:
         config = AgentTrainConfig(
@@ -143,9 +143,8 @@ def rollouts_only(episodes_per_question: int = 2) -> dict[str, Any]:
     is ``train agent``'s default mix from each trajectory."""
     import torch
 
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.search.simulated.training import simulate_for_training
     from sleuth.train.agent_grpo import (
         DEFAULT_REWARD,
         AgentTrainConfig,
@@ -155,6 +154,7 @@ def rollouts_only(episodes_per_question: int = 2) -> dict[str, Any]:
     from sleuth.train.batched_generate import BatchedGenerator
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.rollout import AgentRolloutFunc
+    from sleuth.train.simulator_callback import simulate_for_training
 
     model, tokenizer, _ = load_trainable(None)
     generate = BatchedGenerator(model, tokenizer, max_batch=8)
@@ -198,14 +198,14 @@ if __name__ == "__main__":
     import json
     import sys
 
-    from bench.run_all import write_json_atomically
+    from sleuth.jsonio import write_json_atomic
 
     target = Path(__file__).parent / "results" / "train_engines.json"
     if "--rollouts-only" in sys.argv:
         rollout_results = {"rollouts_only": rollouts_only()}
-        write_json_atomically(target.with_name("train_engines_rollouts.json"), rollout_results)
+        write_json_atomic(target.with_name("train_engines_rollouts.json"), rollout_results)
         print(json.dumps(rollout_results, indent=2))
         sys.exit(0)
-    result = run(quick="--quick" in sys.argv, on_engine=lambda r: write_json_atomically(target, r))
-    write_json_atomically(target, result)
+    result = run(quick="--quick" in sys.argv, on_engine=lambda r: write_json_atomic(target, r))
+    write_json_atomic(target, result)
     print(json.dumps(result, indent=2))

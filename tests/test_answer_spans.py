@@ -14,8 +14,8 @@ from sleuth.agent import Agent, AgentConfig
 from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.spans import MAX_SPAN_WORDS, MAX_SPANS, candidate_spans
 from sleuth.evaluate.benchmarks import load_benchmark
-from sleuth.evaluate.metrics import exact_match
 from sleuth.llm.grammar_mask import new_matcher
+from sleuth.metrics import exact_match
 
 
 @pytest.fixture(scope="module")

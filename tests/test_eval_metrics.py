@@ -11,7 +11,7 @@ from sleuth.errors import CorpusError, SleuthError
 from sleuth.evaluate.benchmarks import REGISTRY, load_benchmark
 from sleuth.evaluate.judge import judge_messages, parse_verdict
 from sleuth.evaluate.methods import Budget, method_settings, parse_methods
-from sleuth.evaluate.metrics import (
+from sleuth.metrics import (
     bootstrap_interval,
     cover_exact_match,
     evidence_recall,

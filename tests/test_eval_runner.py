@@ -235,7 +235,7 @@ def test_index_bundled_names_the_bundled_hotpotqa_index(monkeypatch, tmp_path):
     from pathlib import Path
 
     from sleuth.evaluate.session import open_search
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
 
     engine, manifest, label = open_search(Path("bundled"), None)
     assert len(engine) == 10785 and manifest["corpus"]["source"] == "hotpotqa-1100"

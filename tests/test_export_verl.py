@@ -22,8 +22,8 @@ from sleuth.agent.parsing import parse_tags
 from sleuth.cli import app
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import load_benchmark
-from sleuth.evaluate.metrics import cover_exact_match, exact_match, f1_score
 from sleuth.llm.scripted import ScriptedLLM
+from sleuth.metrics import cover_exact_match, exact_match, f1_score
 from sleuth.rewards import REWARDS, Gold
 from sleuth.serve.app import create_app
 from sleuth.train.verl_export import ExportError, ExportOptions, export_verl, system_prompt

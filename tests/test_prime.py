@@ -175,8 +175,8 @@ def test_loss_mask_covers_exactly_the_model_turns(episodes, tokenizer):
 
 @pytest.mark.slow  # 136 s on the shared 2-core machine under load (run: pytest -m slow)
 def test_two_step_lora_sft_writes_an_adapter_that_loads(episodes, tmp_path, tokenizer):
+    from sleuth.agent.trained_settings import settings_of_episodes
     from sleuth.llm import GenerationConfig, load_llm
-    from sleuth.llm.trained_settings import settings_of_episodes
     from sleuth.train.sft import PROVENANCE, SFTRunConfig, train_sft
 
     data, _, trajectories = episodes

@@ -136,8 +136,8 @@ def test_a_benchmark_without_gold_evidence_says_why_there_is_no_failure_plot(
 
 
 def test_short_cover_em_answer_length_and_no_answer_share() -> None:
-    from sleuth.evaluate.metrics import answer_words, cover_exact_match, short_cover_exact_match
     from sleuth.evaluate.summary import summarize
+    from sleuth.metrics import answer_words, cover_exact_match, short_cover_exact_match
 
     both = "Harvey Pekar was born earlier than Denise Levertov"
     gold = ["Denise Levertov"]

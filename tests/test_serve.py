@@ -4,11 +4,11 @@ import httpx
 import pytest
 from conftest import LiveServer
 
+from sleuth.cli.serve import check_binding
 from sleuth.corpus import load_qrels, load_queries
 from sleuth.errors import SleuthError
 from sleuth.search.remote import RemoteSearchEngine
 from sleuth.serve.app import create_app
-from sleuth.serve.commands import check_binding
 
 TOKEN = "s3cret-token"
 

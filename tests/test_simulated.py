@@ -118,8 +118,8 @@ def test_noise_schedule_values_at_steps():
 def test_schedule_callback_sets_noise_before_each_step_and_logs_it(hotpot_bm25, tmp_path):
     from transformers import TrainerControl, TrainerState
 
-    from sleuth.search.simulated.training import NoiseCallback
     from sleuth.train.runlog import read_log
+    from sleuth.train.simulator_callback import NoiseCallback
 
     engine = CorpusSimulator(hotpot_bm25, noise=0.0, seed=0)
     callback = NoiseCallback(engine, parse_schedule("0:0.6:linear"), tmp_path)
@@ -136,8 +136,8 @@ def test_schedule_callback_sets_noise_before_each_step_and_logs_it(hotpot_bm25, 
 
 
 def test_noise_schedule_without_simulate_is_refused_before_any_model_loads(tmp_path):
-    from sleuth.search.simulated.training import simulate_for_training
     from sleuth.train.agent_grpo import AgentTrainConfig
+    from sleuth.train.simulator_callback import simulate_for_training
 
     config = AgentTrainConfig(out=str(tmp_path), noise_schedule="0:0.5")
     with pytest.raises(SleuthError, match="needs --simulate"):
@@ -336,10 +336,10 @@ def test_simulator_training_pairs_are_labelled_by_gold_and_masked_to_the_documen
 @pytest.mark.slow
 def test_grpo_steps_against_a_simulated_engine_follow_the_noise_schedule(hotpot_bm25, tmp_path):
     """Two real GRPO steps (TRL) whose rollouts search simulated:corpus, p 0 then 1."""
-    from sleuth.search.simulated.training import attach_noise_schedule, simulate_for_training
     from sleuth.train.agent_grpo import AgentTrainConfig, build_trainer
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
+    from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
 
     model, tokenizer, _ = load_trainable(None)
     question = load_benchmark("hotpotqa-1100:train", limit=1).questions[0]

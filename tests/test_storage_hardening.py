@@ -28,7 +28,7 @@ from serve_process import ServeProcess, sleuth
 from sleuth.corpus import load_documents
 from sleuth.errors import IndexFormatError, SleuthError
 from sleuth.search import build_index, open_index
-from sleuth.search.cache import bundled_index
+from sleuth.search.bundled import bundled_index
 
 QUERY = "Ashland station Chicago"
 

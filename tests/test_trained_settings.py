@@ -1,4 +1,4 @@
-"""Models carry the agent settings they were trained with (``sleuth.llm.trained_settings``)."""
+"""Models carry the agent settings they were trained with (``sleuth.agent.trained_settings``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from sleuth.agent.log import TrajectoryLog
-from sleuth.llm.trained_settings import settings_of_episodes, trained_settings
+from sleuth.agent.trained_settings import settings_of_episodes, trained_settings
 
 
 def test_settings_of_episodes_takes_each_settings_most_common_value() -> None:
@@ -68,7 +68,7 @@ def test_trajectory_configs_round_trip_into_settings(tmp_path: Path) -> None:
 
 def test_fill_in_prefers_the_flag_then_the_record_then_agent_config() -> None:
     from sleuth.agent import AgentConfig
-    from sleuth.llm.trained_settings import fill_in
+    from sleuth.agent.trained_settings import fill_in
 
     trained = {"doc_chars": 300, "prompt_example": False}
     assert fill_in(trained, doc_chars=None, prompt_example=True, prefetch_k=None) == {

@@ -459,7 +459,7 @@ def test_shadow_users_better_queries_replay_into_sft_episodes(
         assert fork.steps[record["step"]].argument == record["better_query"]
         assert fork.metadata["simulated"] == "simulated:rules"
     kept = export(log, "sft", tmp_path / "correct.jsonl")  # only forks that end correct
-    from sleuth.evaluate.metrics import cover_exact_match
+    from sleuth.metrics import cover_exact_match
 
     assert kept == sum(
         cover_exact_match(t.answer, t.metadata["gold_answers"]) for t in forks.values()

@@ -29,7 +29,7 @@ def default_trajectory_path() -> Path:
     """``<cache>/runs/ask/YYYYMMDD.jsonl``: one file a day, independent of the working folder.
 
     The folder is checked now, before the model loads: an unusable cache is one clear error."""
-    from sleuth.search.cache import writable_cache_dir
+    from sleuth.paths import writable_cache_dir
 
     return writable_cache_dir("runs", "ask") / f"{time.strftime('%Y%m%d')}.jsonl"
 

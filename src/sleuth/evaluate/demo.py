@@ -2,7 +2,7 @@
 
 The model is the packaged SmolLM2-135M with the shipped priming adapter merged in
 (``smollm2-135m-primed``, built by ``make prime``: docs/training.md), run with the prompt and
-hit length it was primed on (its recorded training settings: ``sleuth.llm.trained_settings``).
+hit length it was primed on (its recorded training settings: ``sleuth.agent.trained_settings``).
 Every model turn is decoded under the action grammar, so even a 135M model acts (searches, then
 answers) instead of writing prose. The OpenVINO backend batches the episodes in flight; no
 episode starts after the 15-minute deadline (measured numbers are in the README and
@@ -41,7 +41,7 @@ def demo_budget() -> Budget:
     """DEMO_BUDGET with the hit length and prompt DEMO_MODEL was trained with (300, none)."""
     from dataclasses import replace
 
-    from sleuth.llm.trained_settings import trained_settings
+    from sleuth.agent.trained_settings import trained_settings
 
     trained = trained_settings(DEMO_MODEL)
     keys = {"doc_chars", "prompt_example"}
@@ -64,7 +64,7 @@ def run_demo(
     from sleuth.evaluate.session import execute, open_llm
     from sleuth.progress import stderr
     from sleuth.search import open_index, read_manifest
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
 
     started = time.perf_counter()
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from sleuth.evaluate.metrics import CATEGORIES
+from sleuth.metrics import CATEGORIES
 
 CATEGORY_COLOURS = {
     "solved": "#2e7d32",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
-from sleuth.evaluate.metrics import (
+from sleuth.metrics import (
     answer_words,
     cover_exact_match,
     evidence_recall,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
-from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
 from sleuth.evaluate.plots import accuracy_chart, factorised_chart, searches_vs_accuracy_chart
 from sleuth.evaluate.provenance import engine_provenance, step_sources
 from sleuth.evaluate.records import ResultLog
@@ -23,10 +22,11 @@ from sleuth.evaluate.runner import (
     CONFIG_FILE,
     RESULTS_FILE,
     TRAJECTORIES_FILE,
-    write_json_atomically,
 )
 from sleuth.evaluate.summary import LABELS, summarize, with_answer_fields
 from sleuth.evaluate.versus import versus_baseline
+from sleuth.jsonio import write_json_atomic
+from sleuth.metrics import SHORT_ANSWER_WORDS
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -97,7 +97,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     if not report["results"]:
         raise SleuthError(f"{folder}: the run has no results yet")
     json_path, html_path = folder / REPORT_JSON, folder / REPORT_HTML
-    write_json_atomically(json_path, report)
+    write_json_atomic(json_path, report)
     wanted = [r["episode_id"] for r in report["results"]][:MAX_EMBEDDED_TRAJECTORIES]
     trajectories = read_trajectories(folder / TRAJECTORIES_FILE, set(wanted))
     page = render_html(report, trajectories)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import platform
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
@@ -28,6 +26,7 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.judge import judge_answer
 from sleuth.evaluate.methods import NEEDS_SEARCH, Budget, agent_config, method_settings
 from sleuth.evaluate.records import ResultLog, result_key, score_trajectory
+from sleuth.jsonio import write_json_atomic
 
 if TYPE_CHECKING:
     from sleuth.agent.trajectory import Trajectory
@@ -79,18 +78,6 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +194,7 @@ def prepare_run_dir(
         created=config.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    write_json_atomically(path, config)
+    write_json_atomic(path, config)
     return config
 
 

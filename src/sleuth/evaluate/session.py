@@ -31,7 +31,7 @@ def open_search(
     if index is not None and search_url is not None:
         raise SleuthError("give either --index or --search-url, not both")
     if index is not None and str(index) == BUNDLED and not Path(index).exists():
-        from sleuth.search.cache import bundled_index
+        from sleuth.search.bundled import bundled_index
 
         index = bundled_index()  # what `synth questions` explores by default
     if index is not None:
@@ -151,7 +151,7 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     from rich.text import Text
 
     from sleuth.display import safe_text
-    from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
+    from sleuth.metrics import SHORT_ANSWER_WORDS
 
     has_judge = any(d["metrics"]["judge"]["mean"] is not None for d in summary.values())
     table = Table(title=Text(safe_text(title)), box=box.SIMPLE_HEAD, padding=(0, 1))
@@ -199,7 +199,7 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
 
 def summary_legend() -> str:
     """What the less obvious columns of ``summary_table`` mean (printed under it)."""
-    from sleuth.evaluate.metrics import SHORT_ANSWER_WORDS
+    from sleuth.metrics import SHORT_ANSWER_WORDS
 
     n = SHORT_ANSWER_WORDS
     return (

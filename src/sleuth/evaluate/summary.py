@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sleuth.evaluate.metrics import (
+from sleuth.metrics import (
     SHORT_ANSWER_WORDS,
     Interval,
     answer_words,

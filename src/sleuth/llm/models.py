@@ -2,16 +2,22 @@
 
 Every backend (OpenVINO, transformers, training) resolves specs here, so ``--model X`` means the
 same weights everywhere. A GGUF file is converted once into a cached plain HF folder; a LoRA
-adapter folder is merged into its base once, likewise (``sleuth.llm.adapters``).
+adapter folder is merged into its base once, likewise.
+
+A LoRA adapter folder is a model: its base (``base_model_name_or_path``, itself a model spec such
+as ``packaged``) is resolved here like any ``--model``, and the merge cached as a plain HF folder
+that every backend loads. That recursion lives in this one module.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
-from sleuth.errors import SleuthError
-from sleuth.llm.adapters import is_adapter_folder, merged_model_dir
+from sleuth.errors import LLMError, SleuthError
+from sleuth.llm.locks import publish_once
+from sleuth.paths import cache_dir
 
 # LoRA adapters shipped in the package (src/sleuth/data/adapters/NAME), usable as model names.
 SHIPPED_ADAPTERS = ("smollm2-135m-primed",)
@@ -32,7 +38,6 @@ def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
     """``(folder or HF id, display name)`` for ``spec`` (None/"packaged" = SmolLM2-135M;
     "smollm2-135m-primed" = it with the shipped priming adapter merged in)."""
     from sleuth.llm.packaged import PACKAGED_NAME, gguf_to_hf, packaged_model_dir
-    from sleuth.search.cache import cache_dir
 
     if is_packaged(spec):
         return str(packaged_model_dir()), PACKAGED_NAME
@@ -53,3 +58,62 @@ def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
         digest = hashlib.sha1(f"{path}:{path.stat().st_size}".encode()).hexdigest()[:10]
         return str(gguf_to_hf(path, cache_dir() / "models" / f"{path.stem}-{digest}")), path.stem
     return text, text
+
+
+# -- LoRA adapter folders as models -----------------------------------------------------------
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(path: Path) -> bool:
+    return (path / ADAPTER_CONFIG).is_file()
+
+
+def adapter_digest(folder: Path) -> str:
+    """A digest of the adapter's content (config + weights): a retrained adapter merges anew."""
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in folder.iterdir() if p.name.startswith("adapter_")):
+        digest.update(name.encode())
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def base_spec(folder: Path) -> str:
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LLMError(f"{folder / ADAPTER_CONFIG}: unreadable adapter config ({exc})") from None
+    spec = str(config.get("base_model_name_or_path") or "packaged")
+    if Path(spec).expanduser().resolve() == folder.resolve():
+        raise LLMError(f"{folder}: the adapter names itself as its base model")
+    return spec
+
+
+def merged_model_dir(folder: Path) -> Path:
+    """The adapter at ``folder`` merged into its base: a cached plain HF folder, built once."""
+
+    folder = folder.expanduser().resolve()
+    spec = base_spec(folder)
+    out = cache_dir() / "models" / "merged" / f"{folder.name[:40]}-{adapter_digest(folder)}"
+
+    def build(tmp: Path) -> None:
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise LLMError("loading a LoRA adapter needs peft: pip install 'sleuth[llm]'") from None
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from sleuth.progress import stderr
+
+        base_folder, _ = resolve_hf_folder(spec)
+        stderr.print(f"merging the adapter {folder.name} into {spec} (once) ...")
+        tokenizer = AutoTokenizer.from_pretrained(base_folder)
+        base = AutoModelForCausalLM.from_pretrained(base_folder)
+        try:
+            merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise LLMError(f"cannot apply the adapter {folder} to {spec}: {exc}") from None
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return publish_once(out, build, lambda path: (path / "config.json").is_file())

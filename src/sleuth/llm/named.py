@@ -78,7 +78,7 @@ def _part_files(model: NamedModel, name: str) -> list[Path]:
 def named_model_gguf(name: str) -> Path:
     """The joined, verified GGUF of a named model, built once into the cache."""
     from sleuth.llm.locks import publish_once
-    from sleuth.search.cache import cache_dir
+    from sleuth.paths import cache_dir
 
     model = NAMED_MODELS[name]
     parts = _part_files(model, name)

@@ -48,7 +48,7 @@ def exporter_python() -> Path:
     """The Python of the exporter environment, created on first use."""
     if override := os.environ.get("SLEUTH_OV_EXPORT_PYTHON"):
         return Path(override)
-    from sleuth.search.cache import cache_dir
+    from sleuth.paths import cache_dir
 
     lock = _lock_text()
     digest = hashlib.sha1((lock + TORCH).encode()).hexdigest()[:10]
@@ -84,7 +84,7 @@ def exporter_python() -> Path:
 
 def openvino_model_dir(source: str, name: str, weight_format: str = "fp16") -> Path:
     """``source`` (an HF folder or id) exported to OpenVINO IR in the cache, once."""
-    from sleuth.search.cache import cache_dir
+    from sleuth.paths import cache_dir
 
     if weight_format not in WEIGHT_FORMATS:
         raise LLMError(f"weight format must be one of {WEIGHT_FORMATS}, not {weight_format!r}")

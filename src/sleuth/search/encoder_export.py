@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
-from sleuth.search.cache import cache_dir
+from sleuth.paths import cache_dir
 
 META = "meta.json"
 ONNX_FP32 = "model.onnx"

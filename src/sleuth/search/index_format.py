@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import CorpusError, IndexFormatError, SleuthError
+from sleuth.jsonio import write_json_atomic
 from sleuth.search.base import SearchEngine
 from sleuth.search.docstore import FILENAME as DOCSTORE_FILE
 from sleuth.search.docstore import DocStore, DocStoreWriter, DuplicateIdError
+from sleuth.search.targets import ENGINES, check_index_target
 from sleuth.types import Document
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "sleuth-index"
 FORMAT_VERSION = 2  # 2: English analyzer by default, query term frequency counted
 READABLE_VERSIONS = (1, 2)  # format-1 indexes open with their own settings (repeats collapsed)
-ENGINES = ("bm25", "dense", "hybrid")
 ENCODE_BATCH = 512
 PROGRESS_STEP = 100  # documents between progress calls: small corpora show movement too
 
@@ -47,15 +48,6 @@ class CorpusHasher:
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
-
-
-def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 BUILDER_PID = ".builder-pid"
@@ -142,8 +134,6 @@ def build_index(
         raise SleuthError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if tokenizer not in TOKENIZERS:
         raise SleuthError(f"unknown analyzer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
-    from sleuth.search.targets import check_index_target
-
     out = check_index_target(out)  # before any work: a bad --out fails now, not after the build
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted(out)
@@ -179,7 +169,7 @@ def build_index(
             "sleuth_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _write_json_atomically(tmp / MANIFEST, manifest)
+        write_json_atomic(tmp / MANIFEST, manifest)
         (tmp / BUILDER_PID).unlink()
         _swap_into_place(tmp, out)
     except BaseException:

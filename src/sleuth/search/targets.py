@@ -9,12 +9,12 @@ from pathlib import Path
 from sleuth.errors import IndexFormatError, SleuthError
 
 MANIFEST = "manifest.json"  # same name as index_format.MANIFEST (kept import-free)
+ENGINES = ("bm25", "dense", "hybrid")  # the engines an index can be built with
 
 
 def check_engine_options(engine: str, dense_index: str | None) -> None:
     """Unknown engine or faiss index type, or a faiss index type given to BM25: refused."""
     from sleuth.search.dense import INDEX_TYPES
-    from sleuth.search.index_format import ENGINES
 
     if engine not in ENGINES:
         raise SleuthError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

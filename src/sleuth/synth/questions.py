@@ -9,7 +9,7 @@
    questions are longer (so no hook in the loop is needed).
 2. **Verify** (SSP): the answer must be a short span (at most 5 words) found in a document the
    proposer saw; the RAG solver (the loop's ``rag`` configuration) given *every* document the
-   proposer retrieved must answer correctly (EM or short cover-EM, ``sleuth.evaluate.metrics``);
+   proposer retrieved must answer correctly (EM or short cover-EM, ``sleuth.metrics``);
    a closed-book solver answering correctly marks the question too easy (kept with a flag, or
    dropped with ``--drop-easy``).
 3. **Evolve** (WebExplorer, ``--evolve``): accepted questions are rewritten to hide their most
@@ -33,14 +33,14 @@ from typing import Any
 
 from sleuth.agent import Agent, AgentConfig
 from sleuth.agent.trajectory import Trajectory
-from sleuth.evaluate.metrics import (
+from sleuth.llm.base import LLM, GenerationConfig
+from sleuth.metrics import (
     SHORT_ANSWER_WORDS,
     cover_exact_match,
     exact_match,
     normalize_answer,
     short_cover_exact_match,
 )
-from sleuth.llm.base import LLM, GenerationConfig
 from sleuth.types import Document, Hit
 
 MAX_QUESTION_CHARS = 300

@@ -166,18 +166,19 @@ def build_trainer(
 
 def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
-    from sleuth.search.cache import bundled_index
+    from sleuth.jsonio import write_json_atomic
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.search.simulated.training import attach_noise_schedule, simulate_for_training
     from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.expand import _write_json, learning_curve
+    from sleuth.train.expand import learning_curve
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
+    from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     parse_spec(config.reward)  # a bad spec fails before the model loads
-    _write_json(out / "config.json", config.to_dict())
+    write_json_atomic(out / "config.json", config.to_dict())
     clear_staging(out)
     engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
     engine = simulate_for_training(engine, config)  # unchanged without --simulate
@@ -193,7 +194,7 @@ def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) ->
         "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
         "config": config.to_dict(),
     }
-    _write_json(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
     (out / "curve.png").write_bytes(
         learning_curve(
             history,

@@ -9,7 +9,6 @@ rewrites and the trained policy's rewrites, and saves the learning curve.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
+from sleuth.jsonio import write_json_atomic
 from sleuth.rewards.query_rewrite import PlatformRules, rewrite_reward
 from sleuth.search.base import SearchEngine
 
@@ -232,7 +232,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
     """Train, evaluate before/after, write ``results.json`` and ``curve.png``; resumable."""
     from datasets import Dataset
 
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
     from sleuth.train.checkpoints import clear_staging, train_resuming
     from sleuth.train.grpo import grpo_args, trainer_class
@@ -241,7 +241,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", config.to_dict())
+    write_json_atomic(out / "config.json", config.to_dict())
     clear_staging(out)
     engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
     search = ranked_ids(engine)
@@ -261,7 +261,7 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
             "raw_question_recall": _mean(raw),
             "rows": score_rewrites(outputs, eval_questions, search, config.rules, config.k),
         }
-        _write_json(baseline_path, before)
+        write_json_atomic(baseline_path, before)
 
     dataset = Dataset.from_list(
         [
@@ -297,8 +297,8 @@ def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> di
     after_rows = score_rewrites(outputs, eval_questions, search, config.rules, config.k)
     history = read_log(out / "train_log.jsonl")
     results = summarise(config, model_name, before, after_rows, history, train_seconds)
-    _write_json(out / "after.json", {"rows": after_rows})
-    _write_json(out / "results.json", results)
+    write_json_atomic(out / "after.json", {"rows": after_rows})
+    write_json_atomic(out / "results.json", results)
     (out / "curve.png").write_bytes(learning_curve(history))
     return results
 
@@ -374,10 +374,3 @@ def learning_curve(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    """Written beside and renamed into place: a kill never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)

@@ -459,19 +459,19 @@ def train_selfplay(
     """Run (or resume) self-play GRPO; ``results.json`` and ``curve.png`` beside the checkpoints."""
     if config.index and not Path(config.index).is_dir():  # before the heavy imports
         raise SleuthError(f"--index {config.index}: no such index folder")
-    from sleuth.search.cache import bundled_index
+    from sleuth.jsonio import write_json_atomic
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.search.simulated.training import attach_noise_schedule
     from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.expand import _write_json
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
+    from sleuth.train.simulator_callback import attach_noise_schedule
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     index = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
     engine = _simulated(index, config)
-    _write_json(out / "config.json", config.to_dict())
+    write_json_atomic(out / "config.json", config.to_dict())
     clear_staging(out)
     model, tokenizer, name = load_trainable(config.model)
     trainer = build_trainer(config, engine, model, tokenizer, log=log, seed_engine=index)
@@ -485,7 +485,7 @@ def train_selfplay(
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "config": config.to_dict(),
     }
-    _write_json(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
     (out / "curve.png").write_bytes(selfplay_curve(history))
     return results
 

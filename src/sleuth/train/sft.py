@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sleuth.agent.trained_settings import PROVENANCE, settings_of_episodes
 from sleuth.errors import SleuthError
-from sleuth.llm.trained_settings import PROVENANCE, settings_of_episodes
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -80,7 +80,7 @@ def load_examples(
     config: SFTRunConfig, tokenizer: Any
 ) -> tuple[list[dict], dict[str, int], dict[str, Any]]:
     """Tokenized examples of the data file (episodes longer than ``max_length`` are skipped),
-    counts, and the agent settings the episodes share (``sleuth.llm.trained_settings``)."""
+    counts, and the agent settings the episodes share (``sleuth.agent.trained_settings``)."""
     from sleuth.agent.log import TrajectoryLog
     from sleuth.train.sft_data import SFTEncoder
 
@@ -262,7 +262,7 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
             "data_sha256": sha256_file(Path(config.data)),
             **counts,
             "config": asdict(config),
-            # what ask / eval / demo default to for this model (sleuth.llm.trained_settings)
+            # what ask / eval / demo default to for this model (sleuth.agent.trained_settings)
             "inference": inference,
             "steps": trainer.state.global_step,
             "planned_steps": trainer.state.max_steps,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import DocumentNotFound, SleuthError
-from sleuth.evaluate.metrics import normalize_answer
+from sleuth.metrics import normalize_answer
 from sleuth.search.simulated.prompts import simulation_messages
 
 
@@ -162,7 +162,7 @@ def train_simulator(
 ) -> dict[str, Any]:
     """Collect the pairs, write them beside OUT, and fine-tune with ``train_sft``."""
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.train.sft import SFTRunConfig, train_sft
 
     engine = open_index(index or bundled_index("hotpotqa-1100"))

@@ -21,9 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from urllib.parse import urlsplit
 from sleuth.agent import prompts
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import REGISTRY, BenchmarkQuestion, load_benchmark
+from sleuth.jsonio import atomic_write
 from sleuth.search.base import MAX_K
 
 PROMPT_STYLES = ("tools", "tags")
@@ -228,17 +227,6 @@ def build_rows(
 
 
 # -- writing --------------------------------------------------------------------------------
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename over ``path``: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")

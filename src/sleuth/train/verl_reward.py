@@ -11,7 +11,7 @@ the way Sleuth scores a trajectory, so a number seen in ``sleuth eval`` means th
   text inside tool responses (``<tool_response>``, ``<information>``) and ``<think>`` is never
   read, turns are separated at tool responses, and a turn whose first action tag is not
   ``<answer>`` is skipped (an unclosed final ``<answer>`` counts, as in Sleuth's loop);
-- EM, F1 and cover-EM use the SQuAD/HotpotQA normalisation of ``sleuth.evaluate.metrics``;
+- EM, F1 and cover-EM use the SQuAD/HotpotQA normalisation of ``sleuth.metrics``;
 - the format term is 1.0 only for a clean ending: exactly one closed, non-empty ``<answer>``,
   in the last turn, with nothing after it. Sleuth's own loop stops generation at
   ``</answer>``; verl has no such stop, so extra answers are real output and cost the format term.

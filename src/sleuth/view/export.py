@@ -22,7 +22,7 @@ from typing import Any
 from sleuth.agent.log import TrajectoryLog
 from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
-from sleuth.evaluate.metrics import cover_exact_match
+from sleuth.metrics import cover_exact_match
 from sleuth.view.feedback import forks_path, read_feedback
 
 FORMATS = ("sft", "retriever", "reward")

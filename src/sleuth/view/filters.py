@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sleuth.evaluate.metrics import CATEGORIES
+from sleuth.metrics import CATEGORIES
 from sleuth.view.runs import Episode
 
 OUTCOMES = (*CATEGORIES, "correct", "wrong", "no_answer", "failed")

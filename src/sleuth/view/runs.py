@@ -17,10 +17,10 @@ from typing import Any
 
 from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
-from sleuth.evaluate.metrics import _base_id
 from sleuth.evaluate.report import load_run, read_trajectories
 from sleuth.evaluate.runner import TRAJECTORIES_FILE
 from sleuth.evaluate.summary import summarize
+from sleuth.metrics import base_doc_id
 
 # "[2] (id: doc12) Title" and "[2] already seen: (id: doc12) Title" lines of an observation.
 _HIT_LINE = re.compile(r"^\[(\d+)\] (?:already seen: )?\(id: (.*?)\) (.*)$")
@@ -66,7 +66,7 @@ class Episode:
         return {str(a) for item in meta.get("gold_evidence") or [] for a in item}
 
     def is_gold(self, doc_id: str) -> bool:
-        return doc_id in self.gold_ids or _base_id(doc_id) in self.gold_ids
+        return doc_id in self.gold_ids or base_doc_id(doc_id) in self.gold_ids
 
     def hits(self, step_index: int) -> list[HitView]:
         if self.trajectory is None:

@@ -141,7 +141,7 @@ def simulate_run_engine(
     parsed = parse_spec(spec)
     if engine is None:
         from sleuth.search import open_index, read_manifest
-        from sleuth.search.cache import bundled_index
+        from sleuth.search.bundled import bundled_index
 
         path = bundled_index("hotpotqa-1100")
         engine, manifest, label = open_index(path), read_manifest(path), str(path)

@@ -52,7 +52,7 @@ def mcp_command(
     ] = None,
 ) -> None:
     """Serve INDEX (or --search-url) as MCP tools until the client disconnects or Ctrl-C."""
-    from sleuth.serve.commands import is_loopback
+    from sleuth.cli.serve import is_loopback
 
     if transport not in TRANSPORTS:
         raise SleuthError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")

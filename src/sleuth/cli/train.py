@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from sleuth.agent import options
+from sleuth.cli import agent_options as options
+from sleuth.cli import train_options
 from sleuth.progress import log_line
 from sleuth.search.simulated.spec import SimulateOption
-from sleuth.train import options as train_options
 
 train_app = typer.Typer(
     help="Train with GRPO on the search engine's feedback. Runs resume from their last "

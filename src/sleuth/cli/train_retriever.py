@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from sleuth.agent import options
+from sleuth.cli import agent_options as options
 
 
 def register(app: typer.Typer) -> None:
-    from sleuth.train.commands import train_app
+    from sleuth.cli.train import train_app
 
     train_app.command("retriever")(retriever_command)
 

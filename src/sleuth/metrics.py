@@ -110,7 +110,7 @@ def is_refusal(prediction: str | None) -> bool:
     return normalised in _REFUSAL_WORDS or bool(_REFUSAL_OPENINGS.match(normalised))
 
 
-def _base_id(doc_id: str) -> str:
+def base_doc_id(doc_id: str) -> str:
     """Chunked passages are ``<parent>#<n>``; evidence is judged at the parent document."""
     parent, sep, suffix = doc_id.rpartition("#")
     return parent if sep and suffix.isdigit() else doc_id
@@ -129,7 +129,7 @@ def evidence_recall(
     seen = set()
     for doc_id in retrieved_ids:
         seen.add(doc_id)
-        seen.add(_base_id(doc_id))
+        seen.add(base_doc_id(doc_id))
     found = sum(1 for aliases in gold_evidence if any(a in seen for a in aliases))
     return found / len(gold_evidence)
 

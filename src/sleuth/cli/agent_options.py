@@ -37,7 +37,8 @@ ProposerAnswerSpans = Annotated[
 PromptExample = Annotated[
     bool, typer.Option(help="Put a worked example of the protocol in the system prompt")
 ]
-# For commands that default to the settings a model was trained with (sleuth.llm.trained_settings).
+# For commands that default to the settings a model was trained with
+# (sleuth.agent.trained_settings).
 PromptExampleOrTrained = Annotated[
     bool | None,
     typer.Option(

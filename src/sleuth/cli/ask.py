@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from sleuth.agent import options
 from sleuth.agent.final_read import DEFAULT_DOCUMENTS
+from sleuth.cli import agent_options as options
 from sleuth.search.simulated.spec import SimulateOption
 
 # The model a newcomer's `sleuth ask` runs: primed to search (docs/training.md); `--model
@@ -94,12 +94,12 @@ def ask_command(
 
     from sleuth.agent import Agent, AgentConfig, TrajectoryLog
     from sleuth.agent.show import StepPrinter, TitleMemo, default_trajectory_path
+    from sleuth.agent.trained_settings import describe, fill_in, trained_settings
     from sleuth.display import safe_markup, safe_text
     from sleuth.errors import SleuthError
     from sleuth.llm import load_llm
-    from sleuth.llm.trained_settings import describe, fill_in, trained_settings
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.remote import RemoteSearchEngine
     from sleuth.search.rerank import with_reranker
     from sleuth.search.simulated import simulated_engine

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from sleuth.agent import options
 from sleuth.agent.final_read import DEFAULT_DOCUMENTS
+from sleuth.cli import agent_options as options
 from sleuth.search.simulated.spec import SimulateOption
 
 eval_app = typer.Typer(
@@ -105,13 +105,13 @@ def run_command(
     """Run every question x method x seed, appending to OUT/results.jsonl (resumable)."""
     import time
 
+    from sleuth.agent.trained_settings import describe, fill_in, trained_settings
     from sleuth.display import safe_markup
     from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import Budget, parse_methods
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_search
-    from sleuth.llm.trained_settings import describe, fill_in, trained_settings
     from sleuth.progress import stderr
     from sleuth.search.rerank import rerank_search
     from sleuth.search.simulated.spec import simulate_run_engine

@@ -56,7 +56,7 @@ def trajectories_command(
     runs a second hop from what the first returned, and answers with the gold answer. Only
     episodes that retrieved both gold paragraphs are kept; the stats print as JSON.
     """
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
     from sleuth.synth.trajectories import check_benchmark, synth_trajectories
 

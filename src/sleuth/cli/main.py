@@ -23,21 +23,21 @@ app = typer.Typer(
 
 # Modules that define ``register(app)``; each owns its commands.
 COMMAND_MODULES = (
-    "sleuth.search.commands",  # index, search
-    "sleuth.evaluate.retrieval_commands",  # eval-retrieval
-    "sleuth.serve.commands",  # serve
-    "sleuth.llm.commands",  # serve-llm
-    "sleuth.agent.commands",  # ask
-    "sleuth.evaluate.commands",  # eval, demo
-    "sleuth.train.commands",  # train expand, train agent
-    "sleuth.train.export_commands",  # export verl
-    "sleuth.view.commands",  # view, feedback simulate, feedback export
-    "sleuth.serve.mcp_commands",  # mcp
-    "sleuth.synth.commands",  # synth trajectories
-    "sleuth.train.sft_commands",  # train sft
-    "sleuth.train.retriever_commands",  # train retriever (Promptagator)
-    "sleuth.train.simulator_commands",  # train simulator
-    "sleuth.synth.questions_commands",  # synth questions
+    "sleuth.cli.search",  # index, search
+    "sleuth.cli.eval_retrieval",  # eval-retrieval
+    "sleuth.cli.serve",  # serve
+    "sleuth.cli.llm",  # serve-llm
+    "sleuth.cli.ask",  # ask
+    "sleuth.cli.eval",  # eval, demo
+    "sleuth.cli.train",  # train expand, train agent
+    "sleuth.cli.export",  # export verl
+    "sleuth.cli.view",  # view, feedback simulate, feedback export
+    "sleuth.cli.mcp",  # mcp
+    "sleuth.cli.synth",  # synth trajectories
+    "sleuth.cli.train_sft",  # train sft
+    "sleuth.cli.train_retriever",  # train retriever (Promptagator)
+    "sleuth.cli.train_simulator",  # train simulator
+    "sleuth.cli.synth_questions",  # synth questions
 )
 
 

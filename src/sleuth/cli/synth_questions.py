@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from sleuth.agent import options
+from sleuth.cli import agent_options as options
 
 
 def register(app: typer.Typer) -> None:
-    from sleuth.synth.commands import synth_app
+    from sleuth.cli.synth import synth_app
 
     synth_app.command("questions")(questions_command)
 
@@ -59,7 +59,7 @@ def questions_command(
     from sleuth.evaluate.session import open_llm
     from sleuth.progress import stderr
     from sleuth.search import open_index
-    from sleuth.search.cache import bundled_index
+    from sleuth.search.bundled import bundled_index
     from sleuth.synth.questions import QuestionSynthesizer, SynthSettings, write_outputs
 
     if n < 1 or hops < 1:

@@ -12,7 +12,7 @@ from sleuth.progress import log_line
 
 
 def register(app: typer.Typer) -> None:
-    from sleuth.train.commands import train_app
+    from sleuth.cli.train import train_app
 
     train_app.command("simulator")(simulator_command)
 

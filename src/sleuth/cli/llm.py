@@ -46,10 +46,10 @@ def serve_llm_command(
     """Load MODEL once and serve it until interrupted."""
     import uvicorn
 
+    from sleuth.cli.serve import check_binding
     from sleuth.llm import load_llm
     from sleuth.llm.serve_llm import create_llm_app
     from sleuth.progress import stderr
-    from sleuth.serve.commands import check_binding
 
     check_binding(host, token)
     stderr.print("loading model ...")
@@ -100,9 +100,9 @@ def prepare_command(
 @model_app.command("list")
 def list_command() -> None:
     """The named local models and how to install them."""
+    from sleuth.agent.trained_settings import describe, trained_settings
     from sleuth.llm.models import SHIPPED_ADAPTERS
     from sleuth.llm.named import NAMED_MODELS, install_command
-    from sleuth.llm.trained_settings import describe, trained_settings
 
     for name in SHIPPED_ADAPTERS:
         typer.echo(f"{name}  (shipped LoRA adapter on the packaged SmolLM2-135M, Apache-2.0)")

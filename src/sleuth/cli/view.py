@@ -61,9 +61,9 @@ def view_command(
     """Serve the viewer until Ctrl-C."""
     import uvicorn
 
+    from sleuth.cli.serve import is_loopback
     from sleuth.evaluate.session import open_search
     from sleuth.progress import stderr
-    from sleuth.serve.commands import is_loopback
     from sleuth.view.app import create_app
     from sleuth.view.runs import load_runs
     from sleuth.view.state import ViewerState
