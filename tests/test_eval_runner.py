@@ -234,13 +234,15 @@ def test_index_bundled_names_the_bundled_hotpotqa_index(monkeypatch, tmp_path):
     """`--index bundled` (what `synth questions` explores) unless a folder of that name exists."""
     from pathlib import Path
 
-    from sleuth.evaluate.session import open_search
     from sleuth.search.bundled import bundled_index
+    from sleuth.search.factory import open_engine
 
-    engine, manifest, label = open_search(Path("bundled"), None)
+    opened = open_engine(Path("bundled"), None, default=None)
+    engine, manifest, label = opened.engine, opened.manifest, opened.label
     assert len(engine) == 10785 and manifest["corpus"]["source"] == "hotpotqa-1100"
     assert label == str(bundled_index().resolve())
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bundled").mkdir()
     with pytest.raises(Exception, match="bundled"):
-        open_search(Path("bundled"), None)  # a real folder of that name is taken as given
+        # a real folder of that name is taken as given
+        open_engine(Path("bundled"), None, default=None)

@@ -98,16 +98,9 @@ def ask_command(
     from sleuth.display import safe_markup, safe_text
     from sleuth.errors import SleuthError
     from sleuth.llm import load_llm
-    from sleuth.search import open_index
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.remote import RemoteSearchEngine
-    from sleuth.search.rerank import with_reranker
-    from sleuth.search.simulated import simulated_engine
+    from sleuth.search.factory import check_one_source, open_engine
 
-    if index is not None and search_url is not None:
-        raise SleuthError(
-            "give either --index (a local index folder) or --search-url (a server), not both"
-        )
+    check_one_source(index, search_url)
     if model is None and llm_url is None:
         model = DEFAULT_ASK_MODEL
     trained = trained_settings(model)
@@ -139,12 +132,8 @@ def ask_command(
             f"[dim]{safe_markup(model)} runs as it was trained: {describe(trained)} "
             "(flags override)[/dim]"
         )
-    if search_url:
-        engine = TitleMemo(RemoteSearchEngine(search_url))
-    else:
-        engine = TitleMemo(open_index(index or bundled_index("hotpotqa-1100")))
-    engine = TitleMemo(simulated_engine(engine.engine, simulate, llm_url=llm_url))
-    engine = TitleMemo(with_reranker(engine.engine, rerank))  # no-op without --rerank
+    opened = open_engine(index, search_url, simulate=simulate, rerank=rerank, llm_url=llm_url)
+    engine = TitleMemo(opened.engine)
     with console.status("loading the model ..."):
         extra = {"constrain_via": constrain_via} if llm_url else {}
         llm = load_llm(model, url=llm_url, backend=backend, **extra)

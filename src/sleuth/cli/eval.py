@@ -111,16 +111,14 @@ def run_command(
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import Budget, parse_methods
     from sleuth.evaluate.runner import RunSettings, check_run
-    from sleuth.evaluate.session import execute, open_llm, open_search
+    from sleuth.evaluate.session import execute, open_llm
     from sleuth.progress import stderr
-    from sleuth.search.rerank import rerank_search
-    from sleuth.search.simulated.spec import simulate_run_engine
+    from sleuth.search.factory import check_one_source, open_engine
 
     method_names = parse_methods(methods)
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
-    if index is not None and search_url is not None:
-        raise SleuthError("give either --index or --search-url, not both")
+    check_one_source(index, search_url)
     if seeds > 1 and temperature == 0:
         stderr.print("[yellow]note: with --temperature 0 every seed decodes the same way[/yellow]")
     gold = None
@@ -129,11 +127,16 @@ def run_command(
 
         gold = load_qrels(qrels)
     bench = load_benchmark(benchmark, limit=n or None, qrels=gold)
-    engine, manifest, search_label = open_search(index, search_url)
-    engine, manifest, search_label = simulate_run_engine(
-        engine, manifest, search_label, simulate, bench.questions, llm_url
+    opened = open_engine(
+        index,
+        search_url,
+        simulate=simulate,
+        rerank=rerank,
+        default=None,  # no engine: closed-book methods only
+        questions=bench.questions,
+        llm_url=llm_url,
     )
-    engine, search_label = rerank_search(engine, search_label, rerank)
+    engine, manifest, search_label = opened.engine, opened.manifest, opened.label
     warn_unmatched_evidence(bench, engine)
     trained = trained_settings(model)
     if shown := {k: v for k, v in trained.items() if k != "prefetch_k"}:

@@ -44,9 +44,9 @@ def eval_retrieval_command(
     from sleuth.corpus import load_qrels, load_queries
     from sleuth.evaluate.retrieval import evaluate_run, run_queries
     from sleuth.progress import progress_bar
-    from sleuth.search import open_index
+    from sleuth.search.factory import open_engine
 
-    engine = open_index(index)
+    engine = open_engine(index).engine
     query_texts = load_queries(queries)
     judgements = load_qrels(qrels or queries)
     query_texts = {qid: text for qid, text in query_texts.items() if qid in judgements}

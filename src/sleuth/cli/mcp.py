@@ -64,16 +64,11 @@ def mcp_command(
             "127.0.0.1 and put an authenticating proxy in front to reach it from elsewhere"
         )
     from sleuth.progress import stderr  # stdout is the protocol channel under stdio
+    from sleuth.search.factory import open_engine
     from sleuth.serve.mcp_server import build_mcp_server
 
-    if search_url:
-        from sleuth.search.remote import RemoteSearchEngine
-
-        engine, source = RemoteSearchEngine(search_url), search_url
-    else:
-        from sleuth.search import open_index
-
-        engine, source = open_index(index, encoder_backend=encoder_backend), str(index)
+    engine = open_engine(index, search_url, encoder_backend=encoder_backend).engine
+    source = search_url or str(index)
     llm = None
     if model or llm_url:
         from sleuth.llm import load_llm

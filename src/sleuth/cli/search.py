@@ -139,10 +139,11 @@ def search_command(
     from rich.text import Text
 
     from sleuth.display import one_line, safe_text
-    from sleuth.search import open_index
-    from sleuth.search.rerank import with_reranker
+    from sleuth.search.factory import open_engine
 
-    engine = with_reranker(open_index(index, encoder_backend=encoder_backend), rerank, rerank_depth)
+    engine = open_engine(
+        index, rerank=rerank, rerank_depth=rerank_depth, encoder_backend=encoder_backend
+    ).engine
     hits = engine.search(query, k)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))

@@ -116,18 +116,16 @@ def serve_command(
     from rich.markup import escape
 
     from sleuth.progress import stderr
-    from sleuth.search import open_index
-    from sleuth.search.rerank import with_reranker
-    from sleuth.search.simulated import simulated_engine
+    from sleuth.search.factory import open_engine
     from sleuth.serve.access_log import configure_server_logging
     from sleuth.serve.app import create_app
     from sleuth.serve.limits import ServerLimits
 
     check_binding(host, token)
     limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
-    engine = open_index(index, encoder_backend=encoder_backend)
-    engine = simulated_engine(engine, simulate)  # unchanged without --simulate
-    engine = with_reranker(engine, rerank)  # unchanged without --rerank
+    engine = open_engine(
+        index, simulate=simulate, rerank=rerank, encoder_backend=encoder_backend
+    ).engine
     app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]

@@ -56,13 +56,12 @@ def trajectories_command(
     runs a second hop from what the first returned, and answers with the gold answer. Only
     episodes that retrieved both gold paragraphs are kept; the stats print as JSON.
     """
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
+    from sleuth.search.factory import open_engine
     from sleuth.synth.trajectories import check_benchmark, synth_trajectories
 
     for name in benchmark:
         check_benchmark(name)  # before opening anything
-    engine = open_index(index or bundled_index("hotpotqa-1100"))
+    engine = open_engine(index).engine  # the bundled corpus without --index
     stats = synth_trajectories(
         list(benchmark),
         engine,

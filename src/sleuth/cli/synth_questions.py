@@ -58,15 +58,14 @@ def questions_command(
     from sleuth.agent import TrajectoryLog
     from sleuth.evaluate.session import open_llm
     from sleuth.progress import stderr
-    from sleuth.search import open_index
-    from sleuth.search.bundled import bundled_index
+    from sleuth.search.factory import open_engine
     from sleuth.synth.questions import QuestionSynthesizer, SynthSettings, write_outputs
 
     if n < 1 or hops < 1:
         from sleuth.errors import SleuthError
 
         raise SleuthError("-n and --hops must be at least 1")
-    engine = open_index(index or bundled_index("hotpotqa-1100"))
+    engine = open_engine(index).engine  # the bundled corpus without --index
     log = TrajectoryLog(out.with_name(out.name + ".trajectories.jsonl"))
     llm = open_llm(model, llm_url)
     settings = SynthSettings(

@@ -62,8 +62,8 @@ def view_command(
     import uvicorn
 
     from sleuth.cli.serve import is_loopback
-    from sleuth.evaluate.session import open_search
     from sleuth.progress import stderr
+    from sleuth.search.factory import open_engine
     from sleuth.view.app import create_app
     from sleuth.view.runs import load_runs
     from sleuth.view.state import ViewerState
@@ -74,7 +74,7 @@ def view_command(
             "bind 127.0.0.1 and tunnel (ssh -L) if you need it elsewhere"
         )
     loaded = load_runs(runs)
-    engine, _, _ = open_search(index, search_url)
+    engine = open_engine(index, search_url, default=None).engine  # None: replay off
     log = feedback or default_feedback_path(runs)
     state = ViewerState(loaded, log, engine=engine, llm=_lazy_llm(model, llm_url))
     episodes = sum(len(r.episodes) for r in loaded.values())
@@ -125,9 +125,10 @@ def simulate_command(
     if shadow not in ("llm", "rules"):
         raise SleuthError("--shadow must be llm or rules")
     log = feedback or default_feedback_path([run])
-    from sleuth.evaluate.session import open_llm, open_search
+    from sleuth.evaluate.session import open_llm
+    from sleuth.search.factory import open_engine
 
-    engine, _, _ = open_search(index, search_url)
+    engine = open_engine(index, search_url, default=None).engine
     wants_agent = agent_model is not None or agent_llm_url is not None
     if (engine is None) != (not wants_agent):
         raise SleuthError("replaying better queries needs both an engine and --agent-model/-url")

@@ -19,7 +19,6 @@ from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.evaluate.methods import Budget
 
 DEMO_BENCHMARK = "hotpotqa-1100:test"
-DEMO_CORPUS = "hotpotqa-1100"
 DEMO_BUDGET = Budget(
     top_k=3,
     max_turns=4,
@@ -63,14 +62,13 @@ def run_demo(
     from sleuth.evaluate.runner import RunSettings
     from sleuth.evaluate.session import execute, open_llm
     from sleuth.progress import stderr
-    from sleuth.search import open_index, read_manifest
-    from sleuth.search.bundled import bundled_index
+    from sleuth.search.factory import open_engine
 
     started = time.perf_counter()
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    index = bundled_index(DEMO_CORPUS)
-    engine = open_index(index)
-    stderr.print(f"index ready: {index} ({len(engine):,} documents)")
+    opened = open_engine()  # the bundled corpus's BM25 index, built once
+    engine = opened.engine
+    stderr.print(f"index ready: {opened.label} ({len(engine):,} documents)")
     llm = open_llm(DEMO_MODEL, None)
     stderr.print(f"model ready: {llm.name} ({time.perf_counter() - started:.0f}s so far)")
     questions = load_benchmark(DEMO_BENCHMARK, limit=n).questions
@@ -82,7 +80,7 @@ def run_demo(
         limit=n,
         concurrency=concurrency or DEMO_CONCURRENCY,
         model=DEMO_MODEL,
-        search=str(index),
+        search=opened.label,
     )
     deadline = time.monotonic() - (time.perf_counter() - started) + TIME_LIMIT_S
     _, _, html = execute(
@@ -92,7 +90,7 @@ def run_demo(
         llm,
         engine,
         None,
-        read_manifest(index),
+        opened.manifest,
         deadline=deadline - DEADLINE_MARGIN_S,
     )
     stderr.print(f"demo finished in {time.perf_counter() - started:.0f}s; open {html}")

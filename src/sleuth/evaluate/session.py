@@ -1,5 +1,5 @@
-"""Glue shared by ``sleuth eval run`` and ``sleuth demo``: open the search engine and models,
-run the evaluation under a progress bar with a running score, and print the summary table."""
+"""Glue shared by ``sleuth eval run`` and ``sleuth demo``: open the models, run the evaluation
+under a progress bar with a running score, and print the summary table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.runner import EvaluationRunner, RunOutcome, RunSettings
 from sleuth.evaluate.summary import running_mean
@@ -19,35 +18,6 @@ if TYPE_CHECKING:
 
     from sleuth.llm.base import LLM
     from sleuth.search.base import SearchEngine
-
-
-BUNDLED = "bundled"  # --index bundled: the bundled HotpotQA BM25 index (built once, cached)
-
-
-def open_search(
-    index: Path | None, search_url: str | None
-) -> tuple[SearchEngine | None, dict[str, Any] | None, str | None]:
-    """The engine, the manifest to record beside the results, and a label for the config."""
-    if index is not None and search_url is not None:
-        raise SleuthError("give either --index or --search-url, not both")
-    if index is not None and str(index) == BUNDLED and not Path(index).exists():
-        from sleuth.search.bundled import bundled_index
-
-        index = bundled_index()  # what `synth questions` explores by default
-    if index is not None:
-        from sleuth.search import open_index, read_manifest
-
-        return open_index(index), read_manifest(index), str(Path(index).expanduser().resolve())
-    if search_url is not None:
-        from sleuth.search.remote import RemoteSearchEngine
-
-        engine = RemoteSearchEngine(search_url)
-        manifest = {"url": search_url, "protocol": engine.protocol}
-        health = getattr(engine, "_health", None)
-        if isinstance(health, dict):
-            manifest["health"] = health
-        return engine, manifest, search_url
-    return None, None, None
 
 
 def open_llm(

@@ -112,16 +112,6 @@ def with_reranker(
     return RerankingEngine(engine, load_cross_encoder(reranker), depth, str(reranker))
 
 
-def rerank_search(
-    engine: Any, label: str | None, reranker: str | Path | None
-) -> tuple[Any, str | None]:
-    """``engine`` and its run label, both marked with the reranker when one is given (an
-    absent engine stays absent): one call for the agent commands."""
-    if not reranker or engine is None:
-        return engine, label
-    return with_reranker(engine, reranker), f"{label}+rerank:{Path(reranker).expanduser()}"
-
-
 def write_marker(folder: Path, info: dict[str, Any]) -> None:
     """Record what a reranker folder holds (base model, training data counts)."""
     (folder / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")

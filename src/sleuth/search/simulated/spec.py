@@ -124,27 +124,3 @@ def simulated_engine(
 def gold_ids_of(questions: Iterable[Any]) -> set[str]:
     """Every gold evidence id (and alias) of the questions: what hard negatives must avoid."""
     return {alias for q in questions for aliases in q.gold_evidence for alias in aliases}
-
-
-def simulate_run_engine(
-    engine: Any,
-    manifest: dict[str, Any] | None,
-    label: str | None,
-    spec: str | None,
-    questions: Iterable[Any] = (),
-    llm_url: str | None = None,
-) -> tuple[Any, dict[str, Any] | None, str | None]:
-    """``eval run``'s engine, manifest and search label with ``--simulate`` applied (the
-    bundled HotpotQA index is wrapped when no --index is given); unchanged without it."""
-    if spec is None:
-        return engine, manifest, label
-    parsed = parse_spec(spec)
-    if engine is None:
-        from sleuth.search import open_index, read_manifest
-        from sleuth.search.bundled import bundled_index
-
-        path = bundled_index("hotpotqa-1100")
-        engine, manifest, label = open_index(path), read_manifest(path), str(path)
-    wrapped = simulated_engine(engine, parsed, gold_ids=gold_ids_of(questions), llm_url=llm_url)
-    manifest = {**(manifest or {}), "simulated": parsed.label()}
-    return wrapped, manifest, f"{parsed.label()} over {label}"
