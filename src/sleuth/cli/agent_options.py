@@ -83,3 +83,26 @@ Rerank = Annotated[
         "each search's top 20 hits"
     ),
 ]
+
+# The search and budget options of every command that runs episodes (`ask`, `eval run`): one
+# declaration each, so `ask` shows one episode of exactly what `eval run` measures.
+Index = Annotated[
+    Path | None,
+    typer.Option(
+        help="Index folder built by `sleuth index` (default: the bundled HotpotQA BM25 index; "
+        "'bundled' names it too)"
+    ),
+]
+SearchUrl = Annotated[
+    str | None, typer.Option(help="A Sleuth retrieval server URL or a Search-R1 /retrieve URL")
+]
+LlmUrl = Annotated[
+    str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+]
+TopK = Annotated[int, typer.Option(help="Documents per search (and RAG's prefetch)")]
+MaxTurns = Annotated[int, typer.Option(help="Model calls per episode")]
+MaxSearches = Annotated[int, typer.Option(help="Searches per episode")]
+MaxNewTokens = Annotated[int, typer.Option(help="Tokens generated per model call")]
+UntaggedAnswer = Annotated[
+    bool, typer.Option(help="Take prose with no action tag as the answer (for tiny models)")
+]

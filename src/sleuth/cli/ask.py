@@ -30,12 +30,8 @@ def register(app: typer.Typer) -> None:
 
 def ask_command(
     question: Annotated[str, typer.Argument(help="The question")],
-    index: Annotated[
-        Path | None, typer.Option(help="Index folder (default: bundled HotpotQA)")
-    ] = None,
-    search_url: Annotated[
-        str | None, typer.Option(help="A Sleuth server URL or a Search-R1 /retrieve URL")
-    ] = None,
+    index: options.Index = None,
+    search_url: options.SearchUrl = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -44,9 +40,7 @@ def ask_command(
             show_default=False,
         ),
     ] = None,
-    llm_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    ] = None,
+    llm_url: options.LlmUrl = None,
     format: Annotated[str, typer.Option(help="tags (Search-R1) | json (tool calls)")] = "tags",
     judge: Annotated[
         bool, typer.Option("--judge", help="Enable the judge action (ReSeek)")
@@ -55,10 +49,10 @@ def ask_command(
         bool, typer.Option("--ask", help="Let the agent ask you clarification questions")
     ] = False,
     # The same budget as `sleuth eval run`: `ask` shows one episode of what eval measures.
-    max_turns: Annotated[int, typer.Option(help="Turn budget")] = 8,
-    max_searches: Annotated[int, typer.Option(help="Search budget")] = 4,
+    max_turns: options.MaxTurns = 8,
+    max_searches: options.MaxSearches = 4,
     min_searches: options.MinSearches = 1,
-    top_k: Annotated[int, typer.Option(help="Hits shown per search")] = 3,
+    top_k: options.TopK = 3,
     prefetch: Annotated[
         int | None,
         typer.Option(
@@ -69,10 +63,8 @@ def ask_command(
         ),
     ] = None,
     doc_chars: options.DocCharsOrTrained = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per model call")] = 128,
-    untagged_answer: Annotated[
-        bool, typer.Option(help="Take plain prose (no action tag) as the answer: for tiny models")
-    ] = False,
+    max_new_tokens: options.MaxNewTokens = 128,
+    untagged_answer: options.UntaggedAnswer = False,
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,

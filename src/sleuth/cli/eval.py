@@ -48,12 +48,10 @@ def run_command(
         Path | None,
         typer.Option(
             help="Index folder built by `sleuth index`, or 'bundled' for the bundled HotpotQA "
-            "BM25 index (the one `synth questions` explores by default)"
+            "BM25 index (without --index or --search-url only closed_book can run)"
         ),
     ] = None,
-    search_url: Annotated[
-        str | None, typer.Option(help="Retrieval server URL (Sleuth or Search-R1 /retrieve)")
-    ] = None,
+    search_url: options.SearchUrl = None,
     methods: Annotated[
         str, typer.Option(help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag")
     ] = "closed_book,rag,agent,agent_judge",
@@ -66,9 +64,7 @@ def run_command(
             "(default: the packaged SmolLM2-135M)"
         ),
     ] = None,
-    llm_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible server, e.g. http://host:8000/v1")
-    ] = None,
+    llm_url: options.LlmUrl = None,
     judge_llm: Annotated[
         str | None,
         typer.Option(help="Also grade answers with this model as a judge ('packaged' = SmolLM2)"),
@@ -77,17 +73,14 @@ def run_command(
         str | None, typer.Option(help="OpenAI-compatible server for the judge model")
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Episodes in flight at once")] = 2,
-    top_k: Annotated[int, typer.Option(help="Documents per search / RAG prefetch")] = 3,
-    max_turns: Annotated[int, typer.Option(help="Model calls per episode")] = 8,
-    max_searches: Annotated[int, typer.Option(help="Searches per episode")] = 4,
+    top_k: options.TopK = 3,
+    max_turns: options.MaxTurns = 8,
+    max_searches: options.MaxSearches = 4,
     min_searches: options.MinSearches = 1,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per model call")] = 128,
+    max_new_tokens: options.MaxNewTokens = 128,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy)")] = 0.0,
     doc_chars: options.DocCharsOrTrained = None,
-    untagged_answer: Annotated[
-        bool,
-        typer.Option(help="Take prose with no action tag as the answer (for tiny models)"),
-    ] = False,
+    untagged_answer: options.UntaggedAnswer = False,
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,
