@@ -3,7 +3,6 @@ one definition, so the flags mean the same everywhere."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -76,26 +75,9 @@ ConstrainVia = Annotated[
         "vllm-legacy | sglang | llamacpp | openai | none"
     ),
 ]
-Rerank = Annotated[
-    Path | None,
-    typer.Option(
-        help="Cross-encoder folder (from `sleuth train retriever --reranker`) that reorders "
-        "each search's top 20 hits"
-    ),
-]
 
-# The search and budget options of every command that runs episodes (`ask`, `eval run`): one
-# declaration each, so `ask` shows one episode of exactly what `eval run` measures.
-Index = Annotated[
-    Path | None,
-    typer.Option(
-        help="Index folder built by `sleuth index` (default: the bundled HotpotQA BM25 index; "
-        "'bundled' names it too)"
-    ),
-]
-SearchUrl = Annotated[
-    str | None, typer.Option(help="A Sleuth retrieval server URL or a Search-R1 /retrieve URL")
-]
+# The budget options of every command that runs episodes (`ask`, `eval run`): one declaration
+# each, so `ask` shows one episode of exactly what `eval run` measures.
 LlmUrl = Annotated[
     str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
 ]

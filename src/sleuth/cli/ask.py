@@ -11,7 +11,7 @@ import typer
 
 from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.cli import agent_options as options
-from sleuth.search.simulated.spec import SimulateOption
+from sleuth.cli import search_options
 
 # The model a newcomer's `sleuth ask` runs: primed to search (docs/training.md); `--model
 # packaged` is the bare SmolLM2-135M.
@@ -30,8 +30,8 @@ def register(app: typer.Typer) -> None:
 
 def ask_command(
     question: Annotated[str, typer.Argument(help="The question")],
-    index: options.Index = None,
-    search_url: options.SearchUrl = None,
+    index: search_options.Index = None,
+    search_url: search_options.SearchUrl = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -71,8 +71,8 @@ def ask_command(
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
-    rerank: options.Rerank = None,
-    simulate: SimulateOption = None,
+    rerank: search_options.Rerank = None,
+    simulate: search_options.Simulate = None,
     trajectory_out: Annotated[
         Path | None,
         typer.Option(

@@ -10,7 +10,7 @@ import typer
 
 from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.cli import agent_options as options
-from sleuth.search.simulated.spec import SimulateOption
+from sleuth.cli import search_options
 
 eval_app = typer.Typer(
     help="Evaluate search agents on QA benchmarks: run, report, compare.",
@@ -51,7 +51,7 @@ def run_command(
             "BM25 index (without --index or --search-url only closed_book can run)"
         ),
     ] = None,
-    search_url: options.SearchUrl = None,
+    search_url: search_options.SearchUrl = None,
     methods: Annotated[
         str, typer.Option(help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag")
     ] = "closed_book,rag,agent,agent_judge",
@@ -87,9 +87,9 @@ def run_command(
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
-    rerank: options.Rerank = None,
+    rerank: search_options.Rerank = None,
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
-    simulate: SimulateOption = None,
+    simulate: search_options.Simulate = None,
     time_budget: Annotated[
         float | None,
         typer.Option(help="Start no episode after this many seconds (resume later to finish)"),

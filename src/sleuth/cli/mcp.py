@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli import search_options
 from sleuth.errors import SleuthError
 
 TRANSPORTS = ("stdio", "http")
@@ -46,10 +47,7 @@ def mcp_command(
         str | None,
         typer.Option(help="Enable `ask` with an OpenAI-compatible server, e.g. http://h:8000/v1"),
     ] = None,
-    encoder_backend: Annotated[
-        str | None,
-        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
-    ] = None,
+    encoder_backend: search_options.EncoderBackend = None,
 ) -> None:
     """Serve INDEX (or --search-url) as MCP tools until the client disconnects or Ctrl-C."""
     from sleuth.cli.serve import is_loopback

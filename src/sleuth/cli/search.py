@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli import search_options
 from sleuth.corpus.bundled import describe as describe_bundled
 
 
@@ -57,13 +58,7 @@ def index_command(
         str | None,
         typer.Option(help="Encoder HF id or folder (default: packaged all-MiniLM-L6-v2)"),
     ] = None,
-    encoder_backend: Annotated[
-        str | None,
-        typer.Option(
-            help="Dense encoder runtime: onnx (default) | onnx-int8 | openvino | torch. "
-            "The first use of onnx/openvino exports the model once into the cache."
-        ),
-    ] = None,
+    encoder_backend: search_options.EncoderBackend = None,
     format: Annotated[
         str,
         typer.Option(
@@ -120,17 +115,8 @@ def search_command(
     k: Annotated[int, typer.Option("-k", help="Number of hits")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON")] = False,
     width: Annotated[int, typer.Option(help="Characters of text shown per hit")] = 160,
-    encoder_backend: Annotated[
-        str | None,
-        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
-    ] = None,
-    rerank: Annotated[
-        Path | None,
-        typer.Option(
-            help="Cross-encoder folder (from `sleuth train retriever --reranker`) that reorders "
-            "the top --rerank-depth hits"
-        ),
-    ] = None,
+    encoder_backend: search_options.EncoderBackend = None,
+    rerank: search_options.Rerank = None,
     rerank_depth: Annotated[int, typer.Option(help="Hits the reranker reorders")] = 20,
 ) -> None:
     """Search INDEX for QUERY."""

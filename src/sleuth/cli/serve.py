@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli import search_options
 from sleuth.errors import SleuthError
-from sleuth.search.simulated.spec import SimulateOption
 from sleuth.serve.limits import (
     DEFAULT_MAX_BATCH_HITS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -98,18 +98,9 @@ def serve_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No access log (errors are still logged)")
     ] = False,
-    encoder_backend: Annotated[
-        str | None,
-        typer.Option(help="Query encoder for dense/hybrid: onnx | onnx-int8 | openvino | torch"),
-    ] = None,
-    rerank: Annotated[
-        Path | None,
-        typer.Option(
-            help="Cross-encoder folder (from `sleuth train retriever --reranker`) that reorders "
-            "each query's top 20 hits"
-        ),
-    ] = None,
-    simulate: SimulateOption = None,
+    encoder_backend: search_options.EncoderBackend = None,
+    rerank: search_options.Rerank = None,
+    simulate: search_options.Simulate = None,
 ) -> None:
     """Serve INDEX until interrupted."""
     import uvicorn

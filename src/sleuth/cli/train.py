@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 
 from sleuth.cli import agent_options as options
-from sleuth.cli import train_options
+from sleuth.cli import search_options, train_options
 from sleuth.progress import log_line
-from sleuth.search.simulated.spec import SimulateOption
 
 train_app = typer.Typer(
     help="Train with GRPO on the search engine's feedback. Runs resume from their last "
@@ -141,7 +140,7 @@ def agent_command(
     doc_chars: train_options.DocChars = 300,
     save_steps: train_options.SaveSteps = 1,
     seed: train_options.Seed = 0,
-    simulate: SimulateOption = None,
+    simulate: search_options.Simulate = None,
     noise_schedule: train_options.NoiseSchedule = None,
     actions: Annotated[
         str,
@@ -226,7 +225,7 @@ def selfplay_command(
     doc_chars: train_options.DocChars = 200,
     save_steps: train_options.SaveSteps = 1,
     seed: Annotated[int, typer.Option(help="Random seed (also picks the seed topics)")] = 0,
-    simulate: SimulateOption = None,
+    simulate: search_options.Simulate = None,
     noise_schedule: train_options.NoiseSchedule = None,
     answer_spans: options.ProposerAnswerSpans = True,
 ) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from sleuth.errors import SleuthError
 
@@ -22,12 +20,6 @@ KEYS = {
     "corpus": {"noise", "seed", "hard", "depth"},
     "llm": {"noise", "seed", "k", "model", "url", "max_tokens", "temperature", "backend"},
 }
-SPEC_HELP = (
-    "Search a simulated engine wrapping the index (docs/simulation.md): "
-    "'corpus:noise=0.3,seed=1' mixes real hits with hard negatives and random passages; "
-    "'llm:noise=0.5,k=3[,model=...]' has an LLM write useful/noisy documents (ZeroSearch)."
-)
-SimulateOption = Annotated[str | None, typer.Option("--simulate", help=SPEC_HELP)]
 
 
 @dataclass(frozen=True)
