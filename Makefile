@@ -73,7 +73,8 @@ lock: $(STAMP)
 
 # Knowing when upstream breaks us: a separate environment from pyproject.toml's ranges alone
 # (the newest releases that fit today; LOWEST=1 takes the lowest versions the ranges allow for
-# Sleuth's direct dependencies instead), then the whole suite. Never used by `make test` or CI.
+# Sleuth's direct dependencies instead), then the suite (PYTEST_ARGS=tests/test_x.py for a part).
+# Never used by `make test` or CI.
 LATEST_VENV := .venv-latest
 RESOLUTION := $(if $(LOWEST),--resolution lowest-direct,)
 test-latest: $(STAMP)
@@ -92,7 +93,7 @@ test-latest: $(STAMP)
 	    <(grep -E '^[a-z]' $(LATEST_VENV)/resolved.txt | cut -d' ' -f1) || true
 	$(LATEST_VENV)/bin/sleuth model prepare
 	$(LATEST_VENV)/bin/sleuth model prepare --model smollm2-135m-primed
-	$(LATEST_VENV)/bin/python -m pytest -q --durations=15 -p no:cacheprovider
+	$(LATEST_VENV)/bin/python -m pytest -q --durations=15 -p no:cacheprovider $(PYTEST_ARGS)
 
 test-lowest:
 	$(MAKE) test-latest LOWEST=1 LATEST_VENV=.venv-lowest
