@@ -1,6 +1,6 @@
 """Replay an episode from one of its steps after a person's edit (NExT-Search's user debug
 mode): rebuild the conversation the model saw up to that step from the trajectory, apply the
-edit, and let the one agent loop (``sleuth.agent.loop._Episode``) continue from there with the
+edit, and let the one agent loop (``sleuth.agent.loop.Episode``) continue from there with the
 same model, engine and configuration. The result is a new trajectory, linked to its parent.
 
 Edits: ``query`` (search with this query instead), ``drop`` (remove a hit from the step's
@@ -18,7 +18,7 @@ from typing import Any
 
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
-from sleuth.agent.loop import Agent, _Episode, _Stop
+from sleuth.agent.loop import Agent, Episode, EpisodeStop
 from sleuth.agent.parsing import Action
 from sleuth.agent.trajectory import Step, Trajectory
 from sleuth.errors import DocumentNotFound, SleuthError
@@ -160,7 +160,7 @@ class _Replay:
             if edit.kind == "answer"
             else replace(config, max_turns=remaining)
         )
-        self.episode = _Episode(Agent(llm, engine, loop_config), parent.question, None)
+        self.episode = Episode(Agent(llm, engine, loop_config), parent.question, None)
         self.engine = engine
         traj = self.episode.trajectory
         traj.episode_id = fork_id
@@ -217,7 +217,7 @@ class _Replay:
                 action="answer",
                 argument=value,
             )
-            ep._record(step)
+            ep.record(step)
             ep.trajectory.answer, ep.trajectory.stop_reason = value, "answered"
             return True
         if self.engine is None:
@@ -233,11 +233,11 @@ class _Replay:
         ep.messages.extend(original.prompt_delta)
         if is_prefetch(original):
             started = time.perf_counter()
-            hits = await ep._search(query, self.config.prefetch_k)
+            hits = await ep.search(query, self.config.prefetch_k)
             text, refs = ep.knowledge.render_hits(hits)
             observation = f"<information>\n{text}\n</information>"
             ep.pending = [{"role": "user", "content": f"{observation}\n\n{ep.question}"}]
-            ep._record(
+            ep.record(
                 Step(
                     0,
                     [],
@@ -261,10 +261,10 @@ class _Replay:
         ep.messages.append(_assistant(ep.tags, step, call_id, edited=True))
         started = time.perf_counter()
         try:
-            done = await ep._execute(Action("search", query, call_id=call_id), step)
+            done = await ep.execute(Action("search", query, call_id=call_id), step)
         finally:
             step.tool_seconds = time.perf_counter() - started
-            ep._record(step)
+            ep.record(step)
         return done
 
     def _results(self, original: Step, doc_id: str, call_id: str) -> bool:
@@ -287,8 +287,8 @@ class _Replay:
         else:
             ep.messages.append(_assistant(ep.tags, original, call_id))
             step.observation = text
-            ep._observe(text, Action("search", original.argument, call_id=call_id), wrap=True)
-        ep._record(step)
+            ep.observe(text, Action("search", original.argument, call_id=call_id), wrap=True)
+        ep.record(step)
         ep.searches += 1
         return False
 
@@ -299,7 +299,7 @@ class _Replay:
         try:
             if not await self.apply():
                 await ep.loop()
-        except _Stop as stop:
+        except EpisodeStop as stop:
             traj.stop_reason = stop.reason
             if stop.error:
                 traj.metadata["error"] = stop.error
