@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Each top-level part of the package and its floor; a part may import its own floor's modules
 # of the same part and anything on a lower floor, nothing else.
 FLOORS: dict[str, int] = {
-    # ground floor: paths, atomic JSON, metrics, progress, display of untrusted text, errors
+    # ground floor: paths, atomic JSON, metrics, progress, display of untrusted text, errors,
+    # the bearer-token check
     "sleuth": 0,
     "sleuth.errors": 0,
     "sleuth.types": 0,
@@ -23,6 +24,7 @@ FLOORS: dict[str, int] = {
     "sleuth.metrics": 0,
     "sleuth.progress": 0,
     "sleuth.display": 0,
+    "sleuth.tokens": 0,
     "sleuth.corpus": 1,
     "sleuth.llm": 1,
     "sleuth.search": 2,  # its simulated engines use an LLM
