@@ -10,37 +10,28 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sleuth.agent import prompts
+from sleuth.agent.actions import ACTION_SPECS, SPECS
 from sleuth.agent.config import AgentConfig
-from sleuth.agent.escape import neutralise
+from sleuth.agent.executors import EXECUTORS, AskUser, EpisodeStop
 from sleuth.agent.final_read import reading_order
 from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.knowledge import KnowledgeCache
-from sleuth.agent.parsing import THINK, Action, judge_verdict, parse_json, parse_tags
+from sleuth.agent.parsing import THINK, Action, parse_json, parse_tags
 from sleuth.agent.spans import candidate_spans
 from sleuth.agent.trajectory import HitRef, Step, Trajectory
-from sleuth.errors import DocumentNotFound, QueryError, SleuthError
+from sleuth.errors import QueryError, SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message
 from sleuth.search.base import SearchEngine
 from sleuth.types import Hit
 
-AskUser = Callable[[str], Awaitable[str]]
-OPEN_CHARS_FACTOR = 4  # an opened document shows this many times doc_chars
+__all__ = ["EARLY_BLOCKED", "Agent", "AskUser", "Episode", "EpisodeStop"]
+
 # Actions that need something retrieved first: not offered before min_searches searches.
-EARLY_BLOCKED = ("answer", "judge")
-
-
-class EpisodeStop(Exception):
-    """Ends an episode early with a ``reason`` (the trajectory's ``stop_reason``) and an optional
-    ``error``; raised by the loop's limits and failures, caught by whoever drives the episode
-    (``Agent.run``, the viewer's replay), who records it and may still force an answer."""
-
-    def __init__(self, reason: str, error: str = "") -> None:
-        super().__init__(reason)
-        self.reason, self.error = reason, error
+EARLY_BLOCKED = tuple(spec.name for spec in ACTION_SPECS if spec.after_search)
 
 
 class Agent:
@@ -57,7 +48,7 @@ class Agent:
             config or AgentConfig(),
             ask_user,
         )
-        needs_engine = {"search", "open"} & set(self.config.actions) or self.config.prefetch_k
+        needs_engine = any(SPECS[a].engine for a in self.config.actions) or self.config.prefetch_k
         if needs_engine and search is None:
             raise SleuthError("this agent configuration searches, so it needs a search engine")
 
@@ -410,105 +401,18 @@ class Episode:
 
     async def execute(self, action: Action, step: Step) -> bool:
         """Run ``action``, writing its observation and errors into ``step`` (which the caller
-        records); True when the episode is over. Replay calls it for an edited action."""
-        cfg = self.cfg
-        if action.name != "invalid":
-            self.invalid_streak = 0
-        if action.name == "answer":
-            self.trajectory.answer = action.argument
-            self.trajectory.stop_reason = "answered"
-            return True
+        records); True when the episode is over. Each action runs its executor
+        (``sleuth.agent.executors``); an invalid one is answered here. Replay calls it for an
+        edited action."""
         if action.name == "invalid":
             self.invalid_streak += 1
             step.observation = f"Invalid action: {action.error}."
             self.observe(step.observation, action)
-            if self.invalid_streak >= cfg.max_invalid:
+            if self.invalid_streak >= self.cfg.max_invalid:
                 raise EpisodeStop("max_invalid", action.error)
             return False
-        if action.name == "search":
-            if self.searches >= cfg.max_searches:
-                step.error = "search budget exhausted"
-                raise EpisodeStop("max_searches")
-            normalised = " ".join(action.argument.lower().split())
-            if normalised.strip("\"'<>") in prompts.PLACEHOLDER_QUERIES:  # not run, not counted
-                step.error = "placeholder query"
-                step.observation = (
-                    f"'{neutralise(action.argument.strip())}' is the placeholder of the "
-                    "instructions, not a search. Write the words to look up instead: a name "
-                    "plus what you need."
-                )
-                self.observe(step.observation, action)
-                return False
-            if normalised in self.queries and cfg.answer_on_repeat:
-                step.error = "repeated query"
-                step.observation = (
-                    "You searched for exactly this before; the results would be the same. "
-                    "Give your final answer now."
-                )
-                self.answer_only = True
-                self.observe(step.observation, action)
-                return False
-            self.searches += 1
-            try:
-                hits = await self.search(action.argument, cfg.top_k)
-            except QueryError as exc:
-                step.error = str(exc)
-                step.observation = f"Search failed: {neutralise(str(exc))}. Rewrite the query."
-                self.observe(step.observation, action)
-                return False
-            text, step.hits = self.knowledge.render_hits(hits)
-            if normalised in self.queries:  # tiny models loop on one query: say so
-                text += (
-                    "\nYou searched for exactly this before. Search for something else or answer."
-                )
-            self.queries.add(normalised)
-            step.observation = text
-            self.observe(text, action, wrap=True)
-        elif action.name == "open":
-            try:
-                doc = await asyncio.to_thread(self.agent.search.get, action.argument)  # type: ignore[union-attr]
-            except DocumentNotFound:
-                step.error = f"no document with id {action.argument!r}"
-                step.observation = f"No document has the id {neutralise(action.argument)!r}."
-                self.observe(step.observation, action)
-                return False
-            except SleuthError as exc:
-                step.error = str(exc)
-                step.observation = f"Cannot open documents here: {neutralise(str(exc))}"
-                self.observe(step.observation, action)
-                return False
-            limit = cfg.doc_chars * OPEN_CHARS_FACTOR
-            body = doc.text if len(doc.text) <= limit else doc.text[:limit] + " ..."
-            step.observation = (
-                f"(id: {neutralise(doc.id)}) {neutralise(doc.title)}\n{neutralise(body)}"
-            )
-            self.knowledge.seen.setdefault(doc.id, doc.title)
-            self.knowledge.texts.append(neutralise(body))
-            self.observe(step.observation, action, wrap=True)
-        elif action.name == "judge":
-            verdict = judge_verdict(action.argument)
-            self.knowledge.notes.append(action.argument)
-            if verdict is None:
-                step.error = "judge verdict must start with yes or no"
-                step.observation = "Start the judgement with yes or no."
-            elif verdict:
-                step.observation = "You judged the information sufficient. Give the final answer."
-                self.answer_only = True  # else a small model repeats "yes" until the budget ends
-            else:
-                step.observation = (
-                    "You judged the information insufficient. Plan a new search for what is "
-                    "missing, with different terms."
-                )
-            self.observe(step.observation, action)
-        elif action.name == "ask":
-            if self.agent.ask_user is None:
-                step.error = "nobody can answer clarification questions here"
-                step.observation = "No one can answer questions now; continue on your own."
-            else:
-                reply = await self.agent.ask_user(action.argument)
-                step.observation = f"The user says: {neutralise(reply)}"
-            self.observe(step.observation, action)
-        return False
+        self.invalid_streak = 0
+        return await EXECUTORS[action.name](self, action, step)
 
     async def forced_answer(self) -> None:
         """One last turn that may only answer (recorded as its own step)."""

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from sleuth.agent.actions import SPECS
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
 from sleuth.agent.loop import Agent, Episode, EpisodeStop
@@ -86,19 +87,11 @@ def _tool_call_id(step: Step, following: Step | None) -> str:
     return ""
 
 
-def _arguments(name: str, argument: str) -> dict[str, str]:
-    if name == "judge":
-        verdict, _, reason = argument.partition(":")
-        return {"verdict": verdict.strip(), "reason": reason.strip()}
-    key = {"search": "query", "open": "doc_id", "ask": "question", "answer": "answer"}[name]
-    return {key: argument}
-
-
 def action_text(action_format: str, name: str, argument: str) -> str:
     """What a model would have written to take this action (the text an SFT example learns)."""
     if action_format == "tags":
         return f"<{name}>{argument}</{name}>"
-    call = {"name": name, "arguments": _arguments(name, argument)}
+    call = {"name": name, "arguments": SPECS[name].arguments_for(argument)}
     return f"<tool_call>{json.dumps(call, ensure_ascii=False)}</tool_call>"
 
 
@@ -111,7 +104,7 @@ def _assistant(tags: bool, step: Step, call_id: str, edited: bool = False) -> Me
             text += f"</{step.action}>"
         return {"role": "assistant", "content": text}
     if call_id and step.action != "invalid":
-        arguments = json.dumps(_arguments(step.action, step.argument))
+        arguments = json.dumps(SPECS[step.action].arguments_for(step.argument))
         return {
             "role": "assistant",
             "content": None if edited else step.model_output or None,
