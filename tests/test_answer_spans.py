@@ -158,18 +158,18 @@ def test_without_documents_the_answer_is_free(hotpot_bm25):
 def test_a_replayed_fork_offers_the_spans_the_original_had(hotpot_bm25, monkeypatch):
     """The viewer's fork rebuilds the episode's state before the edited step, the documents
     shown included, so an answer_spans episode forked at its answer offers the same spans."""
-    from sleuth.agent.loop import _Episode
+    from sleuth.agent.loop import Episode
     from sleuth.llm.scripted import ScriptedLLM
     from sleuth.view.replay import Edit, _Replay
 
     offered: list[tuple[str, ...]] = []
-    choose = _Episode._answer_choices
+    choose = Episode.answer_choices
 
     def recording(self, actions):
         offered.append(choose(self, actions))
         return offered[-1]
 
-    monkeypatch.setattr(_Episode, "_answer_choices", recording)
+    monkeypatch.setattr(Episode, "answer_choices", recording)
     llm = ScriptedLLM(["<search>Tinted Windows band</search>", "<open>doc9818</open>", "<answer>x"])
     config = AgentConfig(prefetch_k=2, top_k=2, max_turns=4, answer_spans=True)
     trajectory = asyncio.run(

@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Each top-level part of the package and its floor; a part may import its own floor's modules
 # of the same part and anything on a lower floor, nothing else.
 FLOORS: dict[str, int] = {
-    # ground floor: paths, atomic JSON, metrics, progress, display of untrusted text, errors
+    # ground floor: paths, atomic JSON, metrics, progress, display of untrusted text, errors,
+    # the bearer-token check
     "sleuth": 0,
     "sleuth.errors": 0,
     "sleuth.types": 0,
@@ -23,6 +24,7 @@ FLOORS: dict[str, int] = {
     "sleuth.metrics": 0,
     "sleuth.progress": 0,
     "sleuth.display": 0,
+    "sleuth.tokens": 0,
     "sleuth.corpus": 1,
     "sleuth.llm": 1,
     "sleuth.search": 2,  # its simulated engines use an LLM
@@ -176,3 +178,63 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
         "to floor 7 (sleuth.cli)"
     ]
     assert circles(graph) == [["sleuth.search.a", "sleuth.search.b"]]
+
+
+LOOP = SRC / "sleuth" / "agent" / "loop.py"
+
+
+def private_names(path: Path) -> set[str]:
+    """Module-level and class-level names of ``path`` that start with one underscore."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = node.name
+            if name.startswith("_") and not name.startswith("__"):
+                names.add(name)
+    return names
+
+
+def _defined_names(tree: ast.AST) -> set[str]:
+    """Names a file defines itself: functions, classes and assigned attributes."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    return names
+
+
+def test_only_the_loop_uses_its_private_names():
+    """Drivers of the loop (``Agent.run``, the viewer's replay, a tree search) use the public
+    ``Episode``; a module that imports the loop and reaches for a private name of it is
+    reported with file and line."""
+    private = private_names(LOOP)
+    root = SRC.parent
+    problems = []
+    for path in sorted(
+        [*SRC.rglob("*.py"), *(root / "tests").rglob("*.py"), *(root / "bench").rglob("*.py")]
+    ):
+        if path == LOOP:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imports_loop = False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "sleuth.agent.loop":
+                imports_loop = True
+                problems += [
+                    f"{path.relative_to(root)}:{node.lineno} imports {a.name}"
+                    for a in node.names
+                    if a.name in private
+                ]
+        if not imports_loop:
+            continue
+        own = _defined_names(tree)  # its own private names may coincide with the loop's
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in private - own:
+                problems.append(f"{path.relative_to(root)}:{node.lineno} uses .{node.attr}")
+            if isinstance(node, ast.Constant) and node.value in private - own:
+                problems.append(f"{path.relative_to(root)}:{node.lineno} names {node.value!r}")
+    assert not problems, "private names of sleuth.agent.loop used outside it:\n" + "\n".join(
+        problems
+    )

@@ -18,7 +18,8 @@ from conftest import LiveServer
 from typer.testing import CliRunner
 
 from sleuth.agent import Agent, AgentConfig
-from sleuth.agent.parsing import parse_tags
+from sleuth.agent.actions import ACTIONS
+from sleuth.agent.parsing import TAG, parse_tags
 from sleuth.cli import app
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import load_benchmark
@@ -157,6 +158,7 @@ def test_clear_errors_and_force(tmp_path):
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
     reward = (out / "sleuth_reward.py").read_text()
     assert 'OUTCOME = "f1"' in reward and "FORMAT_WEIGHT = 0.25" in reward
+    assert f"ACTION_TAGS = {ACTIONS!r}" in reward  # the action table's, written at export
     assert issubclass(ExportError, SleuthError)
 
     # The CLI turns these into one clear line and exit code 2, not a traceback.
@@ -171,6 +173,17 @@ def test_clear_errors_and_force(tmp_path):
 
 
 # -- the standalone reward -----------------------------------------------------------------
+def test_the_reward_reads_the_action_tags_of_the_action_table():
+    """The reward file cannot import sleuth: its copy of the tags is the table's, and it finds
+    the first action where Sleuth's parser does."""
+    from sleuth.train import verl_reward
+
+    assert verl_reward.ACTION_TAGS == ACTIONS
+    for text in ["<Ask>x</ask>", "<answer>a", "x <JUDGE>no: y", "<asker><open>d", "<foo>"]:
+        mine, theirs = verl_reward._ACTION.search(text), TAG.search(text)
+        assert (mine and mine.span()) == (theirs and theirs.span())
+
+
 FINALS = {  # final model turn -> what it tests
     "correct": "<think>Found it.</think>\n<answer>{gold}</answer>",
     "wrong": "<answer>Napoleon Bonaparte</answer>",

@@ -260,3 +260,37 @@ def test_an_unknown_backend_names_the_choices():
 
     with pytest.raises(LLMError, match="openvino-int8"):
         load_llm(backend="openvino-int4")
+
+
+def test_the_bearer_token_is_checked_in_any_case_and_in_constant_time(monkeypatch):
+    """serve-llm checks its token like ``sleuth serve`` (sleuth.tokens): the scheme in any
+    case, the token compared with ``hmac.compare_digest``; a wrong or bare token is refused."""
+    import hmac
+
+    from sleuth.llm.scripted import ScriptedLLM
+    from sleuth.tokens import token_matches
+
+    compared: list[bytes] = []
+    original = hmac.compare_digest
+
+    def recording(a, b):
+        compared.append(b)
+        return original(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    llm = ScriptedLLM(["<answer>Paris</answer>"] * 2)
+    with LiveServer(create_llm_app(llm, token="s3cret")) as live:
+
+        def status(headers: dict[str, str]) -> int:
+            body = {"messages": QUESTION, "max_tokens": 8}
+            url = f"{live.url}/v1/chat/completions"
+            return httpx.post(url, json=body, headers=headers, timeout=30).status_code
+
+        assert status({}) == 401
+        assert status({"Authorization": "s3cret"}) == 401
+        assert status({"authorization": "bearer s3creT"}) == 401
+        assert status({"authorization": "bearer s3cret"}) == 200
+        assert status({"Authorization": "Bearer s3cret"}) == 200
+    assert compared.count(b"s3cret") == 3  # every bearer header went through compare_digest
+    assert token_matches("t", "BEARER t") and not token_matches("t", None)
+    assert not token_matches("t", "Basic t") and not token_matches("t", "Bearer  t")

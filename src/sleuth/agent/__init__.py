@@ -9,7 +9,17 @@ Example (``llm`` from ``sleuth.llm.load_llm``, ``engine`` from ``sleuth.search.o
 
 from sleuth.agent.config import ACTIONS, AgentConfig
 from sleuth.agent.log import TrajectoryLog
-from sleuth.agent.loop import Agent
+from sleuth.agent.loop import Agent, Episode, EpisodeStop
 from sleuth.agent.trajectory import HitRef, Step, Trajectory
 
-__all__ = ["ACTIONS", "Agent", "AgentConfig", "HitRef", "Step", "Trajectory", "TrajectoryLog"]
+__all__ = [
+    "ACTIONS",
+    "Agent",
+    "AgentConfig",
+    "Episode",
+    "EpisodeStop",
+    "HitRef",
+    "Step",
+    "Trajectory",
+    "TrajectoryLog",
+]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sleuth.agent.actions import ACTIONS
 from sleuth.errors import SleuthError
 
-ACTIONS = ("search", "open", "judge", "answer", "ask")
+__all__ = ["ACTIONS", "FORMATS", "AgentConfig"]
 FORMATS = ("tags", "json")
 
 

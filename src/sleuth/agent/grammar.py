@@ -15,24 +15,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sleuth.agent.actions import ACTION_SPECS, SPECS
 from sleuth.llm.constraint import Constraint
 
-# Words allowed after the first one, per action argument (so N + 1 words at most).
-WORD_CAPS: dict[str, int] = {
-    "think": 19,
-    "search": 15,
-    "open": 15,
-    "judge": 29,
-    "ask": 29,
-    "answer": 9,
-}
-CHAR_CAPS: dict[str, int] = {  # JSON format: schema maxLength per argument
-    "search": 150,
-    "open": 200,
-    "judge": 300,
-    "ask": 300,
-    "answer": 100,
-}
+THINK_WORDS = 19
+# Words allowed after the first one, per action argument (so N + 1 words at most); each
+# action's cap is its entry's ``words`` in sleuth.agent.actions.
+WORD_CAPS: dict[str, int] = {"think": THINK_WORDS, **{s.name: s.words for s in ACTION_SPECS}}
+CHAR_CAPS: dict[str, int] = {s.name: s.chars for s in ACTION_SPECS}  # JSON: maxLength per argument
 WORD_CHARS = 24  # characters per word: with the word caps, every turn has a bounded length
 # Printable characters but < and > (which would open a tag) and whitespace, spelled as positive
 # ranges: a negated class is clamped to ASCII by the xgrammar inside OpenVINO GenAI (no "ü").
@@ -68,10 +58,11 @@ class ActionGrammar:
     def tag_regex(self) -> str:
         alternatives = []
         for action in self.actions:
+            spec = SPECS[action]
             body = _words(self.word_caps[action])
-            if action == "judge":
-                body = rf"(yes|no): {body}"
-            if action == "answer" and self._choices():
+            if spec.heads:
+                body = "(" + "|".join(spec.heads) + rf"): {body}"
+            if spec.spans and self._choices():
                 body = "(" + "|".join(_regex_literal(c) for c in self._choices()) + ")"
             alternatives.append(rf"<{action}>{body}</{action}>")
         action_part = "(" + "|".join(alternatives) + ")"
@@ -88,10 +79,11 @@ class ActionGrammar:
         rules = [f"word ::= [^<> \\t\\n\\r]{{1,{WORD_CHARS}}}"]
         alternatives = []
         for action in self.actions:
+            spec = SPECS[action]
             body = words(self.word_caps[action])
-            if action == "judge":
-                body = f'("yes" | "no") ": " {body}'
-            if action == "answer" and self._choices():
+            if spec.heads:
+                body = "(" + " | ".join(json.dumps(h) for h in spec.heads) + f') ": " {body}'
+            if spec.spans and self._choices():
                 body = "(" + " | ".join(json.dumps(c) for c in self._choices()) + ")"
             rules.append(f'{action} ::= "<{action}>" {body} "</{action}>"')
             alternatives.append(action)
@@ -102,16 +94,15 @@ class ActionGrammar:
         return "\n".join([root, *rules]) + "\n"
 
     def json_schema(self) -> dict[str, Any]:
-        from sleuth.agent.prompts import TOOL_HELP
-
         variants = []
         for action in self.actions:
-            _, params = TOOL_HELP[action]
+            spec = SPECS[action]
+            params = spec.parameters
             properties: dict[str, Any] = {}
             for name in params:
-                if action == "judge" and name == "verdict":
-                    properties[name] = {"type": "string", "enum": ["yes", "no"]}
-                elif action == "answer" and self._choices():
+                if spec.heads and name == next(iter(params)):
+                    properties[name] = {"type": "string", "enum": list(spec.heads)}
+                elif spec.spans and self._choices():
                     properties[name] = {"type": "string", "enum": list(self._choices())}
                 else:
                     properties[name] = {

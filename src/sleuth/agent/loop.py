@@ -10,32 +10,28 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sleuth.agent import prompts
+from sleuth.agent.actions import ACTION_SPECS, SPECS
 from sleuth.agent.config import AgentConfig
-from sleuth.agent.escape import neutralise
+from sleuth.agent.executors import EXECUTORS, AskUser, EpisodeStop
 from sleuth.agent.final_read import reading_order
 from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.knowledge import KnowledgeCache
-from sleuth.agent.parsing import THINK, Action, judge_verdict, parse_json, parse_tags
+from sleuth.agent.parsing import THINK, Action, parse_json, parse_tags
 from sleuth.agent.spans import candidate_spans
 from sleuth.agent.trajectory import HitRef, Step, Trajectory
-from sleuth.errors import DocumentNotFound, QueryError, SleuthError
+from sleuth.errors import QueryError, SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message
 from sleuth.search.base import SearchEngine
+from sleuth.types import Hit
 
-AskUser = Callable[[str], Awaitable[str]]
-OPEN_CHARS_FACTOR = 4  # an opened document shows this many times doc_chars
+__all__ = ["EARLY_BLOCKED", "Agent", "AskUser", "Episode", "EpisodeStop"]
+
 # Actions that need something retrieved first: not offered before min_searches searches.
-EARLY_BLOCKED = ("answer", "judge")
-
-
-class _Stop(Exception):
-    def __init__(self, reason: str, error: str = "") -> None:
-        super().__init__(reason)
-        self.reason, self.error = reason, error
+EARLY_BLOCKED = tuple(spec.name for spec in ACTION_SPECS if spec.after_search)
 
 
 class Agent:
@@ -52,7 +48,7 @@ class Agent:
             config or AgentConfig(),
             ask_user,
         )
-        needs_engine = {"search", "open"} & set(self.config.actions) or self.config.prefetch_k
+        needs_engine = any(SPECS[a].engine for a in self.config.actions) or self.config.prefetch_k
         if needs_engine and search is None:
             raise SleuthError("this agent configuration searches, so it needs a search engine")
 
@@ -68,14 +64,14 @@ class Agent:
         """One episode on ``question``. ``prefetch_query``: what the prefetch (``prefetch_k``)
         searches instead of the question, when the question is a long task (the proposer's)."""
         cfg = self.config
-        episode = _Episode(self, question, on_step, prefetch_query)
+        episode = Episode(self, question, on_step, prefetch_query)
         traj = episode.trajectory
         traj.episode_id = episode_id or uuid.uuid4().hex[:12]
         traj.metadata = dict(metadata or {})
         try:
             await episode.prefetch()
             await episode.loop()
-        except _Stop as stop:
+        except EpisodeStop as stop:
             traj.stop_reason = stop.reason
             if stop.error:
                 traj.metadata["error"] = stop.error
@@ -87,8 +83,15 @@ class Agent:
         return traj
 
 
-class _Episode:
-    """State of one run: conversation, knowledge, counters and the trajectory being written."""
+class Episode:
+    """State of one run: conversation, knowledge, counters and the trajectory being written.
+
+    Public so that more than one driver can run the same loop: ``Agent.run`` (prefetch, then
+    ``loop``), the viewer's replay (rebuilds the state, applies an edit, then ``loop``) and a
+    future tree search (``turn`` at a time). Drivers may read and set the state attributes
+    (``messages``, ``pending``, ``knowledge``, ``searches``, ``tokens``, ``trajectory``) to
+    rebuild a conversation; everything else goes through the methods below.
+    """
 
     def __init__(
         self,
@@ -124,7 +127,9 @@ class _Episode:
         )
 
     # -- helpers ------------------------------------------------------------------------------
-    def _record(self, step: Step) -> None:
+    def record(self, step: Step) -> None:
+        """Append ``step`` to the trajectory and report it (``on_step``): every step of every
+        driver goes through here, so live displays see what the trajectory keeps."""
         self.trajectory.steps.append(step)
         if self.on_step:
             self.on_step(step)
@@ -132,29 +137,33 @@ class _Episode:
     def _stops(self) -> list[str]:
         return [f"</{a}>" for a in self.cfg.actions] if self.tags else []
 
-    async def _search(self, query: str, k: int):
+    async def search(self, query: str, k: int) -> list[Hit]:
+        """``k`` hits for ``query`` from the engine, off the event loop. A bad query raises
+        ``QueryError`` (the model's mistake, answered with an observation); any other failure
+        ends the episode (``EpisodeStop("search_error")``)."""
         try:
             return await asyncio.to_thread(self.agent.search.search, query, k)  # type: ignore[union-attr]
         except QueryError:
             raise  # a bad query is the model's mistake: it gets a corrective observation
         except SleuthError as exc:
-            raise _Stop("search_error", str(exc)) from None
+            raise EpisodeStop("search_error", str(exc)) from None
         except Exception as exc:  # an engine/server failure ends the episode, recorded
-            raise _Stop("search_error", f"{type(exc).__name__}: {exc}") from None
+            raise EpisodeStop("search_error", f"{type(exc).__name__}: {exc}") from None
 
     # -- phases -------------------------------------------------------------------------------
     async def prefetch(self) -> None:
+        """Search the question (or ``prefetch_query``) before the first turn (``prefetch_k``)."""
         if not self.cfg.prefetch_k:
             return
         started = time.perf_counter()
         try:
-            hits = await self._search(self.prefetch_query, self.cfg.prefetch_k)
+            hits = await self.search(self.prefetch_query, self.cfg.prefetch_k)
         except QueryError as exc:
-            raise _Stop("search_error", str(exc)) from None
+            raise EpisodeStop("search_error", str(exc)) from None
         text, refs = self.knowledge.render_hits(hits)
         observation = f"<information>\n{text}\n</information>"
         self.pending = [{"role": "user", "content": f"{observation}\n\n{self.question}"}]
-        self._record(
+        self.record(
             Step(
                 index=0,
                 prompt_delta=[],
@@ -169,30 +178,40 @@ class _Episode:
         self.searches += 1
 
     async def loop(self) -> None:
-        cfg, turn = self.cfg, 0
+        """Turns until the episode is over; raises ``EpisodeStop`` at a limit."""
+        turns = 0
         while True:
-            if turn >= cfg.max_turns:
-                raise _Stop("max_turns")
-            if self.tokens >= cfg.max_tokens:
-                raise _Stop("max_tokens")
-            if time.perf_counter() - self.started >= cfg.wall_time_s:
-                raise _Stop("wall_time")
-            turn += 1
-            actions = self._turn_actions()
-            completion, llm_seconds, delta = await self._call_model(self._offered(actions))
-            action = self._parse(completion, actions)
-            if action.name == "invalid" and actions != cfg.actions:
-                action = self._explain_early_answer(action)
-            self._remember_output(completion, action)
-            started = time.perf_counter()
-            step = self._model_step(completion, action, llm_seconds, delta)
-            try:
-                done = await self._execute(action, step)
-            finally:
-                step.tool_seconds = time.perf_counter() - started
-                self._record(step)
-            if done:
+            self.check_limits(turns)
+            turns += 1
+            if await self.turn():
                 return
+
+    def check_limits(self, turns: int) -> None:
+        """Raise ``EpisodeStop`` when ``turns`` taken, the tokens or the wall time are spent."""
+        cfg = self.cfg
+        if turns >= cfg.max_turns:
+            raise EpisodeStop("max_turns")
+        if self.tokens >= cfg.max_tokens:
+            raise EpisodeStop("max_tokens")
+        if time.perf_counter() - self.started >= cfg.wall_time_s:
+            raise EpisodeStop("wall_time")
+
+    async def turn(self) -> bool:
+        """One model turn: ask the model, parse its action, execute and record it; True when
+        the episode is over. The unit a driver that branches (tree search) steps by."""
+        actions = self._turn_actions()
+        completion, llm_seconds, delta = await self._call_model(self._offered(actions))
+        action = self._parse(completion, actions)
+        if action.name == "invalid" and actions != self.cfg.actions:
+            action = self._explain_early_answer(action)
+        self._remember_output(completion, action)
+        started = time.perf_counter()
+        step = self._model_step(completion, action, llm_seconds, delta)
+        try:
+            return await self.execute(action, step)
+        finally:
+            step.tool_seconds = time.perf_counter() - started
+            self.record(step)
 
     def _turn_actions(self) -> tuple[str, ...]:
         """The enabled actions, without ``answer`` and ``judge`` until ``min_searches`` searches
@@ -223,8 +242,9 @@ class _Episode:
         note = f"search at least {n} time{'s' if n > 1 else ''} before judging or answering"
         return Action("invalid", error=note, call_id=action.call_id)
 
-    def _answer_choices(self, actions: tuple[str, ...]) -> tuple[str, ...]:
-        """The spans an answer may be (``answer_spans``), from the documents shown so far."""
+    def answer_choices(self, actions: tuple[str, ...]) -> tuple[str, ...]:
+        """The spans an answer may be (``answer_spans``), from the documents shown so far;
+        public so a driver (and its tests) can see what a turn would offer."""
         if not (self.cfg.answer_spans and "answer" in actions and self.knowledge.texts):
             return ()
         return tuple(
@@ -260,7 +280,7 @@ class _Episode:
                 None if self.tags else prompts.json_tools(self.actions),
             )
         except Exception as exc:  # recorded, never raised: the trajectory is still returned
-            raise _Stop("llm_error", f"{type(exc).__name__}: {exc}") from None
+            raise EpisodeStop("llm_error", f"{type(exc).__name__}: {exc}") from None
         if config.constraint is not None and not completion.constraint:
             backend = getattr(self.agent.llm, "name", type(self.agent.llm).__name__)
             completion.constraint = f"not enforced: backend {backend} cannot constrain"
@@ -283,7 +303,7 @@ class _Episode:
         self.actions = actions
         started = time.perf_counter()
         think = self.cfg.think and self.tags
-        choices = self._answer_choices(actions)  # once per turn: the retry offers the same
+        choices = self.answer_choices(actions)  # once per turn: the retry offers the same
         completion = await self._generate(
             self._generation_config(actions, think, choices), choices, messages
         )
@@ -367,7 +387,10 @@ class _Episode:
         else:
             self.messages.append({"role": "assistant", "content": completion.text})
 
-    def _observe(self, text: str, action: Action, wrap: bool = False) -> None:
+    def observe(self, text: str, action: Action, wrap: bool = False) -> None:
+        """Queue ``text`` as the environment's answer to ``action`` for the next model call:
+        a user message in the tags format (inside ``<information>`` when ``wrap``), the tool
+        message answering the call in the JSON format."""
         if self.tags:
             content = f"<information>\n{text}\n</information>" if wrap else text
             self.pending.append({"role": "user", "content": content})
@@ -376,106 +399,20 @@ class _Episode:
         else:
             self.pending.append({"role": "user", "content": text})
 
-    async def _execute(self, action: Action, step: Step) -> bool:
-        """Run ``action``; True when the episode is over."""
-        cfg = self.cfg
-        if action.name != "invalid":
-            self.invalid_streak = 0
-        if action.name == "answer":
-            self.trajectory.answer = action.argument
-            self.trajectory.stop_reason = "answered"
-            return True
+    async def execute(self, action: Action, step: Step) -> bool:
+        """Run ``action``, writing its observation and errors into ``step`` (which the caller
+        records); True when the episode is over. Each action runs its executor
+        (``sleuth.agent.executors``); an invalid one is answered here. Replay calls it for an
+        edited action."""
         if action.name == "invalid":
             self.invalid_streak += 1
             step.observation = f"Invalid action: {action.error}."
-            self._observe(step.observation, action)
-            if self.invalid_streak >= cfg.max_invalid:
-                raise _Stop("max_invalid", action.error)
+            self.observe(step.observation, action)
+            if self.invalid_streak >= self.cfg.max_invalid:
+                raise EpisodeStop("max_invalid", action.error)
             return False
-        if action.name == "search":
-            if self.searches >= cfg.max_searches:
-                step.error = "search budget exhausted"
-                raise _Stop("max_searches")
-            normalised = " ".join(action.argument.lower().split())
-            if normalised.strip("\"'<>") in prompts.PLACEHOLDER_QUERIES:  # not run, not counted
-                step.error = "placeholder query"
-                step.observation = (
-                    f"'{neutralise(action.argument.strip())}' is the placeholder of the "
-                    "instructions, not a search. Write the words to look up instead: a name "
-                    "plus what you need."
-                )
-                self._observe(step.observation, action)
-                return False
-            if normalised in self.queries and cfg.answer_on_repeat:
-                step.error = "repeated query"
-                step.observation = (
-                    "You searched for exactly this before; the results would be the same. "
-                    "Give your final answer now."
-                )
-                self.answer_only = True
-                self._observe(step.observation, action)
-                return False
-            self.searches += 1
-            try:
-                hits = await self._search(action.argument, cfg.top_k)
-            except QueryError as exc:
-                step.error = str(exc)
-                step.observation = f"Search failed: {neutralise(str(exc))}. Rewrite the query."
-                self._observe(step.observation, action)
-                return False
-            text, step.hits = self.knowledge.render_hits(hits)
-            if normalised in self.queries:  # tiny models loop on one query: say so
-                text += (
-                    "\nYou searched for exactly this before. Search for something else or answer."
-                )
-            self.queries.add(normalised)
-            step.observation = text
-            self._observe(text, action, wrap=True)
-        elif action.name == "open":
-            try:
-                doc = await asyncio.to_thread(self.agent.search.get, action.argument)  # type: ignore[union-attr]
-            except DocumentNotFound:
-                step.error = f"no document with id {action.argument!r}"
-                step.observation = f"No document has the id {neutralise(action.argument)!r}."
-                self._observe(step.observation, action)
-                return False
-            except SleuthError as exc:
-                step.error = str(exc)
-                step.observation = f"Cannot open documents here: {neutralise(str(exc))}"
-                self._observe(step.observation, action)
-                return False
-            limit = cfg.doc_chars * OPEN_CHARS_FACTOR
-            body = doc.text if len(doc.text) <= limit else doc.text[:limit] + " ..."
-            step.observation = (
-                f"(id: {neutralise(doc.id)}) {neutralise(doc.title)}\n{neutralise(body)}"
-            )
-            self.knowledge.seen.setdefault(doc.id, doc.title)
-            self.knowledge.texts.append(neutralise(body))
-            self._observe(step.observation, action, wrap=True)
-        elif action.name == "judge":
-            verdict = judge_verdict(action.argument)
-            self.knowledge.notes.append(action.argument)
-            if verdict is None:
-                step.error = "judge verdict must start with yes or no"
-                step.observation = "Start the judgement with yes or no."
-            elif verdict:
-                step.observation = "You judged the information sufficient. Give the final answer."
-                self.answer_only = True  # else a small model repeats "yes" until the budget ends
-            else:
-                step.observation = (
-                    "You judged the information insufficient. Plan a new search for what is "
-                    "missing, with different terms."
-                )
-            self._observe(step.observation, action)
-        elif action.name == "ask":
-            if self.agent.ask_user is None:
-                step.error = "nobody can answer clarification questions here"
-                step.observation = "No one can answer questions now; continue on your own."
-            else:
-                reply = await self.agent.ask_user(action.argument)
-                step.observation = f"The user says: {neutralise(reply)}"
-            self._observe(step.observation, action)
-        return False
+        self.invalid_streak = 0
+        return await EXECUTORS[action.name](self, action, step)
 
     async def forced_answer(self) -> None:
         """One last turn that may only answer (recorded as its own step)."""
@@ -483,10 +420,10 @@ class _Episode:
         self.pending.append({"role": "user", "content": instruction})
         try:
             completion, llm_seconds, delta = await self._call_model(("answer",))
-        except _Stop:
+        except EpisodeStop:
             return
         action = self._parse(completion, ("answer",))
-        self._record(self._model_step(completion, action, llm_seconds, delta))
+        self.record(self._model_step(completion, action, llm_seconds, delta))
         if action.name == "answer":
             self.trajectory.answer = action.argument
             self.trajectory.metadata["forced_answer"] = True
@@ -515,7 +452,7 @@ class _Episode:
         ]
         try:
             completion, llm_seconds, delta = await self._call_model(("answer",), messages)
-        except _Stop as stop:
+        except EpisodeStop as stop:
             self.trajectory.metadata["final_read_error"] = stop.error
             return
         action = self._parse(completion, ("answer",))
@@ -525,7 +462,7 @@ class _Episode:
             HitRef(doc_id, refs[doc_id].score, n, new=False, engine=refs[doc_id].engine)
             for n, doc_id in enumerate(ids, start=1)
         ]
-        self._record(step)
+        self.record(step)
         meta = self.trajectory.metadata
         meta["final_read"] = ids
         meta["conversation_answer"] = self.trajectory.answer

@@ -5,17 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sleuth.agent.actions import ACTIONS, SPECS
 from sleuth.llm.base import Completion
 from sleuth.llm.toolcalls import parse_tool_calls
 
-TAG = re.compile(r"<(search|open|judge|ask|answer)>", re.IGNORECASE)
+TAG = re.compile(rf"<({'|'.join(ACTIONS)})>", re.IGNORECASE)
 THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
-ARGUMENT_KEYS = {
-    "search": "query",
-    "open": "doc_id",
-    "ask": "question",
-    "answer": "answer",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +52,10 @@ def parse_json(completion: Completion, allowed: tuple[str, ...]) -> Action:
         return _invalid(f"unknown tool {call.name!r}; use one of {', '.join(allowed)}", call.id)
     if "_invalid_json" in call.arguments:
         return _invalid(f"tool arguments are not valid JSON ({call.arguments['_error']})", call.id)
-    if call.name == "judge":
-        verdict = str(call.arguments.get("verdict", "")).strip()
-        argument = f"{verdict}: {call.arguments.get('reason', '')}".strip(": ")
-    else:
-        argument = str(call.arguments.get(ARGUMENT_KEYS[call.name], "")).strip()
+    spec = SPECS[call.name]
+    argument = spec.argument_from(call.arguments)
     if not argument:
-        return _invalid(
-            f"{call.name} needs a non-empty {ARGUMENT_KEYS.get(call.name, 'verdict')}", call.id
-        )
+        return _invalid(f"{call.name} needs a non-empty {next(iter(spec.parameters))}", call.id)
     return Action(call.name, argument, call_id=call.id)
 
 

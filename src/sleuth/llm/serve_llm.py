@@ -21,6 +21,7 @@ from litestar.response import Stream
 from sleuth.errors import LLMError
 from sleuth.llm.base import LLM, GenerationConfig
 from sleuth.llm.constraint import Constraint, check_constraint
+from sleuth.tokens import token_matches
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -162,7 +163,7 @@ def create_llm_app(
     context = getattr(llm, "context_length", None)
 
     def check_token(request: Request) -> None:
-        if token and request.headers.get("authorization") != f"Bearer {token}":
+        if token and not token_matches(token, request.headers.get("authorization")):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token")
 
     def envelope(kind: str) -> dict[str, Any]:

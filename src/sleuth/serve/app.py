@@ -7,7 +7,6 @@ bounded (hits, response bytes, time: ``ServerLimits``) so one request cannot occ
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -38,6 +37,7 @@ from sleuth.serve.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from sleuth.tokens import token_matches
 from sleuth.types import Hit
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -168,8 +168,7 @@ def create_app(
     def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if token is None or handler.opt.get("public"):
             return
-        supplied = connection.headers.get("authorization", "")
-        if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+        if not token_matches(token, connection.headers.get("authorization")):
             raise NotAuthorizedException("missing or wrong bearer token")
 
     def search_many(queries: Sequence[str], k: int) -> list[list[Hit]]:

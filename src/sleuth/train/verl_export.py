@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sleuth.agent import prompts
+from sleuth.agent.actions import ACTIONS
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import REGISTRY, BenchmarkQuestion, load_benchmark
 from sleuth.jsonio import atomic_write
@@ -296,9 +297,8 @@ def _set_constants(source: str, values: dict[str, Any], origin: str) -> str:
 
 def reward_module_source(outcome: str, format_weight: float) -> str:
     source = (HERE / "verl_reward.py").read_text(encoding="utf-8")
-    return _set_constants(
-        source, {"OUTCOME": outcome, "FORMAT_WEIGHT": float(format_weight)}, "verl_reward.py"
-    )
+    values = {"OUTCOME": outcome, "FORMAT_WEIGHT": float(format_weight), "ACTION_TAGS": ACTIONS}
+    return _set_constants(source, values, "verl_reward.py")
 
 
 def search_tool_source(retrieval_url: str, topk: int, timeout_s: float) -> str:

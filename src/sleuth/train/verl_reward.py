@@ -30,6 +30,10 @@ from typing import Any
 OUTCOME = "em"  # em | f1 | cover_em: the outcome term of the score
 FORMAT_WEIGHT = 0.0  # score = outcome + FORMAT_WEIGHT * format
 
+# The action tags of Sleuth's loop: its action table's names (sleuth.agent.actions.ACTIONS),
+# which `sleuth export verl` writes here; a test keeps this copy equal to the table.
+ACTION_TAGS = ("search", "open", "judge", "answer", "ask")
+
 OUTCOMES = ("em", "f1", "cover_em")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -40,7 +44,7 @@ _TOOL_OUTPUT = re.compile(
     re.DOTALL | re.IGNORECASE,
 )
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
-_ACTION = re.compile(r"<(search|open|judge|ask|answer)>", re.IGNORECASE)
+_ACTION = re.compile(rf"<({'|'.join(ACTION_TAGS)})>", re.IGNORECASE)
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 

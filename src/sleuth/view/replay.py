@@ -1,6 +1,6 @@
 """Replay an episode from one of its steps after a person's edit (NExT-Search's user debug
 mode): rebuild the conversation the model saw up to that step from the trajectory, apply the
-edit, and let the one agent loop (``sleuth.agent.loop._Episode``) continue from there with the
+edit, and let the one agent loop (``sleuth.agent.loop.Episode``) continue from there with the
 same model, engine and configuration. The result is a new trajectory, linked to its parent.
 
 Edits: ``query`` (search with this query instead), ``drop`` (remove a hit from the step's
@@ -16,9 +16,10 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from sleuth.agent.actions import SPECS
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
-from sleuth.agent.loop import Agent, _Episode, _Stop
+from sleuth.agent.loop import Agent, Episode, EpisodeStop
 from sleuth.agent.parsing import Action
 from sleuth.agent.trajectory import Step, Trajectory
 from sleuth.errors import DocumentNotFound, SleuthError
@@ -86,19 +87,11 @@ def _tool_call_id(step: Step, following: Step | None) -> str:
     return ""
 
 
-def _arguments(name: str, argument: str) -> dict[str, str]:
-    if name == "judge":
-        verdict, _, reason = argument.partition(":")
-        return {"verdict": verdict.strip(), "reason": reason.strip()}
-    key = {"search": "query", "open": "doc_id", "ask": "question", "answer": "answer"}[name]
-    return {key: argument}
-
-
 def action_text(action_format: str, name: str, argument: str) -> str:
     """What a model would have written to take this action (the text an SFT example learns)."""
     if action_format == "tags":
         return f"<{name}>{argument}</{name}>"
-    call = {"name": name, "arguments": _arguments(name, argument)}
+    call = {"name": name, "arguments": SPECS[name].arguments_for(argument)}
     return f"<tool_call>{json.dumps(call, ensure_ascii=False)}</tool_call>"
 
 
@@ -111,7 +104,7 @@ def _assistant(tags: bool, step: Step, call_id: str, edited: bool = False) -> Me
             text += f"</{step.action}>"
         return {"role": "assistant", "content": text}
     if call_id and step.action != "invalid":
-        arguments = json.dumps(_arguments(step.action, step.argument))
+        arguments = json.dumps(SPECS[step.action].arguments_for(step.argument))
         return {
             "role": "assistant",
             "content": None if edited else step.model_output or None,
@@ -160,7 +153,7 @@ class _Replay:
             if edit.kind == "answer"
             else replace(config, max_turns=remaining)
         )
-        self.episode = _Episode(Agent(llm, engine, loop_config), parent.question, None)
+        self.episode = Episode(Agent(llm, engine, loop_config), parent.question, None)
         self.engine = engine
         traj = self.episode.trajectory
         traj.episode_id = fork_id
@@ -217,7 +210,7 @@ class _Replay:
                 action="answer",
                 argument=value,
             )
-            ep._record(step)
+            ep.record(step)
             ep.trajectory.answer, ep.trajectory.stop_reason = value, "answered"
             return True
         if self.engine is None:
@@ -233,11 +226,11 @@ class _Replay:
         ep.messages.extend(original.prompt_delta)
         if is_prefetch(original):
             started = time.perf_counter()
-            hits = await ep._search(query, self.config.prefetch_k)
+            hits = await ep.search(query, self.config.prefetch_k)
             text, refs = ep.knowledge.render_hits(hits)
             observation = f"<information>\n{text}\n</information>"
             ep.pending = [{"role": "user", "content": f"{observation}\n\n{ep.question}"}]
-            ep._record(
+            ep.record(
                 Step(
                     0,
                     [],
@@ -261,10 +254,10 @@ class _Replay:
         ep.messages.append(_assistant(ep.tags, step, call_id, edited=True))
         started = time.perf_counter()
         try:
-            done = await ep._execute(Action("search", query, call_id=call_id), step)
+            done = await ep.execute(Action("search", query, call_id=call_id), step)
         finally:
             step.tool_seconds = time.perf_counter() - started
-            ep._record(step)
+            ep.record(step)
         return done
 
     def _results(self, original: Step, doc_id: str, call_id: str) -> bool:
@@ -287,8 +280,8 @@ class _Replay:
         else:
             ep.messages.append(_assistant(ep.tags, original, call_id))
             step.observation = text
-            ep._observe(text, Action("search", original.argument, call_id=call_id), wrap=True)
-        ep._record(step)
+            ep.observe(text, Action("search", original.argument, call_id=call_id), wrap=True)
+        ep.record(step)
         ep.searches += 1
         return False
 
@@ -299,7 +292,7 @@ class _Replay:
         try:
             if not await self.apply():
                 await ep.loop()
-        except _Stop as stop:
+        except EpisodeStop as stop:
             traj.stop_reason = stop.reason
             if stop.error:
                 traj.metadata["error"] = stop.error

@@ -1,0 +1,179 @@
+"""What each action does in an episode: one executor per entry of ``sleuth.agent.actions``.
+
+An executor runs its action on the episode's state, writes the observation (and any error) into
+the step being recorded, queues the observation for the model and says whether the episode is
+over. ``Episode.execute`` dispatches through ``EXECUTORS``; adding an action is its table entry
+plus one function here, registered in ``EXECUTORS`` (tests check the two agree).
+
+Executors see the episode through ``EpisodeState``, not the loop's class, so this module sits
+below ``sleuth.agent.loop`` (which imports it) and no import goes round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from sleuth.agent import prompts
+from sleuth.agent.config import AgentConfig
+from sleuth.agent.escape import neutralise
+from sleuth.agent.knowledge import KnowledgeCache
+from sleuth.agent.parsing import Action, judge_verdict
+from sleuth.agent.trajectory import Step, Trajectory
+from sleuth.errors import DocumentNotFound, QueryError, SleuthError
+from sleuth.search.base import SearchEngine
+from sleuth.types import Hit
+
+AskUser = Callable[[str], Awaitable[str]]
+OPEN_CHARS_FACTOR = 4  # an opened document shows this many times doc_chars
+
+
+class EpisodeStop(Exception):
+    """Ends an episode early with a ``reason`` (the trajectory's ``stop_reason``) and an optional
+    ``error``; raised by the loop's limits, its failures and executors (a spent search budget),
+    caught by whoever drives the episode (``Agent.run``, the viewer's replay), who records it
+    and may still force an answer."""
+
+    def __init__(self, reason: str, error: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.error = reason, error
+
+
+class Environment(Protocol):
+    """What the agent brings to an episode besides the model (``sleuth.agent.loop.Agent``)."""
+
+    search: SearchEngine | None
+    ask_user: AskUser | None
+
+
+class EpisodeState(Protocol):
+    """The part of ``sleuth.agent.loop.Episode`` an executor may read and change."""
+
+    agent: Environment
+    cfg: AgentConfig
+    knowledge: KnowledgeCache
+    trajectory: Trajectory
+    searches: int
+    queries: set[str]
+    answer_only: bool
+
+    async def search(self, query: str, k: int) -> list[Hit]: ...
+
+    def observe(self, text: str, action: Action, wrap: bool = False) -> None: ...
+
+
+Executor = Callable[[EpisodeState, Action, Step], Awaitable[bool]]
+
+
+async def run_search(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Search, unless the budget is spent (the episode stops), the query is the instructions'
+    placeholder (not run, not counted) or a repeat under ``answer_on_repeat`` (answer next)."""
+    cfg = ep.cfg
+    if ep.searches >= cfg.max_searches:
+        step.error = "search budget exhausted"
+        raise EpisodeStop("max_searches")
+    normalised = " ".join(action.argument.lower().split())
+    if normalised.strip("\"'<>") in prompts.PLACEHOLDER_QUERIES:  # not run, not counted
+        step.error = "placeholder query"
+        step.observation = (
+            f"'{neutralise(action.argument.strip())}' is the placeholder of the "
+            "instructions, not a search. Write the words to look up instead: a name "
+            "plus what you need."
+        )
+        ep.observe(step.observation, action)
+        return False
+    if normalised in ep.queries and cfg.answer_on_repeat:
+        step.error = "repeated query"
+        step.observation = (
+            "You searched for exactly this before; the results would be the same. "
+            "Give your final answer now."
+        )
+        ep.answer_only = True
+        ep.observe(step.observation, action)
+        return False
+    ep.searches += 1
+    try:
+        hits = await ep.search(action.argument, cfg.top_k)
+    except QueryError as exc:
+        step.error = str(exc)
+        step.observation = f"Search failed: {neutralise(str(exc))}. Rewrite the query."
+        ep.observe(step.observation, action)
+        return False
+    text, step.hits = ep.knowledge.render_hits(hits)
+    if normalised in ep.queries:  # tiny models loop on one query: say so
+        text += "\nYou searched for exactly this before. Search for something else or answer."
+    ep.queries.add(normalised)
+    step.observation = text
+    ep.observe(text, action, wrap=True)
+    return False
+
+
+async def run_open(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Show a document by id, up to ``OPEN_CHARS_FACTOR`` times ``doc_chars``."""
+    try:
+        doc = await asyncio.to_thread(ep.agent.search.get, action.argument)  # type: ignore[union-attr]
+    except DocumentNotFound:
+        step.error = f"no document with id {action.argument!r}"
+        step.observation = f"No document has the id {neutralise(action.argument)!r}."
+        ep.observe(step.observation, action)
+        return False
+    except SleuthError as exc:
+        step.error = str(exc)
+        step.observation = f"Cannot open documents here: {neutralise(str(exc))}"
+        ep.observe(step.observation, action)
+        return False
+    limit = ep.cfg.doc_chars * OPEN_CHARS_FACTOR
+    body = doc.text if len(doc.text) <= limit else doc.text[:limit] + " ..."
+    step.observation = f"(id: {neutralise(doc.id)}) {neutralise(doc.title)}\n{neutralise(body)}"
+    ep.knowledge.seen.setdefault(doc.id, doc.title)
+    ep.knowledge.texts.append(neutralise(body))
+    ep.observe(step.observation, action, wrap=True)
+    return False
+
+
+async def run_judge(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Note the model's verdict on its evidence; "yes" leaves only the answer to give."""
+    verdict = judge_verdict(action.argument)
+    ep.knowledge.notes.append(action.argument)
+    if verdict is None:
+        step.error = "judge verdict must start with yes or no"
+        step.observation = "Start the judgement with yes or no."
+    elif verdict:
+        step.observation = "You judged the information sufficient. Give the final answer."
+        ep.answer_only = True  # else a small model repeats "yes" until the budget ends
+    else:
+        step.observation = (
+            "You judged the information insufficient. Plan a new search for what is "
+            "missing, with different terms."
+        )
+    ep.observe(step.observation, action)
+    return False
+
+
+async def run_answer(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """The final answer: the episode is over."""
+    ep.trajectory.answer = action.argument
+    ep.trajectory.stop_reason = "answered"
+    return True
+
+
+async def run_ask(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Ask the user (``Agent(ask_user=...)``); without one, the model is told to go on."""
+    if ep.agent.ask_user is None:
+        step.error = "nobody can answer clarification questions here"
+        step.observation = "No one can answer questions now; continue on your own."
+    else:
+        reply = await ep.agent.ask_user(action.argument)
+        step.observation = f"The user says: {neutralise(reply)}"
+    ep.observe(step.observation, action)
+    return False
+
+
+EXECUTORS: dict[str, Executor] = {
+    "search": run_search,
+    "open": run_open,
+    "judge": run_judge,
+    "answer": run_answer,
+    "ask": run_ask,
+}
