@@ -17,7 +17,9 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
+from sleuth.train.curves import learning_curve
 from sleuth.train.grpo import skipped_share
+from sleuth.train.run import GRPORun
 
 DEFAULT_REWARD = {"f1": 1.0, "format": 0.2, "search_recall": 0.2}
 
@@ -164,45 +166,50 @@ def build_trainer(
     return trainer
 
 
-def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
-    from sleuth.jsonio import write_json_atomic
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.expand import learning_curve
-    from sleuth.train.policy_model import load_trainable
-    from sleuth.train.runlog import read_log
-    from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
+class AgentRun(GRPORun):
+    """``train agent``'s parts of the run skeleton (``sleuth.train.run``)."""
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    parse_spec(config.reward)  # a bad spec fails before the model loads
-    write_json_atomic(out / "config.json", config.to_dict())
-    clear_staging(out)
-    engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
-    engine = simulate_for_training(engine, config)  # unchanged without --simulate
-    model, tokenizer, name = load_trainable(config.model)
-    trainer = build_trainer(config, engine, model, tokenizer)
-    attach_noise_schedule(trainer, engine, config)
-    seconds = train_resuming(trainer, out, log)
-    history = read_log(out / "train_log.jsonl")
-    results = {
-        "model": name,
-        **summarise_history(history),
-        "seconds": round(seconds, 1),
-        "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
-        "config": config.to_dict(),
-    }
-    write_json_atomic(out / "results.json", results)
-    (out / "curve.png").write_bytes(
-        learning_curve(
+    config: AgentTrainConfig
+
+    def check(self) -> None:
+        parse_spec(self.config.reward)  # a bad spec fails before the model loads
+
+    def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
+        from sleuth.train.simulator_callback import attach_noise_schedule
+
+        trainer = build_trainer(self.config, self.engine, model, tokenizer)
+        attach_noise_schedule(trainer, self.engine, self.config)
+        return trainer
+
+    def summarise(
+        self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
+    ) -> dict[str, Any]:
+        return {
+            "model": name,
+            **summarise_history(history),
+            "seconds": round(seconds, 1),
+            "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
+            "config": self.config.to_dict(),
+        }
+
+    def curve(self, history: list[dict[str, Any]]) -> bytes:
+        return learning_curve(
             history,
             series=(("reward", "reward"), (RECALL_KEY, "evidence recall of the searches")),
             title="Agent GRPO on the engine's feedback",
         )
-    )
-    return results
+
+
+def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
+    from sleuth.search.bundled import bundled_index
+    from sleuth.search.index_format import open_index
+    from sleuth.train.simulator_callback import simulate_for_training
+
+    run = AgentRun(config, log).start()
+    engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
+    engine = simulate_for_training(engine, config)  # unchanged without --simulate
+    return run.finish(engine)
 
 
 RECALL_KEY = "reward_parts/search_recall"

@@ -39,8 +39,10 @@ from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
 from sleuth.llm.base import GenerationConfig, Message
 from sleuth.synth.questions import Proposal, QuestionSynthesizer, SynthSettings, proposer_task
+from sleuth.train.curves import png
 from sleuth.train.grpo import skipped_share
 from sleuth.train.rollout import Generate, PolicyLLM, Rollout, TokenStream, run_episodes
+from sleuth.train.run import GRPORun
 from sleuth.train.selfplay import proposer_reward, solver_reward
 from sleuth.types import Document
 
@@ -453,41 +455,53 @@ def _simulated(engine: Any, config: SelfPlayTrainConfig) -> Any:
     return simulated_engine(engine, config.simulate)
 
 
+class SelfPlayRun(GRPORun):
+    """``train selfplay``'s parts of the run skeleton (``sleuth.train.run``)."""
+
+    config: SelfPlayTrainConfig
+
+    def __init__(
+        self, config: SelfPlayTrainConfig, index: Any, log: Callable[[str], None] = print
+    ) -> None:
+        super().__init__(config, log)
+        self.index = index  # the real index: seed topics come from it, not from a simulation
+
+    def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
+        from sleuth.train.simulator_callback import attach_noise_schedule
+
+        trainer = build_trainer(
+            self.config, self.engine, model, tokenizer, log=self.log, seed_engine=self.index
+        )
+        attach_noise_schedule(trainer, self.engine, self.config)
+        return trainer
+
+    def summarise(
+        self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
+    ) -> dict[str, Any]:
+        return {
+            "model": name,
+            **summarise_selfplay(history),
+            "seconds": round(seconds, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "config": self.config.to_dict(),
+        }
+
+    def curve(self, history: list[dict[str, Any]]) -> bytes:
+        return selfplay_curve(history)
+
+
 def train_selfplay(
     config: SelfPlayTrainConfig, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run (or resume) self-play GRPO; ``results.json`` and ``curve.png`` beside the checkpoints."""
     if config.index and not Path(config.index).is_dir():  # before the heavy imports
         raise SleuthError(f"--index {config.index}: no such index folder")
-    from sleuth.jsonio import write_json_atomic
     from sleuth.search.bundled import bundled_index
     from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.policy_model import load_trainable
-    from sleuth.train.runlog import read_log
-    from sleuth.train.simulator_callback import attach_noise_schedule
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     index = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
     engine = _simulated(index, config)
-    write_json_atomic(out / "config.json", config.to_dict())
-    clear_staging(out)
-    model, tokenizer, name = load_trainable(config.model)
-    trainer = build_trainer(config, engine, model, tokenizer, log=log, seed_engine=index)
-    attach_noise_schedule(trainer, engine, config)
-    seconds = train_resuming(trainer, out, log)
-    history = read_log(out / "train_log.jsonl")
-    results = {
-        "model": name,
-        **summarise_selfplay(history),
-        "seconds": round(seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "config": config.to_dict(),
-    }
-    write_json_atomic(out / "results.json", results)
-    (out / "curve.png").write_bytes(selfplay_curve(history))
-    return results
+    return SelfPlayRun(config, index, log).start().finish(engine)
 
 
 def summarise_selfplay(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -531,29 +545,20 @@ def summarise_selfplay(history: list[dict[str, Any]]) -> dict[str, Any]:
 def selfplay_curve(history: list[dict[str, Any]]) -> bytes:
     """Acceptance rate, solver accuracy and proposer reward per step (PNG bytes); a step with
     no verified question has no solver accuracy and leaves a gap."""
-    import io
-
-    from matplotlib.figure import Figure
-
     steps = [r for r in history if METRIC + "proposals" in r]
     xs = [r["step"] for r in steps]
-    figure = Figure(figsize=(6.4, 3.6))
-    axes = figure.subplots()
-    for key, label, style in (
-        ("acceptance_rate", "acceptance rate", "o-"),
-        ("solver_accuracy", "solver accuracy", "s-"),
-        ("proposer_reward", "proposer reward", "^-"),
-    ):
-        values = [r.get(METRIC + key) for r in steps]
-        axes.plot(xs, [float("nan") if v is None else v for v in values], style, label=label)
-    axes.set_xlabel("GRPO step")
-    axes.set_ylabel("value")
-    axes.set_ylim(-0.05, 1.05)
-    axes.set_title("Search self-play (one policy, proposer and solver)")
-    axes.legend(loc="best", fontsize="small")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
+
+    def draw(axes: Any) -> None:
+        for key, label, style in (
+            ("acceptance_rate", "acceptance rate", "o-"),
+            ("solver_accuracy", "solver accuracy", "s-"),
+            ("proposer_reward", "proposer reward", "^-"),
+        ):
+            values = [r.get(METRIC + key) for r in steps]
+            axes.plot(xs, [float("nan") if v is None else v for v in values], style, label=label)
+
+    title = "Search self-play (one policy, proposer and solver)"
+    return png(draw, title, ylim=(-0.05, 1.05))
 
 
 def load_history_lines(path: Path) -> list[dict[str, Any]]:
