@@ -158,33 +158,17 @@ def agent_command(
     reward mixes sleuth.rewards (see docs/rewards.md) computed from each trajectory. The CPU
     default is a smoke-sized run; docs/training.md gives multi-GPU settings.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.train.agent_grpo import AgentTrainConfig, train_agent
 
-    config = AgentTrainConfig(
-        out=str(out),
-        model=model,
-        benchmark=benchmark,
-        index=str(index) if index else None,
-        limit=limit,
-        reward=json.loads(reward) if reward.strip().startswith("{") else reward,  # type: ignore[arg-type]
-        steps=steps,
-        questions_per_step=questions_per_step,
-        num_generations=num_generations,
-        learning_rate=learning_rate,
-        beta=beta,
-        temperature=temperature,
-        max_turns=max_turns,
-        max_searches=max_searches,
-        min_searches=min_searches,
-        max_new_tokens=max_new_tokens,
-        top_k=top_k,
-        doc_chars=doc_chars,
-        save_steps=save_steps,
-        seed=seed,
-        simulate=simulate,
-        noise_schedule=noise_schedule,
-        actions=_terms(actions),
-        prompt_example=prompt_example,
+    config = AgentTrainConfig.from_dict(
+        {
+            **given,
+            "out": str(out),
+            "index": str(index) if index else None,
+            "reward": json.loads(reward) if reward.strip().startswith("{") else reward,
+            "actions": _terms(actions),
+        }
     )
     results = train_agent(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
@@ -241,31 +225,11 @@ def selfplay_command(
     solver accuracy and proposer reward per step (train_log.jsonl, results.json, curve.png);
     every proposal goes to proposals.jsonl. See docs/training.md.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.train.selfplay_grpo import SelfPlayTrainConfig, train_selfplay
 
-    config = SelfPlayTrainConfig(
-        out=str(out),
-        index=str(index) if index else None,
-        model=model,
-        steps=steps,
-        proposals_per_step=proposals_per_step,
-        num_generations=num_generations,
-        hops=hops,
-        learning_rate=learning_rate,
-        beta=beta,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        question_tokens=question_tokens,
-        max_turns=max_turns,
-        max_searches=max_searches,
-        min_searches=min_searches,
-        top_k=top_k,
-        doc_chars=doc_chars,
-        save_steps=save_steps,
-        seed=seed,
-        simulate=simulate,
-        noise_schedule=noise_schedule,
-        answer_spans=answer_spans,
+    config = SelfPlayTrainConfig.from_dict(
+        {**given, "out": str(out), "index": str(index) if index else None}
     )
     results = train_selfplay(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,30 @@ from sleuth.agent.trajectory import Trajectory
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
 from sleuth.train.curves import learning_curve
+from sleuth.train.episode import (
+    check_training_episode,
+    from_record,
+    to_record,
+    training_episode,
+)
 from sleuth.train.grpo import skipped_share
 from sleuth.train.run import GRPORun
 
 DEFAULT_REWARD = {"f1": 1.0, "format": 0.2, "search_recall": 0.2}
+
+
+# The episode settings `train agent` exposes, recorded flat in config.json beside its own.
+EPISODE_KEYS = (
+    "temperature",
+    "max_turns",
+    "max_searches",
+    "min_searches",
+    "max_new_tokens",
+    "top_k",
+    "doc_chars",
+    "actions",
+    "prompt_example",
+)
 
 
 @dataclass(frozen=True)
@@ -37,46 +57,32 @@ class AgentTrainConfig:
     num_generations: int = 4
     learning_rate: float = 1e-6
     beta: float = 0.0
-    temperature: float = 1.0
-    max_turns: int = 3
-    max_searches: int = 2
-    min_searches: int = 1  # the grammar offers the answer only after this many searches
-    max_new_tokens: int = 48
-    top_k: int = 3
-    doc_chars: int = 300
     concurrency: int = 8  # episodes decoded together (a GRPO group of 8 in one batch)
     save_steps: int = 1
     seed: int = 0
     simulate: str | None = None  # --simulate SPEC: rollouts search a simulated engine
     noise_schedule: str | None = None  # START:END[:shape]: the simulator's noise over steps
-    # The episode's actions and system prompt: a primed model trains on the prompt it was
-    # primed with (sleuth synth trajectories: search/open/answer, no worked example).
-    actions: tuple[str, ...] = ("search", "answer")
-    prompt_example: bool = True
     # Episodes per forward/backward pass: the loss is over the whole group either way, but a
     # pass holds logits for every completion token x the vocabulary (49k for SmolLM2).
     micro_batch: int | None = 1
+    # The rollouts' episode, sampled at its temperature. A primed model trains with the actions
+    # and system prompt it was primed on (sleuth synth trajectories: search/open/answer, no
+    # worked example).
+    episode: AgentConfig = field(default_factory=training_episode)
 
     def __post_init__(self) -> None:
-        self.agent_config()  # a bad action set fails here, before any model is loaded
+        check_training_episode(self.episode)
 
     def agent_config(self) -> AgentConfig:
-        return AgentConfig(
-            action_format="tags",
-            actions=tuple(self.actions),
-            prompt_example=self.prompt_example,
-            max_turns=self.max_turns,
-            max_searches=self.max_searches,
-            min_searches=self.min_searches,
-            max_new_tokens=self.max_new_tokens,
-            top_k=self.top_k,
-            doc_chars=self.doc_chars,
-            temperature=self.temperature,
-            force_answer=False,  # a forced answer is not the policy's choice: no credit for it
-        )
+        return self.episode
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "actions": list(self.actions)}
+        return to_record(self, EPISODE_KEYS)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> AgentTrainConfig:
+        """From ``to_dict``'s flat shape (``config.json``, the command's options)."""
+        return from_record(cls, record, EPISODE_KEYS, training_episode())
 
 
 def gold_of(answers: list[str], evidence_ids: list[str]) -> Gold:
@@ -135,16 +141,16 @@ def build_trainer(
     from sleuth.train.rollout import AgentRolloutFunc
     from sleuth.train.runlog import JsonlLogCallback
 
-    out = Path(config.out)
+    out, episode = Path(config.out), config.episode
     args = grpo_args(
         out,
         steps=config.steps,
         questions_per_step=config.questions_per_step,
         num_generations=config.num_generations,
-        max_completion_length=config.max_turns * (config.max_new_tokens + 64 * config.top_k * 2),
+        max_completion_length=episode.max_turns * (episode.max_new_tokens + 64 * episode.top_k * 2),
         learning_rate=config.learning_rate,
         beta=config.beta,
-        temperature=config.temperature,
+        temperature=episode.temperature,
         save_steps=config.save_steps,
         seed=config.seed,
         micro_batch=config.micro_batch,

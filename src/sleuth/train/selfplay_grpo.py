@@ -30,7 +30,7 @@ import json
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,15 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
 from sleuth.llm.base import GenerationConfig, Message
-from sleuth.synth.questions import Proposal, QuestionSynthesizer, SynthSettings, proposer_task
+from sleuth.synth.questions import (
+    Proposal,
+    QuestionSynthesizer,
+    SynthSettings,
+    proposer_episode,
+    proposer_task,
+)
 from sleuth.train.curves import png
+from sleuth.train.episode import check_training_episode, from_record, to_record, training_episode
 from sleuth.train.grpo import skipped_share
 from sleuth.train.rollout import Generate, PolicyLLM, Rollout, TokenStream, run_episodes
 from sleuth.train.run import GRPORun
@@ -47,6 +54,24 @@ from sleuth.train.selfplay import proposer_reward, solver_reward
 from sleuth.types import Document
 
 METRIC = "selfplay/"  # prefix of the per-step metrics in train_log.jsonl
+
+
+# The solver-episode settings `train selfplay` exposes, recorded flat in config.json.
+EPISODE_KEYS = (
+    "temperature",
+    "max_new_tokens",
+    "top_k",
+    "doc_chars",
+    "max_turns",
+    "max_searches",
+    "min_searches",
+)
+
+
+def solver_episode(**changes: Any) -> AgentConfig:
+    """``train agent``'s episode with smaller reading (2 hits of 200 characters): both roles
+    read what the solver reads."""
+    return training_episode(**{"top_k": 2, "doc_chars": 200, **changes})
 
 
 @dataclass(frozen=True)
@@ -60,14 +85,7 @@ class SelfPlayTrainConfig:
     hops: int = 2  # searches the proposer is asked for
     learning_rate: float = 1e-6
     beta: float = 0.0
-    temperature: float = 1.0
-    max_new_tokens: int = 48  # per model turn, both roles
     question_tokens: int = 40  # the proposer's question turn
-    top_k: int = 2
-    doc_chars: int = 200
-    max_turns: int = 3  # solver turns
-    max_searches: int = 2  # solver searches
-    min_searches: int = 1
     concurrency: int = 8  # episodes decoded together
     save_steps: int = 1
     seed: int = 0
@@ -75,8 +93,12 @@ class SelfPlayTrainConfig:
     noise_schedule: str | None = None
     micro_batch: int | None = 1  # episodes per forward/backward pass (see AgentTrainConfig)
     answer_spans: bool = True  # the proposer chooses its answer among spans it read
+    # The solver's episode; the proposer reads (top_k, doc_chars), speaks (max_new_tokens per
+    # turn) and samples (temperature) as it does.
+    episode: AgentConfig = field(default_factory=solver_episode)
 
     def __post_init__(self) -> None:
+        check_training_episode(self.episode)
         if self.steps < 1:
             raise SleuthError(f"--steps must be at least 1; got {self.steps}")
         if self.proposals_per_step < 1:
@@ -93,33 +115,27 @@ class SelfPlayTrainConfig:
             raise SleuthError("--noise-schedule needs --simulate (the schedule sets its noise)")
 
     def solver_config(self) -> AgentConfig:
-        """The solver is ``train agent``'s episode configuration."""
-        from sleuth.train.agent_grpo import AgentTrainConfig
-
-        return AgentTrainConfig(
-            out=self.out,
-            max_turns=self.max_turns,
-            max_searches=self.max_searches,
-            min_searches=self.min_searches,
-            max_new_tokens=self.max_new_tokens,
-            top_k=self.top_k,
-            doc_chars=self.doc_chars,
-            temperature=self.temperature,
-        ).agent_config()
+        """The solver is ``train agent``'s episode."""
+        return self.episode
 
     def synth_settings(self) -> SynthSettings:
-        return SynthSettings(
-            hops=self.hops,
-            seed=self.seed,
-            top_k=self.top_k,
-            max_new_tokens=self.max_new_tokens,
-            doc_chars=self.doc_chars,
-            temperature=self.temperature,
+        e = self.episode
+        proposer = proposer_episode(
+            top_k=e.top_k,
+            max_new_tokens=e.max_new_tokens,
+            doc_chars=e.doc_chars,
+            temperature=e.temperature,
             answer_spans=self.answer_spans,
         )
+        return SynthSettings(hops=self.hops, seed=self.seed, agent=proposer)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_record(self, EPISODE_KEYS)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> SelfPlayTrainConfig:
+        """From ``to_dict``'s flat shape (``config.json``, the command's options)."""
+        return from_record(cls, record, EPISODE_KEYS, solver_episode())
 
 
 def question_turn(answer: str) -> str:
@@ -176,7 +192,7 @@ class EpisodeProposer(QuestionSynthesizer):
             {"role": "user", "content": question_turn(answer)},
         ]
         config = GenerationConfig(
-            max_tokens=self.question_tokens, temperature=self.settings.temperature
+            max_tokens=self.question_tokens, temperature=self.settings.agent.temperature
         )
         return (await self.policy.complete(messages, config)).text
 
@@ -412,7 +428,7 @@ def build_trainer(
     from sleuth.train.grpo import grpo_args, trainer_class
     from sleuth.train.runlog import JsonlLogCallback
 
-    out = Path(config.out)
+    out, episode = Path(config.out), config.episode
     seeds = seed_prompts(seed_engine if seed_engine is not None else engine, config)
     proposer_turns = config.hops + 4  # the loop's max turns, a forced answer, the question
     args = grpo_args(
@@ -420,10 +436,10 @@ def build_trainer(
         steps=config.steps,
         questions_per_step=2 * config.proposals_per_step,
         num_generations=config.num_generations,
-        max_completion_length=proposer_turns * (config.max_new_tokens + 64 * config.top_k * 2),
+        max_completion_length=proposer_turns * (episode.max_new_tokens + 64 * episode.top_k * 2),
         learning_rate=config.learning_rate,
         beta=config.beta,
-        temperature=config.temperature,
+        temperature=episode.temperature,
         save_steps=config.save_steps,
         seed=config.seed,
         micro_batch=config.micro_batch,
