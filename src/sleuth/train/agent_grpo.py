@@ -137,17 +137,18 @@ def build_trainer(
 ) -> Any:
     """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
-    from sleuth.train.grpo import grpo_args, trainer_class
+    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
     from sleuth.train.rollout import AgentRolloutFunc
-    from sleuth.train.runlog import JsonlLogCallback
 
-    out, episode = Path(config.out), config.episode
+    episode = config.episode
     args = grpo_args(
-        out,
+        Path(config.out),
         steps=config.steps,
         questions_per_step=config.questions_per_step,
         num_generations=config.num_generations,
-        max_completion_length=episode.max_turns * (episode.max_new_tokens + 64 * episode.top_k * 2),
+        max_completion_length=episode_tokens(
+            episode.max_turns, episode.max_new_tokens, episode.top_k
+        ),
         learning_rate=config.learning_rate,
         beta=config.beta,
         temperature=episode.temperature,
@@ -155,21 +156,12 @@ def build_trainer(
         seed=config.seed,
         micro_batch=config.micro_batch,
     )
-    Trainer = trainer_class(trainer_class_override)
     rollout = AgentRolloutFunc(
         search, tokenizer, config.agent_config(), config.concurrency, generate=generate
     )
-    trainer = Trainer(
-        model=model,
-        reward_funcs=make_reward_function(config.reward),
-        args=args,
-        train_dataset=build_dataset(config),
-        processing_class=tokenizer,
-        rollout_func=rollout,
-        callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
-    )
-    trainer.sleuth_rollout = rollout
-    return trainer
+    reward = make_reward_function(config.reward)
+    dataset = build_dataset(config)
+    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
 
 
 class AgentRun(GRPORun):
@@ -181,22 +173,14 @@ class AgentRun(GRPORun):
         parse_spec(self.config.reward)  # a bad spec fails before the model loads
 
     def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
-        from sleuth.train.simulator_callback import attach_noise_schedule
-
-        trainer = build_trainer(self.config, self.engine, model, tokenizer)
-        attach_noise_schedule(trainer, self.engine, self.config)
-        return trainer
+        return build_trainer(self.config, self.engine, model, tokenizer)
 
     def summarise(
         self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
     ) -> dict[str, Any]:
-        return {
-            "model": name,
-            **summarise_history(history),
-            "seconds": round(seconds, 1),
-            "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
-            "config": self.config.to_dict(),
-        }
+        masked = _masked_share(trainer.sleuth_rollout.last)
+        summary = summarise_history(history)
+        return self.results(name, summary, seconds, masked_share_of_completion_tokens=masked)
 
     def curve(self, history: list[dict[str, Any]]) -> bytes:
         return learning_curve(

@@ -9,8 +9,9 @@ copy) and fills in:
 - ``prepare()``: what the run needs besides the engine before the model loads, such as the
   questions (optional);
 - ``build_trainer(model, tokenizer, name)``: the TRL trainer, with its rollouts and callbacks
-  (the engine is ``self.engine``);
-- ``summarise(trainer, history, seconds, name)``: ``results.json``;
+  (the engine is ``self.engine``; a ``--simulate`` run's noise curriculum is attached here);
+- ``summarise(trainer, history, seconds, name)``: ``results.json`` (``results()`` makes the
+  usual one);
 - ``curve(history)``: ``curve.png``.
 
 Its entry point opens the engine itself, between the two halves of the skeleton::
@@ -68,6 +69,18 @@ class GRPORun:
     def curve(self, history: list[dict[str, Any]]) -> bytes:
         raise NotImplementedError
 
+    def results(
+        self, name: str, summary: dict[str, Any], seconds: float, **extra: Any
+    ) -> dict[str, Any]:
+        """The usual ``results.json``: the model, the summary, the time, ``extra``, the config."""
+        return {
+            "model": name,
+            **summary,
+            "seconds": round(seconds, 1),
+            **extra,
+            "config": self.config.to_dict(),
+        }
+
     def start(self) -> GRPORun:
         """The run folder (created, or kept to resume) with this run's ``config.json``."""
         from sleuth.jsonio import write_json_atomic
@@ -85,11 +98,13 @@ class GRPORun:
         from sleuth.train.checkpoints import train_resuming
         from sleuth.train.policy_model import load_trainable
         from sleuth.train.runlog import read_log
+        from sleuth.train.simulator_callback import attach_noise_schedule
 
         self.engine = engine
         self.prepare()
         model, tokenizer, name = load_trainable(self.config.model)
         trainer = self.build_trainer(model, tokenizer, name)
+        attach_noise_schedule(trainer, self.engine, self.config)  # --simulate runs only
         seconds = train_resuming(trainer, self.out, self.log)
         history = read_log(self.out / "train_log.jsonl")
         results = self.summarise(trainer, history, seconds, name)

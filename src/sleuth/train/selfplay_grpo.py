@@ -425,18 +425,17 @@ def build_trainer(
     seed_engine: Any = None,
 ) -> Any:
     """The GRPO trainer; ``seed_engine`` (default ``engine``) is the real index seeds come from."""
-    from sleuth.train.grpo import grpo_args, trainer_class
-    from sleuth.train.runlog import JsonlLogCallback
+    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
 
-    out, episode = Path(config.out), config.episode
+    episode = config.episode
     seeds = seed_prompts(seed_engine if seed_engine is not None else engine, config)
     proposer_turns = config.hops + 4  # the loop's max turns, a forced answer, the question
     args = grpo_args(
-        out,
+        Path(config.out),
         steps=config.steps,
         questions_per_step=2 * config.proposals_per_step,
         num_generations=config.num_generations,
-        max_completion_length=proposer_turns * (episode.max_new_tokens + 64 * episode.top_k * 2),
+        max_completion_length=episode_tokens(proposer_turns, episode.max_new_tokens, episode.top_k),
         learning_rate=config.learning_rate,
         beta=config.beta,
         temperature=episode.temperature,
@@ -445,17 +444,10 @@ def build_trainer(
         micro_batch=config.micro_batch,
     )
     rollout = SelfPlayRolloutFunc(engine, tokenizer, config, seeds, generate=generate, log=log)
-    trainer = trainer_class(trainer_class_override)(
-        model=model,
-        reward_funcs=selfplay_reward,
-        args=args,
-        train_dataset=build_dataset(seeds),
-        processing_class=tokenizer,
-        rollout_func=rollout,
-        callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
+    dataset = build_dataset(seeds)
+    return rollout_trainer(
+        args, model, tokenizer, selfplay_reward, dataset, rollout, trainer_class_override
     )
-    trainer.sleuth_rollout = rollout
-    return trainer
 
 
 def _simulated(engine: Any, config: SelfPlayTrainConfig) -> Any:
@@ -483,24 +475,14 @@ class SelfPlayRun(GRPORun):
         self.index = index  # the real index: seed topics come from it, not from a simulation
 
     def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
-        from sleuth.train.simulator_callback import attach_noise_schedule
-
-        trainer = build_trainer(
-            self.config, self.engine, model, tokenizer, log=self.log, seed_engine=self.index
-        )
-        attach_noise_schedule(trainer, self.engine, self.config)
-        return trainer
+        config, engine = self.config, self.engine
+        return build_trainer(config, engine, model, tokenizer, log=self.log, seed_engine=self.index)
 
     def summarise(
         self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
     ) -> dict[str, Any]:
-        return {
-            "model": name,
-            **summarise_selfplay(history),
-            "seconds": round(seconds, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "config": self.config.to_dict(),
-        }
+        peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return self.results(name, summarise_selfplay(history), seconds, peak_rss_mb=peak)
 
     def curve(self, history: list[dict[str, Any]]) -> bytes:
         return selfplay_curve(history)
