@@ -13,10 +13,10 @@ from typing import Any
 
 
 def _rollout_seconds(generate: Any, tokenizer: Any, engine: Any, questions: list[str]) -> tuple:
-    from sleuth.train.agent_grpo import AgentTrainConfig
+    from sleuth.train.episode import training_episode
     from sleuth.train.rollout import run_episodes
 
-    config = AgentTrainConfig(out="", temperature=1.0).agent_config()
+    config = training_episode(temperature=1.0)
     started = time.perf_counter()
     rollouts = asyncio.run(
         run_episodes(questions, generate, tokenizer, engine, config, concurrency=len(questions))

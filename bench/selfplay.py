@@ -70,7 +70,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     steps = int(os.environ.get("SLEUTH_BENCH_SELFPLAY_STEPS", "2" if quick else "20"))
     with tempfile.TemporaryDirectory() as folder:
-        config = SelfPlayTrainConfig(out=folder, steps=steps, **SETTINGS)
+        config = SelfPlayTrainConfig.from_dict({"out": folder, "steps": steps, **SETTINGS})
         train_selfplay(config, log=print)
         return from_run(Path(folder))
 

@@ -52,9 +52,9 @@ class TimedRollout:
 
 
 def _one_engine(spec: str | None, steps: int) -> dict[str, Any]:
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
+    from sleuth.search.factory import open_engine
     from sleuth.train.agent_grpo import AgentTrainConfig, build_trainer
+    from sleuth.train.episode import training_episode
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
     from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
@@ -66,15 +66,13 @@ def _one_engine(spec: str | None, steps: int) -> dict[str, Any]:
             steps=steps,
             questions_per_step=1,
             num_generations=2,
-            max_turns=2,
-            max_searches=1,
-            max_new_tokens=32,
-            top_k=2,
-            doc_chars=150,
+            episode=training_episode(
+                max_turns=2, max_searches=1, max_new_tokens=32, top_k=2, doc_chars=150
+            ),
             save_steps=10_000,  # no checkpoint: the bench measures rollouts and updates only
             simulate=spec,
         )
-        engine = simulate_for_training(open_index(bundled_index("hotpotqa-1100")), config)
+        engine = simulate_for_training(open_engine().engine, config)
         model, tokenizer, _ = load_trainable(None)
         trainer = build_trainer(config, engine, model, tokenizer)
         attach_noise_schedule(trainer, engine, config)
@@ -143,8 +141,7 @@ def rollouts_only(episodes_per_question: int = 2) -> dict[str, Any]:
     is ``train agent``'s default mix from each trajectory."""
     import torch
 
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
+    from sleuth.search.factory import open_engine
     from sleuth.train.agent_grpo import (
         DEFAULT_REWARD,
         AgentTrainConfig,
@@ -152,6 +149,7 @@ def rollouts_only(episodes_per_question: int = 2) -> dict[str, Any]:
         make_reward_function,
     )
     from sleuth.train.batched_generate import BatchedGenerator
+    from sleuth.train.episode import training_episode
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.rollout import AgentRolloutFunc
     from sleuth.train.simulator_callback import simulate_for_training
@@ -162,12 +160,14 @@ def rollouts_only(episodes_per_question: int = 2) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, spec in ENGINES:
         config = AgentTrainConfig(
-            out="unused", limit=QUESTIONS, max_turns=2, max_searches=1, max_new_tokens=32,
-            top_k=2, doc_chars=150, simulate=spec,
+            out="unused", limit=QUESTIONS, simulate=spec,
+            episode=training_episode(
+                max_turns=2, max_searches=1, max_new_tokens=32, top_k=2, doc_chars=150
+            ),
         )  # fmt: skip
         rows = build_dataset(config).to_list()
         rows = [row for row in rows for _ in range(episodes_per_question)]
-        engine = simulate_for_training(open_index(bundled_index("hotpotqa-1100")), config)
+        engine = simulate_for_training(open_engine().engine, config)
         rollout = AgentRolloutFunc(engine, tokenizer, config.agent_config(), 8, generate=generate)
         torch.manual_seed(0)
         started, cpu = time.perf_counter(), time.process_time()

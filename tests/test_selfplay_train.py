@@ -24,6 +24,7 @@ from sleuth.train.selfplay_grpo import (
     pick_solver_groups,
     seed_prompts,
     selfplay_curve,
+    solver_episode,
     step_metrics,
     summarise_selfplay,
 )
@@ -84,7 +85,7 @@ def test_a_selfplay_step_rewards_both_roles_in_train_agents_rows(tokenizer, hotp
     """The rollout alone (no update): rows, masks, rewards, log, progress line."""
     config = SelfPlayTrainConfig(
         out=str(tmp_path / "run"), steps=1, proposals_per_step=1, num_generations=2,
-        top_k=2, doc_chars=120, concurrency=4,
+        episode=solver_episode(top_k=2, doc_chars=120), concurrency=4,
     )  # fmt: skip
     seeds = list(seed_prompts(hotpot_bm25, config))
     lines: list[str] = []
@@ -142,8 +143,9 @@ def test_a_selfplay_step_rewards_both_roles_in_train_agents_rows(tokenizer, hotp
 
 def test_an_empty_solver_slot_is_a_row_with_no_model_token(tokenizer, hotpot_bm25, tmp_path):
     config = SelfPlayTrainConfig(
-        out=str(tmp_path / "run"), steps=1, num_generations=2, top_k=2, doc_chars=120
-    )
+        out=str(tmp_path / "run"), steps=1, num_generations=2,
+        episode=solver_episode(top_k=2, doc_chars=120),
+    )  # fmt: skip
     sampler = Sampler(tokenizer)
     sampler.proposals = 1  # every proposal's answer is now a sentence: nothing verified
     seeds = list(seed_prompts(hotpot_bm25, config))
@@ -186,7 +188,7 @@ def test_a_selfplay_step_trains_both_roles_with_their_rewards(policy, hotpot_bm2
 
     config = SelfPlayTrainConfig(
         out=str(tmp_path / "run"), steps=1, proposals_per_step=1, num_generations=2,
-        learning_rate=1e-4, top_k=2, doc_chars=120, concurrency=4,
+        learning_rate=1e-4, episode=solver_episode(top_k=2, doc_chars=120), concurrency=4,
     )  # fmt: skip
     sampler = Sampler(tokenizer)
     lines: list[str] = []

@@ -337,6 +337,7 @@ def test_simulator_training_pairs_are_labelled_by_gold_and_masked_to_the_documen
 def test_grpo_steps_against_a_simulated_engine_follow_the_noise_schedule(hotpot_bm25, tmp_path):
     """Two real GRPO steps (TRL) whose rollouts search simulated:corpus, p 0 then 1."""
     from sleuth.train.agent_grpo import AgentTrainConfig, build_trainer
+    from sleuth.train.episode import training_episode
     from sleuth.train.policy_model import load_trainable
     from sleuth.train.runlog import read_log
     from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
@@ -351,7 +352,8 @@ def test_grpo_steps_against_a_simulated_engine_follow_the_noise_schedule(hotpot_
 
     config = AgentTrainConfig(
         out=str(tmp_path / "run"), limit=1, steps=2, num_generations=2, concurrency=1,
-        top_k=2, doc_chars=100, save_steps=100, simulate="corpus:noise=0,seed=0",
+        episode=training_episode(top_k=2, doc_chars=100), save_steps=100,
+        simulate="corpus:noise=0,seed=0",
         noise_schedule="0:1",
     )  # fmt: skip
     engine = simulate_for_training(hotpot_bm25, config)

@@ -20,6 +20,7 @@ from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.rewards.core import Gold, combined
 from sleuth.train.agent_grpo import AgentTrainConfig, build_trainer
 from sleuth.train.checkpoints import AtomicCheckpointMixin, last_checkpoint
+from sleuth.train.episode import training_episode
 from sleuth.train.rollout import run_episodes
 from sleuth.train.runlog import read_log
 
@@ -60,7 +61,7 @@ def test_loss_mask_covers_exactly_the_environment_tokens(policy, hotpot_bm25):
         "<answer>American</answer><|im_end|>",
     ]
     generate = scripted(tokenizer, outputs)
-    config = AgentTrainConfig(out="unused", max_turns=4).agent_config()
+    config = training_episode(max_turns=4)
     question = "Were Scott Derrickson and Ed Wood of the same nationality?"
     [rollout] = asyncio.run(run_episodes([question], generate, tokenizer, hotpot_bm25, config))
     traj, stream = rollout.trajectory, rollout.stream
@@ -100,7 +101,10 @@ def test_grpo_episodes_use_the_primed_prompt_when_asked(policy, hotpot_bm25):
     _, tokenizer, _ = policy
     generate = scripted(tokenizer, ["<search>Ed Wood", "<answer>American</answer><|im_end|>"])
     primed = AgentTrainConfig(
-        out="unused", actions=SYNTH_CONFIG.actions, prompt_example=SYNTH_CONFIG.prompt_example
+        out="unused",
+        episode=training_episode(
+            actions=SYNTH_CONFIG.actions, prompt_example=SYNTH_CONFIG.prompt_example
+        ),
     )
     assert primed.to_dict()["actions"] == ["search", "open", "answer"]
     question = "Were Scott Derrickson and Ed Wood of the same nationality?"
@@ -113,7 +117,9 @@ def test_grpo_episodes_use_the_primed_prompt_when_asked(policy, hotpot_bm25):
     default_prompt = prompts.tag_system_prompt(("search", "answer"), example=True)
     assert default_prompt not in prompt_text
     with pytest.raises(SleuthError, match="unknown actions"):
-        AgentTrainConfig(out="unused", actions=("search", "browse", "answer"))
+        AgentTrainConfig(
+            out="unused", episode=training_episode(actions=("search", "browse", "answer"))
+        )
 
 
 def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
@@ -137,7 +143,8 @@ def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
 
     config = AgentTrainConfig(
         out=str(tmp_path / "run"), limit=1, steps=1, num_generations=2, concurrency=1,
-        learning_rate=1e-4, reward={"em": 1.0, "format": 0.5}, top_k=2, doc_chars=150,
+        learning_rate=1e-4, reward={"em": 1.0, "format": 0.5},
+        episode=training_episode(top_k=2, doc_chars=150),
     )  # fmt: skip
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = build_trainer(config, hotpot_bm25, model, tokenizer, generate, Capturing)
@@ -202,7 +209,7 @@ def test_a_step_whose_groups_have_no_reward_spread_skips_the_model(policy, hotpo
 
     config = AgentTrainConfig(
         out=str(tmp_path / "run"), limit=1, steps=1, num_generations=2, concurrency=1,
-        learning_rate=1e-2, reward={"em": 1.0}, top_k=2, doc_chars=150,
+        learning_rate=1e-2, reward={"em": 1.0}, episode=training_episode(top_k=2, doc_chars=150),
     )  # fmt: skip
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = build_trainer(config, hotpot_bm25, model, tokenizer, generate, Counting)
@@ -336,6 +343,30 @@ def test_train_expand_survives_kill_9_and_resumes_to_the_same_end(tmp_path, tiny
     # the untrained evaluation is done once and kept across the kill
     before = json.loads((out / "before.json").read_text())
     assert len(before["rows"]) == results["eval_questions"] == 4
+
+
+def test_config_json_keeps_its_flat_shape_and_reads_back_into_the_nested_config():
+    from sleuth.errors import SleuthError
+    from sleuth.train.selfplay_grpo import SelfPlayTrainConfig, solver_episode
+
+    agent = AgentTrainConfig(out="run", episode=training_episode(top_k=5, prompt_example=False))
+    record = json.loads(json.dumps(agent.to_dict()))  # as config.json holds it
+    assert (
+        "episode" not in record
+        and record["top_k"] == 5
+        and record["actions"]
+        == [
+            "search",
+            "answer",
+        ]
+    )
+    assert AgentTrainConfig.from_dict(record) == agent
+    selfplay = SelfPlayTrainConfig(out="run", episode=solver_episode(doc_chars=99))
+    assert SelfPlayTrainConfig.from_dict(selfplay.to_dict()) == selfplay
+    with pytest.raises(SleuthError, match="unknown settings"):
+        AgentTrainConfig.from_dict({**record, "max_turn": 4})
+    with pytest.raises(SleuthError, match="tags format without a forced answer"):
+        AgentTrainConfig(out="run", episode=training_episode(force_answer=True))
 
 
 def test_reward_function_scores_each_trajectory_for_trl():

@@ -59,7 +59,12 @@ def questions_command(
     from sleuth.evaluate.session import open_llm
     from sleuth.progress import stderr
     from sleuth.search.factory import open_engine
-    from sleuth.synth.questions import QuestionSynthesizer, SynthSettings, write_outputs
+    from sleuth.synth.questions import (
+        QuestionSynthesizer,
+        SynthSettings,
+        proposer_episode,
+        write_outputs,
+    )
 
     if n < 1 or hops < 1:
         from sleuth.errors import SleuthError
@@ -74,8 +79,7 @@ def questions_command(
         evolve=evolve,
         drop_easy=drop_easy,
         seed=seed,
-        top_k=top_k,
-        answer_spans=answer_spans,
+        agent=proposer_episode(top_k=top_k, answer_spans=answer_spans),
     )
     synth = QuestionSynthesizer(llm, engine, settings)
 

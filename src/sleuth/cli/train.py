@@ -34,15 +34,13 @@ def expand_command(
     benchmark: Annotated[str, typer.Option(help="Benchmark with gold evidence")] = "hotpotqa-1100",
     train_split: Annotated[str, typer.Option(help="Split to train on")] = "train",
     eval_split: Annotated[str, typer.Option(help="Held-out split to report on")] = "test",
-    index: Annotated[
-        Path | None, typer.Option(help="Index of the benchmark's corpus (default: bundled BM25)")
-    ] = None,
+    index: train_options.BenchmarkIndex = None,
     train_limit: Annotated[
         int, typer.Option(help="Use the first N training questions (0 = all)")
     ] = 0,
     eval_limit: Annotated[int, typer.Option(help="Report on the first N held-out (0 = all)")] = 0,
     steps: train_options.Steps = 60,
-    questions_per_step: Annotated[int, typer.Option(help="Questions per step")] = 2,
+    questions_per_step: train_options.QuestionsPerStep = 2,
     num_generations: Annotated[int, typer.Option(help="Rewrites per question (GRPO group)")] = 8,
     learning_rate: train_options.LearningRate = 5e-6,
     beta: train_options.Beta = 0.0,
@@ -72,37 +70,15 @@ def expand_command(
     Recall@k of the raw question, the untrained and the trained rewrites on the held-out split,
     and saves the learning curve as curve.png.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.rewards.query_rewrite import PlatformRules
     from sleuth.train.expand import ExpandConfig, train_expand
 
-    config = ExpandConfig(
-        out=str(out),
-        model=model,
-        benchmark=benchmark,
-        train_split=train_split,
-        eval_split=eval_split,
-        index=str(index) if index else None,
-        train_limit=train_limit,
-        eval_limit=eval_limit,
-        k=k,
-        rules=PlatformRules(
-            max_chars=max_chars,
-            max_queries=max_queries,
-            banned_terms=_terms(banned),
-            required_terms=_terms(required),
-            penalty=penalty,
-        ),
-        steps=steps,
-        questions_per_step=questions_per_step,
-        num_generations=num_generations,
-        learning_rate=learning_rate,
-        beta=beta,
-        temperature=temperature,
-        max_completion_length=max_completion_length,
-        save_steps=save_steps,
-        seed=seed,
-        vllm_mode=vllm_mode,
-        vllm_server_url=vllm_server_url,
+    rules = train_options.from_options(
+        PlatformRules, given, banned_terms=_terms(banned), required_terms=_terms(required)
+    )
+    config = train_options.from_options(
+        ExpandConfig, given, out=str(out), index=str(index) if index else None, rules=rules
     )
     results = train_expand(config, log=log_line)
     recall = results[f"recall@{k}"]
@@ -118,16 +94,14 @@ def agent_command(
     out: train_options.RunFolder,
     model: train_options.PolicyModel = None,
     benchmark: Annotated[str, typer.Option(help="Questions to train on")] = "hotpotqa-1100:train",
-    index: Annotated[
-        Path | None, typer.Option(help="Index of the benchmark's corpus (default: bundled BM25)")
-    ] = None,
-    limit: Annotated[int, typer.Option(help="Use the first N questions (0 = all)")] = 0,
+    index: train_options.BenchmarkIndex = None,
+    limit: train_options.QuestionLimit = 0,
     reward: Annotated[
         str,
         typer.Option(help="Reward weights as JSON over sleuth.rewards names"),
     ] = json.dumps({"f1": 1.0, "format": 0.2, "search_recall": 0.2}),
     steps: train_options.Steps = 3,
-    questions_per_step: Annotated[int, typer.Option(help="Questions per step")] = 1,
+    questions_per_step: train_options.QuestionsPerStep = 1,
     num_generations: Annotated[int, typer.Option(help="Episodes per question (GRPO group)")] = 4,
     learning_rate: train_options.LearningRate = 1e-6,
     beta: train_options.Beta = 0.0,
@@ -157,33 +131,17 @@ def agent_command(
     reward mixes sleuth.rewards (see docs/rewards.md) computed from each trajectory. The CPU
     default is a smoke-sized run; docs/training.md gives multi-GPU settings.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.train.agent_grpo import AgentTrainConfig, train_agent
 
-    config = AgentTrainConfig(
-        out=str(out),
-        model=model,
-        benchmark=benchmark,
-        index=str(index) if index else None,
-        limit=limit,
-        reward=json.loads(reward) if reward.strip().startswith("{") else reward,  # type: ignore[arg-type]
-        steps=steps,
-        questions_per_step=questions_per_step,
-        num_generations=num_generations,
-        learning_rate=learning_rate,
-        beta=beta,
-        temperature=temperature,
-        max_turns=max_turns,
-        max_searches=max_searches,
-        min_searches=min_searches,
-        max_new_tokens=max_new_tokens,
-        top_k=top_k,
-        doc_chars=doc_chars,
-        save_steps=save_steps,
-        seed=seed,
-        simulate=simulate,
-        noise_schedule=noise_schedule,
-        actions=_terms(actions),
-        prompt_example=prompt_example,
+    config = AgentTrainConfig.from_dict(
+        {
+            **given,
+            "out": str(out),
+            "index": str(index) if index else None,
+            "reward": json.loads(reward) if reward.strip().startswith("{") else reward,
+            "actions": _terms(actions),
+        }
     )
     results = train_agent(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
@@ -240,31 +198,11 @@ def selfplay_command(
     solver accuracy and proposer reward per step (train_log.jsonl, results.json, curve.png);
     every proposal goes to proposals.jsonl. See docs/training.md.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.train.selfplay_grpo import SelfPlayTrainConfig, train_selfplay
 
-    config = SelfPlayTrainConfig(
-        out=str(out),
-        index=str(index) if index else None,
-        model=model,
-        steps=steps,
-        proposals_per_step=proposals_per_step,
-        num_generations=num_generations,
-        hops=hops,
-        learning_rate=learning_rate,
-        beta=beta,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        question_tokens=question_tokens,
-        max_turns=max_turns,
-        max_searches=max_searches,
-        min_searches=min_searches,
-        top_k=top_k,
-        doc_chars=doc_chars,
-        save_steps=save_steps,
-        seed=seed,
-        simulate=simulate,
-        noise_schedule=noise_schedule,
-        answer_spans=answer_spans,
+    config = SelfPlayTrainConfig.from_dict(
+        {**given, "out": str(out), "index": str(index) if index else None}
     )
     results = train_selfplay(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))

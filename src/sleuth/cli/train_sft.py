@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli import train_options
 from sleuth.progress import log_line
 
 
@@ -28,12 +29,10 @@ def sft_command(
     lora: Annotated[
         bool, typer.Option("--lora/--full", help="LoRA adapter (peft) or full fine-tuning")
     ] = True,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank")] = 16,
-    lora_top_layers: Annotated[
-        int, typer.Option(help="Adapt only the top N layers (0 = all; fewer is faster on CPU)")
-    ] = 0,
+    lora_r: train_options.LoraRank = 16,
+    lora_top_layers: train_options.LoraTopLayers = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the data")] = 1.0,
-    max_steps: Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs)")] = 0,
+    max_steps: train_options.MaxSteps = 0,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay)")] = 3e-4,
     batch_size: Annotated[int, typer.Option(help="Episodes per micro-batch")] = 1,
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step")] = 4,
@@ -44,8 +43,8 @@ def sft_command(
     max_minutes: Annotated[
         float, typer.Option(help="Stop after this much wall time and save (0 = no limit)")
     ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+    seed: train_options.Seed = 0,
+    overwrite: train_options.Overwrite = False,
 ) -> None:
     """Supervised fine-tuning on agent trajectories, loss on the model's own turns only.
 
@@ -53,26 +52,11 @@ def sft_command(
     prompt, observations, and each model turn with its closing tag and end-of-turn token); only
     the model's turns carry loss. Load the result anywhere with --model OUT.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.train.sft import SFTRunConfig, train_sft
 
-    config = SFTRunConfig(
-        data=str(data),
-        out=str(out),
-        model=model,
-        lora=lora,
-        lora_r=lora_r,
-        lora_alpha=2 * lora_r,
-        lora_top_layers=lora_top_layers,
-        epochs=epochs,
-        max_steps=max_steps,
-        learning_rate=lr,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        max_length=max_length,
-        limit=limit,
-        max_minutes=max_minutes,
-        seed=seed,
-        overwrite=overwrite,
+    config = train_options.from_options(
+        SFTRunConfig, given, data=str(data), out=str(out), **train_options.sft_settings(given)
     )
     summary = train_sft(config, log=log_line)
     typer.echo(json.dumps({k: summary[k] for k in ("steps", "train_loss", "seconds")}))

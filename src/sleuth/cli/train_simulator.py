@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli import train_options
 from sleuth.progress import log_line
 
 
@@ -29,7 +30,7 @@ def simulator_command(
     benchmark: Annotated[
         str, typer.Option(help="Without --trajectories: questions run against the index")
     ] = "hotpotqa-1100:train",
-    limit: Annotated[int, typer.Option(help="Use the first N questions (0 = all)")] = 200,
+    limit: train_options.QuestionLimit = 200,
     k: Annotated[int, typer.Option("-k", help="Documents retrieved per question")] = 5,
     words: Annotated[
         int,
@@ -41,17 +42,15 @@ def simulator_command(
     model: Annotated[
         str | None, typer.Option(help="Base model (default: the packaged SmolLM2-135M)")
     ] = None,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank")] = 8,
-    lora_top_layers: Annotated[
-        int, typer.Option(help="Adapt only the top N layers (0 = all; fewer is faster on CPU)")
-    ] = 0,
+    lora_r: train_options.LoraRank = 8,
+    lora_top_layers: train_options.LoraTopLayers = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the pairs")] = 1.0,
-    max_steps: Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs)")] = 0,
+    max_steps: train_options.MaxSteps = 0,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate")] = 3e-4,
     grad_accum: Annotated[int, typer.Option(help="Pairs per optimizer step")] = 4,
     max_minutes: Annotated[float, typer.Option(help="Stop after this much wall time")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+    seed: train_options.Seed = 0,
+    overwrite: train_options.Overwrite = False,
 ) -> None:
     """Fine-tune a model into a search-engine simulator (ZeroSearch's lightweight SFT).
 
@@ -64,6 +63,7 @@ def simulator_command(
     real document as the answer (loss on the document only). Use the
     result with --simulate 'llm:model=OUT,...' on ask, eval run, train agent or serve.
     """
+    given = dict(locals())  # the options, passed on whole
     from sleuth.train.simulator import train_simulator
 
     summary = train_simulator(
@@ -74,20 +74,7 @@ def simulator_command(
         limit=limit,
         k=k,
         words=words,
-        sft={
-            "model": model,
-            "lora_r": lora_r,
-            "lora_alpha": 2 * lora_r,
-            "lora_top_layers": lora_top_layers,
-            "epochs": epochs,
-            "max_steps": max_steps,
-            "learning_rate": lr,
-            "grad_accum": grad_accum,
-            "max_length": 512,
-            "max_minutes": max_minutes,
-            "seed": seed,
-            "overwrite": overwrite,
-        },
+        sft={**train_options.sft_settings(given), "max_length": 512},
         log=log_line,
     )
     keys = ("pairs", "steps", "train_loss", "first_losses", "last_losses", "seconds")

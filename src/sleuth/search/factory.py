@@ -86,6 +86,27 @@ def open_engine(
     kept out of its hard negatives), then ``--rerank`` over that. Without ``simulate`` and
     ``rerank`` it is the real engine unchanged."""
     opened = base_engine(index, search_url, default=default, encoder_backend=encoder_backend)
+    return with_wrappers(
+        opened,
+        simulate=simulate,
+        rerank=rerank,
+        rerank_depth=rerank_depth,
+        questions=questions,
+        llm_url=llm_url,
+    )
+
+
+def with_wrappers(
+    opened: OpenedEngine,
+    *,
+    simulate: str | None = None,
+    rerank: str | Path | None = None,
+    rerank_depth: int | None = None,
+    questions: Iterable[Any] = (),
+    llm_url: str | None = None,
+) -> OpenedEngine:
+    """``opened`` with ``--simulate`` and then ``--rerank`` over it: for a caller that keeps the
+    real engine too (self-play draws its seed topics from the real index)."""
     if simulate is not None:
         from sleuth.search.simulated.spec import gold_ids_of, parse_spec, simulated_engine
 

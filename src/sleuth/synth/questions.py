@@ -27,7 +27,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,20 +153,25 @@ class FixedDocuments:
         return len(self.documents)
 
 
+def proposer_episode(**changes: Any) -> AgentConfig:
+    """The proposer's episode with ``changes``: longer turns and hits than the loop's
+    defaults, and its answer chosen from the short spans of what it retrieved (under the
+    grammar): free answers from small models were mostly sentences or invented names."""
+    settings: dict[str, Any] = {"max_new_tokens": 64, "doc_chars": 400, "answer_spans": True}
+    return AgentConfig(**{**settings, **changes})
+
+
 @dataclass(frozen=True)
 class SynthSettings:
     n: int = 20
     hops: int = 2
     evolve: bool = False
     drop_easy: bool = False
-    seed: int = 0
-    top_k: int = 3
-    max_new_tokens: int = 64
-    doc_chars: int = 400
-    temperature: float = 0.0  # the proposer's sampling (self-play samples a GRPO group)
-    # The proposer's answer is chosen from the short spans of what it retrieved (under the
-    # grammar): free answers from small models were mostly sentences or invented names.
-    answer_spans: bool = True
+    seed: int = 0  # of the seed-document draw (not the model's sampling: that is agent.seed)
+    # The proposer's episode (its actions, turns and searches follow from ``hops``; its
+    # temperature is its sampling: self-play samples a GRPO group). The verifying solvers read
+    # as it does (top_k, max_new_tokens, doc_chars) but answer greedily and freely.
+    agent: AgentConfig = field(default_factory=proposer_episode)
 
 
 class QuestionSynthesizer:
@@ -177,11 +182,12 @@ class QuestionSynthesizer:
         self.trajectories: list[Trajectory] = []
 
     def _config(self, **changes: Any) -> AgentConfig:
-        s = self.settings
+        """A verifying solver's episode: read as the proposer does, answer greedily."""
+        a = self.settings.agent
         base: dict[str, Any] = {
-            "top_k": s.top_k,
-            "max_new_tokens": s.max_new_tokens,
-            "doc_chars": s.doc_chars,
+            "top_k": a.top_k,
+            "max_new_tokens": a.max_new_tokens,
+            "doc_chars": a.doc_chars,
             "untagged_answer": True,
         }
         return AgentConfig(**{**base, **changes})
@@ -198,7 +204,7 @@ class QuestionSynthesizer:
         return [self.engine.get(h.id) for h in docs.hits(rows, [0.0] * len(rows))]
 
     async def _complete(self, messages: list[dict[str, str]]) -> str:
-        config = GenerationConfig(max_tokens=self.settings.max_new_tokens, temperature=0.0)
+        config = GenerationConfig(max_tokens=self.settings.agent.max_new_tokens, temperature=0.0)
         return (await self.llm.complete(messages, config)).text
 
     async def propose(self, seed: Document, index: int) -> Proposal:
@@ -207,15 +213,15 @@ class QuestionSynthesizer:
         agent = Agent(
             self.llm,
             self.engine,
-            self._config(
+            replace(
+                s.agent,
+                untagged_answer=True,
                 actions=("search", "open", "answer"),
-                prefetch_k=s.top_k,  # the first search, of the seed's title, is given
+                prefetch_k=s.agent.top_k,  # the first search, of the seed's title, is given
                 max_turns=s.hops + 3,
                 max_searches=s.hops + 1,
                 min_searches=max(0, s.hops - 1),
                 prompt_example=False,  # small models copy the example's invented topic
-                temperature=s.temperature,
-                answer_spans=s.answer_spans,
                 answer_yes_no=False,  # not a fact read in a document
             ),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,31 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
+from sleuth.train.curves import learning_curve
+from sleuth.train.episode import (
+    check_training_episode,
+    from_record,
+    to_record,
+    training_episode,
+)
 from sleuth.train.grpo import skipped_share
+from sleuth.train.run import GRPORun
 
 DEFAULT_REWARD = {"f1": 1.0, "format": 0.2, "search_recall": 0.2}
+
+
+# The episode settings `train agent` exposes, recorded flat in config.json beside its own.
+EPISODE_KEYS = (
+    "temperature",
+    "max_turns",
+    "max_searches",
+    "min_searches",
+    "max_new_tokens",
+    "top_k",
+    "doc_chars",
+    "actions",
+    "prompt_example",
+)
 
 
 @dataclass(frozen=True)
@@ -35,46 +57,32 @@ class AgentTrainConfig:
     num_generations: int = 4
     learning_rate: float = 1e-6
     beta: float = 0.0
-    temperature: float = 1.0
-    max_turns: int = 3
-    max_searches: int = 2
-    min_searches: int = 1  # the grammar offers the answer only after this many searches
-    max_new_tokens: int = 48
-    top_k: int = 3
-    doc_chars: int = 300
     concurrency: int = 8  # episodes decoded together (a GRPO group of 8 in one batch)
     save_steps: int = 1
     seed: int = 0
     simulate: str | None = None  # --simulate SPEC: rollouts search a simulated engine
     noise_schedule: str | None = None  # START:END[:shape]: the simulator's noise over steps
-    # The episode's actions and system prompt: a primed model trains on the prompt it was
-    # primed with (sleuth synth trajectories: search/open/answer, no worked example).
-    actions: tuple[str, ...] = ("search", "answer")
-    prompt_example: bool = True
     # Episodes per forward/backward pass: the loss is over the whole group either way, but a
     # pass holds logits for every completion token x the vocabulary (49k for SmolLM2).
     micro_batch: int | None = 1
+    # The rollouts' episode, sampled at its temperature. A primed model trains with the actions
+    # and system prompt it was primed on (sleuth synth trajectories: search/open/answer, no
+    # worked example).
+    episode: AgentConfig = field(default_factory=training_episode)
 
     def __post_init__(self) -> None:
-        self.agent_config()  # a bad action set fails here, before any model is loaded
+        check_training_episode(self.episode)
 
     def agent_config(self) -> AgentConfig:
-        return AgentConfig(
-            action_format="tags",
-            actions=tuple(self.actions),
-            prompt_example=self.prompt_example,
-            max_turns=self.max_turns,
-            max_searches=self.max_searches,
-            min_searches=self.min_searches,
-            max_new_tokens=self.max_new_tokens,
-            top_k=self.top_k,
-            doc_chars=self.doc_chars,
-            temperature=self.temperature,
-            force_answer=False,  # a forced answer is not the policy's choice: no credit for it
-        )
+        return self.episode
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "actions": list(self.actions)}
+        return to_record(self, EPISODE_KEYS)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> AgentTrainConfig:
+        """From ``to_dict``'s flat shape (``config.json``, the command's options)."""
+        return from_record(cls, record, EPISODE_KEYS, training_episode())
 
 
 def gold_of(answers: list[str], evidence_ids: list[str]) -> Gold:
@@ -129,80 +137,67 @@ def build_trainer(
 ) -> Any:
     """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
-    from sleuth.train.grpo import grpo_args, trainer_class
+    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
     from sleuth.train.rollout import AgentRolloutFunc
-    from sleuth.train.runlog import JsonlLogCallback
 
-    out = Path(config.out)
+    episode = config.episode
     args = grpo_args(
-        out,
+        Path(config.out),
         steps=config.steps,
         questions_per_step=config.questions_per_step,
         num_generations=config.num_generations,
-        max_completion_length=config.max_turns * (config.max_new_tokens + 64 * config.top_k * 2),
+        max_completion_length=episode_tokens(
+            episode.max_turns, episode.max_new_tokens, episode.top_k
+        ),
         learning_rate=config.learning_rate,
         beta=config.beta,
-        temperature=config.temperature,
+        temperature=episode.temperature,
         save_steps=config.save_steps,
         seed=config.seed,
         micro_batch=config.micro_batch,
     )
-    Trainer = trainer_class(trainer_class_override)
     rollout = AgentRolloutFunc(
         search, tokenizer, config.agent_config(), config.concurrency, generate=generate
     )
-    trainer = Trainer(
-        model=model,
-        reward_funcs=make_reward_function(config.reward),
-        args=args,
-        train_dataset=build_dataset(config),
-        processing_class=tokenizer,
-        rollout_func=rollout,
-        callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
-    )
-    trainer.sleuth_rollout = rollout
-    return trainer
+    reward = make_reward_function(config.reward)
+    dataset = build_dataset(config)
+    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
 
 
-def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
-    from sleuth.jsonio import write_json_atomic
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.expand import learning_curve
-    from sleuth.train.policy_model import load_trainable
-    from sleuth.train.runlog import read_log
-    from sleuth.train.simulator_callback import attach_noise_schedule, simulate_for_training
+class AgentRun(GRPORun):
+    """``train agent``'s parts of the run skeleton (``sleuth.train.run``)."""
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    parse_spec(config.reward)  # a bad spec fails before the model loads
-    write_json_atomic(out / "config.json", config.to_dict())
-    clear_staging(out)
-    engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
-    engine = simulate_for_training(engine, config)  # unchanged without --simulate
-    model, tokenizer, name = load_trainable(config.model)
-    trainer = build_trainer(config, engine, model, tokenizer)
-    attach_noise_schedule(trainer, engine, config)
-    seconds = train_resuming(trainer, out, log)
-    history = read_log(out / "train_log.jsonl")
-    results = {
-        "model": name,
-        **summarise_history(history),
-        "seconds": round(seconds, 1),
-        "masked_share_of_completion_tokens": _masked_share(trainer.sleuth_rollout.last),
-        "config": config.to_dict(),
-    }
-    write_json_atomic(out / "results.json", results)
-    (out / "curve.png").write_bytes(
-        learning_curve(
+    config: AgentTrainConfig
+
+    def check(self) -> None:
+        parse_spec(self.config.reward)  # a bad spec fails before the model loads
+
+    def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
+        return build_trainer(self.config, self.engine, model, tokenizer)
+
+    def summarise(
+        self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
+    ) -> dict[str, Any]:
+        masked = _masked_share(trainer.sleuth_rollout.last)
+        summary = summarise_history(history)
+        return self.results(name, summary, seconds, masked_share_of_completion_tokens=masked)
+
+    def curve(self, history: list[dict[str, Any]]) -> bytes:
+        return learning_curve(
             history,
             series=(("reward", "reward"), (RECALL_KEY, "evidence recall of the searches")),
             title="Agent GRPO on the engine's feedback",
         )
-    )
-    return results
+
+
+def train_agent(config: AgentTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) agent GRPO and write ``results.json`` beside the checkpoints."""
+    from sleuth.search.factory import open_engine
+    from sleuth.train.simulator_callback import simulate_for_training
+
+    run = AgentRun(config, log).start()
+    engine = open_engine(config.index).engine  # the bundled corpus without --index
+    return run.finish(simulate_for_training(engine, config))  # unchanged without --simulate
 
 
 RECALL_KEY = "reward_parts/search_recall"

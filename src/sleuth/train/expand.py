@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
@@ -19,6 +18,8 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.jsonio import write_json_atomic
 from sleuth.rewards.query_rewrite import PlatformRules, rewrite_reward
 from sleuth.search.base import SearchEngine
+from sleuth.train.curves import learning_curve, mean
+from sleuth.train.run import GRPORun
 
 FUSION_DEPTH = 100  # hits per query fed to reciprocal-rank fusion before the Recall@k cut
 
@@ -224,83 +225,92 @@ def vllm_options(config: ExpandConfig) -> dict[str, Any]:
     return options
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
+class ExpandRun(GRPORun):
+    """``train expand``'s parts of the run skeleton (``sleuth.train.run``): the held-out
+    rewrites are scored before training (``before.json``, kept for a resumed run) and after
+    (``after.json``)."""
+
+    config: ExpandConfig
+
+    def prepare(self) -> None:
+        config = self.config
+        self.search = ranked_ids(self.engine)
+        self.train_questions = load_split(config, config.train_split, config.train_limit)
+        self.eval_questions = load_split(config, config.eval_split, config.eval_limit)
+
+    def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
+        from datasets import Dataset
+
+        from sleuth.train.grpo import grpo_args, trainer_class
+        from sleuth.train.runlog import JsonlLogCallback
+
+        config, out, eval_questions = self.config, self.out, self.eval_questions
+        sizes = f"{len(self.train_questions)} training, {len(eval_questions)} held-out questions"
+        self.log(f"model {name}; {sizes}")
+        baseline_path = out / "before.json"
+        if baseline_path.is_file():  # resumed: the untrained evaluation is already done
+            self.before = json.loads(baseline_path.read_text())
+        else:
+            raw = raw_question_recall(self.engine, eval_questions, config.k)
+            outputs = rewrite_all(model, tokenizer, eval_questions, config, "before training")
+            self.before = {
+                "raw_question_recall": mean(raw),
+                "rows": score_rewrites(
+                    outputs, eval_questions, self.search, config.rules, config.k
+                ),
+            }
+            write_json_atomic(baseline_path, self.before)
+
+        dataset = Dataset.from_list(
+            [
+                {"prompt": chat_prompt(q.question, config.rules), "gold_ids": gold_ids(q)}
+                for q in self.train_questions
+            ]
+        )
+        args = grpo_args(
+            out,
+            steps=config.steps,
+            questions_per_step=config.questions_per_step,
+            num_generations=config.num_generations,
+            max_completion_length=config.max_completion_length,
+            learning_rate=config.learning_rate,
+            beta=config.beta,
+            temperature=config.temperature,
+            save_steps=config.save_steps,
+            seed=config.seed,
+            **vllm_options(config),
+        )
+        Trainer = trainer_class()
+        self.tokenizer = tokenizer
+        return Trainer(
+            model=model,
+            reward_funcs=make_reward_function(self.search, config.rules, config.k),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
+        )
+
+    def summarise(
+        self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
+    ) -> dict[str, Any]:
+        config, questions = self.config, self.eval_questions
+        outputs = rewrite_all(trainer.model, self.tokenizer, questions, config, "after training")
+        after_rows = score_rewrites(outputs, questions, self.search, config.rules, config.k)
+        results = summarise(config, name, self.before, after_rows, history, seconds)
+        write_json_atomic(self.out / "after.json", {"rows": after_rows})
+        return results
+
+    def curve(self, history: list[dict[str, Any]]) -> bytes:
+        return learning_curve(history)
 
 
 def train_expand(config: ExpandConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, evaluate before/after, write ``results.json`` and ``curve.png``; resumable."""
-    from datasets import Dataset
+    from sleuth.search.factory import open_engine
 
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.grpo import grpo_args, trainer_class
-    from sleuth.train.policy_model import load_trainable
-    from sleuth.train.runlog import JsonlLogCallback, read_log
-
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", config.to_dict())
-    clear_staging(out)
-    engine = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
-    search = ranked_ids(engine)
-    train_questions = load_split(config, config.train_split, config.train_limit)
-    eval_questions = load_split(config, config.eval_split, config.eval_limit)
-    model, tokenizer, model_name = load_trainable(config.model)
-    sizes = f"{len(train_questions)} training, {len(eval_questions)} held-out questions"
-    log(f"model {model_name}; {sizes}")
-
-    baseline_path = out / "before.json"
-    if baseline_path.is_file():  # resumed: the untrained evaluation is already done
-        before = json.loads(baseline_path.read_text())
-    else:
-        raw = raw_question_recall(engine, eval_questions, config.k)
-        outputs = rewrite_all(model, tokenizer, eval_questions, config, "before training")
-        before = {
-            "raw_question_recall": _mean(raw),
-            "rows": score_rewrites(outputs, eval_questions, search, config.rules, config.k),
-        }
-        write_json_atomic(baseline_path, before)
-
-    dataset = Dataset.from_list(
-        [
-            {"prompt": chat_prompt(q.question, config.rules), "gold_ids": gold_ids(q)}
-            for q in train_questions
-        ]
-    )
-    args = grpo_args(
-        out,
-        steps=config.steps,
-        questions_per_step=config.questions_per_step,
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        learning_rate=config.learning_rate,
-        beta=config.beta,
-        temperature=config.temperature,
-        save_steps=config.save_steps,
-        seed=config.seed,
-        **vllm_options(config),
-    )
-    Trainer = trainer_class()
-    trainer = Trainer(
-        model=model,
-        reward_funcs=make_reward_function(search, config.rules, config.k),
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
-    )
-    train_seconds = train_resuming(trainer, out, log)
-
-    outputs = rewrite_all(trainer.model, tokenizer, eval_questions, config, "after training")
-    after_rows = score_rewrites(outputs, eval_questions, search, config.rules, config.k)
-    history = read_log(out / "train_log.jsonl")
-    results = summarise(config, model_name, before, after_rows, history, train_seconds)
-    write_json_atomic(out / "after.json", {"rows": after_rows})
-    write_json_atomic(out / "results.json", results)
-    (out / "curve.png").write_bytes(learning_curve(history))
-    return results
+    run = ExpandRun(config, log).start()
+    return run.finish(open_engine(config.index).engine)  # the bundled corpus without --index
 
 
 def summarise(
@@ -312,10 +322,10 @@ def summarise(
     train_seconds: float,
 ) -> dict[str, Any]:
     def recall(rows: list[dict[str, Any]]) -> float:
-        return _mean([r["recall"] for r in rows])
+        return mean([r["recall"] for r in rows])
 
     def violation_rate(rows: list[dict[str, Any]]) -> float:
-        return _mean([1.0 if r["violations"] else 0.0 for r in rows])
+        return mean([1.0 if r["violations"] else 0.0 for r in rows])
 
     rewards = [r["reward"] for r in history if "reward" in r]
     reward_std = [r.get("reward_std", 0.0) for r in history if "reward" in r]
@@ -335,42 +345,9 @@ def summarise(
         "training": {
             "steps": len(rewards),
             "seconds": round(train_seconds, 1),
-            "reward_first5": _mean(rewards[:5]),
-            "reward_last5": _mean(rewards[-5:]),
-            "mean_within_group_reward_std": _mean(reward_std),
+            "reward_first5": mean(rewards[:5]),
+            "reward_last5": mean(rewards[-5:]),
+            "mean_within_group_reward_std": mean(reward_std),
         },
         "config": config.to_dict(),
     }
-
-
-def learning_curve(
-    history: list[dict[str, Any]],
-    series: tuple[tuple[str, str], ...] = (
-        ("reward", "reward"),
-        ("engine_recall", "engine Recall@k"),
-    ),
-    title: str = "Query-rewrite training on engine feedback",
-) -> bytes:
-    """``series`` (log key, label) per step, with a moving average (PNG bytes)."""
-    import io
-
-    from matplotlib.figure import Figure
-
-    steps = [r["step"] for r in history if "reward" in r]
-    figure = Figure(figsize=(6.4, 3.6))
-    axes = figure.subplots()
-    for key, label in series:
-        values = [r.get(key, r.get(f"rewards/{key}", 0.0)) for r in history if "reward" in r]
-        if not any(values):
-            continue
-        axes.plot(steps, values, alpha=0.35, label=f"{label} (per step)")
-        window = max(1, len(values) // 10)
-        smooth = [_mean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
-        axes.plot(steps, smooth, label=f"{label} (moving average)")
-    axes.set_xlabel("GRPO step")
-    axes.set_ylabel("value")
-    axes.set_title(title)
-    axes.legend(loc="best", fontsize="small")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()

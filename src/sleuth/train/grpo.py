@@ -105,6 +105,39 @@ def skipped_share(steps: list[dict[str, Any]]) -> float | None:
     return round(sum(shares) / len(shares), 3) if shares else None
 
 
+def episode_tokens(turns: int, max_new_tokens: int, top_k: int) -> int:
+    """Completion tokens an episode of ``turns`` may take: each turn's output and up to two
+    searches' hits of about 64 tokens each (the environment's tokens count, masked)."""
+    return turns * (max_new_tokens + 64 * top_k * 2)
+
+
+def rollout_trainer(
+    args: Any,
+    model: Any,
+    tokenizer: Any,
+    reward: Any,
+    dataset: Any,
+    rollout: Any,
+    base: type | None = None,
+) -> Any:
+    """A GRPO trainer (``trainer_class(base)``) whose completions come from ``rollout``
+    (TRL's ``rollout_func``; kept as ``trainer.sleuth_rollout``), logging every step to the
+    run folder's ``train_log.jsonl``."""
+    from sleuth.train.runlog import JsonlLogCallback
+
+    trainer = trainer_class(base)(
+        model=model,
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        rollout_func=rollout,
+        callbacks=[JsonlLogCallback(Path(args.output_dir) / "train_log.jsonl")],
+    )
+    trainer.sleuth_rollout = rollout
+    return trainer
+
+
 def trainer_class(base: type | None = None) -> type:
     """``base`` (TRL's ``GRPOTrainer`` by default) with checkpoints written atomically and
     passes without signal skipped."""

@@ -30,7 +30,7 @@ import json
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,40 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
 from sleuth.llm.base import GenerationConfig, Message
-from sleuth.synth.questions import Proposal, QuestionSynthesizer, SynthSettings, proposer_task
+from sleuth.synth.questions import (
+    Proposal,
+    QuestionSynthesizer,
+    SynthSettings,
+    proposer_episode,
+    proposer_task,
+)
+from sleuth.train.curves import png
+from sleuth.train.episode import check_training_episode, from_record, to_record, training_episode
 from sleuth.train.grpo import skipped_share
 from sleuth.train.rollout import Generate, PolicyLLM, Rollout, TokenStream, run_episodes
+from sleuth.train.run import GRPORun
 from sleuth.train.selfplay import proposer_reward, solver_reward
 from sleuth.types import Document
 
 METRIC = "selfplay/"  # prefix of the per-step metrics in train_log.jsonl
+
+
+# The solver-episode settings `train selfplay` exposes, recorded flat in config.json.
+EPISODE_KEYS = (
+    "temperature",
+    "max_new_tokens",
+    "top_k",
+    "doc_chars",
+    "max_turns",
+    "max_searches",
+    "min_searches",
+)
+
+
+def solver_episode(**changes: Any) -> AgentConfig:
+    """``train agent``'s episode with smaller reading (2 hits of 200 characters): both roles
+    read what the solver reads."""
+    return training_episode(**{"top_k": 2, "doc_chars": 200, **changes})
 
 
 @dataclass(frozen=True)
@@ -58,14 +85,7 @@ class SelfPlayTrainConfig:
     hops: int = 2  # searches the proposer is asked for
     learning_rate: float = 1e-6
     beta: float = 0.0
-    temperature: float = 1.0
-    max_new_tokens: int = 48  # per model turn, both roles
     question_tokens: int = 40  # the proposer's question turn
-    top_k: int = 2
-    doc_chars: int = 200
-    max_turns: int = 3  # solver turns
-    max_searches: int = 2  # solver searches
-    min_searches: int = 1
     concurrency: int = 8  # episodes decoded together
     save_steps: int = 1
     seed: int = 0
@@ -73,8 +93,12 @@ class SelfPlayTrainConfig:
     noise_schedule: str | None = None
     micro_batch: int | None = 1  # episodes per forward/backward pass (see AgentTrainConfig)
     answer_spans: bool = True  # the proposer chooses its answer among spans it read
+    # The solver's episode; the proposer reads (top_k, doc_chars), speaks (max_new_tokens per
+    # turn) and samples (temperature) as it does.
+    episode: AgentConfig = field(default_factory=solver_episode)
 
     def __post_init__(self) -> None:
+        check_training_episode(self.episode)
         if self.steps < 1:
             raise SleuthError(f"--steps must be at least 1; got {self.steps}")
         if self.proposals_per_step < 1:
@@ -91,33 +115,27 @@ class SelfPlayTrainConfig:
             raise SleuthError("--noise-schedule needs --simulate (the schedule sets its noise)")
 
     def solver_config(self) -> AgentConfig:
-        """The solver is ``train agent``'s episode configuration."""
-        from sleuth.train.agent_grpo import AgentTrainConfig
-
-        return AgentTrainConfig(
-            out=self.out,
-            max_turns=self.max_turns,
-            max_searches=self.max_searches,
-            min_searches=self.min_searches,
-            max_new_tokens=self.max_new_tokens,
-            top_k=self.top_k,
-            doc_chars=self.doc_chars,
-            temperature=self.temperature,
-        ).agent_config()
+        """The solver is ``train agent``'s episode."""
+        return self.episode
 
     def synth_settings(self) -> SynthSettings:
-        return SynthSettings(
-            hops=self.hops,
-            seed=self.seed,
-            top_k=self.top_k,
-            max_new_tokens=self.max_new_tokens,
-            doc_chars=self.doc_chars,
-            temperature=self.temperature,
+        e = self.episode
+        proposer = proposer_episode(
+            top_k=e.top_k,
+            max_new_tokens=e.max_new_tokens,
+            doc_chars=e.doc_chars,
+            temperature=e.temperature,
             answer_spans=self.answer_spans,
         )
+        return SynthSettings(hops=self.hops, seed=self.seed, agent=proposer)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_record(self, EPISODE_KEYS)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> SelfPlayTrainConfig:
+        """From ``to_dict``'s flat shape (``config.json``, the command's options)."""
+        return from_record(cls, record, EPISODE_KEYS, solver_episode())
 
 
 def question_turn(answer: str) -> str:
@@ -174,7 +192,7 @@ class EpisodeProposer(QuestionSynthesizer):
             {"role": "user", "content": question_turn(answer)},
         ]
         config = GenerationConfig(
-            max_tokens=self.question_tokens, temperature=self.settings.temperature
+            max_tokens=self.question_tokens, temperature=self.settings.agent.temperature
         )
         return (await self.policy.complete(messages, config)).text
 
@@ -407,50 +425,54 @@ def build_trainer(
     seed_engine: Any = None,
 ) -> Any:
     """The GRPO trainer; ``seed_engine`` (default ``engine``) is the real index seeds come from."""
-    from sleuth.train.grpo import grpo_args, trainer_class
-    from sleuth.train.runlog import JsonlLogCallback
+    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
 
-    out = Path(config.out)
+    episode = config.episode
     seeds = seed_prompts(seed_engine if seed_engine is not None else engine, config)
     proposer_turns = config.hops + 4  # the loop's max turns, a forced answer, the question
     args = grpo_args(
-        out,
+        Path(config.out),
         steps=config.steps,
         questions_per_step=2 * config.proposals_per_step,
         num_generations=config.num_generations,
-        max_completion_length=proposer_turns * (config.max_new_tokens + 64 * config.top_k * 2),
+        max_completion_length=episode_tokens(proposer_turns, episode.max_new_tokens, episode.top_k),
         learning_rate=config.learning_rate,
         beta=config.beta,
-        temperature=config.temperature,
+        temperature=episode.temperature,
         save_steps=config.save_steps,
         seed=config.seed,
         micro_batch=config.micro_batch,
     )
     rollout = SelfPlayRolloutFunc(engine, tokenizer, config, seeds, generate=generate, log=log)
-    trainer = trainer_class(trainer_class_override)(
-        model=model,
-        reward_funcs=selfplay_reward,
-        args=args,
-        train_dataset=build_dataset(seeds),
-        processing_class=tokenizer,
-        rollout_func=rollout,
-        callbacks=[JsonlLogCallback(out / "train_log.jsonl")],
+    dataset = build_dataset(seeds)
+    return rollout_trainer(
+        args, model, tokenizer, selfplay_reward, dataset, rollout, trainer_class_override
     )
-    trainer.sleuth_rollout = rollout
-    return trainer
 
 
-def _simulated(engine: Any, config: SelfPlayTrainConfig) -> Any:
-    """The engine both roles search: the index, or ``--simulate`` over it (no benchmark gold:
-    each solver episode's gold is its proposal's evidence, set per episode)."""
-    if not config.simulate:
-        return engine
-    from sleuth.search.simulated.schedule import parse_schedule
-    from sleuth.search.simulated.spec import simulated_engine
+class SelfPlayRun(GRPORun):
+    """``train selfplay``'s parts of the run skeleton (``sleuth.train.run``)."""
 
-    if config.noise_schedule:
-        parse_schedule(config.noise_schedule)
-    return simulated_engine(engine, config.simulate)
+    config: SelfPlayTrainConfig
+
+    def __init__(
+        self, config: SelfPlayTrainConfig, index: Any, log: Callable[[str], None] = print
+    ) -> None:
+        super().__init__(config, log)
+        self.index = index  # the real index: seed topics come from it, not from a simulation
+
+    def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
+        config, engine = self.config, self.engine
+        return build_trainer(config, engine, model, tokenizer, log=self.log, seed_engine=self.index)
+
+    def summarise(
+        self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
+    ) -> dict[str, Any]:
+        peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return self.results(name, summarise_selfplay(history), seconds, peak_rss_mb=peak)
+
+    def curve(self, history: list[dict[str, Any]]) -> bytes:
+        return selfplay_curve(history)
 
 
 def train_selfplay(
@@ -459,35 +481,16 @@ def train_selfplay(
     """Run (or resume) self-play GRPO; ``results.json`` and ``curve.png`` beside the checkpoints."""
     if config.index and not Path(config.index).is_dir():  # before the heavy imports
         raise SleuthError(f"--index {config.index}: no such index folder")
-    from sleuth.jsonio import write_json_atomic
-    from sleuth.search.bundled import bundled_index
-    from sleuth.search.index_format import open_index
-    from sleuth.train.checkpoints import clear_staging, train_resuming
-    from sleuth.train.policy_model import load_trainable
-    from sleuth.train.runlog import read_log
-    from sleuth.train.simulator_callback import attach_noise_schedule
+    from sleuth.search.factory import open_engine, with_wrappers
+    from sleuth.search.simulated.schedule import parse_schedule
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    index = open_index(Path(config.index) if config.index else bundled_index("hotpotqa-1100"))
-    engine = _simulated(index, config)
-    write_json_atomic(out / "config.json", config.to_dict())
-    clear_staging(out)
-    model, tokenizer, name = load_trainable(config.model)
-    trainer = build_trainer(config, engine, model, tokenizer, log=log, seed_engine=index)
-    attach_noise_schedule(trainer, engine, config)
-    seconds = train_resuming(trainer, out, log)
-    history = read_log(out / "train_log.jsonl")
-    results = {
-        "model": name,
-        **summarise_selfplay(history),
-        "seconds": round(seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "config": config.to_dict(),
-    }
-    write_json_atomic(out / "results.json", results)
-    (out / "curve.png").write_bytes(selfplay_curve(history))
-    return results
+    if config.noise_schedule:
+        parse_schedule(config.noise_schedule)  # a bad schedule fails before the model loads
+    index = open_engine(config.index)  # the bundled corpus without --index
+    # Both roles search the index, or --simulate over it (no benchmark gold: each solver
+    # episode's gold is its proposal's evidence, set per episode).
+    engine = with_wrappers(index, simulate=config.simulate).engine
+    return SelfPlayRun(config, index.engine, log).start().finish(engine)
 
 
 def summarise_selfplay(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -531,29 +534,20 @@ def summarise_selfplay(history: list[dict[str, Any]]) -> dict[str, Any]:
 def selfplay_curve(history: list[dict[str, Any]]) -> bytes:
     """Acceptance rate, solver accuracy and proposer reward per step (PNG bytes); a step with
     no verified question has no solver accuracy and leaves a gap."""
-    import io
-
-    from matplotlib.figure import Figure
-
     steps = [r for r in history if METRIC + "proposals" in r]
     xs = [r["step"] for r in steps]
-    figure = Figure(figsize=(6.4, 3.6))
-    axes = figure.subplots()
-    for key, label, style in (
-        ("acceptance_rate", "acceptance rate", "o-"),
-        ("solver_accuracy", "solver accuracy", "s-"),
-        ("proposer_reward", "proposer reward", "^-"),
-    ):
-        values = [r.get(METRIC + key) for r in steps]
-        axes.plot(xs, [float("nan") if v is None else v for v in values], style, label=label)
-    axes.set_xlabel("GRPO step")
-    axes.set_ylabel("value")
-    axes.set_ylim(-0.05, 1.05)
-    axes.set_title("Search self-play (one policy, proposer and solver)")
-    axes.legend(loc="best", fontsize="small")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
+
+    def draw(axes: Any) -> None:
+        for key, label, style in (
+            ("acceptance_rate", "acceptance rate", "o-"),
+            ("solver_accuracy", "solver accuracy", "s-"),
+            ("proposer_reward", "proposer reward", "^-"),
+        ):
+            values = [r.get(METRIC + key) for r in steps]
+            axes.plot(xs, [float("nan") if v is None else v for v in values], style, label=label)
+
+    title = "Search self-play (one policy, proposer and solver)"
+    return png(draw, title, ylim=(-0.05, 1.05))
 
 
 def load_history_lines(path: Path) -> list[dict[str, Any]]:

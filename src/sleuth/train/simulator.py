@@ -161,11 +161,10 @@ def train_simulator(
     log: Any = print,
 ) -> dict[str, Any]:
     """Collect the pairs, write them beside OUT, and fine-tune with ``train_sft``."""
-    from sleuth.search import open_index
-    from sleuth.search.bundled import bundled_index
+    from sleuth.search.factory import open_engine
     from sleuth.train.sft import SFTRunConfig, train_sft
 
-    engine = open_index(index or bundled_index("hotpotqa-1100"))
+    engine = open_engine(index).engine  # the bundled corpus without --index
     if trajectories is not None:
         pairs = pairs_from_trajectories(trajectories, engine, words)
         source = str(trajectories)

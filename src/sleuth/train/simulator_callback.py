@@ -9,24 +9,38 @@ from typing import Any
 
 from sleuth.errors import SleuthError
 from sleuth.search.simulated.schedule import NoiseSchedule, parse_schedule
-from sleuth.search.simulated.spec import gold_ids_of, parse_spec, simulated_engine
 
 
-def simulate_for_training(engine: Any, config: Any) -> Any:
-    """The engine rollouts search: ``engine`` itself unless ``config.simulate`` is set."""
+def check_noise_schedule(config: Any) -> None:
+    """A schedule without ``--simulate``, or one that does not parse, fails before the model
+    loads."""
     spec = getattr(config, "simulate", None)
     schedule = getattr(config, "noise_schedule", None)
     if schedule and not spec:
         raise SleuthError("--noise-schedule needs --simulate (the schedule sets its noise)")
-    if not spec:
-        return engine
-    parsed = parse_spec(spec)
     if schedule:
-        parse_schedule(schedule)  # a bad schedule fails before the model loads
+        parse_schedule(schedule)
+
+
+def simulate_for_training(engine: Any, config: Any) -> Any:
+    """The engine rollouts search: ``engine`` itself unless ``config.simulate`` is set, else the
+    simulation over it (through the engine factory, like every command's ``--simulate``)."""
+    from sleuth.search.factory import OpenedEngine, with_wrappers
+
+    check_noise_schedule(config)
+    opened = OpenedEngine(engine, None, None)
+    simulate = getattr(config, "simulate", None)
+    return with_wrappers(opened, simulate=simulate, questions=training_questions(config)).engine
+
+
+def training_questions(config: Any) -> list[Any]:
+    """The benchmark's questions when rollouts search a simulation (their gold evidence stays
+    out of its hard negatives); none are needed otherwise."""
+    if not getattr(config, "simulate", None):
+        return []
     from sleuth.evaluate.benchmarks import load_benchmark
 
-    gold = gold_ids_of(load_benchmark(config.benchmark).questions)
-    return simulated_engine(engine, parsed, gold_ids=gold)
+    return load_benchmark(config.benchmark).questions
 
 
 def attach_noise_schedule(trainer: Any, engine: Any, config: Any) -> None:
