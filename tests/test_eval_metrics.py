@@ -10,7 +10,7 @@ import pytest
 from sleuth.errors import CorpusError, SleuthError
 from sleuth.evaluate.benchmarks import REGISTRY, load_benchmark
 from sleuth.evaluate.judge import judge_messages, parse_verdict
-from sleuth.evaluate.methods import Budget, method_settings, parse_methods
+from sleuth.evaluate.methods import eval_budget, method_settings, parse_methods
 from sleuth.metrics import (
     bootstrap_interval,
     cover_exact_match,
@@ -227,7 +227,7 @@ def test_flashrag_jsonl_and_bad_input(tmp_path) -> None:
 
 
 def test_methods_are_configurations_of_one_loop() -> None:
-    budget = Budget(top_k=5)
+    budget = eval_budget(top_k=5)
     closed = method_settings("closed_book", budget)
     rag = method_settings("rag", budget)
     agent = method_settings("agent", budget)

@@ -18,7 +18,7 @@ import pytest
 
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import load_benchmark
-from sleuth.evaluate.methods import Budget
+from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.records import ResultLog
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 
@@ -27,7 +27,7 @@ from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 DRIVER = r"""
 import asyncio, sys
 from sleuth.evaluate.benchmarks import load_benchmark
-from sleuth.evaluate.methods import Budget
+from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search import open_index
@@ -46,7 +46,7 @@ SETTINGS = RunSettings(
     benchmark="hotpotqa-1100:test",
     methods=["closed_book", "rag", "agent"],
     seeds=[0, 1],
-    budget=Budget(top_k=2, max_turns=4, max_searches=2, max_new_tokens=32),
+    budget=eval_budget(top_k=2, max_turns=4, max_searches=2, max_new_tokens=32),
     concurrency=3,
     model="scripted",
     search="bm25",

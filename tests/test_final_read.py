@@ -11,7 +11,7 @@ from sleuth.agent import Agent, AgentConfig
 from sleuth.agent.final_read import reading_order
 from sleuth.agent.prompts import tag_system_prompt
 from sleuth.errors import SleuthError
-from sleuth.evaluate.methods import Budget, method_settings
+from sleuth.evaluate.methods import eval_budget, method_settings
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.train.sft_data import conversation
 from sleuth.view.replay import Edit, replay
@@ -87,7 +87,7 @@ def test_no_documents_no_final_read_and_a_forced_answer_is_read_again(hotpot_bm2
 
 
 def test_only_agent_methods_read_again():
-    budget = Budget(final_read=6)
+    budget = eval_budget(final_read=6)
     assert method_settings("rag", budget)["final_read"] == 0
     assert method_settings("closed_book", budget)["final_read"] == 0
     for method in ("agent", "agent_rag", "agent_judge"):
@@ -171,7 +171,7 @@ def test_a_run_folder_from_before_the_final_read_resumes_only_without_it(tmp_pat
     tmp_path.joinpath("config.json").write_text(json.dumps(old))
     check_run(tmp_path, settings, has_engine=True)  # final_read=0: same experiment
     with pytest.raises(SleuthError, match=r"budget.final_read: 0 in the folder, 4 now"):
-        check_run(tmp_path, replace(settings, budget=Budget(final_read=4)), has_engine=True)
+        check_run(tmp_path, replace(settings, budget=eval_budget(final_read=4)), has_engine=True)
 
 
 def test_a_replay_after_the_first_search_reads_the_documents_shown_before_the_edit(hotpot_bm25):

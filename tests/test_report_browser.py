@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sleuth.evaluate.benchmarks import load_benchmark
-from sleuth.evaluate.methods import Budget
+from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.report import write_report
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
@@ -53,7 +53,7 @@ def real_run(folder: Path, benchmark: str, engine, limit: int = 4) -> Path:
     settings = RunSettings(
         benchmark=benchmark,
         methods=["closed_book", "rag", "agent"],
-        budget=Budget(max_turns=3),
+        budget=eval_budget(max_turns=3),
         model="scripted",
         search="bundled hotpotqa bm25",
     )

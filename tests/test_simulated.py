@@ -176,7 +176,7 @@ def test_trajectories_record_engine_and_noise_and_old_files_still_load(hotpot_bm
 
 
 def test_eval_report_shows_which_engine_and_noise_made_the_observations(hotpot_bm25, tmp_path):
-    from sleuth.evaluate.methods import Budget
+    from sleuth.evaluate.methods import eval_budget
     from sleuth.evaluate.report import write_report
     from sleuth.evaluate.runner import EvaluationRunner, RunSettings
     from sleuth.llm.scripted import ScriptedLLM
@@ -186,7 +186,7 @@ def test_eval_report_shows_which_engine_and_noise_made_the_observations(hotpot_b
         benchmark="hotpotqa-1100:dev",
         methods=["rag"],
         seeds=[0],
-        budget=Budget(top_k=4, max_turns=2, max_searches=1, max_new_tokens=16),
+        budget=eval_budget(top_k=4, max_turns=2, max_searches=1, max_new_tokens=16),
         model="scripted",
         search="simulated:corpus:noise=0.5",
     )

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
-from sleuth.evaluate.methods import Budget
+from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search import open_index
@@ -48,7 +48,7 @@ SETTINGS = RunSettings(
     benchmark="hotpotqa-1100:test",
     methods=["closed_book", "rag", "agent"],
     seeds=[0],
-    budget=Budget(top_k=3, max_turns=5, max_searches=3, max_new_tokens=64),
+    budget=eval_budget(top_k=3, max_turns=5, max_searches=3, max_new_tokens=64),
     concurrency=2,
     model="scripted",
     search="bm25",

@@ -102,7 +102,7 @@ def run_command(
     from sleuth.display import safe_markup
     from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
-    from sleuth.evaluate.methods import Budget, parse_methods
+    from sleuth.evaluate.methods import eval_budget, parse_methods
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm
     from sleuth.progress import stderr
@@ -139,7 +139,7 @@ def run_command(
             f"[dim]{safe_markup(model)} was primed to search after the question's own retrieval: "
             "the agent_rag method[/dim]"
         )
-    budget = Budget(
+    budget = eval_budget(
         top_k=top_k,
         max_turns=max_turns,
         max_searches=max_searches,

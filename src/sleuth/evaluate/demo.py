@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sleuth.agent.config import AgentConfig
 from sleuth.agent.final_read import DEFAULT_DOCUMENTS
-from sleuth.evaluate.methods import Budget
+from sleuth.evaluate.methods import eval_budget
 
 DEMO_BENCHMARK = "hotpotqa-1100:test"
-DEMO_BUDGET = Budget(
+DEMO_BUDGET = eval_budget(
     top_k=3,
     max_turns=4,
     max_searches=3,
@@ -36,7 +37,7 @@ DEMO_MODEL = "smollm2-135m-primed"
 DEMO_METHODS = ["closed_book", "rag", "agent", "agent_rag"]
 
 
-def demo_budget() -> Budget:
+def demo_budget() -> AgentConfig:
     """DEMO_BUDGET with the hit length and prompt DEMO_MODEL was trained with (300, none)."""
     from dataclasses import replace
 

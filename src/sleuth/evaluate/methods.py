@@ -3,7 +3,6 @@ the results is a difference in what the loop was allowed to do, never in code pa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from sleuth.errors import SleuthError
@@ -23,34 +22,57 @@ METHODS: dict[str, str] = {
 NEEDS_SEARCH = {"rag", "agent", "agent_judge", "agent_rag"}
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Limits shared by every method of a run, so methods differ only in their actions."""
+# The limits every method of a run shares: these fields of the run's one ``AgentConfig`` (a method
+# then sets its actions and prefetch), recorded under "budget" in the run's config.json.
+BUDGET_FIELDS = (
+    "top_k",
+    "max_turns",
+    "max_searches",
+    "min_searches",
+    "max_tokens",
+    "max_new_tokens",
+    "wall_time_s",
+    "doc_chars",
+    "temperature",
+    "action_format",
+    "untagged_answer",
+    "constrain",
+    "think",
+    "prompt_example",
+    "answer_spans",
+    "final_read",
+)
+# Evaluation's shorter episode where its defaults differ from AgentConfig's.
+EVAL_DEFAULTS: dict[str, Any] = {"max_turns": 8, "max_searches": 4, "max_new_tokens": 128}
 
-    top_k: int = 3
-    max_turns: int = 8
-    max_searches: int = 4
-    min_searches: int = 1  # agent methods: searches before the answer action is offered
-    max_tokens: int = 8192
-    max_new_tokens: int = 128
-    wall_time_s: float = 300.0
-    doc_chars: int = 600
-    temperature: float = 0.0
-    action_format: str = "tags"
-    # Take a reply with no action tag as the answer (tiny models often answer in prose).
-    untagged_answer: bool = False
-    constrain: bool = True  # decode each turn under the action grammar (sleuth.agent.grammar)
-    think: bool = True  # the grammar admits a short <think> before the action
-    prompt_example: bool = True  # a worked example in the system prompt
-    answer_spans: bool = False  # answers are spans of the documents shown (AgentConfig)
-    final_read: int = 0  # agent methods: answer from a fresh read of N documents (AgentConfig)
+
+def eval_budget(**changes: Any) -> AgentConfig:
+    """The run-wide settings of an evaluation: an ``AgentConfig`` at evaluation's defaults with
+    ``changes`` (budget fields only; the command-line flags' own checks first, so a bad flag is
+    named as the user typed it)."""
+    from sleuth.agent import AgentConfig
+
+    unknown = sorted(set(changes) - set(BUDGET_FIELDS))
+    if unknown:
+        raise SleuthError(f"not budget settings: {unknown}; a budget sets {BUDGET_FIELDS}")
+    for name in ("top_k", "max_turns", "max_new_tokens"):
+        if changes.get(name, 1) < 1:
+            raise SleuthError(f"--{name.replace('_', '-')} must be at least 1")
+    if changes.get("max_searches", 0) < 0 or changes.get("temperature", 0) < 0:
+        raise SleuthError("--max-searches and --temperature cannot be negative")
+    return AgentConfig(**{**EVAL_DEFAULTS, **changes})
 
 
-def method_settings(method: str, budget: Budget, seed: int | None = None) -> dict[str, Any]:
+def budget_record(budget: AgentConfig) -> dict[str, Any]:
+    """The budget as config.json records it: its fields, nothing method-specific."""
+    return {name: getattr(budget, name) for name in BUDGET_FIELDS}
+
+
+def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -> dict[str, Any]:
     """The ``AgentConfig`` keyword arguments of ``method`` under ``budget``."""
     if method not in METHODS:
         raise SleuthError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    settings: dict[str, Any] = {k: v for k, v in asdict(budget).items()}
+    settings: dict[str, Any] = budget_record(budget)
     settings["seed"] = seed
     if method == "closed_book":
         settings.update(
@@ -72,7 +94,7 @@ def method_settings(method: str, budget: Budget, seed: int | None = None) -> dic
     return settings
 
 
-def agent_config(method: str, budget: Budget, seed: int | None = None) -> AgentConfig:
+def agent_config(method: str, budget: AgentConfig, seed: int | None = None) -> AgentConfig:
     from sleuth.agent import AgentConfig
 
     return AgentConfig(**method_settings(method, budget, seed))

@@ -16,7 +16,7 @@ import platform
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,11 +24,18 @@ from typing import TYPE_CHECKING, Any
 from sleuth.errors import LLMError, SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.judge import judge_answer
-from sleuth.evaluate.methods import NEEDS_SEARCH, Budget, agent_config, method_settings
+from sleuth.evaluate.methods import (
+    NEEDS_SEARCH,
+    agent_config,
+    budget_record,
+    eval_budget,
+    method_settings,
+)
 from sleuth.evaluate.records import ResultLog, result_key, score_trajectory
 from sleuth.jsonio import write_json_atomic
 
 if TYPE_CHECKING:
+    from sleuth.agent import AgentConfig
     from sleuth.agent.trajectory import Trajectory
     from sleuth.llm.base import LLM
     from sleuth.search.base import SearchEngine
@@ -46,7 +53,7 @@ class RunSettings:
     benchmark: str
     methods: list[str]
     seeds: list[int] = field(default_factory=lambda: [0])
-    budget: Budget = field(default_factory=Budget)
+    budget: AgentConfig = field(default_factory=eval_budget)  # the methods' shared settings
     limit: int | None = None
     concurrency: int = 2
     model: str = ""  # what the user asked for, e.g. "packaged" or a served model name
@@ -55,7 +62,7 @@ class RunSettings:
     judge: str | None = None  # judge model spec, if any
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "budget": budget_record(self.budget)}
 
 
 @dataclass
@@ -88,8 +95,8 @@ def _with_budget_defaults(flat: dict[str, Any]) -> dict[str, Any]:
     """A budget field added after a run folder was written is missing from its config: the
     run behaved as the field's default (``final_read=0``), so it still resumes with that."""
     if any(key.startswith("budget.") for key in flat):
-        for budget_field in fields(Budget):
-            flat.setdefault(f"budget.{budget_field.name}", budget_field.default)
+        for name, default in budget_record(eval_budget()).items():
+            flat.setdefault(f"budget.{name}", default)
     return flat
 
 
@@ -143,12 +150,6 @@ def check_run(run_dir: Path, settings: RunSettings, has_engine: bool) -> None:
         raise SleuthError("concurrency must be at least 1")
     if settings.limit is not None and settings.limit < 0:
         raise SleuthError("-n must be 0 (all questions) or more")
-    budget = settings.budget
-    for name in ("top_k", "max_turns", "max_new_tokens"):
-        if getattr(budget, name) < 1:
-            raise SleuthError(f"--{name.replace('_', '-')} must be at least 1")
-    if budget.max_searches < 0 or budget.temperature < 0:
-        raise SleuthError("--max-searches and --temperature cannot be negative")
     previous = read_run_config(Path(run_dir))
     if previous is not None:
         refuse_different_settings(run_dir, previous, settings.to_dict())
