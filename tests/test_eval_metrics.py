@@ -240,4 +240,4 @@ def test_methods_are_configurations_of_one_loop() -> None:
     assert agent_rag["prefetch_k"] == 5 and agent_rag["actions"] == agent["actions"]
     assert parse_methods("rag, agent,rag") == ["rag", "agent"]
     with pytest.raises(SleuthError, match="unknown method"):
-        parse_methods("rag,oracle")
+        parse_methods("rag,psychic")

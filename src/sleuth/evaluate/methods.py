@@ -1,8 +1,13 @@
-"""The compared methods. Each is only a configuration of the one agent loop, so a difference in
-the results is a difference in what the loop was allowed to do, never in code paths."""
+"""The compared methods. The agent's methods are configurations of the one agent loop, so a
+difference between them is a difference in what the loop was allowed to do, never in code
+paths. The baselines from the literature and the ceilings (``PIPELINES``) are fixed retrieval
+pipelines (``sleuth.evaluate.pipelines``) whose answer call is RAG's own, over the same read
+budget: ``top_k`` documents of ``doc_chars`` characters."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sleuth.errors import SleuthError
@@ -17,9 +22,47 @@ METHODS: dict[str, str] = {
     "agent_judge": "the agent plus a judge action to check evidence before answering",
     "agent_rag": "retrieve top-k for the question first (as rag), then search and open until "
     "it answers (IRCoT-style: the model writes only the follow-up queries)",
+    "ircot": "IRCoT (Trivedi et al. 2023): each chain-of-thought sentence is the next query; "
+    "the reader answers from the documents collected",
+    "iter_retgen": "Iter-RetGen (Shao et al. 2023): rounds of retrieve with the question plus "
+    "the previous generation, then generate; the last round's answer stands",
+    "self_ask": "Self-Ask (Press et al. 2023): follow-up questions one at a time, each answered "
+    "from its own retrieval; the reader answers from the documents collected",
+    "oracle": "ceiling: the reader over the question's gold evidence documents only",
 }
-# Which methods need a search engine.
-NEEDS_SEARCH = {"rag", "agent", "agent_judge", "agent_rag"}
+# Single-shot RAG reading K documents (its read budget: K x doc_chars): "rag@5".
+RAG_AT = re.compile(r"rag@(\d+)")
+MAX_RAG_K = 50
+# Methods run as a fixed pipeline (sleuth.evaluate.pipelines.PIPELINES), not as the loop.
+PIPELINES = ("ircot", "iter_retgen", "self_ask", "oracle")
+
+
+def rag_depth(method: str) -> int | None:
+    """``K`` of ``rag@K``; None for any other name."""
+    found = RAG_AT.fullmatch(method)
+    return int(found.group(1)) if found else None
+
+
+def base_method(method: str) -> str:
+    """The entry of ``METHODS`` a name belongs to: ``rag@5`` is a ``rag``."""
+    return "rag" if rag_depth(method) is not None else method
+
+
+class _MethodSet:
+    """Names of ``METHODS`` entries; ``in`` also holds their variants (``rag@5`` with ``rag``)."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = frozenset(names)
+
+    def __contains__(self, method: object) -> bool:
+        return isinstance(method, str) and base_method(method) in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.names))
+
+
+# Which methods need a search engine (the oracle too: it fetches the gold documents by id).
+NEEDS_SEARCH = _MethodSet({"rag", "agent", "agent_judge", "agent_rag", *PIPELINES})
 
 
 # The limits every method of a run shares: these fields of the run's one ``AgentConfig`` (a method
@@ -69,12 +112,28 @@ def budget_record(budget: AgentConfig) -> dict[str, Any]:
 
 
 def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -> dict[str, Any]:
-    """The ``AgentConfig`` keyword arguments of ``method`` under ``budget``."""
-    if method not in METHODS:
-        raise SleuthError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    """The ``AgentConfig`` keyword arguments of ``method`` under ``budget``; for a pipeline,
+    those of its answer call (RAG's) plus ``pipeline``: its name."""
+    check_method(method)
     settings: dict[str, Any] = budget_record(budget)
     settings["seed"] = seed
-    if method == "closed_book":
+    if (k := rag_depth(method)) is not None:  # RAG reading k documents: its budget grows with k
+        settings.update(
+            actions=("answer",),
+            top_k=k,
+            prefetch_k=k,
+            max_turns=min(budget.max_turns, 2),
+            final_read=0,
+        )
+    elif method in PIPELINES:  # the answer call reads top_k documents, as RAG's does
+        settings.update(
+            pipeline=method,
+            actions=("answer",),
+            prefetch_k=budget.top_k,
+            max_turns=min(budget.max_turns, 2),
+            final_read=0,
+        )
+    elif method == "closed_book":
         settings.update(
             actions=("answer",), prefetch_k=0, max_turns=min(budget.max_turns, 2), final_read=0
         )
@@ -95,17 +154,34 @@ def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -
 
 
 def agent_config(method: str, budget: AgentConfig, seed: int | None = None) -> AgentConfig:
+    """The loop's configuration of ``method`` (for a pipeline: its answer call's)."""
     from sleuth.agent import AgentConfig
 
-    return AgentConfig(**method_settings(method, budget, seed))
+    settings = method_settings(method, budget, seed)
+    settings.pop("pipeline", None)
+    return AgentConfig(**settings)
+
+
+def check_method(name: str) -> None:
+    """Refuse a name that is no method, saying what the names are."""
+    k = rag_depth(name)
+    if k is not None and not 1 <= k <= MAX_RAG_K:
+        raise SleuthError(f"{name}: rag@K reads K documents; K must be 1 to {MAX_RAG_K}")
+    if k is None and name not in METHODS:
+        raise SleuthError(
+            f"unknown method {name!r}; choose from {', '.join(METHODS)}, or rag@K "
+            f"(single-shot RAG reading K documents, K 1 to {MAX_RAG_K}, e.g. rag@5)"
+        )
 
 
 def parse_methods(text: str) -> list[str]:
-    """``"closed_book,rag"`` -> validated, de-duplicated list in the given order."""
-    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    """``"closed_book,rag,rag@5"`` -> validated, de-duplicated list in the given order
+    (``rag@05`` is written ``rag@5``)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    names = [f"rag@{k}" if (k := rag_depth(n)) is not None else n for n in names]
+    names = list(dict.fromkeys(names))
     if not names:
         raise SleuthError("no methods given; choose from " + ", ".join(METHODS))
     for name in names:
-        if name not in METHODS:
-            raise SleuthError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        check_method(name)
     return names

@@ -23,7 +23,13 @@ from sleuth.evaluate.runner import (
     RESULTS_FILE,
     TRAJECTORIES_FILE,
 )
-from sleuth.evaluate.summary import LABELS, summarize, with_answer_fields
+from sleuth.evaluate.summary import (
+    LABELS,
+    best_rag,
+    best_rag_line,
+    summarize,
+    with_answer_fields,
+)
 from sleuth.evaluate.versus import versus_baseline
 from sleuth.jsonio import write_json_atomic
 from sleuth.metrics import SHORT_ANSWER_WORDS
@@ -68,6 +74,7 @@ def read_trajectories(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     config, records = load_run(run_dir)
     methods = config.get("methods", [])
+    summary = summarize(records, methods)
     return {
         "run": str(Path(run_dir)),
         "benchmark": config.get("benchmark"),
@@ -79,7 +86,8 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "budget": config.get("budget"),
         "episodes": len(records),
         "short_answer_words": SHORT_ANSWER_WORDS,
-        "methods": summarize(records, methods),
+        "methods": summary,
+        "best_rag": best_rag(summary, (config.get("budget") or {}).get("top_k")),
         "versus": versus_baseline(records),
         "results": [with_answer_fields(r) for r in records],
         "observations_by_engine": engine_provenance(
@@ -457,6 +465,7 @@ def render_html(report: dict[str, Any], trajectories: dict[str, dict[str, Any]])
         "<h2>Settings</h2>"
         + _settings_rows(report)
         + _summary_tables(report["methods"])
+        + (f"<p>{escape(line)}</p>" if (line := best_rag_line(report.get("best_rag"))) else "")
         + _versus_html(report.get("versus"))
         + _figures(report["methods"])
         + _question_rows(report["results"], set(trajectories))

@@ -26,6 +26,7 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.judge import judge_answer
 from sleuth.evaluate.methods import (
     NEEDS_SEARCH,
+    PIPELINES,
     agent_config,
     budget_record,
     eval_budget,
@@ -325,8 +326,11 @@ class EvaluationRunner:
         }
         engine = self.engine if method in NEEDS_SEARCH else None
         try:
-            agent = Agent(self.llm, engine, agent_config(method, self.settings.budget, seed))
-            trajectory = await agent.run(question.question, episode_id=key, metadata=metadata)
+            if method in PIPELINES:  # a baseline or ceiling: a fixed pipeline, not the loop
+                trajectory = await self._pipeline(question, method, seed, key, metadata)
+            else:
+                agent = Agent(self.llm, engine, agent_config(method, self.settings.budget, seed))
+                trajectory = await agent.run(question.question, episode_id=key, metadata=metadata)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one bad question must not end the run
@@ -338,6 +342,30 @@ class EvaluationRunner:
         if self.on_result is not None:
             self.on_result(record)
         return record
+
+    async def _pipeline(
+        self,
+        question: BenchmarkQuestion,
+        method: str,
+        seed: int,
+        key: str,
+        metadata: dict[str, Any],
+    ) -> Trajectory:
+        """A pipeline method's episode (``sleuth.evaluate.pipelines``); its final answer call is
+        made by the run's reader model when it has one, else by the run's model."""
+        from sleuth.evaluate.pipelines import run_pipeline
+
+        return await run_pipeline(
+            method,
+            question,
+            self.llm,
+            self.engine,
+            self.settings.budget,
+            seed,
+            reader=getattr(self, "reader", None),
+            episode_id=key,
+            metadata=metadata,
+        )
 
     def _write(self, append: Callable[[Any], None], item: Any) -> None:
         """A full disk or a lost mount stops the run with one clear message; the append-only

@@ -282,7 +282,7 @@ def execute(
     """Run, print the summary table, and write the report; returns what a caller may show."""
     from sleuth.display import safe_markup
     from sleuth.evaluate.report import load_run, write_report
-    from sleuth.evaluate.summary import summarize
+    from sleuth.evaluate.summary import best_rag, best_rag_line, summarize
     from sleuth.progress import stderr
 
     outcome = run_with_progress(
@@ -300,6 +300,8 @@ def execute(
     console = wide_console()
     console.print(summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)"))
     console.print(summary_legend(), markup=False, highlight=False, style="dim")
+    if line := best_rag_line(best_rag(summary, settings.budget.top_k)):
+        console.print(line, markup=False, highlight=False)
     print_versus(console, records)
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "

@@ -164,6 +164,33 @@ def summarize(
     return {method: summarize_method(grouped[method]) for method in order}
 
 
+def best_rag(summary: dict[str, dict[str, Any]], top_k: int | None = None) -> dict[str, Any] | None:
+    """The RAG depth with the highest mean F1 among a run's ``rag`` and ``rag@K`` rows (``rag``
+    reads the budget's ``top_k``): ``{"method", "k", "f1", "of"}``, None with fewer than two."""
+    from sleuth.evaluate.methods import rag_depth
+
+    rows = {
+        method: (rag_depth(method) or top_k, data["metrics"]["f1"]["mean"])
+        for method, data in summary.items()
+        if (method == "rag" or rag_depth(method) is not None)
+        and data["metrics"]["f1"]["mean"] is not None
+    }
+    if len(rows) < 2:
+        return None
+    method = max(rows, key=lambda name: rows[name][1])  # the first listed wins a tie
+    return {"method": method, "k": rows[method][0], "f1": rows[method][1], "of": list(rows)}
+
+
+def best_rag_line(best: dict[str, Any] | None) -> str:
+    """``best RAG depth by F1: rag@5 (k=5, F1 0.412) of rag@3, rag@5, rag@8``; "" for none."""
+    if best is None:
+        return ""
+    return (
+        f"best RAG depth by F1: {best['method']} (k={best['k']}, F1 {best['f1']:.3f}) "
+        f"of {', '.join(best['of'])}"
+    )
+
+
 def running_mean(records: Iterable[dict[str, Any]], metric: str = "em") -> float | None:
     values = [v for r in records if (v := metric_value(r, metric)) is not None]
     return sum(values) / len(values) if values else None

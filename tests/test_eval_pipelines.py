@@ -1,0 +1,202 @@
+"""Baselines and ceilings (sleuth.evaluate.pipelines, rag@K): each pipeline queries what its
+paper says, its answer call reads at most RAG's read budget and goes to the reader when there is
+one, its trajectory scores like the loop's, and `eval run` runs them. Scripted models on the
+bundled HotpotQA index."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from sleuth.errors import SleuthError
+from sleuth.evaluate.benchmarks import load_benchmark
+from sleuth.evaluate.methods import (
+    NEEDS_SEARCH,
+    PIPELINES,
+    eval_budget,
+    method_settings,
+    parse_methods,
+)
+from sleuth.evaluate.pipelines import run_pipeline
+from sleuth.evaluate.records import ResultLog, score_trajectory
+from sleuth.evaluate.runner import EvaluationRunner, RunSettings
+from sleuth.llm.scripted import ScriptedLLM
+
+BUDGET = eval_budget(top_k=2, max_searches=3, doc_chars=120, max_new_tokens=48)
+THOUGHT = "Harvey Pekar was born in 1939 in Cleveland. Then more."
+GENERATION = "Denise Levertov was born in 1923. So the answer is: Denise Levertov."
+FOLLOW_UPS = ("When was Harvey Pekar born?", "When was Denise Levertov born?")
+DOCUMENT = re.compile(r"^\[\d+\] \(id: ([^)]*)\) .*\n(.*)$", re.MULTILINE)
+
+
+def is_reader_call(messages: list[dict]) -> bool:
+    """RAG's answer call: the agent's system prompt (the pipelines' own prompts have none)."""
+    return messages[0]["role"] == "system"
+
+
+def policy(messages: list[dict]) -> str:
+    """Answers every pipeline prompt the way its paper's model would, deterministically."""
+    text = str(messages[-1]["content"])
+    if is_reader_call(messages):
+        return "<answer>Denise Levertov</answer>"
+    if text.startswith("Answer the question by reasoning"):  # IRCoT: one sentence per call
+        so_far = text.rsplit("Reasoning so far:", 1)[1].strip()
+        return "So the answer is: Denise Levertov." if so_far else THOUGHT
+    if "Think step by step" in text:  # Iter-RetGen
+        return GENERATION
+    asked = text.count("Intermediate answer:") - 2  # the worked example has two
+    if asked < len(FOLLOW_UPS):  # Self-Ask
+        return f"Follow up: {FOLLOW_UPS[asked]}\nIntermediate answer: never read"
+    return "So the final answer is: Denise Levertov"
+
+
+@pytest.fixture(scope="module")
+def question():
+    return load_benchmark("hotpotqa-1100:test", limit=1).questions[0]  # Pekar or Levertov
+
+
+def run(method, question, engine, reader=None, budget=BUDGET):
+    llm = ScriptedLLM(policy)
+    trajectory = asyncio.run(
+        run_pipeline(method, question, llm, engine, budget, 0, reader=reader, episode_id="e")
+    )
+    return trajectory, llm
+
+
+def queries(trajectory) -> list[str]:
+    return [step.argument for step in trajectory.searches]
+
+
+def read_documents(messages: list[dict]) -> list[tuple[str, str]]:
+    """(id, text) of each document in an answer call's <information> block."""
+    content = str(messages[-1]["content"])
+    information = content.split("<information>\n", 1)[1].split("\n</information>", 1)[0]
+    return DOCUMENT.findall(information)
+
+
+def test_ircot_queries_with_each_chain_of_thought_sentence(question, hotpot_bm25) -> None:
+    trajectory, _ = run("ircot", question, hotpot_bm25)
+    # the question first, then the first sentence the model wrote; the answer sentence ends it
+    assert queries(trajectory) == [question.question, "Harvey Pekar was born in 1939 in Cleveland."]
+    assert trajectory.metadata["thoughts"][-1].startswith("So the answer is")
+    assert trajectory.stop_reason == "answered" and trajectory.answer == "Denise Levertov"
+    # the second thought was written over documents of both searches
+    second = next(s for s in trajectory.steps[2:] if s.action == "reason")
+    assert "Reasoning so far: Harvey Pekar was born" in second.prompt_delta[0]["content"]
+
+
+def test_ircot_stops_after_the_search_budget(question, hotpot_bm25) -> None:
+    def never_done(messages):
+        return "<answer>x</answer>" if is_reader_call(messages) else "Pekar wrote comics."
+
+    llm = ScriptedLLM(never_done)
+    budget = eval_budget(top_k=2, max_searches=3)
+    trajectory = asyncio.run(run_pipeline("ircot", question, llm, hotpot_bm25, budget, 0))
+    assert len(trajectory.searches) == 3 and trajectory.answer == "x"
+
+
+def test_iter_retgen_queries_with_the_question_and_the_previous_generation(
+    question, hotpot_bm25
+) -> None:
+    trajectory, llm = run("iter_retgen", question, hotpot_bm25)
+    expected = f"{question.question} {GENERATION}"
+    assert queries(trajectory) == [question.question, expected, expected]  # three rounds
+    assert trajectory.metadata["rounds"] == 3
+    # each round generates from its own documents; the last round's answer is the reader's
+    last_search = [h.id for h in trajectory.searches[-1].hits]
+    assert [doc_id for doc_id, _ in read_documents(llm.calls[-1])] == last_search
+    two = asyncio.run(
+        run_pipeline(
+            "iter_retgen", question, ScriptedLLM(policy), hotpot_bm25, eval_budget(max_searches=2)
+        )
+    )
+    assert len(two.searches) == 2
+
+
+def test_self_ask_searches_each_follow_up_question(question, hotpot_bm25) -> None:
+    trajectory, _ = run("self_ask", question, hotpot_bm25)
+    assert queries(trajectory) == list(FOLLOW_UPS)
+    scratchpad = trajectory.metadata["scratchpad"]
+    # each intermediate answer is RAG's over the follow-up's own hits, not the model's guess
+    assert "Intermediate answer: Denise Levertov" in scratchpad and "never" not in scratchpad
+    assert trajectory.metadata["pipeline_answer"] == "Denise Levertov"
+    assert trajectory.answer == "Denise Levertov"
+
+
+@pytest.mark.parametrize("method", ["ircot", "iter_retgen", "self_ask", "oracle"])
+def test_the_reader_answers_within_the_read_budget(method, question, hotpot_bm25) -> None:
+    """The final call is RAG's prompt, made by the reader (the model does the rest), over at
+    most top_k documents of doc_chars characters; the trajectory scores like the loop's."""
+    reader = ScriptedLLM(["<answer>Denise Levertov</answer>"], name="reader")
+    trajectory, _ = run(method, question, hotpot_bm25, reader=reader)
+    assert len(reader.calls) == 1
+    final = reader.calls[0]
+    assert final[-1]["content"].endswith(f"</information>\n\n{question.question}")
+    documents = read_documents(final)
+    assert 1 <= len(documents) <= BUDGET.top_k
+    assert all(len(text) <= BUDGET.doc_chars + len(" ...") for _, text in documents)
+    assert trajectory.metadata["read"] == [doc_id for doc_id, _ in documents]
+    assert trajectory.answer == "Denise Levertov" and trajectory.model == "scripted"
+    record = score_trajectory(trajectory, question, method, 0)
+    assert record["error"] is None and record["f1"] == 1.0
+    assert record["evidence_recall"] is not None and record["searches"] == len(queries(trajectory))
+    assert record["tokens"] == trajectory.prompt_tokens + trajectory.completion_tokens > 0
+    assert record["searches"] >= (0 if method == "oracle" else 1)
+
+
+def test_oracle_reads_exactly_the_gold_documents(question, hotpot_bm25) -> None:
+    trajectory, llm = run("oracle", question, hotpot_bm25)
+    gold = [aliases[0] for aliases in question.gold_evidence]
+    assert [doc_id for doc_id, _ in read_documents(llm.calls[-1])] == gold
+    assert trajectory.searches == [] and len(llm.calls) == 1
+    assert score_trajectory(trajectory, question, "oracle", 0)["evidence_recall"] == 1.0
+
+
+def test_method_names_rag_at_k_and_the_pipelines() -> None:
+    names = parse_methods("rag@3, rag@05,ircot,iter_retgen,self_ask,oracle,rag@5")
+    assert names == ["rag@3", "rag@5", "ircot", "iter_retgen", "self_ask", "oracle"]
+    for bad in ("rag@0", "rag@51", "rag@x", "rag@", "ircot@2", "self-ask"):
+        with pytest.raises(SleuthError, match=r"rag@K|unknown method"):
+            parse_methods(bad)
+    budget = eval_budget(top_k=3)
+    rag8 = method_settings("rag@8", budget)  # the read budget grows with k, as RAG's does
+    assert rag8["top_k"] == rag8["prefetch_k"] == 8 and rag8["actions"] == ("answer",)
+    assert method_settings("rag", budget)["prefetch_k"] == 3
+    for name in PIPELINES:  # the answer call reads RAG's budget
+        settings = method_settings(name, budget)
+        assert settings["pipeline"] == name and settings["prefetch_k"] == 3
+    assert all(m in NEEDS_SEARCH for m in ("rag@8", "oracle", "ircot", "iter_retgen", "self_ask"))
+    assert "closed_book" not in NEEDS_SEARCH and "rag@x" not in NEEDS_SEARCH
+
+
+def test_eval_run_with_baselines_writes_results_and_a_report(tmp_path, hotpot_bm25) -> None:
+    from sleuth.evaluate.report import write_report
+
+    methods = ["rag@1", "rag@2", "ircot", "iter_retgen", "self_ask", "oracle"]
+    settings = RunSettings(
+        benchmark="hotpotqa-1100:test",
+        methods=methods,
+        budget=BUDGET,
+        model="scripted",
+        search="bm25",
+    )
+    questions = load_benchmark("hotpotqa-1100:test", limit=2).questions
+    outcome = asyncio.run(
+        EvaluationRunner(tmp_path, settings, questions, ScriptedLLM(policy), hotpot_bm25).run()
+    )
+    records = ResultLog(tmp_path / "results.jsonl").read()
+    assert outcome.ran == len(records) == 12 and outcome.failed == 0
+    assert all(r["evidence_recall"] is not None and r["prediction"] for r in records)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["method_configs"]["rag@2"]["prefetch_k"] == 2
+    assert config["method_configs"]["ircot"]["pipeline"] == "ircot"
+    json_path, html_path = write_report(tmp_path)
+    report = json.loads(json_path.read_text())
+    assert list(report["methods"]) == methods
+    assert report["best_rag"]["method"] in ("rag@1", "rag@2")
+    assert "best RAG depth" in html_path.read_text()
+    with pytest.raises(SleuthError, match="need a search engine"):
+        EvaluationRunner(tmp_path / "x", settings, questions, ScriptedLLM(policy), None)
