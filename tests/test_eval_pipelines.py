@@ -48,7 +48,9 @@ def policy(messages: list[dict]) -> str:
     if "Think step by step" in text:  # Iter-RetGen
         return GENERATION
     asked = text.count("Intermediate answer:") - 2  # the worked example has two
-    if asked < len(FOLLOW_UPS):  # Self-Ask
+    if asked == 0:  # Self-Ask: the first follow-up goes after the prompt's own "Follow up:"
+        return f"{FOLLOW_UPS[0]}\nIntermediate answer: never read"
+    if asked < len(FOLLOW_UPS):
         return f"Follow up: {FOLLOW_UPS[asked]}\nIntermediate answer: never read"
     return "So the final answer is: Denise Levertov"
 
@@ -88,14 +90,21 @@ def test_ircot_queries_with_each_chain_of_thought_sentence(question, hotpot_bm25
     assert "Reasoning so far: Harvey Pekar was born" in second.prompt_delta[0]["content"]
 
 
-def test_ircot_stops_after_the_search_budget(question, hotpot_bm25) -> None:
+def test_ircot_stops_after_the_search_budget_or_a_repeated_thought(question, hotpot_bm25) -> None:
     def never_done(messages):
-        return "<answer>x</answer>" if is_reader_call(messages) else "Pekar wrote comics."
+        if is_reader_call(messages):
+            return "<answer>x</answer>"
+        thoughts = str(messages[-1]["content"]).rsplit("Reasoning so far:", 1)[1]
+        return f"Pekar wrote comic {len(thoughts)}."  # a new thought each time
 
-    llm = ScriptedLLM(never_done)
     budget = eval_budget(top_k=2, max_searches=3)
-    trajectory = asyncio.run(run_pipeline("ircot", question, llm, hotpot_bm25, budget, 0))
+    trajectory = asyncio.run(
+        run_pipeline("ircot", question, ScriptedLLM(never_done), hotpot_bm25, budget, 0)
+    )
     assert len(trajectory.searches) == 3 and trajectory.answer == "x"
+    stuck = ScriptedLLM(lambda m: "<answer>x</answer>" if is_reader_call(m) else "Pekar wrote.")
+    trajectory = asyncio.run(run_pipeline("ircot", question, stuck, hotpot_bm25, budget, 0))
+    assert queries(trajectory) == [question.question, "Pekar wrote."]
 
 
 def test_iter_retgen_queries_with_the_question_and_the_previous_generation(
@@ -117,8 +126,9 @@ def test_iter_retgen_queries_with_the_question_and_the_previous_generation(
 
 
 def test_self_ask_searches_each_follow_up_question(question, hotpot_bm25) -> None:
-    trajectory, _ = run("self_ask", question, hotpot_bm25)
+    trajectory, llm = run("self_ask", question, hotpot_bm25)
     assert queries(trajectory) == list(FOLLOW_UPS)
+    assert llm.calls[0][-1]["content"].endswith("needed here: Yes.\nFollow up:")
     scratchpad = trajectory.metadata["scratchpad"]
     # each intermediate answer is RAG's over the follow-up's own hits, not the model's guess
     assert "Intermediate answer: Denise Levertov" in scratchpad and "never" not in scratchpad

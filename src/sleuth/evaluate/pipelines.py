@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 ITER_RETGEN_ROUNDS = 3  # the paper's gains flatten after two or three iterations
 QUERY_CHARS = 1000  # a generation appended to the question is cut here (Iter-RetGen)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-IRCOT_ANSWER = re.compile(r"so the answer is:?\s*(.*)", re.IGNORECASE | re.DOTALL)
-SELF_ASK_FINAL = re.compile(r"so the final answer is:?\s*(.*)", re.IGNORECASE | re.DOTALL)
+# The papers' closing phrases; small models drop the "So" (SmolLM2-135M: "The answer is: ...").
+IRCOT_ANSWER = re.compile(r"\bthe answer is:?\s*(.*)", re.IGNORECASE | re.DOTALL)
+SELF_ASK_FINAL = re.compile(r"\bthe final answer is:?\s*(.*)", re.IGNORECASE | re.DOTALL)
 SELF_ASK_FOLLOW = re.compile(r"follow up:\s*(.+)", re.IGNORECASE)
 
 IRCOT_PROMPT = (
@@ -246,7 +247,7 @@ async def ircot(p: Pipeline) -> None:
         text = await p.generate(prompt)
         line = next((line for line in text.splitlines() if line.strip()), "")
         sentence = SENTENCE_END.split(line.strip())[0].strip()
-        if not sentence:
+        if not sentence or sentence in thoughts:  # a repeated thought would search the same
             break
         thoughts.append(sentence)
         if found := IRCOT_ANSWER.search(sentence):
@@ -278,15 +279,19 @@ async def self_ask(p: Pipeline) -> None:
     """Follow-up questions, each answered by RAG over its own retrieval, then the reader."""
     scratchpad = ""
     while not p.out_of_budget():
-        prompt = SELF_ASK_PROMPT.format(question=p.question.question, scratchpad=scratchpad)
+        # The prompt says follow-ups are needed, so the first turn starts with one written.
+        prompt = SELF_ASK_PROMPT.format(
+            question=p.question.question, scratchpad=scratchpad or "Follow up:"
+        )
         text = await p.generate(prompt, ["Intermediate answer:"])
         if found := SELF_ASK_FINAL.search(text):
             p.trajectory.metadata["pipeline_answer"] = found.group(1).strip().splitlines()[0]
             break
         follow = SELF_ASK_FOLLOW.search(text)
-        if follow is None or not follow.group(1).strip():
+        first_line = next((line for line in text.splitlines() if line.strip()), "")
+        question = follow.group(1).strip() if follow else "" if scratchpad else first_line.strip()
+        if not question:
             break
-        question = follow.group(1).strip()
         hits = await p.search(question)
         intermediate = (await p.answer(question, hits, p.llm)).answer or "unknown"
         scratchpad += f"Follow up: {question}\nIntermediate answer: {intermediate}\n"
