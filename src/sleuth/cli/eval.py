@@ -53,7 +53,12 @@ def run_command(
     ] = None,
     search_url: search_options.SearchUrl = None,
     methods: Annotated[
-        str, typer.Option(help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag")
+        str,
+        typer.Option(
+            help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag; baselines "
+            "rag@K (RAG reading K documents), ircot, iter_retgen, self_ask; ceiling oracle "
+            "(docs/evaluation.md, 'Baselines and ceilings')"
+        ),
     ] = "closed_book,rag,agent,agent_judge",
     n: Annotated[int, typer.Option("-n", help="Number of questions (0 = all)")] = 30,
     seeds: Annotated[int, typer.Option(help="Seeds per question (CI over seeds if > 1)")] = 1,
