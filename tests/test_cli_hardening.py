@@ -470,3 +470,55 @@ def test_help_reflows_docstrings_into_paragraphs(tmp_path: Path) -> None:
     # No line of the description ends far short of the width because of a source break.
     description = shown.split("Options")[0].splitlines()
     assert not any(line.rstrip().endswith("the seed") for line in description)
+
+
+def test_rebuilding_an_index_keeps_files_sleuth_did_not_write(tmp_path: Path) -> None:
+    """A rebuild replaces the whole index folder: a note the user put there is refused, not
+    deleted (audit 2, item 2)."""
+    from sleuth.search import build_index
+    from sleuth.types import Document
+
+    index = tmp_path / "idx"
+    build_index([Document(f"d{i}", "", f"text {i}") for i in range(3)], index)
+    (index / "NOTES.md").write_text("why this index exists")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": "alpha"}\n')
+    result = sleuth("index", str(corpus), "--out", str(index), cache=tmp_path / "c")
+    assert_one_line_error(result, "files Sleuth did not write", "NOTES.md", "move them out")
+    assert (index / "NOTES.md").read_text() == "why this index exists"
+    (index / "NOTES.md").unlink()  # with only Sleuth's files it rebuilds as before
+    assert sleuth("index", str(corpus), "--out", str(index), cache=tmp_path / "c").returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["root", "user_folder", "index", "foreign_config"])
+def test_eval_run_writes_only_into_a_run_folder(tmp_path: Path, kind: str) -> None:
+    """`eval run --out` is refused for the filesystem root, a folder of the user's own files,
+    an index and a folder whose config.json is someone else's, before anything is written
+    (audit 2, item 1)."""
+    from sleuth.search import build_index
+    from sleuth.types import Document
+
+    folder = tmp_path / "target"
+    if kind == "user_folder":
+        folder.mkdir()
+        (folder / "report.html").write_text("my own report")
+    elif kind == "index":
+        build_index([Document("d1", "", "text")], folder)
+    elif kind == "foreign_config":
+        folder.mkdir()
+        (folder / "config.json").write_text('{"name": "my webpack settings"}')
+    out = Path("/") if kind == "root" else folder
+    before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    result = sleuth(
+        "eval", "run", "--out", str(out), "--methods", "closed_book", "-n", "1",
+        cache=tmp_path / "cache",
+    )  # fmt: skip
+    phrases = {
+        "root": ["filesystem root"],
+        "user_folder": ["not a Sleuth run", "report.html"],
+        "index": ["holds a Sleuth index"],
+        "foreign_config": ["config.json is not a Sleuth run's"],
+    }[kind]
+    assert_one_line_error(result, *phrases)
+    assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert not (Path("/") / "results.jsonl").exists()

@@ -126,16 +126,40 @@ def settings_differences(
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run folder's stored configuration, None for a new folder, an error for a non-run."""
+    """The run folder's stored configuration, None for a new (or empty) folder, and an error
+    for anything that is not a run of ``eval run``: a run writes several files into its
+    folder, so it must never be pointed at the filesystem root, an index, or a folder of the
+    user's own files (they would be overwritten or mixed with the run's)."""
+    resolved = Path(run_dir).expanduser().resolve()
+    if resolved.parent == resolved:
+        raise SleuthError(f"--out {run_dir}: cannot write a run into the filesystem root")
     if run_dir.exists() and not run_dir.is_dir():
         raise SleuthError(f"--out {run_dir} is a file; give a folder for the run")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
+        if run_dir.is_dir() and (names := sorted(p.name for p in run_dir.iterdir())):
+            what = (
+                "a Sleuth index"
+                if "manifest.json" in names
+                else f"files that are not a Sleuth run ({', '.join(names[:5])}"
+                + (", ..." if len(names) > 5 else "")
+                + ")"
+            )
+            raise SleuthError(
+                f"--out {run_dir} holds {what}; give a new or empty folder, or the folder of "
+                "an earlier `sleuth eval run` to resume it"
+            )
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SleuthError(f"{path}: corrupt run configuration ({exc})") from None
+    if not isinstance(config, dict) or not {"benchmark", "methods"} <= set(config):
+        raise SleuthError(
+            f"--out {run_dir}: its config.json is not a Sleuth run's (no benchmark and methods); "
+            "give a new or empty folder, or the folder of an earlier `sleuth eval run`"
+        )
+    return config
 
 
 def check_run(run_dir: Path, settings: RunSettings, has_engine: bool) -> None:

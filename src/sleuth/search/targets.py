@@ -10,6 +10,12 @@ from sleuth.errors import IndexFormatError, SleuthError
 
 MANIFEST = "manifest.json"  # same name as index_format.MANIFEST (kept import-free)
 ENGINES = ("bm25", "dense", "hybrid")  # the engines an index can be built with
+# What a built index folder holds: its manifest, the document store (and SQLite's side files),
+# and one folder per engine part. Anything else is the user's and must survive a rebuild.
+INDEX_ENTRIES = frozenset(
+    {MANIFEST, "docs.sqlite", "docs.sqlite-wal", "docs.sqlite-shm", "docs.sqlite-journal"}
+    | {"bm25", "dense"}
+)
 
 
 def check_engine_options(engine: str, dense_index: str | None) -> None:
@@ -42,6 +48,15 @@ def check_index_target(out: str | Path) -> Path:
         raise SleuthError(f"--out {out}: {path} is a file; give a folder for the index")
     if path.is_dir() and not (path / MANIFEST).is_file() and any(path.iterdir()):
         raise IndexFormatError(f"{path} exists and is not a Sleuth index; refusing to overwrite it")
+    if path.is_dir() and (
+        foreign := sorted(p.name for p in path.iterdir() if p.name not in INDEX_ENTRIES)
+    ):
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise SleuthError(
+            f"--out {out}: the index folder {path} also holds files Sleuth did not write "
+            f"({shown}); a rebuild replaces the whole folder, so move them out first or give "
+            "another --out"
+        )
     for parent in (path.parent, *path.parent.parents):
         if parent.exists():
             if not parent.is_dir():
