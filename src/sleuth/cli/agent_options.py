@@ -94,9 +94,9 @@ Reader = Annotated[
     str | None,
     typer.Option(
         help="Reader model that answers from the documents (the final read; rag's and "
-        "closed_book's answer) while --model searches: a local model spec like --model "
+        "closed_book's answer) while the model searches: a local model spec like --model "
         "(named, folder, .gguf, adapter, packaged), or the served name with --reader-url "
-        "(default: --model answers itself)",
+        "(default: the model answers itself)",
         show_default=False,
     ),
 ]
