@@ -35,12 +35,30 @@ EARLY_BLOCKED = tuple(spec.name for spec in ACTION_SPECS if spec.after_search)
 
 
 class Agent:
+    """The loop's driver for whole episodes (``run``).
+
+    ``reader``: a second, frozen model that answers from documents (s3's split, arXiv
+    2505.14146): ``llm`` is then the *searcher*. The rule: the reader makes every call whose
+    prompt is an answer prompt, i.e. whose system prompt offers the ``answer`` action alone;
+    those are the final read (``final_read``: RAG's prompt over the documents the episode saw)
+    and every turn of a configuration whose only action is ``answer`` (the ``rag`` and
+    ``closed_book`` methods: the question, with or without the prefetched documents, in RAG's
+    own prompt). The searcher makes every call of a searching conversation, including its
+    answer-only turns (``forced_answer``, the turn after a repeated query): their prompt is
+    the searcher's own conversation, in its protocol, not an answer prompt; with
+    ``final_read`` the reader then answers from the documents anyway. Each model step records
+    its ``role`` and the trajectory's metadata names the reader and sums tokens and model
+    seconds per role (``Trajectory.usage_by_role``). Without a reader nothing changes: one model
+    makes every call and steps carry no role.
+    """
+
     def __init__(
         self,
         llm: LLM,
         search: SearchEngine | None,
         config: AgentConfig | None = None,
         ask_user: AskUser | None = None,
+        reader: LLM | None = None,
     ) -> None:
         self.llm, self.search, self.config, self.ask_user = (
             llm,
@@ -48,6 +66,7 @@ class Agent:
             config or AgentConfig(),
             ask_user,
         )
+        self.reader = reader
         needs_engine = any(SPECS[a].engine for a in self.config.actions) or self.config.prefetch_k
         if needs_engine and search is None:
             raise SleuthError("this agent configuration searches, so it needs a search engine")
@@ -79,6 +98,9 @@ class Agent:
                 await episode.forced_answer()
         if cfg.final_read:
             await episode.final_read()
+        if self.reader is not None:
+            traj.metadata["reader"] = getattr(self.reader, "name", "")
+            traj.metadata["roles"] = traj.usage_by_role()
         traj.seconds = time.perf_counter() - episode.started
         return traj
 
@@ -133,6 +155,14 @@ class Episode:
         self.trajectory.steps.append(step)
         if self.on_step:
             self.on_step(step)
+
+    def role(self, fresh: bool = False) -> str:
+        """Which model makes the next call (``Agent``'s rule): "reader" for an answer prompt (a
+        ``fresh`` one, the final read's, or any turn when ``answer`` is the only configured
+        action), else "searcher"; "" when the agent has no reader (one model does all)."""
+        if self.agent.reader is None:
+            return ""
+        return "reader" if fresh or self.cfg.actions == ("answer",) else "searcher"
 
     def _stops(self) -> list[str]:
         return [f"</{a}>" for a in self.cfg.actions] if self.tags else []
@@ -272,9 +302,12 @@ class Episode:
         choices: tuple[str, ...],
         messages: list[Message] | None = None,
     ) -> Completion:
-        """One model call on the conversation (or on ``messages``, the final read's own)."""
+        """One model call on the conversation (or on ``messages``, the final read's own), by
+        the model whose ``role`` it is."""
+        reader, fresh = self.agent.reader, messages is not None
+        llm = reader if reader is not None and self.role(fresh) == "reader" else self.agent.llm
         try:
-            completion = await self.agent.llm.complete(
+            completion = await llm.complete(
                 self.messages if messages is None else messages,
                 config,
                 None if self.tags else prompts.json_tools(self.actions),
@@ -282,7 +315,7 @@ class Episode:
         except Exception as exc:  # recorded, never raised: the trajectory is still returned
             raise EpisodeStop("llm_error", f"{type(exc).__name__}: {exc}") from None
         if config.constraint is not None and not completion.constraint:
-            backend = getattr(self.agent.llm, "name", type(self.agent.llm).__name__)
+            backend = getattr(llm, "name", type(llm).__name__)
             completion.constraint = f"not enforced: backend {backend} cannot constrain"
         elif config.constraint is not None and choices:
             completion.constraint += f" (answer: one of {len(choices)} spans read)"
@@ -335,7 +368,12 @@ class Episode:
         return self._maybe_untagged_answer(completion.text, action)
 
     def _model_step(
-        self, completion: Completion, action: Action, llm_seconds: float, delta: list[Message]
+        self,
+        completion: Completion,
+        action: Action,
+        llm_seconds: float,
+        delta: list[Message],
+        fresh: bool = False,
     ) -> Step:
         return Step(
             index=len(self.trajectory.steps),
@@ -348,6 +386,8 @@ class Episode:
             completion_tokens=completion.usage.completion_tokens,
             llm_seconds=llm_seconds,
             constraint=completion.constraint,
+            fresh_context=fresh,
+            role=self.role(fresh),
         )
 
     def _maybe_untagged_answer(self, text: str, action: Action) -> Action:
@@ -456,8 +496,7 @@ class Episode:
             self.trajectory.metadata["final_read_error"] = stop.error
             return
         action = self._parse(completion, ("answer",))
-        step = self._model_step(completion, action, llm_seconds, delta)
-        step.fresh_context = True
+        step = self._model_step(completion, action, llm_seconds, delta, fresh=True)
         step.hits = [  # what it read, in its order (all seen before: no new evidence)
             HitRef(doc_id, refs[doc_id].score, n, new=False, engine=refs[doc_id].engine)
             for n, doc_id in enumerate(ids, start=1)

@@ -123,4 +123,5 @@ class StepPrinter:
             )
         if step.model_output.strip():
             wrote = one_line(step.model_output, MODEL_OUTPUT_CHARS)
-            self.console.print(f"  [dim]model wrote: {safe_markup(wrote)}[/dim]")
+            who = "reader" if step.role == "reader" else "model"  # Agent(reader=...)
+            self.console.print(f"  [dim]{who} wrote: {safe_markup(wrote)}[/dim]")

@@ -57,6 +57,9 @@ class Step:
     # True: this call did not continue the conversation; prompt_delta is its whole prompt
     # (the final read, AgentConfig.final_read). Conversation rebuilds skip it.
     fresh_context: bool = False
+    # Which model made this call when the agent has a reader (``Agent(reader=...)``):
+    # "searcher" or "reader"; "" (and left out of the file) for one model or a tool step.
+    role: str = ""
 
 
 @dataclass(slots=True)
@@ -98,8 +101,28 @@ class Trajectory:
     def invalid_actions(self) -> int:
         return sum(1 for s in self.steps if s.action == "invalid")
 
+    def usage_by_role(self) -> dict[str, dict[str, Any]]:
+        """Per role ("searcher", "reader"): its model, calls, tokens and model seconds, summed
+        over the steps that name a role (``Step.role``)."""
+        models = {"searcher": self.model, "reader": str(self.metadata.get("reader", ""))}
+        usage: dict[str, dict[str, Any]] = {}
+        for role, model in models.items():
+            steps = [s for s in self.steps if s.role == role]
+            usage[role] = {
+                "model": model,
+                "calls": len(steps),
+                "prompt_tokens": sum(s.prompt_tokens for s in steps),
+                "completion_tokens": sum(s.completion_tokens for s in steps),
+                "llm_seconds": sum(s.llm_seconds for s in steps),
+            }
+        return usage
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for step in data["steps"]:  # a step without a role: the file reads as before readers
+            if not step["role"]:
+                del step["role"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)

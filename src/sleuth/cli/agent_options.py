@@ -88,3 +88,21 @@ MaxNewTokens = Annotated[int, typer.Option(help="Tokens generated per model call
 UntaggedAnswer = Annotated[
     bool, typer.Option(help="Take prose with no action tag as the answer (for tiny models)")
 ]
+# The reader role (`sleuth.agent.loop.Agent`, s3's split): a second, frozen model makes the
+# answer-only calls (the final read; rag's and closed_book's answer); the model searches.
+Reader = Annotated[
+    str | None,
+    typer.Option(
+        help="Reader model that answers from the documents (the final read; rag's and "
+        "closed_book's answer) while the model searches: a local model spec like --model "
+        "(named, folder, .gguf, adapter, packaged), or the served name with --reader-url "
+        "(default: the model answers itself)",
+        show_default=False,
+    ),
+]
+ReaderUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="OpenAI-compatible base URL serving the --reader model (e.g. http://localhost:8001/v1)"
+    ),
+]

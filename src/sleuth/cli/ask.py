@@ -41,6 +41,8 @@ def ask_command(
         ),
     ] = None,
     llm_url: options.LlmUrl = None,
+    reader: options.Reader = None,
+    reader_url: options.ReaderUrl = None,
     format: Annotated[str, typer.Option(help="tags (Search-R1) | json (tool calls)")] = "tags",
     judge: Annotated[
         bool, typer.Option("--judge", help="Enable the judge action (ReSeek)")
@@ -89,10 +91,12 @@ def ask_command(
     from sleuth.agent.trained_settings import describe, fill_in, trained_settings
     from sleuth.display import safe_markup, safe_text
     from sleuth.errors import SleuthError
+    from sleuth.evaluate.session import open_reader, reader_label
     from sleuth.llm import load_llm
     from sleuth.search.factory import check_one_source, open_engine
 
     check_one_source(index, search_url)
+    reader_name = reader_label(reader, reader_url)
     if model is None and llm_url is None:
         model = DEFAULT_ASK_MODEL
     trained = trained_settings(model)
@@ -129,12 +133,15 @@ def ask_command(
     with console.status("loading the model ..."):
         extra = {"constrain_via": constrain_via} if llm_url else {}
         llm = load_llm(model, url=llm_url, backend=backend, **extra)
+        reader_llm = open_reader(reader, reader_url, model, llm_url, llm, backend, constrain_via)
+    if reader_name:
+        console.print(f"[dim]reader: {safe_markup(reader_name)} answers from the documents[/dim]")
 
     async def ask_person(text: str) -> str:
         prompt = f"[bold yellow]agent asks:[/] {safe_markup(text)}\n> "
         return await asyncio.to_thread(console.input, prompt)
 
-    agent = Agent(llm, engine, config, ask_user=ask_person if ask else None)
+    agent = Agent(llm, engine, config, ask_user=ask_person if ask else None, reader=reader_llm)
     started = time.perf_counter()
     printer = StepPrinter(console, engine.titles)
     try:

@@ -70,6 +70,8 @@ def run_command(
         ),
     ] = None,
     llm_url: options.LlmUrl = None,
+    reader: options.Reader = None,
+    reader_url: options.ReaderUrl = None,
     judge_llm: Annotated[
         str | None,
         typer.Option(help="Also grade answers with this model as a judge ('packaged' = SmolLM2)"),
@@ -109,11 +111,12 @@ def run_command(
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import eval_budget, parse_methods
     from sleuth.evaluate.runner import RunSettings, check_run
-    from sleuth.evaluate.session import execute, open_llm
+    from sleuth.evaluate.session import execute, open_llm, open_reader, reader_label
     from sleuth.progress import stderr
     from sleuth.search.factory import check_one_source, open_engine
 
     method_names = parse_methods(methods)
+    reader_name = reader_label(reader, reader_url)
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
     check_one_source(index, search_url)
@@ -169,11 +172,15 @@ def run_command(
         llm_url=llm_url,
         search=search_label,
         judge=judge_label,
+        reader=reader_name,
     )
     check_run(out, settings, engine is not None)  # before the (slow) model load
     if time_budget is not None and time_budget <= 0:
         raise SleuthError("--time-budget must be a positive number of seconds")
     llm = open_llm(model, llm_url, backend, constrain_via)
+    reader_llm = open_reader(
+        reader, reader_url, model or "packaged", llm_url, llm, backend, constrain_via
+    )
     judge = None
     if judge_llm:
         same = judge_llm == (model or "packaged") and judge_url == llm_url
@@ -189,6 +196,7 @@ def run_command(
         manifest,
         write=report,
         deadline=deadline,
+        reader=reader_llm,
     )
 
 
@@ -268,12 +276,14 @@ def demo_command(
     ] = None,
     n: Annotated[int, typer.Option("-n", help="Number of questions per method")] = 100,
     concurrency: Annotated[int | None, typer.Option(help="Episodes in flight at once")] = None,
+    reader: options.Reader = None,
+    reader_url: options.ReaderUrl = None,
 ) -> None:
     """The whole pipeline on bundled data, offline, within 15 minutes on 2 CPU cores (no new
     episode starts after the deadline; the report covers what finished)."""
     from sleuth.evaluate.demo import run_demo
 
-    run_demo(out, n=n, concurrency=concurrency)
+    run_demo(out, n=n, concurrency=concurrency, reader=reader, reader_url=reader_url)
 
 
 def warn_unmatched_evidence(bench: object, engine: object, sample: int = 200) -> None:

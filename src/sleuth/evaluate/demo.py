@@ -57,21 +57,31 @@ DEADLINE_MARGIN_S = DEMO_BUDGET.wall_time_s + 45
 
 
 def run_demo(
-    out: Path | None = None, n: int = DEMO_QUESTIONS, concurrency: int | None = None
+    out: Path | None = None,
+    n: int = DEMO_QUESTIONS,
+    concurrency: int | None = None,
+    reader: str | None = None,
+    reader_url: str | None = None,
 ) -> Path | None:
+    """``reader`` (``reader_url``): a reader model answers (``Agent(reader=...)``) while
+    DEMO_MODEL searches; by default DEMO_MODEL does both, as before."""
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.runner import RunSettings
-    from sleuth.evaluate.session import execute, open_llm
+    from sleuth.evaluate.session import execute, open_llm, open_reader, reader_label
     from sleuth.progress import stderr
     from sleuth.search.factory import open_engine
 
     started = time.perf_counter()
+    reader_name = reader_label(reader, reader_url)  # a bad pair fails before any work
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     opened = open_engine()  # the bundled corpus's BM25 index, built once
     engine = opened.engine
     stderr.print(f"index ready: {opened.label} ({len(engine):,} documents)")
     llm = open_llm(DEMO_MODEL, None)
     stderr.print(f"model ready: {llm.name} ({time.perf_counter() - started:.0f}s so far)")
+    reader_llm = open_reader(reader, reader_url, DEMO_MODEL, None, llm)
+    if reader_llm is not None and reader_llm is not llm:
+        stderr.print(f"reader ready: {reader_llm.name}")
     questions = load_benchmark(DEMO_BENCHMARK, limit=n).questions
     settings = RunSettings(
         benchmark=DEMO_BENCHMARK,
@@ -82,6 +92,7 @@ def run_demo(
         concurrency=concurrency or DEMO_CONCURRENCY,
         model=DEMO_MODEL,
         search=opened.label,
+        reader=reader_name,
     )
     deadline = time.monotonic() - (time.perf_counter() - started) + TIME_LIMIT_S
     _, _, html = execute(
@@ -93,6 +104,7 @@ def run_demo(
         None,
         opened.manifest,
         deadline=deadline - DEADLINE_MARGIN_S,
+        reader=reader_llm,
     )
     stderr.print(f"demo finished in {time.perf_counter() - started:.0f}s; open {html}")
     return html

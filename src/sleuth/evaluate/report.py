@@ -81,6 +81,7 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "model": config.get("model"),
         "search": config.get("search"),
         "judge": config.get("judge"),
+        "reader": config.get("reader"),
         "versions": config.get("versions"),
         "index_manifest": config.get("index_manifest"),
         "budget": config.get("budget"),
@@ -389,8 +390,10 @@ def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
     for step in data.get("steps", []):
         hits = ", ".join(escape(str(h.get("id"))) for h in step.get("hits", []))
         observation = str(step.get("observation", ""))[:MAX_OBSERVATION_CHARS]
+        reader = "<i>reader:</i> " if step.get("role") == "reader" else ""  # Agent(reader=...)
         steps.append(
-            f"<li><b>{escape(str(step.get('action')))}</b> {escape(str(step.get('argument')))}"
+            f"<li>{reader}<b>{escape(str(step.get('action')))}</b> "
+            f"{escape(str(step.get('argument')))}"
             + (f"<br>hits: {hits}" if hits else "")
             + (f" <i>from {escape(step_sources(step))}</i>" if step_sources(step) else "")
             + (
@@ -429,6 +432,8 @@ def _settings_rows(report: dict[str, Any]) -> str:
         (key, "–" if report.get(key) is None else str(report.get(key)))
         for key in ("benchmark", "model", "search", "judge", "episodes")
     ]
+    if report.get("reader"):  # a run with a reader (Agent(reader=...)): which model answered
+        pairs.insert(2, ("reader", str(report["reader"])))
     pairs += _flat(report.get("budget") or {}, "budget")
     manifest = report.get("index_manifest") or {}
     if manifest.get("engine"):

@@ -45,8 +45,9 @@ CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.jsonl"
 TRAJECTORIES_FILE = "trajectories.jsonl"
 # Settings that must match for a resumed run to be one experiment; methods, seeds and the
-# question count may grow between invocations.
-FINGERPRINT_KEYS = ("benchmark", "model", "llm_url", "search", "budget", "judge")
+# question count may grow between invocations. A key missing from an older folder's config reads
+# as None, which is what it meant then (no reader: the model answered itself).
+FINGERPRINT_KEYS = ("benchmark", "model", "llm_url", "search", "budget", "judge", "reader")
 
 
 @dataclass
@@ -61,6 +62,9 @@ class RunSettings:
     llm_url: str | None = None
     search: str | None = None  # index folder or search URL; None for closed-book only
     judge: str | None = None  # judge model spec, if any
+    # The reader model (``Agent(reader=...)``): its spec, "@URL" when served; None: the model
+    # answers itself.
+    reader: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": budget_record(self.budget)}
@@ -263,9 +267,12 @@ class EvaluationRunner:
         index_manifest: dict[str, Any] | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
         deadline: float | None = None,
+        reader: LLM | None = None,
     ) -> None:
         """``deadline`` (a ``time.monotonic()`` value): start no episode after it; the rest
-        stays pending for a resume, so a time-boxed run (the demo) ends on time."""
+        stays pending for a resume, so a time-boxed run (the demo) ends on time. ``reader``:
+        every episode's answer-only calls go to it (``Agent``'s rule; ``settings.reader``
+        names it)."""
         check_run(Path(run_dir), settings, engine is not None)
         self.run_dir = Path(run_dir)
         self.settings = settings
@@ -274,6 +281,7 @@ class EvaluationRunner:
         self.index_manifest = index_manifest
         self.on_result = on_result
         self.deadline = deadline
+        self.reader = reader
         self.results = ResultLog(self.run_dir / RESULTS_FILE)
         self._by_id = {q.id: q for q in self.questions}
 
@@ -353,7 +361,8 @@ class EvaluationRunner:
             if method in PIPELINES:  # a baseline or ceiling: a fixed pipeline, not the loop
                 trajectory = await self._pipeline(question, method, seed, key, metadata)
             else:
-                agent = Agent(self.llm, engine, agent_config(method, self.settings.budget, seed))
+                config = agent_config(method, self.settings.budget, seed)
+                agent = Agent(self.llm, engine, config, reader=self.reader)
                 trajectory = await agent.run(question.question, episode_id=key, metadata=metadata)
         except asyncio.CancelledError:
             raise
@@ -386,7 +395,7 @@ class EvaluationRunner:
             self.engine,
             self.settings.budget,
             seed,
-            reader=getattr(self, "reader", None),
+            reader=self.reader,
             episode_id=key,
             metadata=metadata,
         )

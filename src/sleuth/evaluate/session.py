@@ -31,6 +31,37 @@ def open_llm(
     return load_llm(model, backend=backend)
 
 
+def reader_label(reader: str | None, reader_url: str | None) -> str | None:
+    """How a run records its reader (``RunSettings.reader``): the spec, ``SPEC@URL`` when
+    served; None without one. ``--reader-url`` needs ``--reader``, the served model's name."""
+    from sleuth.errors import SleuthError
+
+    if reader_url and not reader:
+        raise SleuthError("--reader-url needs --reader: the name of the model it serves")
+    if not reader:
+        return None
+    return f"{reader}@{reader_url}" if reader_url else reader
+
+
+def open_reader(
+    reader: str | None,
+    reader_url: str | None,
+    model: str | None,
+    llm_url: str | None,
+    llm: LLM,
+    backend: str = "auto",
+    constrain_via: str = "auto",
+) -> LLM | None:
+    """The reader model (``--reader``, ``--reader-url``), opened as ``open_llm`` opens the
+    model; None without one; ``llm`` itself when the reader is the model (same spec and URL),
+    so one model is never loaded twice."""
+    if reader_label(reader, reader_url) is None:
+        return None
+    if reader == model and reader_url == llm_url:
+        return llm
+    return open_llm(reader, reader_url, backend, constrain_via)
+
+
 def run_with_progress(
     run_dir: Path,
     settings: RunSettings,
@@ -41,6 +72,7 @@ def run_with_progress(
     judge_llm: LLM | None = None,
     index_manifest: dict[str, Any] | None = None,
     deadline: float | None = None,
+    reader: LLM | None = None,
 ) -> RunOutcome:
     """Run the evaluation with a rich bar showing done/total and the running EM / cover-EM."""
     from rich.progress import (
@@ -88,6 +120,7 @@ def run_with_progress(
             index_manifest=index_manifest,
             on_result=on_result,
             deadline=deadline,
+            reader=reader,
         )
         done = len(runner.results.keys())
         bar.update(task, total=max(0, len(runner.pending(runner.results.keys()))))
@@ -99,6 +132,8 @@ def run_with_progress(
                 await llm.aclose()
                 if judge_llm is not None and judge_llm is not llm:
                     await judge_llm.aclose()
+                if reader is not None and reader is not llm and reader is not judge_llm:
+                    await reader.aclose()
 
         outcome = asyncio.run(main())
     if done:
@@ -278,9 +313,10 @@ def execute(
     *,
     write: bool = True,
     deadline: float | None = None,
+    reader: LLM | None = None,
 ) -> tuple[RunOutcome, dict[str, dict[str, Any]], Path | None]:
     """Run, print the summary table, and write the report; returns what a caller may show."""
-    from sleuth.display import safe_markup
+    from sleuth.display import safe_markup, safe_text
     from sleuth.evaluate.report import load_run, write_report
     from sleuth.evaluate.summary import best_rag, best_rag_line, summarize
     from sleuth.progress import stderr
@@ -294,6 +330,7 @@ def execute(
         judge_llm=judge_llm,
         index_manifest=manifest,
         deadline=deadline,
+        reader=reader,
     )
     config, records = load_run(out)
     summary = summarize(records, config["methods"])
@@ -302,6 +339,9 @@ def execute(
     console.print(summary_legend(), markup=False, highlight=False, style="dim")
     if line := best_rag_line(best_rag(summary, settings.budget.top_k)):
         console.print(line, markup=False, highlight=False)
+    if settings.reader:
+        reader = safe_text(f"reader: {settings.reader}")
+        console.print(reader, markup=False, highlight=False, style="dim")
     print_versus(console, records)
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
