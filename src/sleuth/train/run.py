@@ -18,7 +18,7 @@ Its entry point opens the engine itself, between the two halves of the skeleton:
 
     run = MyRun(config, log)
     run.start()  # run folder, check(), config.json, leftovers of a killed save removed
-    engine = open_index(...)
+    engine = open_engine(config.index).engine  # sleuth.search.factory
     return run.finish(engine)  # prepare(), model, trainer, train, results.json, curve.png
 
 The run folder then holds ``config.json`` (the config's ``to_dict()``), ``train_log.jsonl``,
