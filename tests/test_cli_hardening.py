@@ -522,3 +522,17 @@ def test_eval_run_writes_only_into_a_run_folder(tmp_path: Path, kind: str) -> No
     assert_one_line_error(result, *phrases)
     assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     assert not (Path("/") / "results.jsonl").exists()
+
+
+# ---- audit 2 (issue 33) ---------------------------------------------------------------------
+
+
+def test_eval_run_whose_every_episode_failed_says_why_and_exits_non_zero(tmp_path: Path) -> None:
+    """item 16: no table of zeros with exit 0; the first error on stderr, exit 2."""
+    result = sleuth(
+        "eval", "run", "--out", str(tmp_path / "run"), "--methods", "closed_book", "-n", "2",
+        "--llm-url", "http://127.0.0.1:9/v1", "--model", "nobody", "--no-report",
+        cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert_one_line_error(result, "all 2 episodes of this run failed", "cannot reach the LLM at")
+    assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 2  # kept

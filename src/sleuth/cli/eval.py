@@ -186,7 +186,7 @@ def run_command(
         same = judge_llm == (model or "packaged") and judge_url == llm_url
         judge = llm if same else open_llm(None if judge_llm == "packaged" else judge_llm, judge_url)
     deadline = time.monotonic() + time_budget if time_budget else None
-    execute(
+    outcome, _, _ = execute(
         out,
         settings,
         bench.questions,
@@ -198,6 +198,11 @@ def run_command(
         deadline=deadline,
         reader=reader_llm,
     )
+    if outcome.all_failed:  # a table of zeros is no result: say why, and fail
+        raise SleuthError(
+            f"all {outcome.ran} episodes of this run failed; the first: {outcome.first_error} "
+            f"(every error is in {out / 'results.jsonl'})"
+        )
 
 
 @eval_app.command("report")

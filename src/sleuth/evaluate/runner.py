@@ -79,6 +79,12 @@ class RunOutcome:
     failed: int = 0
     unstarted: int = 0  # left for a later resume because the time budget ran out
     seconds: float = 0.0
+    first_error: str | None = None  # the first failed episode's error, as its record has it
+
+    @property
+    def all_failed(self) -> bool:
+        """Every episode this invocation ran failed (none ran: False)."""
+        return self.ran > 0 and self.failed == self.ran
 
 
 def library_versions() -> dict[str, str | None]:
@@ -319,7 +325,9 @@ class EvaluationRunner:
                     return
                 record = await self._episode(*item)
             outcome.ran += 1
-            outcome.failed += bool(record.get("error"))
+            if record.get("error"):
+                outcome.failed += 1
+                outcome.first_error = outcome.first_error or str(record["error"])
 
         await asyncio.gather(*(bounded(item) for item in todo))
         outcome.seconds = time.perf_counter() - start
