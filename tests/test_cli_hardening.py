@@ -536,3 +536,56 @@ def test_eval_run_whose_every_episode_failed_says_why_and_exits_non_zero(tmp_pat
     )  # fmt: skip
     assert_one_line_error(result, "all 2 episodes of this run failed", "cannot reach the LLM at")
     assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 2  # kept
+
+
+def test_a_second_eval_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    """item 3: one run per folder (two used to run every episode twice); the lock of a killed
+    run is taken over."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    hold = (
+        "import sys, time; from pathlib import Path; from sleuth.evaluate.runlock import run_lock\n"
+        "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with _llm_server(["<answer>Paris</answer>"] * 8) as server:
+            args = (
+                "eval", "run", "--out", str(out), "--methods", "closed_book", "-n", "2",
+                "--llm-url", f"{server.url}/v1", "--model", "scripted", "--no-report",
+            )  # fmt: skip
+            refused = sleuth(*args, cache=tmp_path / "cache")
+            assert_one_line_error(refused, "is in use by another", f"pid {holder.pid}")
+            assert not (out / "results.jsonl").exists()
+            holder.kill()  # killed: its PID stays in the lock file, its flock goes
+            holder.wait(30)
+            assert str(holder.pid) in (out / "run.lock").read_text()
+            taken_over = sleuth(*args, cache=tmp_path / "cache")
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert taken_over.returncode == 0, taken_over.stderr
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_ctrl_c_in_eval_run_says_how_to_resume(tmp_path: Path) -> None:
+    """item 3: Ctrl-C exits 130 with the hint that the same command resumes."""
+    llm = StallingLLM()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SLEUTH_CACHE": str(tmp_path / "c")}
+    with LiveServer(create_llm_app(llm)) as server:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "sleuth.cli", "eval", "run", "--out", str(tmp_path / "run"),
+             "--methods", "closed_book", "-n", "3", "--concurrency", "1", "--llm-url",
+             f"{server.url}/v1", "--model", "scripted", "--no-report"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        assert llm.stalled.wait(60), child.communicate()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert "interrupted; re-run the same command to resume" in " ".join(stderr.split())
+    assert "Traceback" not in stderr

@@ -110,6 +110,7 @@ def run_command(
     from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.methods import eval_budget, parse_methods
+    from sleuth.evaluate.runlock import run_lock
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_reader, reader_label
     from sleuth.progress import stderr
@@ -177,32 +178,45 @@ def run_command(
     check_run(out, settings, engine is not None)  # before the (slow) model load
     if time_budget is not None and time_budget <= 0:
         raise SleuthError("--time-budget must be a positive number of seconds")
-    llm = open_llm(model, llm_url, backend, constrain_via)
-    reader_llm = open_reader(
-        reader, reader_url, model or "packaged", llm_url, llm, backend, constrain_via
-    )
-    judge = None
-    if judge_llm:
-        same = judge_llm == (model or "packaged") and judge_url == llm_url
-        judge = llm if same else open_llm(None if judge_llm == "packaged" else judge_llm, judge_url)
-    deadline = time.monotonic() + time_budget if time_budget else None
-    outcome, _, _ = execute(
-        out,
-        settings,
-        bench.questions,
-        llm,
-        engine,
-        judge,
-        manifest,
-        write=report,
-        deadline=deadline,
-        reader=reader_llm,
-    )
-    if outcome.all_failed:  # a table of zeros is no result: say why, and fail
-        raise SleuthError(
-            f"all {outcome.ran} episodes of this run failed; the first: {outcome.first_error} "
-            f"(every error is in {out / 'results.jsonl'})"
-        )
+    with run_lock(out):  # refuse a second run on this folder before loading anything
+        try:
+            llm = open_llm(model, llm_url, backend, constrain_via)
+            reader_llm = open_reader(
+                reader, reader_url, model or "packaged", llm_url, llm, backend, constrain_via
+            )
+            judge = None
+            if judge_llm:
+                same = judge_llm == (model or "packaged") and judge_url == llm_url
+                judge = (
+                    llm
+                    if same
+                    else open_llm(None if judge_llm == "packaged" else judge_llm, judge_url)
+                )
+            deadline = time.monotonic() + time_budget if time_budget else None
+            outcome, _, _ = execute(
+                out,
+                settings,
+                bench.questions,
+                llm,
+                engine,
+                judge,
+                manifest,
+                write=report,
+                deadline=deadline,
+                reader=reader_llm,
+            )
+            if outcome.all_failed:  # a table of zeros is no result: say why, and fail
+                raise SleuthError(
+                    f"all {outcome.ran} episodes of this run failed; the first: "
+                    f"{outcome.first_error} "
+                    f"(every error is in {out / 'results.jsonl'})"
+                )
+        except KeyboardInterrupt:
+            stderr.print(
+                f"\n[yellow]interrupted; re-run the same command to resume (results so far "
+                f"are kept in {safe_markup(out)})[/yellow]"
+            )
+            raise typer.Exit(130) from None
 
 
 @eval_app.command("report")

@@ -33,6 +33,7 @@ from sleuth.evaluate.methods import (
     method_settings,
 )
 from sleuth.evaluate.records import ResultLog, result_key, score_trajectory
+from sleuth.evaluate.runlock import LOCK_FILE, run_lock
 from sleuth.jsonio import write_json_atomic
 
 if TYPE_CHECKING:
@@ -147,7 +148,8 @@ def read_run_config(run_dir: Path) -> dict[str, Any] | None:
         raise SleuthError(f"--out {run_dir} is a file; give a folder for the run")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        if run_dir.is_dir() and (names := sorted(p.name for p in run_dir.iterdir())):
+        names = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+        if names := [name for name in names if name != LOCK_FILE]:  # a run's own lock is fine
             what = (
                 "a Sleuth index"
                 if "manifest.json" in names
@@ -302,6 +304,11 @@ class EvaluationRunner:
         ]
 
     async def run(self) -> RunOutcome:
+        """Run the pending episodes, holding the folder's lock (``runlock``) throughout."""
+        with run_lock(self.run_dir):
+            return await self._run()
+
+    async def _run(self) -> RunOutcome:
         from sleuth.agent import TrajectoryLog
 
         start = time.perf_counter()
