@@ -589,3 +589,19 @@ def test_ctrl_c_in_eval_run_says_how_to_resume(tmp_path: Path) -> None:
     assert child.returncode == 130, stderr
     assert "interrupted; re-run the same command to resume" in " ".join(stderr.split())
     assert "Traceback" not in stderr
+
+
+def test_ask_refuses_a_blank_question_and_counts_in_the_singular(
+    hostile_index: Path, tmp_path: Path
+) -> None:
+    """item 19: `ask ""` runs no episode; the stop line says "1 search", not "1 searches"."""
+    for blank in ("", "  \n"):
+        result = sleuth("ask", blank, "--index", str(hostile_index), cache=tmp_path / "c")
+        assert_one_line_error(result, "the question is empty")
+    with _llm_server(["<search>pronounced</search>", "<answer>Pekar</answer>"]) as server:
+        result = sleuth(
+            "ask", "How?", "--index", str(hostile_index), "--llm-url", f"{server.url}/v1",
+            cache=tmp_path / "c",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "; 1 search, 2 steps," in " ".join(result.stdout.split())

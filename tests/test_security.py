@@ -115,3 +115,14 @@ def test_serve_refuses_a_network_address_without_a_token(hotpot_bm25_path):
     )  # fmt: skip
     assert refused.returncode == 2
     assert "token" in refused.stderr.lower() and "0.0.0.0" in refused.stderr
+
+
+def test_safe_text_shows_bidi_and_zero_width_characters_as_escapes() -> None:
+    """issue 33 item 19: a document's U+202E cannot reverse what the terminal shows."""
+    from sleuth.display import one_line, safe_markup, safe_text
+
+    hostile = "pay \u202eexe.txt\u202c a\u200bb \u2066x\u2069 \ufeffy\u2028z"
+    shown = safe_text(hostile)
+    assert shown == "pay \\u202eexe.txt\\u202c a\\u200bb \\u2066x\\u2069 \\ufeffy\\u2028z"
+    assert "\\u202e" in safe_markup(hostile) and "\\u2028" in one_line(hostile)
+    assert safe_text("naïve café — ok") == "naïve café — ok"  # ordinary text untouched

@@ -24,13 +24,20 @@ _ESCAPES = re.compile(
     r"|\x9d[^\x07\x9c]*[\x07\x9c]?"  # 8-bit OSC
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Invisible characters that reorder or hide text (bidi embeddings, overrides and isolates,
+# zero-width and directional marks, the BOM, line/paragraph separators, soft hyphen, word
+# joiner and invisible operators): shown as their escape (``\u202e``), so a document cannot
+# make the terminal display text other than what it holds.
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def strip_controls(text: object) -> str:
     """``text`` as a string with terminal escape sequences and control characters removed
-    (newline and tab kept; a carriage return becomes a space so it cannot overwrite a line)."""
+    (newline and tab kept; a carriage return becomes a space so it cannot overwrite a line),
+    and bidi / zero-width characters made visible as ``\\uXXXX``."""
     value = str(text).replace("\r\n", "\n").replace("\r", " ")
-    return _CONTROLS.sub("", _ESCAPES.sub("", value))
+    value = _CONTROLS.sub("", _ESCAPES.sub("", value))
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
 
 
 def safe_text(text: object, limit: int | None = None) -> str:
@@ -51,3 +58,10 @@ def safe_markup(text: object, limit: int | None = None) -> str:
 def one_line(text: object, limit: int | None = None) -> str:
     """Whitespace (newlines included) collapsed to single spaces, then ``safe_text``."""
     return safe_text(" ".join(strip_controls(text).split()), limit)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 search``, ``2 searches``, ``0 steps``: a count and its noun, singular for 1."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"

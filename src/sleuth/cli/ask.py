@@ -89,12 +89,14 @@ def ask_command(
     from sleuth.agent import Agent, AgentConfig, TrajectoryLog
     from sleuth.agent.show import StepPrinter, TitleMemo, default_trajectory_path
     from sleuth.agent.trained_settings import describe, fill_in, trained_settings
-    from sleuth.display import safe_markup, safe_text
+    from sleuth.display import plural, safe_markup, safe_text
     from sleuth.errors import SleuthError
     from sleuth.evaluate.session import open_reader, reader_label
     from sleuth.llm import load_llm
     from sleuth.search.factory import check_one_source, open_engine
 
+    if not question.strip():
+        raise SleuthError("the question is empty; give the question to research")
     check_one_source(index, search_url)
     reader_name = reader_label(reader, reader_url)
     if model is None and llm_url is None:
@@ -158,9 +160,11 @@ def ask_command(
     error = trajectory.metadata.get("error")
     answer = trajectory.answer if trajectory.answer is not None else "(no answer)"
     console.print(f"\n[bold]answer:[/bold] {safe_markup(answer)}")
+    searches = plural(len(trajectory.searches), "search")
+    tokens = plural(trajectory.completion_tokens, "token")
     console.print(
-        f"[dim]stop: {safe_markup(trajectory.stop_reason)}; {len(trajectory.searches)} searches, "
-        f"{len(trajectory.steps)} steps, {trajectory.completion_tokens} tokens, "
+        f"[dim]stop: {safe_markup(trajectory.stop_reason)}; {searches}, "
+        f"{plural(len(trajectory.steps), 'step')}, {tokens}, "
         f"{time.perf_counter() - started:.1f}s; trajectory appended to "
         f"{safe_markup(out)}[/dim]"
     )
