@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # of the same part and anything on a lower floor, nothing else.
 FLOORS: dict[str, int] = {
     # ground floor: paths, atomic JSON, metrics, progress, display of untrusted text, errors,
-    # the bearer-token check
+    # the bearer-token check, the HTTP servers' Host/Origin guard
     "sleuth": 0,
     "sleuth.errors": 0,
     "sleuth.types": 0,
@@ -25,6 +25,7 @@ FLOORS: dict[str, int] = {
     "sleuth.progress": 0,
     "sleuth.display": 0,
     "sleuth.tokens": 0,
+    "sleuth.http_guard": 0,
     "sleuth.corpus": 1,
     "sleuth.llm": 1,
     "sleuth.search": 2,  # its simulated engines use an LLM

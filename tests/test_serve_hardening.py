@@ -335,3 +335,153 @@ def test_a_valid_request_still_works_everywhere(secured, hotpot_bm25):
         f"{secured.url}/search", json={"query": "Tinted Windows", "k": 2}, headers=auth
     ).json()["hits"]
     assert [h["id"] for h in hits] == [h.id for h in hotpot_bm25.search("Tinted Windows", 2)]
+
+
+# -- issue 33, round 2: rebinding and cross-origin (4), token first (6), busy ports (13), the
+# access log's client (5) --------------------------------------------------------------------
+
+
+def _raw(url: str, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """A request written byte for byte (``head`` without the Host line, Connection or length)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    data = f"{head}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(data)
+        response = b"".join(iter(lambda: sock.recv(65536), b""))
+    return int(response.split(b" ", 2)[1]), response.partition(b"\r\n\r\n")[2]
+
+
+def _llm_app(**kwargs):
+    from sleuth.llm.serve_llm import create_llm_app
+
+    return create_llm_app(ScriptedLLM(["<answer>Paris</answer>"] * 8), **kwargs)
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+
+
+@pytest.mark.parametrize("server", ["serve", "serve-llm"])
+def test_a_foreign_host_origin_or_content_type_is_refused(hotpot_bm25, server):
+    """A DNS-rebinding page (its own name in Host) gets a 421, a foreign Origin a 403, a
+    cross-origin "simple" POST (text/plain, a form, no type) a 415; loopback clients that send
+    JSON, with or without their own Origin, get through."""
+    app = create_app(hotpot_bm25) if server == "serve" else _llm_app()
+    path, body = (
+        ("/search", {"query": "Tinted Windows", "k": 1})
+        if server == "serve"
+        else ("/v1/chat/completions", CHAT)
+    )
+    with LiveServer(app) as live:
+        url = live.url + path
+        assert httpx.post(url, json=body).status_code == 200
+        own = {"Origin": f"http://localhost:{live.port}"}
+        assert httpx.post(url, json=body, headers=own).status_code == 200
+        for host in ("evil.example", f"rebind.evil.example:{live.port}", "127.0.0.1.evil.example"):
+            reply = httpx.post(url, json=body, headers={"Host": host})
+            assert reply.status_code == 421, (host, reply.text)
+        assert httpx.get(live.url + "/health", headers={"Host": "evil.example"}).status_code == 421
+        for origin in ("http://evil.example", "null", f"http://evil.example:{live.port}"):
+            assert httpx.post(url, json=body, headers={"Origin": origin}).status_code == 403
+        raw = msgspec_json(body)
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            assert httpx.post(url, content=raw, headers={"Content-Type": kind}).status_code == 415
+        status, answer = _raw(live.url, f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1", raw)
+        assert status == 415 and b"application/json" in answer  # a body with no type at all
+        typed = {"Content-Type": "application/json; charset=utf-8"}
+        assert httpx.post(url, content=raw, headers=typed).status_code == 200
+
+
+def msgspec_json(body: dict) -> bytes:
+    import json
+
+    return json.dumps(body).encode()
+
+
+def test_the_host_allow_list_takes_the_bound_address_and_named_hosts():
+    from sleuth.http_guard import HostAllowList, host_name
+
+    default = HostAllowList.for_bind("127.0.0.1")
+    assert all(default.allows(host_name(h)) for h in ("localhost:80", "[::1]:9", "127.0.0.1"))
+    assert not default.allows(host_name("evil.example")) and not default.allows(host_name(""))
+    assert not default.allows(host_name("127.0.0.1@evil.example"))
+    named = HostAllowList.for_bind("127.0.0.2", ["search.internal"])
+    assert named.allows("127.0.0.2") and named.allows("search.internal")
+    wildcard = HostAllowList.for_bind("0.0.0.0")
+    assert wildcard.allows("10.1.2.3") and not wildcard.allows("evil.example")
+    assert not default.origin_allowed("null") and default.origin_allowed("https://localhost:1")
+
+
+def test_serve_answers_the_names_it_is_told(titles_index):
+    with ServeProcess(titles_index, "--allow-host", "search.internal") as server:
+        named = {"Host": "search.internal:8000"}
+        assert httpx.get(f"{server.url}/health", headers=named).status_code == 200
+        reply = httpx.get(f"{server.url}/health", headers={"Host": "evil.example"})
+        assert reply.status_code == 421 and "Host evil.example" in reply.json()["error"]
+
+
+def test_serve_llm_checks_the_token_before_the_body():
+    """An unauthenticated client learns nothing from validation: 401 whatever the body."""
+    with LiveServer(_llm_app(token="s3cret")) as live:
+        url = f"{live.url}/v1/chat/completions"
+        for body in ({}, {"messages": []}, {"messages": "x", "n": 5}, CHAT):
+            assert httpx.post(url, json=body).status_code == 401, body
+        status, _ = _raw(
+            live.url,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json",
+            b"{not json",
+        )
+        assert status == 401
+        assert httpx.get(f"{live.url}/v1/models").status_code == 401
+        assert httpx.get(f"{live.url}/health").status_code == 200
+        authed = {"Authorization": "Bearer s3cret"}
+        assert httpx.post(url, json={"messages": []}, headers=authed).status_code == 400
+
+
+@pytest.mark.parametrize("command", ["serve-llm", "mcp", "view"])
+def test_every_server_binds_before_it_says_it_is_serving(hotpot_bm25_path, tmp_path, command):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        args = {
+            "serve-llm": ["serve-llm", "--port", port],
+            "mcp": ["mcp", str(hotpot_bm25_path), "--transport", "http", "--port", port],
+            "view": ["view", str(tmp_path), "--port", port],
+        }[command]
+        done = sleuth(*args)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot bind 127.0.0.1:{port}" in done.stderr and "choose another --port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not re.search(r"serving|MCP server|open http|loading model", done.stderr)
+
+
+def test_view_and_mcp_have_different_default_ports():
+    import inspect
+
+    from sleuth.cli.mcp import mcp_command
+    from sleuth.cli.view import view_command
+
+    def default(function):
+        return inspect.signature(function).parameters["port"].default
+
+    assert default(view_command) != default(mcp_command)
+
+
+def _raw_get(url: str, extra: str) -> int:
+    host = url.removeprefix("http://")
+    return _raw(url, f"GET /health?probe HTTP/1.1\r\nHost: {host}\r\n{extra}")[0]
+
+
+def test_the_access_log_trusts_no_forwarded_header_unless_asked(titles_index):
+    """By default the logged client is the socket's peer, whatever X-Forwarded-For says; with
+    --forwarded-allow-ips the proxy's header is used, escaped like every logged field."""
+    with ServeProcess(titles_index) as server:
+        assert _raw_get(server.url, "X-Forwarded-For: 203.0.113.9") == 200
+        line = server.wait_for_line(r"GET /health\?probe 200")
+        assert "203.0.113.9" not in line and "127.0.0.1 GET /health?probe" in line
+    with ServeProcess(titles_index, "--forwarded-allow-ips", "127.0.0.1") as server:
+        assert _raw_get(server.url, "X-Forwarded-For: evil\x1b[31m\x07") == 200
+        line = server.wait_for_line(r"GET /health\?probe 200")
+        assert "\x1b" not in server.stderr and "\x07" not in server.stderr
+        assert "evil\\x1b[31m\\x07 GET /health?probe" in line

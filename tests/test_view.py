@@ -464,3 +464,32 @@ def test_shadow_users_better_queries_replay_into_sft_episodes(
     assert kept == sum(
         cover_exact_match(t.answer, t.metadata["gold_answers"]) for t in forks.values()
     )
+
+
+def test_every_viewer_response_carries_the_policy_and_a_foreign_host_is_refused(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 33 items 7 and 4: pages, error pages, 404s, static files and refusals all carry the
+    Content-Security-Policy and nosniff; a rebinding Host is a 421, a foreign Origin a 403."""
+    state = ViewerState(load_runs([run_dir]), tmp_path / "feedback.jsonl")
+    with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
+        replies = {
+            "page": http.get("/"),
+            "error page": http.get("/compare", params={"question_id": "no such question"}),
+            "404": http.get("/no/such/page"),
+            "static 404": http.get("/static/missing.css"),
+            "static": http.get("/static/viewer.css"),
+            "405": http.post("/"),
+            "foreign host": http.get("/", headers={"Host": "evil.example"}),
+            "foreign origin": http.post(
+                "/feedback", data={"token": state.token}, headers={"Origin": "http://evil.example"}
+            ),
+        }
+        assert replies["error page"].status_code == 400 and replies["404"].status_code == 404
+        assert replies["static"].status_code == 200
+        assert replies["foreign host"].status_code == 421
+        assert replies["foreign origin"].status_code == 403
+        for name, reply in replies.items():
+            assert "script-src 'self'" in reply.headers.get("content-security-policy", ""), name
+            assert reply.headers.get("x-content-type-options") == "nosniff", name
+        assert len(replies["page"].headers.get_list("content-security-policy")) == 1

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli.serve import AllowHost
 from sleuth.llm import OPENVINO_BACKENDS
 
 model_app = typer.Typer(
@@ -42,31 +43,32 @@ def serve_llm_command(
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest request body accepted (413 above)")
     ] = 1024 * 1024,
+    allow_host: AllowHost = None,
 ) -> None:
     """Load MODEL once and serve it until interrupted."""
-    import uvicorn
-
-    from sleuth.cli.serve import check_binding
+    from sleuth.cli.serve import bind_socket, check_binding, run_on_socket
+    from sleuth.http_guard import HostAllowList
     from sleuth.llm import load_llm
     from sleuth.llm.serve_llm import create_llm_app
     from sleuth.progress import stderr
 
     check_binding(host, token)
+    sock = bind_socket(host, port)  # a taken port fails here, before the model loads
     stderr.print("loading model ...")
     llm = load_llm(model, backend=backend)
+    app = create_llm_app(
+        llm,
+        token=token,
+        max_concurrency=max_concurrency,
+        max_body_bytes=max_body_bytes,
+        allowed_hosts=HostAllowList.for_bind(host, allow_host or ()),
+    )
+    shown_host = f"[{host}]" if ":" in host else host
     stderr.print(
-        f"[green]serving[/green] {llm.name} at http://{host}:{port}/v1 "
+        f"[green]serving[/green] {llm.name} at http://{shown_host}:{sock.getsockname()[1]}/v1 "
         "(POST /v1/chat/completions, GET /v1/models)"
     )
-    uvicorn.run(
-        create_llm_app(
-            llm, token=token, max_concurrency=max_concurrency, max_body_bytes=max_body_bytes
-        ),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
+    run_on_socket(app, sock)
 
 
 @model_app.command("prepare")

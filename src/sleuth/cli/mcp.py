@@ -50,7 +50,7 @@ def mcp_command(
     encoder_backend: search_options.EncoderBackend = None,
 ) -> None:
     """Serve INDEX (or --search-url) as MCP tools until the client disconnects or Ctrl-C."""
-    from sleuth.cli.serve import is_loopback
+    from sleuth.cli.serve import bind_socket, is_loopback, run_on_socket
 
     if transport not in TRANSPORTS:
         raise SleuthError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
@@ -61,6 +61,7 @@ def mcp_command(
             f"refusing to bind {host}: the MCP HTTP endpoint has no authentication. Bind "
             "127.0.0.1 and put an authenticating proxy in front to reach it from elsewhere"
         )
+    sock = bind_socket(host, port) if transport == "http" else None
     from sleuth.progress import stderr  # stdout is the protocol channel under stdio
     from sleuth.search.factory import open_engine
     from sleuth.serve.mcp_server import build_mcp_server
@@ -78,7 +79,26 @@ def mcp_command(
         stderr.print(f"[green]MCP server[/green] on stdio: {source} (tools: {tools})")
         server.run("stdio")
     else:
-        stderr.print(
-            f"[green]MCP server[/green] at http://{host}:{port}/mcp: {source} (tools: {tools})"
-        )
-        server.run("streamable-http", host=host, port=port)
+        assert sock is not None
+        shown_host = f"[{host}]" if ":" in host else host
+        base = f"http://{shown_host}:{sock.getsockname()[1]}"
+        stderr.print(f"[green]MCP server[/green] at {base}/mcp: {source} (tools: {tools})")
+        run_on_socket(http_app(server, host), sock)
+
+
+def http_app(server: object, host: str) -> object:
+    """The streamable-HTTP app of ``server`` behind the same Host/Origin allow-list as Sleuth's
+    other servers (``sleuth.http_guard``; the MCP SDK's own check stays on, given the names)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from sleuth.http_guard import HostAllowList, RequestGuard
+
+    hosts = HostAllowList.for_bind(host)
+    shown = [f"[{name}]" if ":" in name else name for name in sorted(hosts.names)]
+    security = TransportSecuritySettings(
+        allowed_hosts=[f"{name}:*" for name in shown] + shown,
+        allowed_origins=[f"{scheme}://{name}:*" for name in shown for scheme in ("http", "https")]
+        + [f"{scheme}://{name}" for name in shown for scheme in ("http", "https")],
+    )
+    app = server.streamable_http_app(host=host, transport_security=security)  # type: ignore[attr-defined]
+    return RequestGuard(app, hosts)

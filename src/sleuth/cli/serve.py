@@ -71,6 +71,34 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+AllowHost = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        help="Another name clients may use in the Host header (repeatable); requests naming "
+        "any other host than these, loopback and --host are refused with a 421 (DNS rebinding)",
+    ),
+]
+
+
+def run_on_socket(
+    app: object, sock: socket.socket, *, forwarded_allow_ips: str | None = None
+) -> None:
+    """Serve ``app`` with uvicorn on the already-bound ``sock``. X-Forwarded-For/-Proto are
+    trusted only from ``forwarded_allow_ips`` (off when None, whatever FORWARDED_ALLOW_IPS says)."""
+    import uvicorn
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        access_log=False,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 def serve_command(
     index: Annotated[Path, typer.Argument(help="Index folder built by `sleuth index`")],
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -98,14 +126,22 @@ def serve_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No access log (errors are still logged)")
     ] = False,
+    allow_host: AllowHost = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Behind a reverse proxy: trust its X-Forwarded-For/-Proto from these addresses "
+            "(comma-separated, or *); off by default, so the access log shows the real peer"
+        ),
+    ] = None,
     encoder_backend: search_options.EncoderBackend = None,
     rerank: search_options.Rerank = None,
     simulate: search_options.Simulate = None,
 ) -> None:
     """Serve INDEX until interrupted."""
-    import uvicorn
     from rich.markup import escape
 
+    from sleuth.http_guard import HostAllowList
     from sleuth.progress import stderr
     from sleuth.search.factory import open_engine
     from sleuth.serve.access_log import configure_server_logging
@@ -117,7 +153,10 @@ def serve_command(
     engine = open_engine(
         index, simulate=simulate, rerank=rerank, encoder_backend=encoder_backend
     ).engine
-    app = create_app(engine, token=token, default_topk=default_topk, limits=limits)
+    hosts = HostAllowList.for_bind(host, allow_host or ())
+    app = create_app(
+        engine, token=token, default_topk=default_topk, limits=limits, allowed_hosts=hosts
+    )
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
@@ -135,6 +174,4 @@ def serve_command(
         highlight=False,
         soft_wrap=True,
     )
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    run_on_socket(app, sock, forwarded_allow_ips=forwarded_allow_ips)

@@ -10,6 +10,8 @@ import typer
 
 from sleuth.errors import SleuthError
 
+DEFAULT_PORT = 8766  # `sleuth mcp --transport http` has 8765
+
 feedback_app = typer.Typer(
     help="Feedback on trajectories: simulate a user (shadow user mode), export training data.",
     no_args_is_help=True,
@@ -42,7 +44,9 @@ def _lazy_llm(model: str | None, llm_url: str | None):
 
 def view_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by `sleuth eval run`")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8765,
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0: any free port, shown at start)")
+    ] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Interface; loopback only (no login)")] = "127.0.0.1",
     index: Annotated[Path | None, typer.Option(help="Index folder, for replay")] = None,
     search_url: Annotated[str | None, typer.Option(help="Search server URL, for replay")] = None,
@@ -59,9 +63,8 @@ def view_command(
     ] = None,
 ) -> None:
     """Serve the viewer until Ctrl-C."""
-    import uvicorn
-
-    from sleuth.cli.serve import is_loopback
+    from sleuth.cli.serve import bind_socket, is_loopback, run_on_socket
+    from sleuth.http_guard import HostAllowList
     from sleuth.progress import stderr
     from sleuth.search.factory import open_engine
     from sleuth.view.app import create_app
@@ -73,6 +76,7 @@ def view_command(
             f"refusing to bind {host}: the viewer has no login and shows every trajectory; "
             "bind 127.0.0.1 and tunnel (ssh -L) if you need it elsewhere"
         )
+    sock = bind_socket(host, port)
     loaded = load_runs(runs)
     engine = open_engine(index, search_url, default=None).engine  # None: replay off
     log = feedback or default_feedback_path(runs)
@@ -82,8 +86,10 @@ def view_command(
         f"{len(loaded)} runs, {episodes} episodes; feedback log {state.feedback.path}; "
         f"replay {'on' if state.can_replay else 'off (needs --index/--search-url and a model)'}"
     )
-    stderr.print(f"open http://{host}:{port}/")
-    uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+    app = create_app(state, allowed_hosts=HostAllowList.for_bind(host))
+    shown_host = f"[{host}]" if ":" in host else host
+    stderr.print(f"open http://{shown_host}:{sock.getsockname()[1]}/")
+    run_on_socket(app, sock)
 
 
 @feedback_app.command("simulate")

@@ -47,11 +47,11 @@ class AccessLog:
             target = raw.decode("latin-1")
             if scope.get("query_string"):
                 target += "?" + scope["query_string"].decode("latin-1")
-            client = (scope.get("client") or ("-", 0))[0]
+            client = str((scope.get("client") or ("-", 0))[0])
             ACCESS_LOG.info(
                 "%s %s %s %d %.1fms",
-                client,
-                scope.get("method", "-"),
+                safe_text(client, 100),  # every field a client can shape is escaped
+                safe_text(str(scope.get("method", "-")), 20),
                 safe_text(target),
                 status,
                 (time.perf_counter() - started) * 1e3,

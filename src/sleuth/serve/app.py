@@ -22,6 +22,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sleuth.errors import DocumentNotFound, IndexFormatError, QueryError, SleuthError
+from sleuth.http_guard import HostAllowList, RequestGuard, json_error
 from sleuth.search.base import SearchEngine, validate_query
 from sleuth.serve.access_log import ERROR_LOG, AccessLog, safe_text
 from sleuth.serve.docs_page import LocalDocsPage
@@ -42,6 +43,7 @@ from sleuth.types import Hit
 
 MAX_BODY_BYTES = 1024 * 1024
 DOC_PREFIX = "/doc/"
+JSON_ROUTES = ("/search", "/search/batch", "/retrieve")
 
 
 def _hits_out(hits: list[Hit]) -> list[HitOut]:
@@ -160,8 +162,11 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     limits: ServerLimits | None = None,
     access_log: bool = True,
+    allowed_hosts: HostAllowList | None = None,
 ) -> Litestar:
-    """A Litestar app serving ``engine``; with ``token`` every route but /health needs it."""
+    """A Litestar app serving ``engine``; with ``token`` every route but /health needs it.
+    Requests whose ``Host`` is not in ``allowed_hosts`` (default: the loopback names) are a 421,
+    a foreign ``Origin`` a 403, a POST body not declared JSON a 415 (``sleuth.http_guard``)."""
     validate_query("x", default_topk)
     limits = limits or ServerLimits()
 
@@ -262,6 +267,13 @@ def create_app(
         debug=False,
         logging_config=None,  # leave the process's logging alone: sleuth.serve.* loggers only
     )
-    if access_log:  # outermost, so routing 404s, 401s and 413s are logged too
+    app.asgi_handler = RequestGuard(
+        app.asgi_handler,
+        allowed_hosts,
+        json_paths=JSON_ROUTES,
+        render=json_error,
+        max_body_bytes=max_body_bytes,
+    )
+    if access_log:  # outermost, so routing 404s, 401s, 413s and refused hosts are logged too
         app.asgi_handler = AccessLog(app.asgi_handler)
     return app

@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Litestar, Request, Response, get, post
-from litestar.datastructures import ResponseHeader
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body, FromQuery
@@ -26,6 +25,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from sleuth.errors import SleuthError
+from sleuth.http_guard import HostAllowList, RequestGuard
 from sleuth.view.filters import OUTCOMES, EpisodeFilter, is_correct, outcome, outcome_counts, select
 from sleuth.view.replay import Edit
 from sleuth.view.state import ViewerState
@@ -35,6 +35,11 @@ MAX_LIST = 500  # episodes listed on one page
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),  # no-referrer makes a form's Origin "null"
 )
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -71,10 +76,11 @@ def _episode_url(run: str, episode_id: str, anchor: str = "") -> str:
     )
 
 
-def create_app(
-    state: ViewerState,
-) -> Litestar:
-    """The app over ``state`` (runs, feedback log, and the engine/model used for replay)."""
+def create_app(state: ViewerState, *, allowed_hosts: HostAllowList | None = None) -> Litestar:
+    """The app over ``state`` (runs, feedback log, and the engine/model used for replay).
+    Every response (pages, error pages, 404s, static files, refusals) carries the
+    ``SECURITY_HEADERS``; a ``Host`` not in ``allowed_hosts`` (default: the loopback names) is a
+    421, a foreign ``Origin`` a 403 (``sleuth.http_guard``)."""
 
     def check_token(form: dict[str, str]) -> None:
         if not hmac.compare_digest(form.get("token", "").encode(), state.token.encode()):
@@ -166,7 +172,7 @@ def create_app(
         html = template.render(message=str(exc), runs=state.runs, token=state.token)
         return Response(html, status_code=400, media_type="text/html")
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             index,
             episodes,
@@ -180,10 +186,7 @@ def create_app(
             instance=JinjaTemplateEngine.from_environment(_environment())
         ),
         exception_handlers={SleuthError: sleuth_error},
-        response_headers=[
-            ResponseHeader(name="Content-Security-Policy", value=CSP),
-            ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-            ResponseHeader(name="Referrer-Policy", value="no-referrer"),
-        ],
         debug=False,
     )
+    app.asgi_handler = RequestGuard(app.asgi_handler, allowed_hosts, headers=SECURITY_HEADERS)
+    return app
