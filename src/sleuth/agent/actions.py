@@ -119,6 +119,19 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
         words=29,
         chars=300,
     ),
+    # The searcher's last action (s3's document selection, arXiv 2505.14146): a frozen reader
+    # then answers from the chosen documents (``AgentConfig.final_read``), so the searcher's
+    # episode ends in a choice of evidence, not an answer.
+    ActionSpec(
+        name="select",
+        prompt="<select>numbers</select> chooses the documents the reader will answer from, by "
+        "their numbers, most useful first (for example <select>4, 1</select>), and ends.",
+        description="Choose the documents the reader will answer from, most useful first, and end.",
+        parameters={"documents": "document numbers, most useful first, e.g. 4, 1"},
+        words=11,
+        chars=60,
+        after_search=True,
+    ),
 )
 SPECS: dict[str, ActionSpec] = {spec.name: spec for spec in ACTION_SPECS}
 ACTIONS: tuple[str, ...] = tuple(SPECS)

@@ -59,8 +59,13 @@ class AgentConfig:
         unknown = set(self.actions) - set(ACTIONS)
         if unknown:
             raise SleuthError(f"unknown actions {sorted(unknown)}; choose from {ACTIONS}")
-        if "answer" not in self.actions:
-            raise SleuthError("the agent needs the 'answer' action to finish an episode")
+        if "answer" not in self.actions and not ("select" in self.actions and self.final_read):
+            raise SleuthError(
+                "the agent needs the 'answer' action to finish an episode, or 'select' with "
+                "final_read > 0 (a searcher: the final read answers from its selection)"
+            )
+        if "answer" in self.actions and "select" in self.actions:
+            raise SleuthError("'answer' and 'select' both end an episode: enable one of them")
         if self.action_format not in FORMATS:
             raise SleuthError(f"action_format must be one of {FORMATS}")
         if self.max_turns < 1 or self.top_k < 1 or self.max_new_tokens < 1:

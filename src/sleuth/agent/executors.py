@@ -12,6 +12,7 @@ below ``sleuth.agent.loop`` (which imports it) and no import goes round.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -66,6 +67,11 @@ class EpisodeState(Protocol):
 Executor = Callable[[EpisodeState, Action, Step], Awaitable[bool]]
 
 
+def closing_word(cfg: AgentConfig) -> str:
+    """What the model must do next when it may not search again: answer, or select."""
+    return "Select the documents now." if "select" in cfg.actions else "Give your final answer now."
+
+
 async def run_search(ep: EpisodeState, action: Action, step: Step) -> bool:
     """Search, unless the budget is spent (the episode stops), the query is the instructions'
     placeholder (not run, not counted) or a repeat under ``answer_on_repeat`` (answer next)."""
@@ -87,7 +93,7 @@ async def run_search(ep: EpisodeState, action: Action, step: Step) -> bool:
         step.error = "repeated query"
         step.observation = (
             "You searched for exactly this before; the results would be the same. "
-            "Give your final answer now."
+            + closing_word(cfg)
         )
         ep.answer_only = True
         ep.observe(step.observation, action)
@@ -158,6 +164,35 @@ async def run_answer(ep: EpisodeState, action: Action, step: Step) -> bool:
     return True
 
 
+async def run_select(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """The searcher's choice of documents for the reader (by their episode-wide numbers, most
+    useful first): kept in the metadata for the final read, which fills any places left in the
+    read budget in reading order. Numbers of no document shown are an error the model may
+    correct; a choice of none ends the episode with the reading order alone."""
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for text in re.findall(r"\d+", action.argument):
+        doc_id = ep.knowledge.document_numbered(int(text))
+        if doc_id is None:
+            unknown.append(text)
+        elif doc_id not in chosen:
+            chosen.append(doc_id)
+    if unknown and not chosen:
+        shown = len(ep.knowledge.seen)
+        step.error = f"no document has the number(s) {', '.join(unknown)}"
+        step.observation = (
+            f"No document has the number(s) {', '.join(unknown)}; the documents shown are "
+            f"numbered 1 to {shown}. Select again."
+        )
+        ep.observe(step.observation, action)
+        return False
+    if unknown:
+        step.error = f"ignored number(s) of no document: {', '.join(unknown)}"
+    ep.trajectory.metadata["selected"] = chosen
+    ep.trajectory.stop_reason = "selected"
+    return True
+
+
 async def run_ask(ep: EpisodeState, action: Action, step: Step) -> bool:
     """Ask the user (``Agent(ask_user=...)``); without one, the model is told to go on."""
     if ep.agent.ask_user is None:
@@ -176,4 +211,5 @@ EXECUTORS: dict[str, Executor] = {
     "judge": run_judge,
     "answer": run_answer,
     "ask": run_ask,
+    "select": run_select,
 }

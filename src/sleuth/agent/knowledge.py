@@ -8,8 +8,14 @@ from sleuth.types import Hit
 
 
 class KnowledgeCache:
-    def __init__(self, doc_chars: int = 600) -> None:
+    """``numbered_across_searches``: each document keeps one number for the whole episode (the
+    first shown is [1], a later search's new ones go on from there, a document seen again shows
+    its number), so an action can name documents of any search by number (``select``);
+    otherwise each search numbers its hits from 1."""
+
+    def __init__(self, doc_chars: int = 600, numbered_across_searches: bool = False) -> None:
         self.doc_chars = doc_chars
+        self.numbered_across_searches = numbered_across_searches
         self.seen: dict[str, str] = {}  # id -> title, in first-seen order
         self.notes: list[str] = []  # e.g. judge rationales
         self.texts: list[str] = []  # document text as shown to the model (answer spans' source)
@@ -33,20 +39,32 @@ class KnowledgeCache:
                 )
             )
             title = neutralise(hit.title)
+            number = n
+            if self.numbered_across_searches:
+                number = len(self.seen) + 1 if new else self.number_of(hit.id)
             if new:
                 text = " ".join(hit.text.split())
                 if len(text) > self.doc_chars:
                     text = text[: self.doc_chars].rsplit(" ", 1)[0] + " ..."
                 shown = neutralise(text)
-                lines.append(_block(n, hit.id, title, shown))
+                lines.append(_block(number, hit.id, title, shown))
                 self.texts.append(shown)
                 self.seen[hit.id] = hit.title
                 self.documents[hit.id] = (title, shown)
             else:
-                lines.append(f"[{n}] already seen: (id: {neutralise(hit.id)}) {title}")
+                lines.append(f"[{number}] already seen: (id: {neutralise(hit.id)}) {title}")
         if not hits:
             lines.append("No results. Try other search terms.")
         return "\n".join(lines), refs
+
+    def number_of(self, doc_id: str) -> int:
+        """The episode-wide number of a document seen (first-seen order, from 1)."""
+        return list(self.seen).index(doc_id) + 1
+
+    def document_numbered(self, number: int) -> str | None:
+        """The id of the document seen ``number``-th (episode-wide numbering), if any."""
+        ids = list(self.seen)
+        return ids[number - 1] if 1 <= number <= len(ids) else None
 
     def render_documents(self, ids: list[str]) -> str:
         """Documents already shown, numbered afresh in the hits' format (for the final read)."""

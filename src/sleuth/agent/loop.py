@@ -124,7 +124,11 @@ class Episode:
     ):
         self.agent, self.cfg, self.on_step = agent, agent.config, on_step
         self.tags = self.cfg.action_format == "tags"
-        self.knowledge = KnowledgeCache(self.cfg.doc_chars)
+        # A searcher (``select``) names documents of any search by one episode-wide number.
+        self.closing = "select" if "select" in self.cfg.actions else "answer"
+        self.knowledge = KnowledgeCache(
+            self.cfg.doc_chars, numbered_across_searches=self.closing == "select"
+        )
         self.question = question
         self.prefetch_query = prefetch_query or question
         system = (
@@ -249,7 +253,7 @@ class Episode:
         four times over and never search (the demo's agent_judge row: 0.02 searches/q)."""
         cfg = self.cfg
         if self.answer_only:
-            return ("answer",)
+            return (self.closing,)
         if "search" in cfg.actions and self.searches < min(cfg.min_searches, cfg.max_searches):
             return tuple(a for a in cfg.actions if a not in EARLY_BLOCKED)
         return cfg.actions
@@ -455,15 +459,24 @@ class Episode:
         return await EXECUTORS[action.name](self, action, step)
 
     async def forced_answer(self) -> None:
-        """One last turn that may only answer (recorded as its own step)."""
-        instruction = prompts.FORCE_ANSWER if self.tags else prompts.FORCE_ANSWER_JSON
-        self.pending.append({"role": "user", "content": instruction})
+        """One last turn that may only answer, or only select for a searcher (recorded as its
+        own step)."""
+        closing = (self.closing,)
+        self.pending.append(
+            {"role": "user", "content": prompts.force_instruction(*closing, self.tags)}
+        )
         try:
-            completion, llm_seconds, delta = await self._call_model(("answer",))
+            completion, llm_seconds, delta = await self._call_model(closing)
         except EpisodeStop:
             return
-        action = self._parse(completion, ("answer",))
-        self.record(self._model_step(completion, action, llm_seconds, delta))
+        action = self._parse(completion, closing)
+        step = self._model_step(completion, action, llm_seconds, delta)
+        if action.name == "select":
+            limit = self.trajectory.stop_reason  # the limit that ended the episode stays its reason
+            await self.execute(action, step)
+            self.trajectory.stop_reason = limit or self.trajectory.stop_reason
+            self.trajectory.metadata["forced_select"] = True
+        self.record(step)
         if action.name == "answer":
             self.trajectory.answer = action.argument
             self.trajectory.metadata["forced_answer"] = True
@@ -474,6 +487,10 @@ class Episode:
         the step is marked ``fresh_context``: it did not continue the conversation."""
         searches = [[hit.id for hit in s.hits] for s in self.trajectory.searches if s.hits]
         ids = reading_order(searches, self.cfg.final_read)
+        selected = self.trajectory.metadata.get("selected")
+        if selected is not None:  # a searcher's choice first, the reading order after it
+            everything = reading_order(searches, len(self.knowledge.seen))
+            ids = list(dict.fromkeys([*selected, *everything]))[: self.cfg.final_read]
         refs: dict[str, HitRef] = {}
         for search in self.trajectory.searches:
             for hit in search.hits:

@@ -80,8 +80,37 @@ def _tag_example(actions: tuple[str, ...]) -> str:
     return "Example (an invented question):\n" + "\n".join(turns)
 
 
+# The searcher's role (``select`` instead of ``answer``): it gathers and chooses evidence; a
+# frozen reader answers from the chosen documents alone (s3, arXiv 2505.14146).
+SEARCHER_INTRO = (
+    "You find documents for a reader, who will answer the question from the documents you "
+    "select and from nothing else. The documents found for the question itself are shown "
+    "first."
+)
+SELECT_RULE = (
+    "When the documents shown hold every fact the answer needs, select them: the ones that "
+    "state those facts, most useful first. Do not answer the question yourself."
+)
+
+
+def _searcher_tag_example() -> str:
+    second = _EXAMPLE_HIT_2.replace("[1]", "[2]", 1)
+    return (
+        f"Example (an invented question):\n<information>\n{_EXAMPLE_HIT_1}\n</information>\n\n"
+        f"{_EXAMPLE_QUESTION}\n<think>The loom's inventor is Mira Castell; find where she was "
+        "born.</think>\n<search>Mira Castell born</search>\n"
+        f"<information>\n{second}\n</information>\n<select>2, 1</select>"
+    )
+
+
 def tag_system_prompt(actions: tuple[str, ...], example: bool = True) -> str:
     lines = "\n".join(f"- {TAG_HELP[a]}" for a in actions)
+    if "select" in actions:
+        text = (
+            f"{SEARCHER_INTRO} Each turn, you may think briefly inside <think>...</think>, then "
+            f"write exactly one action:\n{lines}\n{SEARCH_RULE} {SELECT_RULE}\n{DATA_RULE}"
+        )
+        return text + ("\n\n" + _searcher_tag_example() if example else "")
     text = (
         "You answer questions by searching for evidence. Each turn, you may think briefly inside "
         "<think>...</think>, then write exactly one action:\n"
@@ -125,8 +154,32 @@ def _json_example(actions: tuple[str, ...]) -> str:
     return "Example (an invented question):\n" + "\n".join(turns)
 
 
+def _searcher_json_example() -> str:
+    def call(name: str, **arguments: str) -> str:
+        return json.dumps({"name": name, "arguments": arguments})
+
+    second = _EXAMPLE_HIT_2.replace("[1]", "[2]", 1)
+    return "\n".join(
+        [
+            "Example (an invented question):",
+            f"Result: {_EXAMPLE_HIT_1}",
+            f"Question: {_EXAMPLE_QUESTION}",
+            call("search", query="Mira Castell born"),
+            f"Result: {second}",
+            call("select", documents="2, 1"),
+        ]
+    )
+
+
 def json_system_prompt(actions: tuple[str, ...], example: bool = True) -> str:
     names = ", ".join(actions)
+    if "select" in actions:
+        text = (
+            f"{SEARCHER_INTRO} Call exactly one tool per turn ({names}). If your runtime cannot "
+            'call tools, write <tool_call>{"name": "...", "arguments": {...}}</tool_call>. '
+            f"{SEARCH_RULE} {SELECT_RULE}\n{DATA_RULE}"
+        )
+        return text + ("\n\n" + _searcher_json_example() if example else "")
     text = (
         "You answer questions by searching for evidence. Call exactly one tool per turn "
         f"({names}). If your runtime cannot call tools, write "
@@ -142,3 +195,18 @@ def json_system_prompt(actions: tuple[str, ...], example: bool = True) -> str:
 
 FORCE_ANSWER = "No more searches. Write <answer> and the answer in a few words."
 FORCE_ANSWER_JSON = "No more searches. Call the answer tool with the answer in a few words."
+FORCE_SELECT = (
+    "No more searches. Write <select> and the numbers of the documents the reader needs, most "
+    "useful first."
+)
+FORCE_SELECT_JSON = (
+    "No more searches. Call the select tool with the numbers of the documents the reader "
+    "needs, most useful first."
+)
+
+
+def force_instruction(closing: str, tags: bool) -> str:
+    """The last turn's instruction: answer now, or (a searcher) select now."""
+    if closing == "select":
+        return FORCE_SELECT if tags else FORCE_SELECT_JSON
+    return FORCE_ANSWER if tags else FORCE_ANSWER_JSON

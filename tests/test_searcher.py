@@ -1,0 +1,186 @@
+"""The searcher (s3's split, arXiv 2505.14146): RAG's documents first, follow-up searches, then
+``select`` names the documents a frozen reader answers from, by episode-wide numbers, within the
+read budget (``final_read``; places left are filled in reading order). Scripted searcher and
+reader on the real bundled BM25 index."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from sleuth.agent import Agent, AgentConfig
+from sleuth.agent.prompts import FORCE_SELECT, tag_system_prompt
+from sleuth.errors import SleuthError
+from sleuth.evaluate.benchmarks import load_benchmark
+from sleuth.evaluate.methods import agent_config, eval_budget, method_settings, parse_methods
+from sleuth.evaluate.runner import EvaluationRunner, RunSettings
+from sleuth.llm.scripted import ScriptedLLM
+
+QUESTION = (
+    "The band who released the debut album Tinted Windows had their first performance in what city?"
+)
+ANSWER_PROMPT = tag_system_prompt(("answer",), True)
+SEARCHER = AgentConfig(actions=("search", "select"), prefetch_k=3, final_read=3, top_k=3)
+NUMBERED = re.compile(r"^\[(\d+)\] (?:already seen: )?\(id: ([^)]+)\)", re.MULTILINE)
+
+
+def shown(messages: list[dict]) -> dict[int, str]:
+    """Number -> document id, as every observation so far showed them to the model."""
+    found: dict[int, str] = {}
+    for message in messages:
+        if message["role"] == "user":
+            for number, doc_id in NUMBERED.findall(message["content"]):
+                assert found.setdefault(int(number), doc_id) == doc_id  # one number, one doc
+    return found
+
+
+def run(searcher, reader, config=SEARCHER, engine=None):
+    agent = Agent(searcher, engine, config, reader=reader)
+    return asyncio.run(agent.run(QUESTION, episode_id="e"))
+
+
+def test_numbers_run_across_searches_and_the_reader_reads_the_selection_first(hotpot_bm25):
+    seen: list[dict[int, str]] = []
+
+    def searcher(messages):
+        seen.append(shown(messages))
+        if sum(m["role"] == "assistant" for m in messages) == 0:
+            return "<search>Taylor Hanson Fountains of Wayne</search>"
+        return "<select>4, 2</select>"
+
+    reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="reader")
+    traj = run(ScriptedLLM(searcher, name="searcher"), reader, engine=hotpot_bm25)
+    numbers = seen[-1]
+    prefetch, follow_up = traj.steps[0], traj.steps[1]
+    assert [numbers[n] for n in (1, 2, 3)] == [h.id for h in prefetch.hits]
+    # The follow-up's new documents go on from 4; one seen before keeps its number.
+    number_of = {doc_id: n for n, doc_id in numbers.items()}
+    new = [h.id for h in follow_up.hits if h.new]
+    again = [h.id for h in follow_up.hits if not h.new]
+    assert new and again  # this query finds both kinds
+    assert [number_of[doc_id] for doc_id in new] == [4 + i for i in range(len(new))]
+    assert all(number_of[doc_id] <= 3 for doc_id in again)
+    # The reader: RAG's answer prompt over #4 and #2 first, then the reading order fills.
+    assert traj.metadata["selected"] == [numbers[4], numbers[2]]
+    read_ids = traj.metadata["final_read"]
+    assert read_ids[:2] == [numbers[4], numbers[2]] and len(read_ids) == 3
+    assert read_ids[2] == numbers[1]  # RAG's best is the first of the reading order
+    system, user = reader.calls[0]
+    assert system == {"role": "system", "content": ANSWER_PROMPT}
+    assert [doc_id for _, doc_id in NUMBERED.findall(user["content"])] == read_ids
+    assert traj.answer == "Tulsa" and traj.stop_reason == "selected"
+    assert [s.role for s in traj.steps] == ["", "searcher", "searcher", "reader"]
+
+
+def test_a_selection_of_nothing_reads_what_rag_reads_in_rags_prompt(hotpot_bm25):
+    """No follow-up and no usable choice: the reader's call is exactly single-shot RAG's."""
+    searcher = ScriptedLLM(["<select>none of them</select>"], name="searcher")
+    reader = ScriptedLLM(["<answer>Tulsa</answer>"] * 2, name="reader")
+    traj = run(searcher, reader, engine=hotpot_bm25)
+    rag = Agent(reader, hotpot_bm25, AgentConfig(actions=("answer",), prefetch_k=3, top_k=3))
+    rag_traj = asyncio.run(rag.run(QUESTION))
+    assert traj.metadata["selected"] == []
+    assert traj.metadata["final_read"] == [h.id for h in rag_traj.steps[0].hits]
+    assert reader.calls[0] == reader.calls[1]  # same messages as RAG's answer call
+
+
+def test_numbers_of_no_document_are_said_and_the_searcher_selects_again(hotpot_bm25):
+    searcher = ScriptedLLM(["<select>9, 12</select>", "<select>3</select>"], name="s")
+    reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="r")
+    traj = run(searcher, reader, engine=hotpot_bm25)
+    first = traj.steps[1]
+    assert first.action == "select" and "9, 12" in first.error
+    assert "numbered 1 to 3" in first.observation
+    assert traj.metadata["selected"] == [traj.steps[0].hits[2].id]
+    assert "numbered 1 to 3" in searcher.calls[1][-1]["content"]
+
+
+def test_the_last_search_is_followed_by_a_forced_selection(hotpot_bm25):
+    queries = iter(["James Iha", "Taylor Hanson", "Adam Schlesinger"])
+
+    def searcher(messages):
+        if messages[-1]["content"] == FORCE_SELECT:
+            return "<select>4</select>"
+        return f"<search>{next(queries)}</search>"
+
+    config = AgentConfig(
+        actions=("search", "select"), prefetch_k=3, final_read=3, top_k=3, max_searches=2
+    )
+    reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="r")
+    traj = run(ScriptedLLM(searcher, name="s"), reader, config, hotpot_bm25)
+    assert traj.stop_reason == "max_searches" and traj.metadata["forced_select"]
+    assert traj.steps[-2].action == "select"
+    assert traj.metadata["selected"][0] == traj.metadata["final_read"][0]
+    assert traj.answer == "Tulsa"
+
+
+def test_the_json_format_offers_the_select_tool(hotpot_bm25):
+    call = json.dumps({"name": "select", "arguments": {"documents": "2"}})
+    searcher = ScriptedLLM([f"<tool_call>{call}</tool_call>"], name="s")
+    reader = ScriptedLLM(
+        ['<tool_call>{"name": "answer", "arguments": {"answer": "Tulsa"}}</tool_call>'], name="r"
+    )
+    config = AgentConfig(
+        actions=("search", "select"), prefetch_k=3, final_read=3, action_format="json"
+    )
+    traj = run(searcher, reader, config, hotpot_bm25)
+    assert "select" in searcher.calls[0][0]["content"]
+    assert traj.metadata["selected"] == [traj.steps[0].hits[1].id]
+    assert traj.answer == "Tulsa"
+
+
+def test_configurations_that_cannot_end_are_refused():
+    with pytest.raises(SleuthError, match="'select' with final_read > 0"):
+        AgentConfig(actions=("search", "select"))
+    with pytest.raises(SleuthError, match="enable one of them"):
+        AgentConfig(actions=("search", "select", "answer"), final_read=3)
+
+
+def test_the_searcher_method_reads_rags_budget():
+    budget = eval_budget(top_k=3)
+    plain = method_settings("searcher", budget)
+    assert (plain["prefetch_k"], plain["final_read"], plain["top_k"]) == (3, 3, 3)
+    at5 = method_settings("searcher@5", budget)
+    assert (at5["prefetch_k"], at5["final_read"], at5["top_k"]) == (5, 5, 3)
+    assert at5["actions"] == ("search", "select")
+    assert parse_methods("rag@05,searcher@05") == ["rag@5", "searcher@5"]
+    with pytest.raises(SleuthError, match="searcher@K reads K documents"):
+        parse_methods("searcher@0")
+
+
+def test_an_evaluation_of_the_searcher_records_selection_and_roles(hotpot_bm25, tmp_path):
+    def searcher(messages):
+        if sum(m["role"] == "assistant" for m in messages) == 0:
+            return "<search>first performance city</search>"
+        return "<select>4, 1</select>"
+
+    questions = load_benchmark("hotpotqa-1100:test", limit=3).questions
+    budget = eval_budget(top_k=3)
+    settings = RunSettings(
+        benchmark="hotpotqa-1100:test",
+        methods=["searcher"],
+        budget=budget,
+        model="searcher-model",
+        search="bm25",
+        reader="reader-model",
+    )
+    searcher_llm = ScriptedLLM(searcher, name="searcher-model")
+    reader = ScriptedLLM(lambda messages: "<answer>Tulsa</answer>", name="reader-model")
+    runner = EvaluationRunner(
+        tmp_path, settings, questions, searcher_llm, hotpot_bm25, reader=reader
+    )
+    outcome = asyncio.run(runner.run())
+    assert outcome.ran == 3 and outcome.failed == 0
+    lines = (tmp_path / "trajectories.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        traj = json.loads(line)
+        meta = traj["metadata"]
+        assert meta["reader"] == "reader-model" and len(meta["final_read"]) == 3
+        assert meta["final_read"][:2] == meta["selected"]
+        assert meta["roles"]["searcher"]["calls"] == 2 and meta["roles"]["reader"]["calls"] == 1
+        assert traj["answer"] == "Tulsa"
+    assert agent_config("searcher", budget).final_read == 3
