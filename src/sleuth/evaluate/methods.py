@@ -29,9 +29,14 @@ METHODS: dict[str, str] = {
     "self_ask": "Self-Ask (Press et al. 2023): follow-up questions one at a time, each answered "
     "from its own retrieval; the reader answers from the documents collected",
     "oracle": "ceiling: the reader over the question's gold evidence documents only",
+    "searcher": "s3-style searcher (Jiang et al. 2025): RAG's top-k first, then follow-up "
+    "searches; it selects which documents the reader answers from, within RAG's read budget "
+    "(top-k documents; places it leaves are filled in reading order)",
 }
-# Single-shot RAG reading K documents (its read budget: K x doc_chars): "rag@5".
+# Single-shot RAG, or the searcher, reading K documents (the read budget: K x doc_chars):
+# "rag@5", "searcher@5".
 RAG_AT = re.compile(r"rag@(\d+)")
+SEARCHER_AT = re.compile(r"searcher@(\d+)")
 MAX_RAG_K = 50
 # Methods run as a fixed pipeline (sleuth.evaluate.pipelines.PIPELINES), not as the loop.
 PIPELINES = ("ircot", "iter_retgen", "self_ask", "oracle")
@@ -43,9 +48,17 @@ def rag_depth(method: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def searcher_depth(method: str) -> int | None:
+    """``K`` of ``searcher@K``; None for any other name."""
+    found = SEARCHER_AT.fullmatch(method)
+    return int(found.group(1)) if found else None
+
+
 def base_method(method: str) -> str:
     """The entry of ``METHODS`` a name belongs to: ``rag@5`` is a ``rag``."""
-    return "rag" if rag_depth(method) is not None else method
+    if rag_depth(method) is not None:
+        return "rag"
+    return "searcher" if searcher_depth(method) is not None else method
 
 
 class _MethodSet:
@@ -62,7 +75,7 @@ class _MethodSet:
 
 
 # Which methods need a search engine (the oracle too: it fetches the gold documents by id).
-NEEDS_SEARCH = _MethodSet({"rag", "agent", "agent_judge", "agent_rag", *PIPELINES})
+NEEDS_SEARCH = _MethodSet({"rag", "agent", "agent_judge", "agent_rag", "searcher", *PIPELINES})
 
 
 # The limits every method of a run shares: these fields of the run's one ``AgentConfig`` (a method
@@ -146,6 +159,11 @@ def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -
         )
     elif method == "agent":
         settings.update(actions=("search", "open", "answer"), prefetch_k=0)
+    elif base_method(method) == "searcher":
+        # Turn 0 is RAG at the read budget K; follow-ups show top_k hits each; the reader reads
+        # K documents: the selection first, then the reading order (RAG's K, then follow-ups).
+        k = searcher_depth(method) or budget.top_k
+        settings.update(actions=("search", "select"), prefetch_k=k, final_read=k)
     elif method == "agent_rag":
         settings.update(actions=("search", "open", "answer"), prefetch_k=budget.top_k)
     else:  # agent_judge
@@ -164,13 +182,15 @@ def agent_config(method: str, budget: AgentConfig, seed: int | None = None) -> A
 
 def check_method(name: str) -> None:
     """Refuse a name that is no method, saying what the names are."""
-    k = rag_depth(name)
+    k = rag_depth(name) if rag_depth(name) is not None else searcher_depth(name)
     if k is not None and not 1 <= k <= MAX_RAG_K:
-        raise SleuthError(f"{name}: rag@K reads K documents; K must be 1 to {MAX_RAG_K}")
+        kind = base_method(name)
+        raise SleuthError(f"{name}: {kind}@K reads K documents; K must be 1 to {MAX_RAG_K}")
     if k is None and name not in METHODS:
         raise SleuthError(
             f"unknown method {name!r}; choose from {', '.join(METHODS)}, or rag@K "
-            f"(single-shot RAG reading K documents, K 1 to {MAX_RAG_K}, e.g. rag@5)"
+            f"(single-shot RAG reading K documents, K 1 to {MAX_RAG_K}, e.g. rag@5), or "
+            "searcher@K (the searcher within a read budget of K documents)"
         )
 
 
@@ -179,6 +199,7 @@ def parse_methods(text: str) -> list[str]:
     (``rag@05`` is written ``rag@5``)."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     names = [f"rag@{k}" if (k := rag_depth(n)) is not None else n for n in names]
+    names = [f"searcher@{k}" if (k := searcher_depth(n)) is not None else n for n in names]
     names = list(dict.fromkeys(names))
     if not names:
         raise SleuthError("no methods given; choose from " + ", ".join(METHODS))
