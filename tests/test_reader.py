@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import LiveServer
 from test_cli_hardening import assert_one_line_error, sleuth
+from view_support import view_episode
 
 from sleuth.agent import Agent, AgentConfig, Trajectory
 from sleuth.agent.prompts import tag_system_prompt
@@ -164,21 +165,6 @@ def test_the_runner_gives_every_episode_the_reader_and_a_resume_must_keep_it(hot
     check_run(tmp_path, run_settings(None), True)
     with pytest.raises(SleuthError, match='reader: null in the folder, "reader-model" now'):
         check_run(tmp_path, run_settings("reader-model"), True)
-
-
-def view_episode(run_dir: Path, episode_id: str) -> str:
-    """The viewer's page of one episode of ``run_dir``."""
-    import httpx
-
-    from sleuth.view.app import create_app
-    from sleuth.view.runs import load_runs
-    from sleuth.view.state import ViewerState
-
-    state = ViewerState(load_runs([run_dir]), run_dir / "feedback.jsonl")
-    with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
-        response = http.get("/episode", params={"run": run_dir.name, "id": episode_id})
-    assert response.status_code == 200, response.text
-    return response.text
 
 
 def test_eval_run_and_ask_take_a_reader_served_apart_from_the_model(

@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from view_support import view_episode
 
 from sleuth.agent import Agent, AgentConfig
 from sleuth.agent.prompts import FORCE_SELECT, tag_system_prompt
@@ -184,3 +185,12 @@ def test_an_evaluation_of_the_searcher_records_selection_and_roles(hotpot_bm25, 
         assert meta["roles"]["searcher"]["calls"] == 2 and meta["roles"]["reader"]["calls"] == 1
         assert traj["answer"] == "Tulsa"
     assert agent_config("searcher", budget).final_read == 3
+    # The viewer marks, in the reader's step, which documents the searcher selected.
+    traj = json.loads(lines[0])
+    page = view_episode(tmp_path, traj["episode_id"])
+    final = page[page.index('class="step final-read"') :]
+    final = final[: final.index("</table>")]
+    rows = re.findall(r'data-hit="([^"]+)".*?class="(selected|filled)"', final, re.DOTALL)
+    assert rows and [i for i, mark in rows if mark == "selected"] == traj["metadata"]["selected"]
+    assert [i for i, _ in rows] == traj["metadata"]["final_read"]
+    assert "The searcher selected 2 documents" in page

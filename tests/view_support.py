@@ -7,11 +7,17 @@ import asyncio
 import re
 from pathlib import Path
 
+import httpx
+from conftest import LiveServer
+
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search import open_index
+from sleuth.view.app import create_app
+from sleuth.view.runs import load_runs
+from sleuth.view.state import ViewerState
 
 EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 EVIL_QUESTION = BenchmarkQuestion(
@@ -60,3 +66,12 @@ def make_run(index: Path, out: Path, n: int = 6, settings: RunSettings = SETTING
     runner = EvaluationRunner(out, settings, questions, ScriptedLLM(policy), open_index(index))
     asyncio.run(runner.run())
     return out
+
+
+def view_episode(run_dir: Path, episode_id: str) -> str:
+    """The viewer's page of one episode of ``run_dir``."""
+    state = ViewerState(load_runs([run_dir]), run_dir / "feedback.jsonl")
+    with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
+        response = http.get("/episode", params={"run": run_dir.name, "id": episode_id})
+    assert response.status_code == 200, response.text
+    return response.text
