@@ -1,4 +1,5 @@
-"""``sleuth train expand | agent | selfplay``: GRPO on the search engine's feedback (TRL, CPU)."""
+"""``sleuth train expand | agent | searcher | selfplay``: GRPO on the search engine's feedback
+(TRL, CPU)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,77 @@ def agent_command(
         }
     )
     results = train_agent(config, log=log_line)
+    typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
+    typer.echo(f"results: {out / 'results.json'}   log: {out / 'train_log.jsonl'}")
+
+
+@train_app.command("searcher")
+def searcher_command(
+    out: train_options.RunFolder,
+    model: train_options.PolicyModel = None,
+    reader: Annotated[
+        str | None,
+        typer.Option(
+            help="The frozen reader that answers from the searcher's documents: a local model "
+            "spec (named, folder, .gguf, packaged) or the served name with --reader-url "
+            "(default: the packaged SmolLM2)",
+            show_default=False,
+        ),
+    ] = None,
+    reader_url: options.ReaderUrl = None,
+    benchmark: Annotated[str, typer.Option(help="Questions to train on")] = "hotpotqa-1100:train",
+    index: train_options.BenchmarkIndex = None,
+    limit: train_options.QuestionLimit = 0,
+    read_budget: Annotated[
+        int, typer.Option(help="K: RAG's top K first; the reader reads K documents (s3: 8)")
+    ] = 3,
+    accuracy: Annotated[
+        str, typer.Option(help="Acc in the reward Acc(searcher) - Acc(RAG): f1 | em | cover_em")
+    ] = "f1",
+    add_accuracy: Annotated[
+        bool, typer.Option(help="Add Acc(searcher) to the gain, as s3's released code does")
+    ] = False,
+    recall_weight: Annotated[
+        float, typer.Option(help="Add this weight x evidence recall of the documents read")
+    ] = 0.0,
+    keep_solved: Annotated[
+        bool, typer.Option(help="Keep questions RAG already answers (s3 leaves them out)")
+    ] = False,
+    keep_yes_no: Annotated[
+        bool, typer.Option(help="Keep yes/no questions (s3 leaves them out)")
+    ] = False,
+    steps: train_options.Steps = 3,
+    questions_per_step: train_options.QuestionsPerStep = 1,
+    num_generations: Annotated[int, typer.Option(help="Episodes per question (GRPO group)")] = 4,
+    learning_rate: train_options.LearningRate = 1e-6,
+    beta: train_options.Beta = 0.0,
+    temperature: train_options.Temperature = 1.0,
+    max_turns: Annotated[int, typer.Option(help="Searcher turns per episode")] = 3,
+    max_searches: Annotated[
+        int, typer.Option(help="Searches per episode, turn 0's RAG search included")
+    ] = 3,
+    max_new_tokens: train_options.MaxNewTokens = 48,
+    top_k: Annotated[int, typer.Option(help="Hits shown per follow-up search")] = 3,
+    doc_chars: train_options.DocChars = 300,
+    concurrency: Annotated[int, typer.Option(help="Episodes (and RAG answers) in flight")] = 8,
+    save_steps: train_options.SaveSteps = 1,
+    seed: train_options.Seed = 0,
+    prompt_example: options.PromptExample = True,
+) -> None:
+    """GRPO on a searcher beside a frozen reader, rewarded by Gain Beyond RAG (s3).
+
+    Each episode is the searcher method's: RAG's top K, follow-up searches, then <select>; the
+    reader answers from K documents (the selection first). Reward = Acc(reader over them) -
+    Acc(reader over RAG's top K); RAG's answers are computed once into OUT/rag_answers.jsonl.
+    Yes/no questions and those RAG already answers are left out. Only the searcher trains.
+    """
+    given = dict(locals())  # the options, passed on whole
+    from sleuth.train.searcher_grpo import SearcherTrainConfig, train_searcher
+
+    config = SearcherTrainConfig.from_dict(
+        {**given, "out": str(out), "index": str(index) if index else None}
+    )
+    results = train_searcher(config, log=log_line)
     typer.echo(json.dumps({k: v for k, v in results.items() if k != "config"}))
     typer.echo(f"results: {out / 'results.json'}   log: {out / 'train_log.jsonl'}")
 

@@ -20,7 +20,7 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
 from sleuth.errors import SleuthError
-from sleuth.llm.base import Completion, GenerationConfig, Message, Usage
+from sleuth.llm.base import LLM, Completion, GenerationConfig, Message, Usage
 from sleuth.llm.transformers_local import render_for_template
 from sleuth.search.base import SearchEngine
 
@@ -195,21 +195,25 @@ async def run_episodes(
     search: SearchEngine,
     config: AgentConfig,
     concurrency: int = 4,
+    reader: LLM | None = None,
 ) -> list[Rollout]:
-    """One agent episode per question (repeats allowed: a GRPO group), streams recorded."""
+    """One agent episode per question (repeats allowed: a GRPO group), streams recorded. With a
+    frozen ``reader`` (``train searcher``) the final read is the reader's call: a separate
+    prompt to a separate model, outside the policy's stream."""
     if config.action_format != "tags":
         raise SleuthError("agent training uses action_format='tags'")
-    if config.final_read:
+    if config.final_read and reader is None:
         raise SleuthError(
             "final_read is for inference: a rollout's tokens are one conversation, and the "
-            "final read is a separate prompt (set final_read=0 for training)"
+            "final read is a separate prompt (set final_read=0 for training, or train a "
+            "searcher with a frozen reader)"
         )
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(question: str) -> Rollout:
         async with gate:
             policy = PolicyLLM(generate, tokenizer)
-            trajectory = await Agent(policy, search, config).run(question)
+            trajectory = await Agent(policy, search, config, reader=reader).run(question)
             return Rollout(trajectory, policy.stream)
 
     return list(await asyncio.gather(*(one(q) for q in questions)))
@@ -249,9 +253,10 @@ class AgentRolloutFunc:
         config: AgentConfig,
         concurrency: int = 4,
         generate: Generate | None = None,
+        reader: LLM | None = None,
     ) -> None:
         self.search, self.tokenizer, self.config = search, tokenizer, config
-        self.concurrency, self._generate = concurrency, generate
+        self.concurrency, self._generate, self.reader = concurrency, generate, reader
         self.last: list[Rollout] = []  # the latest batch, for logging and tests
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
@@ -267,7 +272,13 @@ class AgentRolloutFunc:
         generate = self._generate
         self.last = asyncio.run(
             run_episodes(
-                questions, generate, self.tokenizer, self.search, self.config, self.concurrency
+                questions,
+                generate,
+                self.tokenizer,
+                self.search,
+                self.config,
+                self.concurrency,
+                self.reader,
             )
         )
         return as_trl_output(self.last, self.tokenizer.eos_token_id)

@@ -1,0 +1,417 @@
+"""``sleuth train searcher``: GRPO on a searcher beside a frozen reader, rewarded by Gain Beyond
+RAG (s3, Jiang et al. 2025, arXiv 2505.14146).
+
+The searcher's episode is the ``searcher`` method's (docs/agent.md): turn 0 is RAG's top K,
+then follow-up searches, then ``select``; the frozen reader answers once from K documents (the
+selection first, the reading order after it). Only the searcher's tokens are trained: the
+reader's call is a separate prompt to a separate model and never enters the rollout's stream.
+
+The reward of an episode is GBR = Acc(reader over the searcher's documents) - Acc(reader over
+RAG's top K), with s3's released variant adding Acc(reader over the searcher's documents)
+(``add_accuracy``) and an optional evidence-recall shaping of the documents read
+(``recall_weight``). RAG's answer is computed once per question and reader before training and
+kept in ``rag_answers.jsonl`` (append-only: a killed run resumes without recomputing). s3's
+filters leave out yes/no questions and those RAG already answers (Acc 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sleuth.agent.config import AgentConfig
+from sleuth.agent.loop import Agent
+from sleuth.agent.trajectory import Trajectory
+from sleuth.errors import SleuthError
+from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
+from sleuth.metrics import cover_exact_match, exact_match, f1_score, normalize_answer
+from sleuth.train.curves import learning_curve
+from sleuth.train.episode import check_training_episode, from_record, to_record, training_episode
+from sleuth.train.grpo import skipped_share
+from sleuth.train.run import GRPORun
+
+ACCURACY: dict[str, Callable[[str | None, Sequence[str]], float]] = {
+    "f1": f1_score,
+    "em": exact_match,
+    "cover_em": cover_exact_match,
+}
+RAG_ANSWERS = "rag_answers.jsonl"
+# The episode settings `train searcher` exposes, recorded flat in config.json beside its own.
+EPISODE_KEYS = (
+    "temperature",
+    "max_turns",
+    "max_searches",
+    "max_new_tokens",
+    "top_k",
+    "doc_chars",
+    "prompt_example",
+)
+
+
+def searcher_episode(read_budget: int = 3, **changes: Any) -> AgentConfig:
+    """The searcher's training episode at smoke size: RAG's top ``read_budget`` first, up to two
+    follow-up searches of ``top_k`` hits, then ``select``; the reader reads ``read_budget``."""
+    settings: dict[str, Any] = {"max_turns": 3, "max_searches": 3, "min_searches": 1}
+    return training_episode(
+        **{**settings, **changes},
+        actions=("search", "select"),
+        prefetch_k=read_budget,
+        final_read=read_budget,
+    )
+
+
+@dataclass(frozen=True)
+class SearcherTrainConfig:
+    out: str
+    model: str | None = None  # the searcher; None = the packaged SmolLM2-135M-Instruct
+    reader: str | None = None  # the frozen reader: a local spec (None = packaged) or served name
+    reader_url: str | None = None
+    benchmark: str = "hotpotqa-1100:train"
+    index: str | None = None
+    limit: int = 0
+    read_budget: int = 3  # K: RAG's depth and the documents the reader reads (s3 trains at 8)
+    accuracy: str = "f1"  # Acc in GBR: f1 | em | cover_em
+    add_accuracy: bool = False  # s3's released code: GBR + Acc(reader over the searcher's docs)
+    recall_weight: float = 0.0  # + weight x evidence recall of the documents read
+    keep_solved: bool = False  # s3 leaves out questions RAG already answers (Acc 1)
+    keep_yes_no: bool = False  # s3 leaves out yes/no questions
+    steps: int = 3
+    questions_per_step: int = 1
+    num_generations: int = 4
+    learning_rate: float = 1e-6
+    beta: float = 0.0
+    concurrency: int = 8
+    save_steps: int = 1
+    seed: int = 0
+    micro_batch: int | None = 1
+    episode: AgentConfig = field(default_factory=searcher_episode)
+
+    def __post_init__(self) -> None:
+        if self.accuracy not in ACCURACY:
+            raise SleuthError(f"--accuracy must be one of {', '.join(ACCURACY)}")
+        if self.read_budget < 1:
+            raise SleuthError("--read-budget must be at least 1 document")
+        if self.reader_url and not self.reader:
+            raise SleuthError("--reader-url needs --reader: the name of the model it serves")
+        # The read budget is RAG's depth and the final read's size, whatever the episode said.
+        budget = {"prefetch_k": self.read_budget, "final_read": self.read_budget}
+        object.__setattr__(self, "episode", replace(self.episode, **budget))
+        check_training_episode(self.episode)
+
+    def agent_config(self) -> AgentConfig:
+        return self.episode
+
+    def rag_config(self) -> AgentConfig:
+        """RAG at the read budget in the reader's answer prompt, greedy: GBR's baseline."""
+        return replace(
+            self.episode,
+            actions=("answer",),
+            max_turns=1,
+            min_searches=0,
+            final_read=0,
+            temperature=0.0,
+        )
+
+    def reader_label(self) -> str:
+        name = self.reader or "packaged"
+        return f"{name}@{self.reader_url}" if self.reader_url else name
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_record(self, EPISODE_KEYS)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> SearcherTrainConfig:
+        return from_record(cls, record, EPISODE_KEYS, searcher_episode())
+
+
+def is_yes_no(question: BenchmarkQuestion) -> bool:
+    return any(normalize_answer(a) in ("yes", "no") for a in question.answers)
+
+
+def load_rag_answers(path: Path, reader: str, k: int) -> dict[str, dict[str, Any]]:
+    """Cached RAG answers of this reader at this depth, by question id (later lines win)."""
+    cached: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return cached
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: recomputed
+        if isinstance(record, dict) and record.get("reader") == reader and record.get("k") == k:
+            cached[str(record.get("id"))] = record
+    return cached
+
+
+async def _rag_answers(
+    questions: Sequence[BenchmarkQuestion], reader: Any, engine: Any, config: AgentConfig,
+    write: Callable[[BenchmarkQuestion, str | None], None], concurrency: int,
+) -> None:  # fmt: skip
+    gate = asyncio.Semaphore(max(1, concurrency))
+    agent = Agent(reader, engine, config)
+
+    async def one(question: BenchmarkQuestion) -> None:
+        async with gate:
+            trajectory = await agent.run(question.question, episode_id=question.id)
+        write(question, trajectory.answer)
+
+    await asyncio.gather(*(one(q) for q in questions))
+
+
+def cache_rag_answers(
+    config: SearcherTrainConfig,
+    questions: Sequence[BenchmarkQuestion],
+    reader: Any,
+    engine: Any,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """RAG's answer (and its accuracy) for every question, computed once per reader and depth
+    and appended to ``rag_answers.jsonl`` as each arrives (a killed run resumes from there)."""
+    path = Path(config.out) / RAG_ANSWERS
+    label, k = config.reader_label(), config.read_budget
+    cached = load_rag_answers(path, label, k)
+    missing = [q for q in questions if q.id not in cached]
+    if missing:
+        log(f"RAG answers of the reader {label} at k={k}: {len(missing)} to compute")
+        with path.open("a", encoding="utf-8") as handle:
+
+            def write(question: BenchmarkQuestion, answer: str | None) -> None:
+                record = {
+                    "id": question.id,
+                    "reader": label,
+                    "k": k,
+                    "answer": answer,
+                    "accuracy": {
+                        name: fn(answer, question.answers) for name, fn in ACCURACY.items()
+                    },
+                }
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                cached[question.id] = record
+
+            asyncio.run(
+                _rag_answers(
+                    missing, reader, engine, config.rag_config(), write, config.concurrency
+                )
+            )
+    return cached
+
+
+def training_questions(
+    config: SearcherTrainConfig,
+    questions: Sequence[BenchmarkQuestion],
+    rag: dict[str, dict[str, Any]],
+) -> tuple[list[BenchmarkQuestion], dict[str, int]]:
+    """s3's filters: without yes/no questions and those RAG already answers (Acc 1); the
+    counts of each say what was left out."""
+    kept, counts = [], {"questions": len(questions), "yes_no": 0, "solved_by_rag": 0}
+    for question in questions:
+        if not config.keep_yes_no and is_yes_no(question):
+            counts["yes_no"] += 1
+        elif not config.keep_solved and rag[question.id]["accuracy"][config.accuracy] >= 1.0:
+            counts["solved_by_rag"] += 1
+        else:
+            kept.append(question)
+    counts["kept"] = len(kept)
+    if not kept:
+        raise SleuthError(
+            f"no question left to train on: of {len(questions)}, {counts['yes_no']} are yes/no "
+            f"and {counts['solved_by_rag']} RAG already answers (use more questions, "
+            "--keep-solved or --keep-yes-no)"
+        )
+    return kept, counts
+
+
+def build_dataset(
+    questions: Sequence[BenchmarkQuestion], rag: dict[str, dict[str, Any]], metric: str
+) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {
+                "prompt": q.question,
+                "answers": list(q.answers),
+                "evidence_ids": [aliases[0] for aliases in q.gold_evidence if aliases],
+                "rag_accuracy": float(rag[q.id]["accuracy"][metric]),
+            }
+            for q in questions
+        ]
+    )
+
+
+def read_recall(trajectory: Trajectory, evidence_ids: Sequence[str]) -> float:
+    """Evidence recall of the documents the reader read (0 without gold evidence)."""
+    gold = set(evidence_ids)
+    read = trajectory.metadata.get("final_read")
+    if not gold or not isinstance(read, list):
+        return 0.0
+    return len(gold & {str(doc_id) for doc_id in read}) / len(gold)
+
+
+def gain_beyond_rag(
+    trajectory: Trajectory, answers: Sequence[str], rag_accuracy: float, config: SearcherTrainConfig
+) -> dict[str, float]:
+    """The reward's parts: the reader's accuracy over the searcher's documents, GBR, recall."""
+    accuracy = ACCURACY[config.accuracy](trajectory.answer, answers)
+    return {"accuracy": accuracy, "gbr": accuracy - rag_accuracy}
+
+
+def make_reward_function(config: SearcherTrainConfig) -> Callable[..., list[float]]:
+    """The TRL reward over each rollout's trajectory: GBR (+ Acc with ``add_accuracy``, +
+    ``recall_weight`` x evidence recall of the documents read), parts logged per step."""
+
+    def searcher_reward(
+        prompts, completions, trajectory, answers, evidence_ids, rag_accuracy, **kwargs
+    ):
+        totals, parts = [], {"gbr": 0.0, "accuracy": 0.0, "read_recall": 0.0}
+        rows = zip(trajectory, answers, evidence_ids, rag_accuracy, strict=True)
+        for raw, gold_answers, gold_ids, rag in rows:
+            traj = Trajectory.from_dict(json.loads(raw))
+            gain = gain_beyond_rag(traj, gold_answers, float(rag), config)
+            recall = read_recall(traj, gold_ids)
+            total = gain["gbr"] + (gain["accuracy"] if config.add_accuracy else 0.0)
+            totals.append(total + config.recall_weight * recall)
+            parts["gbr"] += gain["gbr"]
+            parts["accuracy"] += gain["accuracy"]
+            parts["read_recall"] += recall
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            for name, value in parts.items():
+                log_metric(f"reward_parts/{name}", value / len(totals))
+        return totals
+
+    return searcher_reward
+
+
+def build_trainer(
+    config: SearcherTrainConfig,
+    search: Any,
+    reader: Any,
+    dataset: Any,
+    model: Any,
+    tokenizer: Any,
+    generate: Any = None,
+    trainer_class_override: type | None = None,
+) -> Any:
+    """A GRPO trainer whose rollouts are searcher episodes read by the frozen ``reader``;
+    ``generate`` overrides the policy's sampler (tests script it)."""
+    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
+    from sleuth.train.rollout import AgentRolloutFunc
+
+    episode = config.episode
+    args = grpo_args(
+        Path(config.out),
+        steps=config.steps,
+        questions_per_step=config.questions_per_step,
+        num_generations=config.num_generations,
+        max_completion_length=episode_tokens(
+            episode.max_turns, episode.max_new_tokens, max(episode.top_k, config.read_budget)
+        ),
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        temperature=episode.temperature,
+        save_steps=config.save_steps,
+        seed=config.seed,
+        micro_batch=config.micro_batch,
+    )
+    rollout = AgentRolloutFunc(
+        search, tokenizer, episode, config.concurrency, generate=generate, reader=reader
+    )
+    reward = make_reward_function(config)
+    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
+
+
+GBR_KEY, RECALL_KEY = "reward_parts/gbr", "reward_parts/read_recall"
+
+
+def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-step reward, GBR, reader accuracy and evidence recall, and the share of GRPO groups
+    with reward spread (the rest teach nothing)."""
+    steps = [r for r in history if "reward" in r]
+    spread = [1.0 - float(r.get("frac_reward_zero_std", 1.0)) for r in steps]
+    return {
+        "steps": len(steps),
+        "reward_per_step": [r["reward"] for r in steps],
+        "gbr_per_step": [r.get(GBR_KEY) for r in steps],
+        "accuracy_per_step": [r.get("reward_parts/accuracy") for r in steps],
+        "read_recall_per_step": [r.get(RECALL_KEY) for r in steps],
+        "groups_with_reward_spread": round(sum(spread) / len(spread), 3) if spread else None,
+        "loss_passes_skipped": skipped_share(steps),
+    }
+
+
+class SearcherRun(GRPORun):
+    """``train searcher``'s parts of the run skeleton (``sleuth.train.run``)."""
+
+    config: SearcherTrainConfig
+
+    def __init__(
+        self, config: SearcherTrainConfig, log: Callable[[str], None] = print, reader: Any = None
+    ) -> None:
+        super().__init__(config, log)
+        self.reader = reader
+        self.dataset: Any = None
+        self.filtered: dict[str, int] = {}
+
+    def prepare(self) -> None:
+        """The reader, RAG's cached answers and s3's filters, before the searcher loads."""
+        config = self.config
+        if self.reader is None:
+            from sleuth.llm import load_llm
+
+            self.reader = load_llm(config.reader, url=config.reader_url)
+        questions = load_benchmark(config.benchmark).questions
+        questions = questions[: config.limit] if config.limit else questions
+        rag = cache_rag_answers(config, questions, self.reader, self.engine, self.log)
+        kept, self.filtered = training_questions(config, questions, rag)
+        self.log(
+            f"training on {len(kept)} of {len(questions)} questions "
+            f"({self.filtered['yes_no']} yes/no and {self.filtered['solved_by_rag']} answered by "
+            "RAG left out)"
+        )
+        self.dataset = build_dataset(kept, rag, config.accuracy)
+
+    def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
+        return build_trainer(self.config, self.engine, self.reader, self.dataset, model, tokenizer)
+
+    def summarise(
+        self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
+    ) -> dict[str, Any]:
+        rollouts = trainer.sleuth_rollout.last
+        searches = [len(r.trajectory.searches) for r in rollouts]
+        return self.results(
+            name,
+            summarise_history(history),
+            seconds,
+            reader=self.config.reader_label(),
+            questions_filtered=self.filtered,
+            last_step_searches_per_episode=round(sum(searches) / len(searches), 2)
+            if searches
+            else None,
+        )
+
+    def curve(self, history: list[dict[str, Any]]) -> bytes:
+        return learning_curve(
+            history,
+            series=(
+                ("reward", "reward"),
+                (GBR_KEY, "gain beyond RAG"),
+                (RECALL_KEY, "evidence recall read"),
+            ),
+            title="Searcher GRPO: gain beyond RAG of a frozen reader",
+        )
+
+
+def train_searcher(
+    config: SearcherTrainConfig, log: Callable[[str], None] = print, reader: Any = None
+) -> dict[str, Any]:
+    """Run (or resume) searcher GRPO and write ``results.json`` beside the checkpoints."""
+    from sleuth.search.factory import open_engine
+
+    run = SearcherRun(config, log, reader).start()
+    return run.finish(open_engine(config.index).engine)
