@@ -10,6 +10,8 @@ import json
 import re
 
 import pytest
+from conftest import LiveServer
+from test_cli_hardening import sleuth
 from view_support import view_episode
 
 from sleuth.agent import Agent, AgentConfig
@@ -19,6 +21,7 @@ from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.evaluate.methods import agent_config, eval_budget, method_settings, parse_methods
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
+from sleuth.llm.serve_llm import create_llm_app
 
 QUESTION = (
     "The band who released the debut album Tinted Windows had their first performance in what city?"
@@ -194,3 +197,35 @@ def test_an_evaluation_of_the_searcher_records_selection_and_roles(hotpot_bm25, 
     assert rows and [i for i, mark in rows if mark == "selected"] == traj["metadata"]["selected"]
     assert [i for i, _ in rows] == traj["metadata"]["final_read"]
     assert "The searcher selected 2 documents" in page
+
+
+def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
+    hotpot_bm25_path, tmp_path
+):
+    def searching(messages):
+        if sum(m["role"] == "assistant" for m in messages) == 0:
+            return "<search>Taylor Hanson Fountains of Wayne</search>"
+        return "<select>4, 2</select>"
+
+    searcher = ScriptedLLM(searching, name="searcher-model")
+    reader = ScriptedLLM(lambda messages: "<answer>Tulsa</answer>", name="reader-model")
+    out = tmp_path / "ask.jsonl"
+    with LiveServer(create_llm_app(searcher)) as model, LiveServer(create_llm_app(reader)) as read:
+        asked = sleuth(
+            "ask", QUESTION, "--select", "--index", str(hotpot_bm25_path),
+            "--llm-url", f"{model.url}/v1", "--model", "searcher-model",
+            "--reader", "reader-model", "--reader-url", f"{read.url}/v1",
+            "--trajectory-out", str(out), cache=tmp_path / "cache",
+        )  # fmt: skip
+        refused = sleuth("ask", QUESTION, "--select", "--judge", cache=tmp_path / "cache")
+    assert asked.returncode == 0, asked.stderr
+    text = " ".join(asked.stdout.split())
+    assert "select 4, 2" in text and "answer: Tulsa" in text
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert [s["action"] for s in saved["steps"]] == ["search", "search", "select", "answer"]
+    meta = saved["metadata"]
+    assert len(meta["selected"]) == 2 and meta["final_read"][:2] == meta["selected"]
+    assert len(meta["final_read"]) == 3  # the read budget is --top-k, as eval's searcher
+    assert "You find documents for a reader" in searcher.calls[0][0]["content"]
+    assert len(reader.calls) == 1
+    assert refused.returncode == 2 and "drop --judge and --ask" in refused.stderr

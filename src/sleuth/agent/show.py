@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 
 MODEL_OUTPUT_CHARS = 300
 TITLE_CHARS = 80
-ACTION_STYLES = {"search": "cyan", "open": "blue", "judge": "magenta", "answer": "green"}
+ACTION_STYLES = {
+    "search": "cyan",
+    "open": "blue",
+    "judge": "magenta",
+    "answer": "green",
+    "select": "yellow",
+}
 
 
 def default_trajectory_path() -> Path:

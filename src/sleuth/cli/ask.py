@@ -50,6 +50,14 @@ def ask_command(
     ask: Annotated[
         bool, typer.Option("--ask", help="Let the agent ask you clarification questions")
     ] = False,
+    select: Annotated[
+        bool,
+        typer.Option(
+            "--select",
+            help="The model only searches and selects documents; the reader (--reader, else the "
+            "model) answers from --top-k of them, the selection first (eval's searcher method)",
+        ),
+    ] = False,
     # The same budget as `sleuth eval run`: `ask` shows one episode of what eval measures.
     max_turns: options.MaxTurns = 8,
     max_searches: options.MaxSearches = 4,
@@ -108,6 +116,12 @@ def ask_command(
     actions = (
         ["search", "open"] + (["judge"] if judge else []) + (["ask"] if ask else []) + ["answer"]
     )
+    if select:  # a searcher: RAG's top K first, follow-ups, then the reader reads K documents
+        if judge or ask:
+            raise SleuthError("--select makes the model a searcher: drop --judge and --ask")
+        actions = ["search", "select"]
+        settings["prefetch_k"] = settings["prefetch_k"] or top_k
+        final_read = top_k
     config = AgentConfig(
         action_format=format,
         actions=tuple(actions),
