@@ -192,6 +192,21 @@ def test_words_splitter_edge_cases():
     assert tokenize("l'avion foo_bar 2.5", "plain") == ["l", "avion", "foo", "bar", "2", "5"]
 
 
+def _format2_index(docs: list[Document], path: Path, source: str = "") -> Path:
+    """What Sleuth wrote up to format 2: the simple splitter, no ``splitter`` in the manifest."""
+    build_index(docs, path, source=source)
+    shutil.rmtree(path / "bm25")
+    writer = LexicalIndexWriter(path / "bm25", "english", splitter="simple")
+    for row, doc in enumerate(docs):
+        writer.add(row, doc)
+    writer.close()
+    manifest = read_manifest(path)
+    manifest["format_version"] = 2
+    del manifest["params"]["splitter"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
 def test_format2_index_keeps_its_simple_splitter(tmp_path: Path):
     """A format-2 index (no ``splitter`` in its manifest) is searched with the analysis it was
     built with; a new build records ``words`` and finds the whole number."""
@@ -205,19 +220,22 @@ def test_format2_index_keeps_its_simple_splitter(tmp_path: Path):
     assert [h.id for h in new.search("1.90", 3)] == ["a"]
     assert new.search("90", 3) == [] and new.search("s", 3) == []
 
-    path = tmp_path / "old"
-    build_index(docs, path)
-    shutil.rmtree(path / "bm25")
-    writer = LexicalIndexWriter(path / "bm25", "english", splitter="simple")
-    for row, doc in enumerate(docs):
-        writer.add(row, doc)
-    writer.close()
-    manifest = read_manifest(path)
-    manifest["format_version"] = 2
-    del manifest["params"]["splitter"]
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    old = open_index(path)
+    old = open_index(_format2_index(docs, tmp_path / "old"))
     assert old.splitter == "simple"
     assert [h.id for h in old.search("90", 3)] == ["a"]  # the fragments it indexed still match
     assert [h.id for h in old.search("1.90", 3)] == ["a"]  # and a query is cut the same way
     assert [h.id for h in old.search("wing's", 3)] == ["b"]
+
+
+def test_a_cached_format2_bundled_index_is_rebuilt(cran_docs, tmp_path: Path, monkeypatch):
+    """The bundled corpora's cached indexes follow the defaults: format 2 is rebuilt on use."""
+    from sleuth.search.bundled import bundled_index
+
+    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path))
+    cached = _format2_index(cran_docs, tmp_path / "indexes" / "cranfield-bm25", "cranfield")
+    assert read_manifest(cached)["format_version"] == 2
+    path = bundled_index("cranfield")
+    assert path == cached
+    manifest = read_manifest(path)
+    assert manifest["format_version"] == 3 and manifest["params"]["splitter"] == "words"
+    assert open_index(path).splitter == "words"
