@@ -24,6 +24,7 @@ from sleuth.jsonio import write_json_atomic
 
 BENCHMARKS = (
     "quality",
+    "bm25_analysis",
     "scale",
     "serving",
     "agent",

@@ -1,8 +1,10 @@
 """The BM25 analyzer and query weighting on real Cranfield documents: stopwords, stemming,
-repeated query terms counted as BM25 says, and format-1 indexes opening with their old settings."""
+repeated query terms counted as BM25 says, words cut as Lucene cuts them (format 3: numbers,
+possessives, apostrophes), and format-1 and format-2 indexes opening with their old settings."""
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,14 @@ import tantivy
 from sleuth.corpus import load_documents
 from sleuth.errors import SleuthError
 from sleuth.search import build_index, open_index, read_manifest
-from sleuth.search.lexical import LUCENE_ENGLISH_STOPWORDS, document_body, query_terms, tokenize
+from sleuth.search.lexical import (
+    LUCENE_ENGLISH_STOPWORDS,
+    LexicalIndexWriter,
+    document_body,
+    query_terms,
+    tokenize,
+)
+from sleuth.types import Document
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +128,114 @@ def test_format1_index_opens_with_its_old_settings(cran_docs, tmp_path: Path):
 def test_unknown_analyzer_is_a_clear_error(tmp_path: Path):
     with pytest.raises(SleuthError, match="unknown analyzer 'klingon'"):
         build_index(load_documents("cranfield"), tmp_path / "x", tokenizer="klingon")
+
+
+def _text_of(corpus: str, doc_id: str) -> str:
+    return next(document_body(d) for d in load_documents(corpus) if d.id == doc_id)
+
+
+@pytest.mark.parametrize(
+    ("corpus", "doc_id", "passage", "words", "simple"),
+    [
+        (  # decimal numbers stay whole, as in Lucene's StandardTokenizer
+            "cranfield",
+            "7",
+            "local mach numbers of 1.90, 2.71, and 3.67",
+            ["local", "mach", "number", "1.90", "2.71", "3.67"],
+            ["local", "mach", "number", "1", "90", "2", "71", "3", "67"],
+        ),
+        (  # a possessive 's goes (Lucene's EnglishPossessiveFilter); hyphens split, as before
+            "cranfield",
+            "20",
+            "lees's blunt-nose modification",
+            ["lee", "blunt", "nose", "modif"],
+            ["lee", "s", "blunt", "nose", "modif"],
+        ),
+        (
+            "cranfield",
+            "14",
+            "produced by the wing's motion",
+            ["produc", "wing", "motion"],
+            ["produc", "wing", "s", "motion"],
+        ),
+        (  # an apostrophe inside a word joins it ("can't" is one word, not "can" + "t")
+            "hotpotqa-1100",
+            "doc1",
+            "(I Can't Make It) Another Day",
+            ["i", "can't", "make", "anoth", "day"],
+            ["i", "can", "t", "make", "anoth", "day"],
+        ),
+        (
+            "hotpotqa-1100",
+            "doc5",
+            "(Winchester Super Short Magnum, 5.56×42mm) is a .224 caliber",
+            ["winchest", "super", "short", "magnum", "5.56", "42mm", "224", "calib"],
+            ["winchest", "super", "short", "magnum", "5", "56", "42mm", "224", "calib"],
+        ),
+    ],
+)
+def test_words_splitter_on_real_text(corpus, doc_id, passage, words, simple):
+    """Format 3 cuts English text as Lucene does; format 2's simple splitter left fragments
+    ("s", "t", "1", "90") that neither Lucene nor bm25s indexes."""
+    assert passage in _text_of(corpus, doc_id)
+    assert tokenize(passage) == words
+    assert tokenize(passage, splitter="simple") == simple
+
+
+def test_words_splitter_edge_cases():
+    assert tokenize("The AIRCRAFT'S wings' ends") == ["aircraft", "wing", "end"]
+    assert tokenize("the jet’s x-ray") == ["jet", "x", "ray"]  # typographic apostrophe too
+    assert tokenize("3,000 ft in 1995, then 2.5-fold") == ["3,000", "ft", "1995", "2.5", "fold"]
+    assert tokenize("foo_bar O'Neill") == ["foo_bar", "o'neil"]
+    assert tokenize("the wing's motion", "en_stem") == ["the", "wing", "motion"]
+    # plain (other languages, identifiers) keeps the simple splitter
+    assert tokenize("l'avion foo_bar 2.5", "plain") == ["l", "avion", "foo", "bar", "2", "5"]
+
+
+def _format2_index(docs: list[Document], path: Path, source: str = "") -> Path:
+    """What Sleuth wrote up to format 2: the simple splitter, no ``splitter`` in the manifest."""
+    build_index(docs, path, source=source)
+    shutil.rmtree(path / "bm25")
+    writer = LexicalIndexWriter(path / "bm25", "english", splitter="simple")
+    for row, doc in enumerate(docs):
+        writer.add(row, doc)
+    writer.close()
+    manifest = read_manifest(path)
+    manifest["format_version"] = 2
+    del manifest["params"]["splitter"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+def test_format2_index_keeps_its_simple_splitter(tmp_path: Path):
+    """A format-2 index (no ``splitter`` in its manifest) is searched with the analysis it was
+    built with; a new build records ``words`` and finds the whole number."""
+    docs = [
+        Document("a", "Mach", "tests at local mach numbers of 1.90 and 2.71"),
+        Document("b", "Wing", "the velocity produced by the wing's motion"),
+        Document("c", "Other", "a flat plate in a slipstream"),
+    ]
+    new = open_index(build_index(docs, tmp_path / "new"))
+    assert new.manifest["format_version"] == 3 and new.manifest["params"]["splitter"] == "words"
+    assert [h.id for h in new.search("1.90", 3)] == ["a"]
+    assert new.search("90", 3) == [] and new.search("s", 3) == []
+
+    old = open_index(_format2_index(docs, tmp_path / "old"))
+    assert old.splitter == "simple"
+    assert [h.id for h in old.search("90", 3)] == ["a"]  # the fragments it indexed still match
+    assert [h.id for h in old.search("1.90", 3)] == ["a"]  # and a query is cut the same way
+    assert [h.id for h in old.search("wing's", 3)] == ["b"]
+
+
+def test_a_cached_format2_bundled_index_is_rebuilt(cran_docs, tmp_path: Path, monkeypatch):
+    """The bundled corpora's cached indexes follow the defaults: format 2 is rebuilt on use."""
+    from sleuth.search.bundled import bundled_index
+
+    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path))
+    cached = _format2_index(cran_docs, tmp_path / "indexes" / "cranfield-bm25", "cranfield")
+    assert read_manifest(cached)["format_version"] == 2
+    path = bundled_index("cranfield")
+    assert path == cached
+    manifest = read_manifest(path)
+    assert manifest["format_version"] == 3 and manifest["params"]["splitter"] == "words"
+    assert open_index(path).splitter == "words"

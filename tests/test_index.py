@@ -19,10 +19,11 @@ DOCS = [Document(str(i), f"Title {i}", f"alpha beta text number {i}") for i in r
 def test_manifest_describes_the_index(tmp_path: Path):
     path = build_index(DOCS, tmp_path / "idx", source="unit")
     manifest = read_manifest(path)
-    assert manifest["format_version"] == 2 and manifest["engine"] == "bm25"
+    assert manifest["format_version"] == 3 and manifest["engine"] == "bm25"
     assert manifest["corpus"]["documents"] == 50 and manifest["corpus"]["source"] == "unit"
     assert manifest["params"] == {
         "tokenizer": "english",
+        "splitter": "words",
         "lowercase": True,
         "stopwords": "lucene-english",
         "stemmer": "snowball-english",

@@ -29,8 +29,10 @@ from sleuth.types import Document
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "sleuth-index"
-FORMAT_VERSION = 2  # 2: English analyzer by default, query term frequency counted
-READABLE_VERSIONS = (1, 2)  # format-1 indexes open with their own settings (repeats collapsed)
+FORMAT_VERSION = 3  # 2: English analyzer by default, query term frequency counted;
+# 3: the English analyzers split words as Lucene does (manifest ``splitter``: ``words``)
+READABLE_VERSIONS = (1, 2, 3)  # older indexes open with their own settings (format 1: repeats
+# collapsed; formats 1-2: tantivy's simple splitter)
 ENCODE_BATCH = 512
 PROGRESS_STEP = 100  # documents between progress calls: small corpora show movement too
 
@@ -382,6 +384,7 @@ LEXICAL, DENSE = ("bm25", "hybrid"), ("dense", "hybrid")
 # parameter of an engine is one line here; anything not listed is refused when opening.
 PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
     "tokenizer": (LEXICAL, _is_one_of("english", "en_stem", "plain", "default")),
+    "splitter": (LEXICAL, _is_one_of("simple", "words")),
     "lowercase": (LEXICAL, _is_bool()),
     "stopwords": (LEXICAL, _is_one_of("lucene-english", None)),
     "stemmer": (LEXICAL, _is_one_of("snowball-english", None)),
@@ -483,6 +486,7 @@ def open_index(
                 docstore,
                 params.get("tokenizer", "default" if legacy else "english"),
                 query_tf=bool(params.get("query_tf", not legacy)),
+                splitter=params.get("splitter", "simple"),  # formats 1-2 record none
             )
     if engine in ("dense", "hybrid"):
         from sleuth.search.dense import FAISS_FILE, DenseEngine

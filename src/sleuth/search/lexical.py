@@ -1,7 +1,8 @@
 """BM25 over tantivy: one indexed field holding title + text, scored as BM25 (k1=1.2, b=0.75).
 
-The default analyzer is Lucene's English one in tantivy's filters: simple tokenizer, lowercase,
-Lucene's 33-word English stopword list, Snowball English stemming. Queries go through the same
+The default analyzer is Lucene's English one in tantivy's filters: words split as Lucene's
+StandardTokenizer and EnglishPossessiveFilter split them (``words``, below), lowercase, Lucene's
+33-word English stopword list, Snowball English stemming. Queries go through the same
 analyzer and become a disjunction of term queries, one per distinct term boosted by how often the
 term occurs in the query (Lucene and bm25s sum repeated terms; collapsing them cost about 0.06
 nDCG@10 on long queries). User and LLM queries full of quotes, colons or ``AND`` never hit a
@@ -37,6 +38,22 @@ LEGACY_ANALYZERS = {"default": "plain"}  # format-1 manifests named the lowercas
 TOKENIZERS = (*ANALYZERS, *LEGACY_ANALYZERS)  # every name a manifest may carry
 MAX_TOKEN_CHARS = 40  # tantivy's default tokenizer drops longer tokens
 K1, B = 1.2, 0.75  # tantivy's BM25 constants (not configurable in tantivy)
+# How text is cut into words before the filters (the manifest's ``splitter``):
+# - ``simple``: tantivy's simple tokenizer, a word is a run of letters and digits. Indexes up to
+#   format 2 were built so: "aircraft's" -> aircraft, s; "don't" -> don, t; "2.5" -> 2, 5;
+#   "foo_bar" -> foo, bar. The fragments s, t, 2, 5 are words neither Lucene nor bm25s indexes.
+# - ``words`` (format 3, the English analyzers): as Lucene's StandardTokenizer (UAX#29) and
+#   EnglishPossessiveFilter cut English text: a decimal or grouped number is one word ("2.5",
+#   "3,000"), an apostrophe between letters joins ("don't", "o'neill"), a possessive 's or ’s is
+#   dropped ("aircraft's" -> aircraft), an underscore joins ("foo_bar"). Hyphens and other
+#   punctuation split, as before and as in Lucene and bm25s.
+SPLITTERS = ("simple", "words")
+WORDS_PATTERN = (
+    r"\d+(?:[.,]\d+)+"  # 2.5, 3,000, 1.2.3: one number
+    r"|['’][sS]\b"  # a possessive marker, removed by POSSESSIVE below
+    r"|\w+(?:['’](?:[^\WsS]|[sS]\w)\w*)*"  # a word; an apostrophe joins unless 's ends it
+)
+POSSESSIVE = ["'s", "’s"]
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET; tantivy's built-in "english" list is the same.
 LUCENE_ENGLISH_STOPWORDS = (
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
@@ -53,11 +70,18 @@ def canonical_analyzer(name: str) -> str:
     return name
 
 
+def default_splitter(name: str) -> str:
+    """The splitter a new index of this analyzer uses: ``words`` for the English analyzers,
+    ``simple`` for ``plain`` (other languages and identifiers keep the format-1 behaviour)."""
+    return "simple" if canonical_analyzer(name) == "plain" else "words"
+
+
 def analyzer_params(name: str, query_tf: bool = True) -> dict[str, Any]:
     """What the manifest records about the analysis, so an index can be reproduced."""
     name = canonical_analyzer(name)
     return {
         "tokenizer": name,
+        "splitter": default_splitter(name),
         "lowercase": True,
         "stopwords": "lucene-english" if name == "english" else None,
         "stemmer": "snowball-english" if name in ("english", "en_stem") else None,
@@ -67,14 +91,25 @@ def analyzer_params(name: str, query_tf: bool = True) -> dict[str, Any]:
     }
 
 
-def make_analyzer(tokenizer: str = DEFAULT_ANALYZER) -> tantivy.TextAnalyzer:
-    """tantivy's simple tokenizer, long-token removal, lowercase, then the analyzer's filters."""
+def make_analyzer(
+    tokenizer: str = DEFAULT_ANALYZER, splitter: str | None = None
+) -> tantivy.TextAnalyzer:
+    """The splitter (default: the analyzer's, see ``default_splitter``), long-token removal,
+    lowercase, then the analyzer's filters."""
     name = canonical_analyzer(tokenizer)
+    splitter = splitter or default_splitter(name)
+    if splitter not in SPLITTERS:
+        raise ValueError(f"unknown splitter {splitter!r}; choose one of {', '.join(SPLITTERS)}")
+    words = splitter == "words"
     builder = (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        tantivy.TextAnalyzerBuilder(
+            tantivy.Tokenizer.regex(WORDS_PATTERN) if words else tantivy.Tokenizer.simple()
+        )
         .filter(tantivy.Filter.remove_long(MAX_TOKEN_CHARS))
         .filter(tantivy.Filter.lowercase())
     )
+    if words:  # Lucene's EnglishPossessiveFilter: the 's marker is no word
+        builder = builder.filter(tantivy.Filter.custom_stopword(POSSESSIVE))
     if name == "english":
         builder = builder.filter(tantivy.Filter.custom_stopword(list(LUCENE_ENGLISH_STOPWORDS)))
     if name in ("english", "en_stem"):
@@ -82,9 +117,12 @@ def make_analyzer(tokenizer: str = DEFAULT_ANALYZER) -> tantivy.TextAnalyzer:
     return builder.build()
 
 
-def tokenize(text: str, tokenizer: str = DEFAULT_ANALYZER) -> list[str]:
-    """The exact tokens Sleuth's BM25 indexes and searches (for reference implementations)."""
-    return make_analyzer(tokenizer).analyze(text)
+def tokenize(
+    text: str, tokenizer: str = DEFAULT_ANALYZER, splitter: str | None = None
+) -> list[str]:
+    """The exact tokens Sleuth's BM25 indexes and searches (for reference implementations);
+    ``splitter="simple"`` gives what an index of format 2 or older holds."""
+    return make_analyzer(tokenizer, splitter).analyze(text)
 
 
 def query_terms(tokens: Sequence[str], query_tf: bool = True) -> list[tuple[str, int]]:
@@ -105,10 +143,16 @@ def _schema() -> tantivy.Schema:
 
 
 class LexicalIndexWriter:
-    def __init__(self, folder: Path, tokenizer: str = DEFAULT_ANALYZER, heap_mb: int = 256) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        tokenizer: str = DEFAULT_ANALYZER,
+        heap_mb: int = 256,
+        splitter: str | None = None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self._index = tantivy.Index(_schema(), path=str(folder))
-        self._index.register_tokenizer("sleuth", make_analyzer(tokenizer))
+        self._index.register_tokenizer("sleuth", make_analyzer(tokenizer, splitter))
         self._writer = self._index.writer(heap_size=heap_mb * 1024 * 1024)
 
     def add(self, row: int, doc: Document) -> None:
@@ -189,16 +233,18 @@ class LexicalEngine:
         docstore: DocStore,
         tokenizer: str = DEFAULT_ANALYZER,
         query_tf: bool = True,
+        splitter: str | None = None,
     ) -> None:
         self._index, view = open_read_only(folder)
         self._remove_view = weakref.finalize(self, shutil.rmtree, view, ignore_errors=True)
-        self._index.register_tokenizer("sleuth", make_analyzer(tokenizer))
-        self._analyzer = make_analyzer(tokenizer)
+        self._index.register_tokenizer("sleuth", make_analyzer(tokenizer, splitter))
+        self._analyzer = make_analyzer(tokenizer, splitter)
         self._schema = self._index.schema
         self._searcher = self._index.searcher()
         self._docs = docstore
         self._pool: ThreadPoolExecutor | None = None
         self.tokenizer = canonical_analyzer(tokenizer)
+        self.splitter = splitter or default_splitter(tokenizer)
         self.query_tf = query_tf  # False only for format-1 indexes, which collapsed repeats
 
     def __len__(self) -> int:
