@@ -307,6 +307,7 @@ def demo_command(
 
 def warn_unmatched_evidence(bench: object, engine: object, sample: int = 200) -> None:
     """Say so when gold evidence names ids the index does not hold (recall would read 0)."""
+    from sleuth.display import safe_markup
     from sleuth.errors import DocumentNotFound
     from sleuth.evaluate.benchmarks import unmatched_evidence
     from sleuth.progress import stderr
@@ -327,7 +328,7 @@ def warn_unmatched_evidence(bench: object, engine: object, sample: int = 200) ->
         total = sum(len(q.gold_evidence) for q in questions)
         stderr.print(
             f"[yellow]warning: {missing} of {total} gold evidence items (first {len(questions)} "
-            f"questions) name no document in the index, e.g. {examples}; evidence recall counts "
-            "them as missed. Index the corpus the questions come from, or give gold by id "
-            "with --qrels.[/yellow]"
+            f"questions) name no document in the index, e.g. {safe_markup(examples)}; evidence "
+            "recall counts them as missed. Index the corpus the questions come from, or give gold "
+            "by id with --qrels.[/yellow]"
         )

@@ -102,10 +102,13 @@ def merged_model_dir(folder: Path) -> Path:
             raise LLMError("loading a LoRA adapter needs peft: pip install 'sleuth[llm]'") from None
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from sleuth.display import safe_markup
         from sleuth.progress import stderr
 
         base_folder, _ = resolve_hf_folder(spec)
-        stderr.print(f"merging the adapter {folder.name} into {spec} (once) ...")
+        stderr.print(
+            f"merging the adapter {safe_markup(folder.name)} into {safe_markup(spec)} (once) ..."
+        )
         tokenizer = AutoTokenizer.from_pretrained(base_folder)
         base = AutoModelForCausalLM.from_pretrained(base_folder)
         try:
