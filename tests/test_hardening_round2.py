@@ -7,17 +7,25 @@ loopback (a stub: the remote LLM is the one external thing)."""
 
 from __future__ import annotations
 
+import html
+import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from conftest import LiveServer
 from view_support import make_run
 
 from sleuth.corpus import load_documents
 from sleuth.search import build_index
+from sleuth.view.app import create_app
+from sleuth.view.runs import load_runs
+from sleuth.view.state import ViewerState
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE_NAME = "a[/x]b[bold red]"  # `[/x]` made rich raise MarkupError; `[bold red]` vanished
@@ -93,3 +101,85 @@ def test_banners_print_hostile_paths_literally(
         view.communicate(timeout=10)
     banner = _one_line("".join(lines))
     assert f"feedback log {tmp_path / HOSTILE_NAME / 'feedback.jsonl'};" in banner
+
+
+# ---- item 11: damaged run files are named line by line; the rest is served and reported -----
+
+DAMAGE = {  # what each damaged trajectory holds, and the message that names it
+    "steps": (lambda t: t.update(steps={"a": 1}), "trajectory.steps is an object, not a list"),
+    "hits": (lambda t: t["steps"][0].update(hits="doc1"), "steps[0].hits is a string, not a list"),
+    "metadata": (lambda t: t.update(metadata=[]), "trajectory.metadata is a list, not an object"),
+    "observation": (
+        lambda t: t["steps"][0].update(observation=123),
+        "steps[0].observation is an integer, not a string",
+    ),
+}
+
+
+def _damaged_run(clean_run: Path, out: Path) -> tuple[Path, dict[str, tuple[str, int, str]]]:
+    """A copy of the run with four trajectories damaged (one per kind) and a garbage line as
+    line 3 of ``results.jsonl``; ``{kind: (episode id, line number, message)}``."""
+    shutil.copytree(clean_run, out)
+    path = out / "trajectories.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    with_steps = [i for i, line in enumerate(lines) if json.loads(line)["steps"]]
+    damaged = {}
+    for kind, number in zip(DAMAGE, with_steps, strict=False):
+        data = json.loads(lines[number])
+        DAMAGE[kind][0](data)
+        lines[number] = json.dumps(data)
+        damaged[kind] = (data["episode_id"], number + 1, DAMAGE[kind][1])
+    assert len(damaged) == len(DAMAGE)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = out / "results.jsonl"
+    rows = results.read_text(encoding="utf-8").splitlines()
+    rows.insert(2, "garbage {not json")
+    results.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return out, damaged
+
+
+def test_the_viewer_serves_a_run_with_damaged_lines_and_names_each(
+    clean_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run, damaged = _damaged_run(clean_run, tmp_path / "run")
+    with caplog.at_level(logging.WARNING):
+        runs = load_runs([run])  # was: TypeError/SleuthError for `steps` and `hits`
+    warnings = caplog.text
+    for episode_id, number, message in damaged.values():
+        assert f"{run / 'trajectories.jsonl'}:{number}: skipped the damaged trajectory" in warnings
+        assert episode_id in warnings and message in warnings
+    assert f"{run / 'results.jsonl'}:3: skipped a line that is not JSON" in warnings
+    records = len((clean_run / "results.jsonl").read_text().splitlines())
+    assert len(runs["run"].episodes) == records  # every record but the garbage line
+
+    state = ViewerState(runs, tmp_path / "feedback.jsonl")
+    broken = {episode_id: (number, message) for episode_id, number, message in damaged.values()}
+    with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/").status_code == 200 and http.get("/episodes").status_code == 200
+        for episode in runs["run"].episodes.values():  # was: 500 for `metadata` and `observation`
+            page = http.get("/episode", params={"run": "run", "id": episode.id})
+            compare = http.get("/compare", params={"question_id": episode.question_id})
+            assert compare.status_code == 200
+            if episode.id not in broken:
+                assert page.status_code == 200, (episode.id, page.text[:300])
+                continue
+            number, message = broken[episode.id]
+            assert page.status_code == 400  # a page that names the damage, not a 500
+            text = html.unescape(page.text)
+            assert f"trajectories.jsonl:{number}: {message}" in text and "is damaged" in text
+
+
+def test_eval_report_reports_a_run_with_damaged_lines_and_names_each(
+    clean_run: Path, tmp_path: Path
+) -> None:
+    run, damaged = _damaged_run(clean_run, tmp_path / "run")
+    result = sleuth("eval", "report", str(run), cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr  # was: AttributeError for a `hits` string
+    assert "Traceback" not in result.stderr
+    stderr = _one_line(result.stderr)
+    for _, number, message in damaged.values():
+        assert f"trajectories.jsonl:{number}: skipped the damaged trajectory" in stderr
+        assert message in stderr
+    assert stderr.count("results.jsonl:3: skipped a line that is not JSON") == 1  # once
+    report = json.loads((run / "report.json").read_text())
+    assert len(report["results"]) == len((clean_run / "results.jsonl").read_text().splitlines())
