@@ -183,3 +183,72 @@ def test_eval_report_reports_a_run_with_damaged_lines_and_names_each(
     assert stderr.count("results.jsonl:3: skipped a line that is not JSON") == 1  # once
     report = json.loads((run / "report.json").read_text())
     assert len(report["results"]) == len((clean_run / "results.jsonl").read_text().splitlines())
+
+
+# ---- item 12: an unwritable feedback log is refused at start, and named if it fails later ----
+
+
+def test_view_refuses_an_unwritable_feedback_log_at_start(clean_run: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the log's folder would be\n")  # unwritable, even as root
+    log = blocker / "feedback.jsonl"
+    result = sleuth(
+        "view", str(clean_run), "--port", "0", "--feedback", str(log), cache=tmp_path / "cache"
+    )
+    assert result.returncode == 2, result.stderr  # was: served, then 500 on every click
+    message = _one_line(result.stderr)
+    assert f"cannot write the feedback log {log}" in message and "--feedback FILE" in message
+    assert "Traceback" not in result.stderr and "open http" not in result.stderr
+
+
+def test_view_refuses_a_read_only_folder_for_its_default_log(
+    clean_run: Path, tmp_path: Path
+) -> None:
+    parent = tmp_path / "read-only"
+    run = parent / "run"
+    shutil.copytree(clean_run, run)
+    parent.chmod(0o555)
+    try:
+        if os.access(parent, os.W_OK):
+            pytest.skip("chmod does not stop this user (root): the test above covers it")
+        result = sleuth("view", str(run), "--port", "0", cache=tmp_path / "cache")
+    finally:
+        parent.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    message = _one_line(result.stderr)
+    assert f"cannot write the feedback log {parent / 'feedback.jsonl'}" in message
+    assert "--feedback FILE" in message
+
+
+def test_a_feedback_log_that_breaks_while_serving_is_a_named_error(
+    clean_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
+    log = tmp_path / "feedback.jsonl"
+    state = ViewerState(load_runs([clean_run]), log)
+    assert not log.exists()  # the start-up check leaves nothing behind
+    log.mkdir()  # the log can no longer be appended to (a folder now), even as root
+    episode = next(e for e in state.episodes() if e.trajectory and e.trajectory.steps)
+    with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
+        page = http.get("/episode", params={"run": episode.run, "id": episode.id}).text
+        token = page.split('name="token" value="')[1].split('"')[0]
+        form = {"token": token, "run": episode.run, "episode": episode.id, "step": "0"}
+        with caplog.at_level(logging.ERROR):
+            answer = http.post("/feedback", data={**form, "value": "up"})
+    assert answer.status_code == 400  # was: 500 with nothing logged
+    assert "cannot write the feedback log" in answer.text and "--feedback FILE" in answer.text
+    logged = caplog.text + capfd.readouterr().err  # the server's logging setup may own it
+    assert f"cannot write the feedback log {log}" in logged
+
+
+def test_a_trajectory_log_names_a_damaged_record_by_file_and_line(tmp_path: Path) -> None:
+    """The log that forks and ``ask`` append to: a damaged record in the middle is a
+    ``SleuthError`` naming file, line and field (was: an uncaught ValueError traceback)."""
+    from sleuth.agent import TrajectoryLog
+    from sleuth.errors import SleuthError
+
+    good = {"episode_id": "e1", "question": "q?", "steps": []}
+    path = tmp_path / "t.jsonl"
+    lines = [good, {**good, "episode_id": "e2", "steps": {"a": 1}}, good]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    with pytest.raises(SleuthError, match=r"t\.jsonl:2: corrupt trajectory record .*steps is an"):
+        TrajectoryLog(path).read()
