@@ -252,3 +252,109 @@ def test_a_trajectory_log_names_a_damaged_record_by_file_and_line(tmp_path: Path
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     with pytest.raises(SleuthError, match=r"t\.jsonl:2: corrupt trajectory record .*steps is an"):
         TrajectoryLog(path).read()
+
+
+# ---- item 15: a run against --llm-url without --model records the model the server serves ---
+
+
+class StubLLMServer:
+    """A real OpenAI-compatible HTTP server on loopback (the remote LLM is the one external
+    thing): ``/v1/models`` lists ``models``; every chat completion answers Denise Levertov and
+    remembers the model it was asked for."""
+
+    def __init__(self, models: list[str]) -> None:
+        import http.server
+        import threading
+
+        stub = self
+        self.asked: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/v1/models":
+                    return self._send(404, {"error": "not found"})
+                self._send(200, {"object": "list", "data": [{"id": m} for m in models]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                stub.asked.append(body.get("model"))
+                message = {"role": "assistant", "content": "<answer>Denise Levertov</answer>"}
+                usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._send(200, {"choices": [choice], "usage": usage, "model": body["model"]})
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StubLLMServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _eval_run(out: Path, url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return sleuth(
+        "eval", "run", "--out", str(out), "--methods", "closed_book", "-n", "2",
+        "--llm-url", url, "--no-report", *extra, cache=tmp_path / "cache",
+    )  # fmt: skip
+
+
+def test_a_run_against_a_server_records_the_model_it_serves(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with StubLLMServer(["stub-model-7b"]) as server:
+        result = _eval_run(out, server.url, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert set(server.asked) == {"stub-model-7b"}  # was: "default"
+        sleuth("eval", "report", str(out), cache=tmp_path / "cache")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "stub-model-7b"  # was: "packaged"
+    assert json.loads((out / "report.json").read_text())["model"] == "stub-model-7b"
+    trajectories = (out / "trajectories.jsonl").read_text().splitlines()
+    assert {json.loads(line)["model"] for line in trajectories} == {"stub-model-7b"}
+
+
+def test_a_run_recorded_as_packaged_by_an_older_sleuth_still_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with StubLLMServer(["stub-model-7b"]) as server:
+        assert _eval_run(out, server.url, tmp_path, "-n", "1").returncode == 0
+        config = json.loads((out / "config.json").read_text())
+        (out / "config.json").write_text(json.dumps({**config, "model": "packaged"}))  # as before
+        result = _eval_run(out, server.url, tmp_path)  # -n 2: one more question
+    assert result.returncode == 0, result.stderr
+    assert "1 episodes run" in _one_line(result.stderr) and "1 already done" in result.stderr
+    assert json.loads((out / "config.json").read_text())["model"] == "stub-model-7b"
+
+
+@pytest.mark.parametrize("models", [["a-model", "b-model"], []])
+def test_a_server_with_several_or_no_models_needs_model(models: list[str], tmp_path: Path) -> None:
+    with StubLLMServer(models) as server:
+        result = _eval_run(tmp_path / "run", server.url, tmp_path)
+        assert not server.asked  # refused before any episode
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = _one_line(result.stderr)
+    what = "2 models (a-model, b-model)" if models else "no model"
+    assert f"serves {what}; choose one with --model" in message
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_an_unreachable_server_without_model_is_one_clear_error(tmp_path: Path) -> None:
+    result = _eval_run(tmp_path / "run", "http://127.0.0.1:9/v1", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = _one_line(result.stderr)
+    assert "cannot ask the LLM server at http://127.0.0.1:9/v1 which model it serves" in message
+    assert "name the model with --model" in message

@@ -121,6 +121,13 @@ def run_command(
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
     check_one_source(index, search_url)
+    if llm_url and not model:  # record (and ask for) what the server serves, not "packaged"
+        from sleuth.llm.openai_http import served_model
+
+        model = served_model(llm_url)
+        stderr.print(
+            f"[dim]model: {safe_markup(model)}, the one model {safe_markup(llm_url)} serves[/dim]"
+        )
     if seeds > 1 and temperature == 0:
         stderr.print("[yellow]note: with --temperature 0 every seed decodes the same way[/yellow]")
     gold = None
