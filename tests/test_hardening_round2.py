@@ -47,6 +47,8 @@ def sleuth(*args: str, cache: Path, timeout: float = 120, **kwargs) -> subproces
 def _env(cache: Path) -> dict[str, str]:
     return {
         **os.environ,
+        # a regression must fail fast, never build the 1.6 GB OpenVINO exporter environment
+        "SLEUTH_OV_EXPORT_PYTHON": str(cache / "no-exporter" / "python"),
         "PYTHONPATH": str(ROOT / "src"),
         "SLEUTH_CACHE": str(cache),
         "COLUMNS": "250",
@@ -358,3 +360,55 @@ def test_an_unreachable_server_without_model_is_one_clear_error(tmp_path: Path) 
     message = _one_line(result.stderr)
     assert "cannot ask the LLM server at http://127.0.0.1:9/v1 which model it serves" in message
     assert "name the model with --model" in message
+
+
+# ---- item 17: an unknown --model is refused before anything is built or downloaded ----------
+
+UNKNOWN = "unknown model 'nonexistent-model-xyz': not a named model (`sleuth model list`), a local"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "run", "--out", "{tmp}/run", "--methods", "closed_book", "-n", "1"],
+        ["ask", "Who was born earlier?", "--index", "{index}"],
+        ["model", "prepare"],
+        ["serve-llm", "--port", "0"],
+        ["view", "{run}", "--port", "0"],
+        ["mcp", "{index}"],
+    ],
+    ids=lambda c: c[0] if c[0] != "model" else "model-prepare",
+)
+def test_an_unknown_model_name_is_refused_before_any_work(
+    command: list[str], small_index: Path, clean_run: Path, tmp_path: Path
+) -> None:
+    fill = {"tmp": str(tmp_path), "index": str(small_index), "run": str(clean_run)}
+    args = [part.format(**fill) for part in command]
+    cache = tmp_path / "cache"
+    args += ["--model", "nonexistent-model-xyz"]
+    result = sleuth(*args, cache=cache, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr  # was: an exporter build, a Hub call, a traceback
+    assert UNKNOWN in _one_line(result.stderr) and "Traceback" not in result.stderr
+    assert not (cache / "tools").exists() and not (cache / "models").exists()  # nothing built
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_file_or_folder_that_is_not_a_model_is_refused_and_hub_ids_pass(tmp_path: Path) -> None:
+    from sleuth.errors import SleuthError
+    from sleuth.llm.models import check_model_spec
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model\n")
+    result = sleuth("model", "prepare", "--model", str(notes), cache=tmp_path / "cache")
+    assert result.returncode == 2  # was: taken for a Hub repo id
+    message = _one_line(result.stderr)
+    assert f"unknown model {str(notes)!r}: a file, but not a .gguf model" in message
+    with pytest.raises(SleuthError, match="the folder holds no model"):
+        check_model_spec(tmp_path)
+    with pytest.raises(SleuthError, match="no such GGUF file"):
+        check_model_spec(tmp_path / "missing.gguf")
+    for accepted in ("Qwen/Qwen2.5-0.5B-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                     "packaged", None, "qwen2.5-coder-0.5b", "smollm2-135m-primed"):  # fmt: skip
+        check_model_spec(accepted)  # named models, shipped adapters and Hub ids still load
+    (tmp_path / "config.json").write_text("{}")
+    check_model_spec(tmp_path)  # a folder with a model's config is a model folder

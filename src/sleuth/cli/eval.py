@@ -121,6 +121,10 @@ def run_command(
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
     check_one_source(index, search_url)
+    if not llm_url:
+        from sleuth.llm.models import check_model_spec
+
+        check_model_spec(model)  # an unknown --model fails now, before any index or export
     if llm_url and not model:  # record (and ask for) what the server serves, not "packaged"
         from sleuth.llm.openai_http import served_model
 

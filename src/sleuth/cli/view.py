@@ -38,6 +38,10 @@ def _lazy_llm(model: str | None, llm_url: str | None):
     if model is None and llm_url is None:
         return None
     from sleuth.evaluate.session import open_llm
+    from sleuth.llm.models import check_model_spec
+
+    if llm_url is None:
+        check_model_spec(None if model == "packaged" else model)  # at start, not on first replay
 
     return lambda: open_llm(None if model == "packaged" else model, llm_url)
 
