@@ -407,6 +407,8 @@ def test_a_file_or_folder_that_is_not_a_model_is_refused_and_hub_ids_pass(tmp_pa
         check_model_spec(tmp_path)
     with pytest.raises(SleuthError, match="no such GGUF file"):
         check_model_spec(tmp_path / "missing.gguf")
+    with pytest.raises(SleuthError, match="no-such-model': no such folder or file"):
+        check_model_spec(str(tmp_path / "no-such-model"))  # a path, not taken for a Hub id
     for accepted in ("Qwen/Qwen2.5-0.5B-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct",
                      "packaged", None, "qwen2.5-coder-0.5b", "smollm2-135m-primed"):  # fmt: skip
         check_model_spec(accepted)  # named models, shipped adapters and Hub ids still load

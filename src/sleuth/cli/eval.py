@@ -121,10 +121,6 @@ def run_command(
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
     check_one_source(index, search_url)
-    if not llm_url:
-        from sleuth.llm.models import check_model_spec
-
-        check_model_spec(model)  # an unknown --model fails now, before any index or export
     if llm_url and not model:  # record (and ask for) what the server serves, not "packaged"
         from sleuth.llm.openai_http import served_model
 
@@ -187,6 +183,10 @@ def run_command(
         reader=reader_name,
     )
     check_run(out, settings, engine is not None)  # before the (slow) model load
+    if not llm_url:
+        from sleuth.llm.models import check_model_spec
+
+        check_model_spec(model)  # an unknown --model: before the folder, an export or a download
     if time_budget is not None and time_budget <= 0:
         raise SleuthError("--time-budget must be a positive number of seconds")
     with run_lock(out):  # refuse a second run on this folder before loading anything

@@ -68,6 +68,8 @@ def check_model_spec(spec: str | Path | None) -> None:
         raise SleuthError(f"{path.resolve()}: no such GGUF file")
     if _HUB_ID.fullmatch(text):
         return
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1:  # a path, not a Hub id
+        raise SleuthError(f"unknown model {text!r}: no such folder or file")
     raise SleuthError(
         f"unknown model {text!r}: not a named model (`sleuth model list`), a local folder or a "
         ".gguf (a Hugging Face id has the form owner/name)"
