@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from sleuth.agent.trajectory import Trajectory
+from sleuth.agent.trajectory import Trajectory, TrajectoryFormatError
 from sleuth.errors import SleuthError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class TrajectoryLog:
                 continue
             try:
                 records.append(Trajectory.from_dict(json.loads(raw)))
-            except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+            except (json.JSONDecodeError, TrajectoryFormatError, UnicodeDecodeError) as exc:
                 if number == len(lines):  # torn tail written after we opened the file
                     log.warning("%s:%d: ignoring a torn last record", self.path, number)
                     continue

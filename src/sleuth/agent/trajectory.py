@@ -128,11 +128,100 @@ class Trajectory:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
-        data = dict(data)
+    def from_dict(cls, data: Any) -> Trajectory:
+        """The trajectory a JSON object describes; ``TrajectoryFormatError`` naming the first
+        field of the wrong type (a damaged file must not reach pages and reports half-read)."""
+        data = dict(_checked(data, TRAJECTORY_FIELDS, "trajectory"))
         steps = []
-        for raw in data.pop("steps", []):
-            raw = dict(raw)
-            raw["hits"] = [HitRef(**h) for h in raw.get("hits", [])]
+        for i, raw in enumerate(data.pop("steps", [])):
+            raw = dict(_checked(raw, STEP_FIELDS, f"steps[{i}]"))
+            raw["hits"] = [
+                HitRef(**_checked(h, HIT_FIELDS, f"steps[{i}].hits[{j}]"))
+                for j, h in enumerate(raw.get("hits", []))
+            ]
             steps.append(Step(**raw))
         return cls(steps=steps, **data)
+
+
+class TrajectoryFormatError(ValueError):
+    """A trajectory record whose shape is not a trajectory's (wrong type, unknown field)."""
+
+
+# Field -> (accepted JSON types, required). ``float`` fields take integers too; ``None`` is
+# accepted only where listed. Checked before any dataclass is built.
+_NUMBER = (int, float)
+TRAJECTORY_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "episode_id": ((str,), True),
+    "question": ((str,), True),
+    "answer": ((str, type(None)), False),
+    "stop_reason": ((str,), False),
+    "steps": ((list,), False),
+    "config": ((dict,), False),
+    "model": ((str,), False),
+    "started_at": (_NUMBER, False),
+    "seconds": (_NUMBER, False),
+    "metadata": ((dict,), False),
+}
+STEP_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "index": ((int,), True),
+    "prompt_delta": ((list,), True),
+    "model_output": ((str,), True),
+    "action": ((str,), True),
+    "argument": ((str,), False),
+    "hits": ((list,), False),
+    "observation": ((str,), False),
+    "prompt_tokens": ((int,), False),
+    "completion_tokens": ((int,), False),
+    "llm_seconds": (_NUMBER, False),
+    "tool_seconds": (_NUMBER, False),
+    "error": ((str,), False),
+    "constraint": ((str,), False),
+    "fresh_context": ((bool,), False),
+    "role": ((str,), False),
+}
+HIT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": ((str,), True),
+    "score": (_NUMBER, True),
+    "rank": ((int,), True),
+    "new": ((bool,), False),
+    "engine": ((str,), False),
+    "noise": ((*_NUMBER, type(None)), False),
+    "label": ((str,), False),
+}
+_JSON_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def _json_name(value: object) -> str:
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _checked(
+    data: Any, fields: dict[str, tuple[tuple[type, ...], bool]], where: str
+) -> dict[str, Any]:
+    """``data`` if it is an object whose fields have the types ``fields`` lists, else a
+    ``TrajectoryFormatError`` saying which field of ``where`` is wrong and what it holds."""
+    if not isinstance(data, dict):
+        raise TrajectoryFormatError(f"{where} is {_json_name(data)}, not an object")
+    for name, value in data.items():
+        if name not in fields:
+            raise TrajectoryFormatError(f"{where} has an unknown field {name!r}")
+        kinds, _ = fields[name]
+        bad_bool = isinstance(value, bool) and bool not in kinds  # JSON true is not a number
+        if bad_bool or not isinstance(value, kinds):
+            shown = [k for k in kinds if not (k is int and float in kinds)]
+            wanted = " or ".join(_JSON_NAMES[k] for k in shown)
+            raise TrajectoryFormatError(f"{where}.{name} is {_json_name(value)}, not {wanted}")
+    missing = [name for name, (_, required) in fields.items() if required and name not in data]
+    if missing:
+        raise TrajectoryFormatError(f"{where} lacks {', '.join(missing)}")
+    if fields is STEP_FIELDS and not all(isinstance(m, dict) for m in data["prompt_delta"]):
+        raise TrajectoryFormatError(f"{where}.prompt_delta holds something other than messages")
+    return data

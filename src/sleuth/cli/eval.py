@@ -121,6 +121,13 @@ def run_command(
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
     check_one_source(index, search_url)
+    if llm_url and not model:  # record (and ask for) what the server serves, not "packaged"
+        from sleuth.llm.openai_http import served_model
+
+        model = served_model(llm_url)
+        stderr.print(
+            f"[dim]model: {safe_markup(model)}, the one model {safe_markup(llm_url)} serves[/dim]"
+        )
     if seeds > 1 and temperature == 0:
         stderr.print("[yellow]note: with --temperature 0 every seed decodes the same way[/yellow]")
     gold = None
@@ -176,6 +183,10 @@ def run_command(
         reader=reader_name,
     )
     check_run(out, settings, engine is not None)  # before the (slow) model load
+    if not llm_url:
+        from sleuth.llm.models import check_model_spec
+
+        check_model_spec(model)  # an unknown --model: before the folder, an export or a download
     if time_budget is not None and time_budget <= 0:
         raise SleuthError("--time-budget must be a positive number of seconds")
     with run_lock(out):  # refuse a second run on this folder before loading anything
@@ -307,6 +318,7 @@ def demo_command(
 
 def warn_unmatched_evidence(bench: object, engine: object, sample: int = 200) -> None:
     """Say so when gold evidence names ids the index does not hold (recall would read 0)."""
+    from sleuth.display import safe_markup
     from sleuth.errors import DocumentNotFound
     from sleuth.evaluate.benchmarks import unmatched_evidence
     from sleuth.progress import stderr
@@ -327,7 +339,7 @@ def warn_unmatched_evidence(bench: object, engine: object, sample: int = 200) ->
         total = sum(len(q.gold_evidence) for q in questions)
         stderr.print(
             f"[yellow]warning: {missing} of {total} gold evidence items (first {len(questions)} "
-            f"questions) name no document in the index, e.g. {examples}; evidence recall counts "
-            "them as missed. Index the corpus the questions come from, or give gold by id "
-            "with --qrels.[/yellow]"
+            f"questions) name no document in the index, e.g. {safe_markup(examples)}; evidence "
+            "recall counts them as missed. Index the corpus the questions come from, or give gold "
+            "by id with --qrels.[/yellow]"
         )

@@ -88,6 +88,7 @@ def write_per_query(
 
 def warn_unjudgeable(engine: object, qrels: dict[str, dict[str, int]], sample: int = 500) -> None:
     """Say so when judged documents are not in the index: they can never be retrieved."""
+    from sleuth.display import safe_markup
     from sleuth.errors import DocumentNotFound
     from sleuth.progress import stderr
 
@@ -102,6 +103,6 @@ def warn_unjudgeable(engine: object, qrels: dict[str, dict[str, int]], sample: i
     if missing:
         stderr.print(
             f"[yellow]warning: {len(missing)} of {len(checked)} judged document ids are not in "
-            f"the index (e.g. {missing[:3]}); they count as never retrieved. Are the judgements "
-            "for this corpus?[/yellow]"
+            f"the index (e.g. {safe_markup(missing[:3])}); they count as never retrieved. "
+            "Are the judgements for this corpus?[/yellow]"
         )

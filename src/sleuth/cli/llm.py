@@ -47,6 +47,7 @@ def serve_llm_command(
 ) -> None:
     """Load MODEL once and serve it until interrupted."""
     from sleuth.cli.serve import bind_socket, check_binding, run_on_socket
+    from sleuth.display import safe_markup
     from sleuth.http_guard import HostAllowList
     from sleuth.llm import load_llm
     from sleuth.llm.serve_llm import create_llm_app
@@ -65,7 +66,8 @@ def serve_llm_command(
     )
     shown_host = f"[{host}]" if ":" in host else host
     stderr.print(
-        f"[green]serving[/green] {llm.name} at http://{shown_host}:{sock.getsockname()[1]}/v1 "
+        f"[green]serving[/green] {safe_markup(llm.name)} at "
+        f"http://{shown_host}:{sock.getsockname()[1]}/v1 "
         "(POST /v1/chat/completions, GET /v1/models)"
     )
     run_on_socket(app, sock)
@@ -84,6 +86,7 @@ def prepare_command(
     """Convert MODEL for BACKEND now (GGUF -> HF folder -> OpenVINO), so first use is fast."""
     import time
 
+    from sleuth.display import safe_markup
     from sleuth.llm.models import resolve_hf_folder
     from sleuth.progress import stderr
 
@@ -96,7 +99,8 @@ def prepare_command(
     elif backend != "transformers":
         choices = ", ".join([*OPENVINO_BACKENDS, "transformers"])
         raise typer.BadParameter(f"--backend must be one of {choices}")
-    stderr.print(f"{name} ready for {backend}: {folder} ({time.perf_counter() - started:.0f}s)")
+    seconds = time.perf_counter() - started
+    stderr.print(f"{safe_markup(name)} ready for {backend}: {safe_markup(folder)} ({seconds:.0f}s)")
 
 
 @model_app.command("list")

@@ -62,6 +62,7 @@ def mcp_command(
             "127.0.0.1 and put an authenticating proxy in front to reach it from elsewhere"
         )
     sock = bind_socket(host, port) if transport == "http" else None
+    from sleuth.display import safe_markup  # paths and URLs are shown, never parsed
     from sleuth.progress import stderr  # stdout is the protocol channel under stdio
     from sleuth.search.factory import open_engine
     from sleuth.serve.mcp_server import build_mcp_server
@@ -76,13 +77,16 @@ def mcp_command(
     server = build_mcp_server(engine, llm=llm, source=source)
     tools = "search, open" + (", ask" if llm is not None else "")
     if transport == "stdio":
-        stderr.print(f"[green]MCP server[/green] on stdio: {source} (tools: {tools})")
+        stderr.print(f"[green]MCP server[/green] on stdio: {safe_markup(source)} (tools: {tools})")
         server.run("stdio")
     else:
         assert sock is not None
         shown_host = f"[{host}]" if ":" in host else host
         base = f"http://{shown_host}:{sock.getsockname()[1]}"
-        stderr.print(f"[green]MCP server[/green] at {base}/mcp: {source} (tools: {tools})")
+        stderr.print(
+            f"[green]MCP server[/green] at {safe_markup(base)}/mcp: {safe_markup(source)} "
+            f"(tools: {tools})"
+        )
         run_on_socket(http_app(server, host), sock)
 
 

@@ -139,8 +139,7 @@ def serve_command(
     simulate: search_options.Simulate = None,
 ) -> None:
     """Serve INDEX until interrupted."""
-    from rich.markup import escape
-
+    from sleuth.display import safe_markup
     from sleuth.http_guard import HostAllowList
     from sleuth.progress import stderr
     from sleuth.search.factory import open_engine
@@ -162,7 +161,7 @@ def serve_command(
     shown_host = f"[{host}]" if ":" in host else host
     base = f"http://{shown_host}:{bound_port}"
     configure_server_logging(quiet)
-    shown_index = escape(str(index))
+    shown_index = safe_markup(index)
     stderr.print(
         f"[green]serving[/green] {engine.name} index {shown_index} ({len(engine):,} docs) "
         f"at {base}\n"

@@ -38,6 +38,10 @@ def _lazy_llm(model: str | None, llm_url: str | None):
     if model is None and llm_url is None:
         return None
     from sleuth.evaluate.session import open_llm
+    from sleuth.llm.models import check_model_spec
+
+    if llm_url is None:
+        check_model_spec(None if model == "packaged" else model)  # at start, not on first replay
 
     return lambda: open_llm(None if model == "packaged" else model, llm_url)
 
@@ -64,6 +68,7 @@ def view_command(
 ) -> None:
     """Serve the viewer until Ctrl-C."""
     from sleuth.cli.serve import bind_socket, is_loopback, run_on_socket
+    from sleuth.display import safe_markup
     from sleuth.http_guard import HostAllowList
     from sleuth.progress import stderr
     from sleuth.search.factory import open_engine
@@ -83,7 +88,8 @@ def view_command(
     state = ViewerState(loaded, log, engine=engine, llm=_lazy_llm(model, llm_url))
     episodes = sum(len(r.episodes) for r in loaded.values())
     stderr.print(
-        f"{len(loaded)} runs, {episodes} episodes; feedback log {state.feedback.path}; "
+        f"{len(loaded)} runs, {episodes} episodes; "
+        f"feedback log {safe_markup(state.feedback.path)}; "
         f"replay {'on' if state.can_replay else 'off (needs --index/--search-url and a model)'}"
     )
     app = create_app(state, allowed_hosts=HostAllowList.for_bind(host))
@@ -125,6 +131,7 @@ def simulate_command(
     """Shadow user mode: feedback on every episode of RUN, appended to the log as simulated."""
     import asyncio
 
+    from sleuth.display import safe_markup
     from sleuth.progress import stderr
     from sleuth.view.simulate import simulate
 
@@ -151,7 +158,8 @@ def simulate_command(
     )
     stderr.print(
         f"{counts['episodes']} episodes reviewed ({counts['unreadable']} unreadable replies), "
-        f"{counts['records']} feedback records appended to {log}, {counts['forks']} replayed"
+        f"{counts['records']} feedback records appended to {safe_markup(log)}, "
+        f"{counts['forks']} replayed"
     )
 
 
@@ -165,8 +173,9 @@ def export_command(
     ] = False,
 ) -> None:
     """Offline update: SFT episodes, retriever triples or per-step reward labels."""
+    from sleuth.display import safe_markup
     from sleuth.progress import stderr
     from sleuth.view.export import export
 
     rows = export(log, kind, out, keep_all=all_forks)
-    stderr.print(f"wrote {rows} {kind} rows to {out}")
+    stderr.print(f"wrote {rows} {kind} rows to {safe_markup(out)}")

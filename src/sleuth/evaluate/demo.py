@@ -65,6 +65,7 @@ def run_demo(
 ) -> Path | None:
     """``reader`` (``reader_url``): a reader model answers (``Agent(reader=...)``) while
     DEMO_MODEL searches; by default DEMO_MODEL does both, as before."""
+    from sleuth.display import safe_markup
     from sleuth.evaluate.benchmarks import load_benchmark
     from sleuth.evaluate.runner import RunSettings
     from sleuth.evaluate.session import execute, open_llm, open_reader, reader_label
@@ -76,12 +77,13 @@ def run_demo(
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     opened = open_engine()  # the bundled corpus's BM25 index, built once
     engine = opened.engine
-    stderr.print(f"index ready: {opened.label} ({len(engine):,} documents)")
+    stderr.print(f"index ready: {safe_markup(opened.label)} ({len(engine):,} documents)")
     llm = open_llm(DEMO_MODEL, None)
-    stderr.print(f"model ready: {llm.name} ({time.perf_counter() - started:.0f}s so far)")
+    seconds = time.perf_counter() - started
+    stderr.print(f"model ready: {safe_markup(llm.name)} ({seconds:.0f}s so far)")
     reader_llm = open_reader(reader, reader_url, DEMO_MODEL, None, llm)
     if reader_llm is not None and reader_llm is not llm:
-        stderr.print(f"reader ready: {reader_llm.name}")
+        stderr.print(f"reader ready: {safe_markup(reader_llm.name)}")
     questions = load_benchmark(DEMO_BENCHMARK, limit=n).questions
     settings = RunSettings(
         benchmark=DEMO_BENCHMARK,
@@ -106,5 +108,5 @@ def run_demo(
         deadline=deadline - DEADLINE_MARGIN_S,
         reader=reader_llm,
     )
-    stderr.print(f"demo finished in {time.perf_counter() - started:.0f}s; open {html}")
+    stderr.print(f"demo finished in {time.perf_counter() - started:.0f}s; open {safe_markup(html)}")
     return html

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
+from sleuth.jsonio import read_jsonl_objects, warn_line
 from sleuth.metrics import (
     answer_words,
     cover_exact_match,
@@ -91,6 +92,47 @@ def score_trajectory(
     }
 
 
+# A result record's fields that readers use, and the JSON types they must have.
+_RECORD_TEXT = ("key", "episode_id", "question_id", "method")
+_RECORD_NUMBERS = (
+    "seed",
+    "em",
+    "f1",
+    "cover_em",
+    "cover_em_short",
+    "answer_words",
+    "evidence_recall",
+    "searches",
+    "turns",
+    "invalid_actions",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens",
+    "seconds",
+)
+
+
+def result_record_problem(record: dict[str, Any]) -> str:
+    """Why ``record`` cannot be a result record ("" when it can): its identifying fields must
+    be strings, its metrics numbers (or null), its prediction text, so summaries, reports and
+    pages never meet a value of the wrong type."""
+    for name in _RECORD_TEXT:
+        if not isinstance(record.get(name), str):
+            return f"{name} is missing or not a string"
+    for name in _RECORD_NUMBERS:
+        value = record.get(name)
+        if value is not None and not isinstance(value, int | float):
+            return f"{name} is not a number"
+    if not isinstance(record.get("prediction"), str | None):
+        return "prediction is not a string"
+    if not isinstance(record.get("gold_answers", []), list):
+        return "gold_answers is not a list"
+    for name in ("question", "error", "category", "stop_reason"):
+        if not isinstance(record.get(name), str | None):
+            return f"{name} is not a string"
+    return ""
+
+
 class ResultLog:
     """Append-only JSONL of result records, one line per key, fsynced per line.
 
@@ -117,16 +159,16 @@ class ResultLog:
             return handle.read(1) == b"\n"
 
     def _lines(self) -> Iterator[dict[str, Any]]:
+        """Each well-formed record; a damaged line (a torn write, a bad hand edit) is skipped
+        with a warning naming the file and line, and the rest are used."""
         if not self.path.is_file():
             return
-        with self.path.open("rb") as handle:
-            for raw in handle:
-                try:
-                    record = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    continue  # a torn line from a crash mid-write
-                if isinstance(record, dict) and "key" in record:
-                    yield record
+        for number, record in read_jsonl_objects(self.path, "a result record"):
+            problem = result_record_problem(record)
+            if problem:
+                warn_line(self.path, number, f"skipped a damaged result record: {problem}")
+            else:
+                yield record
 
     def read(self) -> list[dict[str, Any]]:
         """One record per key, in first-write order: the first success if there is one (a

@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from sleuth.agent.trajectory import Trajectory, TrajectoryFormatError
 from sleuth.errors import SleuthError
 from sleuth.evaluate.plots import accuracy_chart, factorised_chart, searches_vs_accuracy_chart
 from sleuth.evaluate.provenance import engine_provenance, step_sources
@@ -31,7 +32,7 @@ from sleuth.evaluate.summary import (
     with_answer_fields,
 )
 from sleuth.evaluate.versus import versus_baseline
-from sleuth.jsonio import write_json_atomic
+from sleuth.jsonio import read_jsonl_objects, warn_line, write_json_atomic
 from sleuth.metrics import SHORT_ANSWER_WORDS
 
 REPORT_JSON = "report.json"
@@ -53,21 +54,29 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return config, ResultLog(folder / RESULTS_FILE).read()
 
 
-def read_trajectories(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
+def read_trajectories(
+    path: Path, wanted: set[str], damaged: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Trajectory dicts by episode id; a retried episode's last attempt wins (failures are
-    retried on resume, successes never are). Torn lines from a crash are skipped."""
+    retried on resume, successes never are). A damaged line (torn by a crash, or a wanted
+    trajectory of the wrong shape) is skipped with a warning naming the file and line: the
+    episode is then shown without its trajectory (``damaged`` gets ``{episode id: "FILE:LINE:
+    reason"}``), and everything else still loads."""
     found: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return found
-    with path.open("rb") as handle:
-        for raw in handle:
-            try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            episode = data.get("episode_id") if isinstance(data, dict) else None
-            if episode in wanted:
-                found[episode] = data
+    for number, data in read_jsonl_objects(path, "a trajectory"):
+        episode = data.get("episode_id")
+        if not isinstance(episode, str) or episode not in wanted:
+            continue
+        try:
+            Trajectory.from_dict(data)
+        except TrajectoryFormatError as exc:
+            warn_line(path, number, f"skipped the damaged trajectory of {episode!r}: {exc}")
+            if damaged is not None:
+                damaged[episode] = f"{path}:{number}: {exc}"
+            continue
+        found[episode] = data
     return found
 
 

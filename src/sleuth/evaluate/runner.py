@@ -196,12 +196,23 @@ def refuse_different_settings(
     run_dir: Path, previous: dict[str, Any], current: dict[str, Any]
 ) -> None:
     """One folder holds one experiment: name each setting that differs, old and new value."""
-    differences = settings_differences(previous, current)
+    differences = settings_differences(_served_model_named(previous, current), current)
     if differences:
         raise SleuthError(
             f"{run_dir} holds a run with different settings ({'; '.join(differences)}); "
             "resume it with the same settings or choose a new --out folder"
         )
+
+
+def _served_model_named(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with its model read as ``current``'s when it is a run against the same
+    ``--llm-url`` that an older Sleuth recorded as model "packaged" (its name for "whatever
+    the server serves", now asked of the server): such a run still resumes, and its
+    ``config.json`` then names the served model."""
+    url = previous.get("llm_url")
+    if url and url == current.get("llm_url") and previous.get("model") == "packaged":
+        return {**previous, "model": current.get("model")}
+    return previous
 
 
 def prepare_run_dir(

@@ -50,6 +50,9 @@ def load_llm(
         from sleuth.llm.llama_cpp_backend import LlamaCppLLM
 
         return LlamaCppLLM(spec.removeprefix("llama:"), **kwargs)
+    from sleuth.llm.models import check_model_spec
+
+    check_model_spec(spec)  # an unknown name fails here, before any export or download
     if backend == "auto":
         backend = "openvino" if _has_openvino() else "transformers"
     if backend in OPENVINO_BACKENDS:

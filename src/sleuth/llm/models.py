@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from sleuth.errors import LLMError, SleuthError
@@ -21,6 +22,7 @@ from sleuth.paths import cache_dir
 
 # LoRA adapters shipped in the package (src/sleuth/data/adapters/NAME), usable as model names.
 SHIPPED_ADAPTERS = ("smollm2-135m-primed",)
+ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 
 def is_packaged(spec: str | Path | None) -> bool:
@@ -34,6 +36,46 @@ def shipped_adapter_dir(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "adapters" / name
 
 
+# A Hugging Face Hub repo id: owner/name, each part letters, digits, '-', '_' or '.'.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# Files that make a folder a model Sleuth can load: HF weights, an OpenVINO export, an adapter.
+_MODEL_FOLDER_FILES = ("config.json", "openvino_model.xml", ADAPTER_CONFIG_NAME)
+
+
+def check_model_spec(spec: str | Path | None) -> None:
+    """Refuse a spec that names nothing loadable, before anything is converted, exported or
+    downloaded: a bare name that is no named model, a missing ``.gguf``, a file that is not a
+    ``.gguf``, a folder that holds no model. A Hub id (``owner/name``) that is not a local
+    path is left to the Hub."""
+    from sleuth.llm.named import NAMED_MODELS
+
+    if is_packaged(spec) or str(spec) in SHIPPED_ADAPTERS or str(spec) in NAMED_MODELS:
+        return
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if any((path / name).is_file() for name in _MODEL_FOLDER_FILES):
+            return
+        raise SleuthError(
+            f"unknown model {text!r}: the folder holds no model (no config.json, "
+            "openvino_model.xml or adapter_config.json)"
+        )
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return
+        raise SleuthError(f"unknown model {text!r}: a file, but not a .gguf model")
+    if path.suffix.lower() == ".gguf":
+        raise SleuthError(f"{path.resolve()}: no such GGUF file")
+    if _HUB_ID.fullmatch(text):
+        return
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1:  # a path, not a Hub id
+        raise SleuthError(f"unknown model {text!r}: no such folder or file")
+    raise SleuthError(
+        f"unknown model {text!r}: not a named model (`sleuth model list`), a local folder or a "
+        ".gguf (a Hugging Face id has the form owner/name)"
+    )
+
+
 def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
     """``(folder or HF id, display name)`` for ``spec`` (None/"packaged" = SmolLM2-135M;
     "smollm2-135m-primed" = it with the shipped priming adapter merged in)."""
@@ -41,6 +83,7 @@ def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
 
     if is_packaged(spec):
         return str(packaged_model_dir()), PACKAGED_NAME
+    check_model_spec(spec)
     text = str(spec)
     from sleuth.llm.named import NAMED_MODELS, named_model_gguf
 
@@ -61,7 +104,7 @@ def resolve_hf_folder(spec: str | Path | None) -> tuple[str, str]:
 
 
 # -- LoRA adapter folders as models -----------------------------------------------------------
-ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_CONFIG = ADAPTER_CONFIG_NAME
 
 
 def is_adapter_folder(path: Path) -> bool:
@@ -102,10 +145,13 @@ def merged_model_dir(folder: Path) -> Path:
             raise LLMError("loading a LoRA adapter needs peft: pip install 'sleuth[llm]'") from None
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from sleuth.display import safe_markup
         from sleuth.progress import stderr
 
         base_folder, _ = resolve_hf_folder(spec)
-        stderr.print(f"merging the adapter {folder.name} into {spec} (once) ...")
+        stderr.print(
+            f"merging the adapter {safe_markup(folder.name)} into {safe_markup(spec)} (once) ..."
+        )
         tokenizer = AutoTokenizer.from_pretrained(base_folder)
         base = AutoModelForCausalLM.from_pretrained(base_folder)
         try:

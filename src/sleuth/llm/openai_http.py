@@ -246,3 +246,31 @@ def _explain(url: str, response: httpx.Response) -> str:
     }.get(response.status_code, "")
     body = response.text[:300]
     return f"{url} answered {response.status_code}: {body}" + (f" ({hint})" if hint else "")
+
+
+def served_model(base_url: str, *, api_key: str | None = None, timeout: float = 10.0) -> str:
+    """The id of the one model the server at ``base_url`` lists at ``/models``: what a run
+    records and asks for when no ``--model`` is given. A server listing several (or none), or
+    not answering, is an ``LLMError`` asking for ``--model``: a run must never be recorded under
+    a name the server did not serve."""
+    from sleuth.display import one_line
+
+    url = base_url.rstrip("/")
+    key = api_key or os.environ.get("SLEUTH_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(f"{url}/models", headers=headers, timeout=timeout)
+        response.raise_for_status()
+        listed = response.json().get("data")
+        ids = [str(m["id"]) for m in listed]
+    except (httpx.HTTPError, ValueError, AttributeError, KeyError, TypeError) as exc:
+        reason = one_line(exc, 200) or type(exc).__name__
+        raise LLMError(
+            f"cannot ask the LLM server at {url} which model it serves (GET {url}/models: "
+            f"{reason}); name the model with --model"
+        ) from None
+    if len(ids) != 1:
+        shown = ", ".join(one_line(i, 80) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        what = f"{len(ids)} models ({shown})" if ids else "no model"
+        raise LLMError(f"the LLM server at {url} serves {what}; choose one with --model")
+    return ids[0]

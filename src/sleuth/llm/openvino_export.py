@@ -20,6 +20,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from sleuth.display import safe_markup
 from sleuth.errors import LLMError
 from sleuth.llm.locks import file_lock, publish_once
 from sleuth.progress import stderr
@@ -63,7 +64,8 @@ def exporter_python() -> Path:
         env.parent.mkdir(parents=True, exist_ok=True)
         log = env.with_name(f"{env.name}.log")
         stderr.print(
-            f"creating the OpenVINO exporter environment (once, ~1-3 min): {env} (log: {log})"
+            f"creating the OpenVINO exporter environment (once, ~1-3 min): {safe_markup(env)} "
+            f"(log: {safe_markup(log)})"
         )
         lock_file = env.with_name(f"{env.name}.lock")
         lock_file.write_text(lock)
@@ -105,7 +107,9 @@ def openvino_model_dir(source: str, name: str, weight_format: str = "fp16") -> P
     def build(tmp: Path) -> None:
         python = exporter_python()
         log = out.with_name(f"{out.name}.log")
-        stderr.print(f"converting {name} to OpenVINO {weight_format} (once, ~1-2 min) ...")
+        stderr.print(
+            f"converting {safe_markup(name)} to OpenVINO {weight_format} (once, ~1-2 min) ..."
+        )
         command = [
             str(python), "-m", "optimum.commands.optimum_cli", "export", "openvino",
             "--model", source, "--task", "text-generation-with-past",

@@ -58,10 +58,11 @@ def gguf_to_hf(gguf: Path, out: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from sleuth.display import safe_markup
         from sleuth.progress import stderr
 
         hf_logging.disable_progress_bar()
-        stderr.print(f"converting {gguf.name} to a Hugging Face folder (once) ...")
+        stderr.print(f"converting {safe_markup(gguf.name)} to a Hugging Face folder (once) ...")
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         save_plain_hf(model, tokenizer, tmp)

@@ -92,11 +92,13 @@ def ensure_export(model_path: str, *, int8: bool = False, openvino: bool = False
     wanted = [ONNX_FP32] + ([ONNX_INT8] if int8 else []) + ([OPENVINO_XML] if openvino else [])
     if meta is not None and all((folder / name).is_file() for name in wanted):
         return folder
+    from sleuth.display import safe_markup
     from sleuth.progress import stderr
 
     what = ", ".join(name.split(".")[0] for name in wanted)
     stderr.print(
-        f"[bold]exporting encoder[/bold] {model_path} to {what} once, into {folder} "
+        f"[bold]exporting encoder[/bold] {safe_markup(model_path)} to {what} once, "
+        f"into {safe_markup(folder)} "
         "(about a minute; later loads take a second)"
     )
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ A record::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -45,8 +46,24 @@ class FeedbackLog:
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise SleuthError(f"{self.path} is a folder; the feedback log is a .jsonl file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_writable()
         self.forks = TrajectoryLog(forks_path(self.path))
+
+    def _check_writable(self) -> None:
+        """Open the log for appending now, so a read-only folder is one clear error at start
+        rather than a failed click later (a probe file it had to create is removed again)."""
+        created = [p for p in (self.path, forks_path(self.path)) if not p.exists()]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for path in (self.path, forks_path(self.path)):
+                with path.open("ab"):
+                    pass
+        except OSError as exc:
+            raise SleuthError(_unwritable(self.path, exc)) from None
+        finally:
+            for path in created:
+                with contextlib.suppress(OSError):  # never made (its folder is a file)
+                    path.unlink(missing_ok=True)
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Validate, stamp (id, time) and append ``record``; returns the stored record."""
@@ -66,16 +83,30 @@ class FeedbackLog:
             "comment": comment[:MAX_COMMENT],
         }
         line = (json.dumps(stored, ensure_ascii=False) + "\n").encode("utf-8")
-        with self.path.open("ab") as handle:
-            if handle.tell() > 0 and not _ends_with_newline(self.path):
-                handle.write(b"\n")  # a torn line from a crash stays a line of its own
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self.path.open("ab") as handle:
+                if handle.tell() > 0 and not _ends_with_newline(self.path):
+                    handle.write(b"\n")  # a torn line from a crash stays a line of its own
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # it became unwritable while serving: say so, and log it
+            message = _unwritable(self.path, exc)
+            log.error("%s", message)
+            raise SleuthError(message) from None
         return stored
 
     def read(self) -> list[dict[str, Any]]:
         return read_feedback(self.path) if self.path.is_file() else []
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    return (
+        f"cannot write the feedback log {path} ({reason}); reading a run needs no write access, "
+        "but feedback and replays are appended to this log: give --feedback FILE in a "
+        "writable folder"
+    )
 
 
 def _ends_with_newline(path: Path) -> bool:

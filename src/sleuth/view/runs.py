@@ -46,6 +46,7 @@ class Episode:
     run: str  # the run's label in the viewer
     record: dict[str, Any]
     trajectory: Trajectory | None
+    damage: str = ""  # "FILE:LINE: reason" when the trajectory line is damaged
 
     @property
     def id(self) -> str:
@@ -129,18 +130,15 @@ class Run:
 def load_run_folder(path: str | Path, label: str | None = None) -> Run:
     folder = Path(path).expanduser()
     config, records = load_run(folder)
-    found = read_trajectories(folder / TRAJECTORIES_FILE, {str(r["episode_id"]) for r in records})
+    damaged: dict[str, str] = {}
+    wanted = {str(r["episode_id"]) for r in records}
+    found = read_trajectories(folder / TRAJECTORIES_FILE, wanted, damaged)
     label = label or folder.name
     episodes = {}
     for record in records:
         data = found.get(str(record["episode_id"]))
-        try:
-            trajectory = Trajectory.from_dict(data) if data else None
-        except TypeError as exc:
-            raise SleuthError(
-                f"{folder}: unreadable trajectory {record['episode_id']!r} ({exc})"
-            ) from None
-        episode = Episode(label, record, trajectory)
+        trajectory = Trajectory.from_dict(data) if data else None  # checked by the reader
+        episode = Episode(label, record, trajectory, damaged.get(str(record["episode_id"]), ""))
         episodes[episode.id] = episode
     return Run(label, folder, config, episodes)
 

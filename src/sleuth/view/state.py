@@ -86,6 +86,11 @@ class ViewerState:
         if run not in self.runs:
             raise SleuthError(f"no run named {run!r}")
         found = self.runs[run].episodes.get(episode_id)
+        if found is not None and found.damage:
+            raise SleuthError(
+                f"the trajectory of episode {episode_id!r} is damaged and was skipped "
+                f"({found.damage}); the run's other episodes are shown"
+            )
         if found is None or found.trajectory is None:
             raise SleuthError(f"run {run!r} has no trajectory for episode {episode_id!r}")
         return found
