@@ -177,6 +177,7 @@ def cache_rag_answers(
     missing = [q for q in questions if q.id not in cached]
     if missing:
         log(f"RAG answers of the reader {label} at k={k}: {len(missing)} to compute")
+        written: list[str] = []
         with path.open("a", encoding="utf-8") as handle:
 
             def write(question: BenchmarkQuestion, answer: str | None) -> None:
@@ -192,6 +193,9 @@ def cache_rag_answers(
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()
                 cached[question.id] = record
+                written.append(question.id)
+                if len(written) % 10 == 0 or len(written) == len(missing):
+                    log(f"RAG answers: {len(written)}/{len(missing)}")
 
             asyncio.run(
                 _rag_answers(
