@@ -36,7 +36,7 @@ from sleuth.agent.trajectory import Trajectory
 from sleuth.llm.base import LLM, GenerationConfig
 from sleuth.metrics import (
     SHORT_ANSWER_WORDS,
-    cover_exact_match,
+    contains_words,
     exact_match,
     normalize_answer,
     short_cover_exact_match,
@@ -76,7 +76,7 @@ def contains_answer(question: str, answer: str) -> bool:
     reads "Panettiere's" as "panettieres", which let "What is Hayden Leslie Panettiere's
     name?" through with the answer "Hayden Leslie Panettiere"."""
     without_possessives = re.sub(r"(?<=\w)['\u2019]s\b", "", question)
-    return cover_exact_match(question, [answer]) or cover_exact_match(without_possessives, [answer])
+    return contains_words(question, [answer]) or contains_words(without_possessives, [answer])
 
 
 def proposer_task(seed: Document, hops: int) -> str:
@@ -247,7 +247,7 @@ class QuestionSynthesizer:
             proposal.rejected = f"answer longer than {SHORT_ANSWER_WORDS} words"
             return proposal
         proposal.evidence_ids = [
-            d.id for d in documents if cover_exact_match(f"{d.title} {d.text}", [proposal.answer])
+            d.id for d in documents if contains_words(f"{d.title} {d.text}", [proposal.answer])
         ]
         if not proposal.evidence_ids:
             proposal.rejected = "answer not in any retrieved document"
