@@ -377,3 +377,31 @@ def write_outputs(proposals: Sequence[Proposal], out: Path, drop_easy: bool) -> 
         "written": len(accepted),
         "rejected_because": reasons,
     }
+
+
+# Small models that rarely write a question that verifies (docs/simulation.md, "Measured here").
+_SMALL_MODELS = ("packaged", "smollm2", "135m")
+BIGGER_MODEL = "qwen2.5-coder-0.5b"
+
+
+def no_questions_hint(stats: dict[str, Any], model: str | None, out: Path) -> str | None:
+    """What to say when nothing was written: the main rejection reasons, where every proposal
+    is, and (for the packaged 135M model, which almost never verifies) the bigger model."""
+    if stats["written"]:
+        return None
+    reasons = sorted(stats["rejected_because"].items(), key=lambda item: -item[1])[:3]
+    because = "; ".join(f"{why} ({count})" for why, count in reasons) or "none rejected"
+    hint = (
+        f"wrote no questions: {stats['verified']} of {stats['proposals']} proposals verified "
+        f"(rejected because: {because}); every proposal and why: {out}.proposals.jsonl"
+    )
+    if stats["verified"]:
+        hint += "; the verified ones were too easy and --drop-easy left them out"
+    spec = (model or "packaged").lower()
+    if any(name in spec for name in _SMALL_MODELS):
+        hint += (
+            f". The packaged SmolLM2-135M rarely writes a question that verifies; a bigger model "
+            f"accepts about a fifth of its proposals: --model {BIGGER_MODEL} "
+            "(`sleuth model list`, docs/simulation.md)"
+        )
+    return hint
