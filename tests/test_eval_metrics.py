@@ -105,7 +105,9 @@ ANSWERS = [  # the gold inside a normal phrase still scores
     ("the 1994 film Clerks", ["Clerks"]),
     ("Tulsa, Oklahoma", ["Tulsa"]),
     ("In 1923, Levertov", ["Levertov"]),
+    ("Denise Levertov, who was born in England and moved to the US", ["Denise Levertov"]),
 ]
+LONG = {ANSWERS[-1][0]}  # over SHORT_ANSWER_WORDS: no credit from the short variant
 
 
 def test_cover_em_gives_no_credit_to_an_answer_naming_rival_candidates() -> None:
@@ -114,7 +116,8 @@ def test_cover_em_gives_no_credit_to_an_answer_naming_rival_candidates() -> None
         assert short_cover_exact_match(prediction, golds) == 0.0, prediction
     for prediction, golds in ANSWERS:
         assert cover_exact_match(prediction, golds) == 1.0, prediction
-        assert short_cover_exact_match(prediction, golds) == 1.0, prediction
+        short = 0.0 if prediction in LONG else 1.0
+        assert short_cover_exact_match(prediction, golds) == short, prediction
 
 
 def test_every_bundled_gold_answer_covers_itself() -> None:
@@ -139,7 +142,7 @@ def test_verl_reward_file_scores_cover_em_with_sleuths_own_code() -> None:
         ), name
     own = inspect.getsource(metrics.cover_exact_match).replace("Sequence[str]", "Iterable[str]")
     assert inspect.getsource(verl_reward.cover_exact_match) == own
-    for name in ("_JOINERS", "_QUALIFIER_OPENERS", "_HEDGE_WORDS", "_YES_NO"):
+    for name in ("_JOINERS", "_QUALIFIER_OPENERS", "_HEDGE_WORDS", "_YES_NO", "_SHORT_LIST_WORDS"):
         assert getattr(verl_reward, name) == getattr(metrics, name), name
     rng = random.Random(3)
     words = ["Paris", "paris,", "no", "yes", "or", "and", "/", ";", "the", "born", "1,000", "5,"]

@@ -63,13 +63,18 @@ def f1_score(prediction: str | None, golds: Sequence[str]) -> float:
     return max(_token_f1(pred, normalize_answer(gold)) for gold in golds)
 
 
-# What joins alternatives in an answer ("A or B", "A/B", "A vs. B", "A and B", "A, or B") and
-# what joins list items ("A, B", "A; B"; not the comma of "May 5, 1990" or "1,000").
+# What joins alternatives in an answer ("A or B", "A/B", "A vs. B", "A, or B"), what joins
+# them in a short answer but clauses in a sentence ("A and B", "A & B"), and what joins list
+# items ("A, B", "A; B"; not the comma of "May 5, 1990" or "1,000").
 _JOINERS = re.compile(
-    r"(?P<alternative>\s*[,;]?\s+(?:and/or|or|nor|vs\.?|versus|and)\s+|\s*[/&|]\s*)"
+    r"(?P<alternative>\s*[,;]?\s+(?:and/or|or|nor|vs\.?|versus)\s+|\s*[/|]\s*)"
+    r"|(?P<conjunction>\s*[,;]?\s+and\s+|\s*&\s*)"
     r"|(?P<list>(?<!\d)\s*[,;]\s*)",
     re.IGNORECASE,
 )
+# "and" joins alternatives in an answer of at most this many words ("Levertov and Pekar"),
+# clauses in a longer one ("Levertov, who was born in England and moved to the US").
+_SHORT_LIST_WORDS = 5
 # A list item opening with one of these qualifies its neighbour instead of naming another
 # candidate: "Levertov, the poet", "Levertov, born 1923", "Levertov, not Pekar", "In 1923, ...".
 _QUALIFIER_WORDS = (
@@ -93,11 +98,14 @@ def contains_words(text: str | None, phrases: Sequence[str]) -> bool:
 def _answer_items(text: str) -> list[tuple[str, str, bool]]:
     """The text's items split at list and alternative joiners: each normalised, its first word
     that is not a hedge word (lower case, articles kept), and whether an alternative ("or",
-    "/", "vs", "and") precedes it."""
+    "/", "vs"; "and" in a short answer) precedes it."""
+    alternatives = {"alternative", "conjunction"}
+    if len(text.split()) > _SHORT_LIST_WORDS:
+        alternatives.discard("conjunction")
     pieces, start, after_alternative = [], 0, False
     for joiner in _JOINERS.finditer(text):
         pieces.append((text[start : joiner.start()], after_alternative))
-        start, after_alternative = joiner.end(), joiner.lastgroup == "alternative"
+        start, after_alternative = joiner.end(), joiner.lastgroup in alternatives
     pieces.append((text[start:], after_alternative))
     items = []
     for piece, alternative in pieces:
