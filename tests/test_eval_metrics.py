@@ -320,3 +320,29 @@ def test_methods_are_configurations_of_one_loop() -> None:
     assert parse_methods("rag, agent,rag") == ["rag", "agent"]
     with pytest.raises(SleuthError, match="unknown method"):
         parse_methods("rag,psychic")
+
+
+def test_a_hedged_answer_is_not_solved_in_the_record_or_the_viewer() -> None:
+    """The factorised outcome and the viewer's correct/wrong read the record's cover_em: a
+    hedge with all the evidence found is "misused", not "solved" (issue 33 item 14)."""
+    from sleuth.agent.trajectory import HitRef, Step, Trajectory
+    from sleuth.evaluate.benchmarks import BenchmarkQuestion
+    from sleuth.evaluate.records import score_trajectory
+    from sleuth.view.filters import is_correct, outcome
+    from sleuth.view.runs import Episode
+
+    question = BenchmarkQuestion(
+        "q1", "Who was born first?", ("Denise Levertov",), (("d1",), ("d2",))
+    )
+    found = [HitRef("d1", 1.0, 1), HitRef("d2", 0.5, 2)]
+    for answer, category in (
+        ("Denise Levertov or Harvey Pekar", "misused"),
+        ("the poet Denise Levertov", "solved"),
+    ):
+        steps = [Step(0, [], "<search>x</search>", "search", "x", hits=found)]
+        trajectory = Trajectory("e1", question.question, answer, "answered", steps)
+        record = score_trajectory(trajectory, question, "agent", 0)
+        assert record["category"] == category, answer
+        episode = Episode("run", record, trajectory)
+        assert outcome(episode) == category
+        assert is_correct(episode) is (category == "solved")
