@@ -605,3 +605,32 @@ def test_ask_refuses_a_blank_question_and_counts_in_the_singular(
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "; 1 search, 2 steps," in " ".join(result.stdout.split())
+
+
+def _long_answers(messages: list[dict]) -> str:
+    """A proposer that searches once, then answers with a sentence (rejected: too long)."""
+    if not any(m["role"] == "assistant" for m in messages):
+        return "<search>Harvey Pekar</search>"
+    return "<answer>the poet who was born in England and moved to America</answer>"
+
+
+def test_synth_questions_that_writes_nothing_says_why_and_names_a_bigger_model(
+    hostile_index: Path, tmp_path: Path
+) -> None:
+    """Issue 33 item 19: 0 questions written with the packaged model and no hint at all."""
+    out = tmp_path / "q.jsonl"
+    with LiveServer(create_llm_app(ScriptedLLM(_long_answers))) as server:
+        result = sleuth(
+            "synth", "questions", "-n", "2", "--hops", "1", "--no-answer-spans",
+            "--index", str(hostile_index), "--llm-url", f"{server.url}/v1",
+            "--model", "packaged", "--out", str(out), cache=tmp_path / "cache",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["written"] == 0
+    message = " ".join(result.stderr.split())
+    assert "wrote no questions: 0 of 2 proposals verified" in message
+    proposals = Path(f"{out}.proposals.jsonl").read_text().splitlines()
+    reasons = [json.loads(line)["rejected"] for line in proposals]
+    assert len(reasons) == 2 and f"(rejected because: {reasons[0]} (2))" in message
+    assert f"{out}.proposals.jsonl" in "".join(result.stderr.split())
+    assert "--model qwen2.5-coder-0.5b" in message and "about a fifth" in message

@@ -22,6 +22,7 @@ from sleuth.metrics import (
     is_refusal,
     normalize_answer,
     paired_bootstrap,
+    short_cover_exact_match,
     t_interval,
 )
 
@@ -76,6 +77,84 @@ def test_cover_em_is_whole_word_containment() -> None:
     assert cover_exact_match("no, it was not", ["no"]) == 1.0
     assert cover_exact_match("Levertov", ["Denise Levertov"]) == 0.0
     assert cover_exact_match(None, ["x"]) == 0.0
+
+
+HEDGES = [  # issue 33 item 14: each named the gold among rivals and scored 1.0
+    ("Denise Levertov or Harvey Pekar", ["Denise Levertov"]),
+    ("yes or no", ["no"]),
+    ("Yes, no", ["yes"]),
+    ("Pekar, Levertov", ["Denise Levertov", "Levertov"]),
+    ("either Levertov or Pekar", ["Levertov"]),
+    ("Levertov/Pekar", ["Levertov"]),
+    ("Levertov vs. Pekar", ["Levertov"]),
+    ("Levertov and Pekar", ["Levertov"]),
+    ("Harvey Pekar; Denise Levertov", ["Denise Levertov"]),
+    ("Levertov, Pekar or Bukowski", ["Levertov"]),
+]
+ANSWERS = [  # the gold inside a normal phrase still scores
+    ("the poet Denise Levertov", ["Denise Levertov"]),
+    ("Denise Levertov, the poet", ["Denise Levertov"]),
+    ("Levertov, not Pekar", ["Levertov"]),
+    ("No, Levertov was born first", ["no"]),
+    ("Yes, they were both American", ["yes"]),
+    ("Simon and Garfunkel", ["Simon and Garfunkel"]),
+    ("AC/DC", ["AC/DC"]),
+    ("Washington, D.C.", ["Washington, D.C."]),
+    ("May 5, 1990", ["1990"]),
+    ("1,000 people", ["1,000"]),
+    ("the 1994 film Clerks", ["Clerks"]),
+    ("Tulsa, Oklahoma", ["Tulsa"]),
+    ("In 1923, Levertov", ["Levertov"]),
+    ("Denise Levertov, who was born in England and moved to the US", ["Denise Levertov"]),
+]
+LONG = {ANSWERS[-1][0]}  # over SHORT_ANSWER_WORDS: no credit from the short variant
+
+
+def test_cover_em_gives_no_credit_to_an_answer_naming_rival_candidates() -> None:
+    for prediction, golds in HEDGES:
+        assert cover_exact_match(prediction, golds) == 0.0, prediction
+        assert short_cover_exact_match(prediction, golds) == 0.0, prediction
+    for prediction, golds in ANSWERS:
+        assert cover_exact_match(prediction, golds) == 1.0, prediction
+        short = 0.0 if prediction in LONG else 1.0
+        assert short_cover_exact_match(prediction, golds) == short, prediction
+
+
+def test_every_bundled_gold_answer_covers_itself() -> None:
+    """The hedge rule never refuses a gold answer that itself has commas, "and" or "/"."""
+    for name in REGISTRY:
+        for question in load_benchmark(name).questions:
+            for gold in question.answers:
+                assert cover_exact_match(gold, [gold]) == 1.0, (name, gold)
+
+
+def test_verl_reward_file_scores_cover_em_with_sleuths_own_code() -> None:
+    """`sleuth export verl` ships a standalone copy of the metric: it must be the same code."""
+    import inspect
+    import random
+
+    from sleuth import metrics
+    from sleuth.train import verl_reward
+
+    for name in ("_answer_items", "_is_rival", "_names_rivals"):
+        assert inspect.getsource(getattr(verl_reward, name)) == inspect.getsource(
+            getattr(metrics, name)
+        ), name
+    own = inspect.getsource(metrics.cover_exact_match).replace("Sequence[str]", "Iterable[str]")
+    assert inspect.getsource(verl_reward.cover_exact_match) == own
+    for name in ("_JOINERS", "_QUALIFIER_OPENERS", "_HEDGE_WORDS", "_YES_NO", "_SHORT_LIST_WORDS"):
+        assert getattr(verl_reward, name) == getattr(metrics, name), name
+    rng = random.Random(3)
+    words = ["Paris", "paris,", "no", "yes", "or", "and", "/", ";", "the", "born", "1,000", "5,"]
+    words += ["Tulsa", "maybe", "either", "vs."]
+    random_cases = [
+        (" ".join(rng.choices(words, k=rng.randint(1, 6))), [rng.choice(words)])
+        for _ in range(2000)
+    ]
+    for prediction, golds in HEDGES + ANSWERS + random_cases:
+        assert verl_reward.cover_exact_match(prediction, golds) == cover_exact_match(
+            prediction, golds
+        ), (prediction, golds)
 
 
 def test_refusal_detection() -> None:
@@ -241,3 +320,29 @@ def test_methods_are_configurations_of_one_loop() -> None:
     assert parse_methods("rag, agent,rag") == ["rag", "agent"]
     with pytest.raises(SleuthError, match="unknown method"):
         parse_methods("rag,psychic")
+
+
+def test_a_hedged_answer_is_not_solved_in_the_record_or_the_viewer() -> None:
+    """The factorised outcome and the viewer's correct/wrong read the record's cover_em: a
+    hedge with all the evidence found is "misused", not "solved" (issue 33 item 14)."""
+    from sleuth.agent.trajectory import HitRef, Step, Trajectory
+    from sleuth.evaluate.benchmarks import BenchmarkQuestion
+    from sleuth.evaluate.records import score_trajectory
+    from sleuth.view.filters import is_correct, outcome
+    from sleuth.view.runs import Episode
+
+    question = BenchmarkQuestion(
+        "q1", "Who was born first?", ("Denise Levertov",), (("d1",), ("d2",))
+    )
+    found = [HitRef("d1", 1.0, 1), HitRef("d2", 0.5, 2)]
+    for answer, category in (
+        ("Denise Levertov or Harvey Pekar", "misused"),
+        ("the poet Denise Levertov", "solved"),
+    ):
+        steps = [Step(0, [], "<search>x</search>", "search", "x", hits=found)]
+        trajectory = Trajectory("e1", question.question, answer, "answered", steps)
+        record = score_trajectory(trajectory, question, "agent", 0)
+        assert record["category"] == category, answer
+        episode = Episode("run", record, trajectory)
+        assert outcome(episode) == category
+        assert is_correct(episode) is (category == "solved")

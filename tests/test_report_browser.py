@@ -20,6 +20,7 @@ from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.report import write_report
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
+from sleuth.metrics import cover_exact_match
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,7 +120,9 @@ def test_report_fits_1400px_and_links_open_trajectories(tmp_path: Path, hotpot_b
     report = json.loads(json_path.read_text(encoding="utf-8"))
     assert report["short_answer_words"] == 5
     hedged = next(r for r in report["results"] if r["prediction"] == HEDGE)
-    assert hedged["cover_em"] == 1.0 and hedged["cover_em_short"] == 0.0  # long answer: no credit
+    # cover-EM: the "/" of "</script>" joins a rival item; short cover-EM: too long anyway.
+    assert hedged["cover_em"] == cover_exact_match(HEDGE, hedged["gold_answers"]) == 0.0
+    assert hedged["cover_em_short"] == 0.0
     assert hedged["answer_words"] == len(HEDGE.split())
     for summary in report["methods"].values():
         assert {"cover_em_short", "answer_words", "no_answer"} <= set(summary["metrics"])
@@ -141,7 +144,7 @@ def test_short_cover_em_answer_length_and_no_answer_share() -> None:
 
     both = "Harvey Pekar was born earlier than Denise Levertov"
     gold = ["Denise Levertov"]
-    assert cover_exact_match(both, gold) == 1.0  # the published metric, kept as is
+    assert cover_exact_match(both, gold) == 1.0  # no rival joined by "or", "/", a comma: kept
     assert short_cover_exact_match(both, gold) == 0.0  # 8 words > 5
     assert short_cover_exact_match("poet Denise Levertov", gold) == 1.0
     assert short_cover_exact_match(both, gold, max_words=8) == 1.0

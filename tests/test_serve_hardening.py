@@ -205,9 +205,21 @@ def _raw_post(url: str, path: str, body: bytes) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("path", list(INVALID_UTF8))
 def test_invalid_utf8_inside_json_is_a_400_on_every_route(titles_server, path):
-    status, body = _raw_post(titles_server.url, path, INVALID_UTF8[path])
+    raw = INVALID_UTF8[path]
+    status, body = _raw_post(titles_server.url, path, raw)
     assert status == 400, body
-    assert b"not valid UTF-8" in body and b"at offset" in body
+    offset = _first_bad_byte(raw)
+    # docs/reliability.md promises the byte, its offset and one prefix on every route
+    expected = f"invalid request body: the body is not valid UTF-8 (byte 0x{raw[offset]:02x} "
+    assert (expected + f"at offset {offset})").encode() in body, body
+
+
+def _first_bad_byte(raw: bytes) -> int:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    raise AssertionError(f"{raw!r} is valid UTF-8")
 
 
 def test_every_request_gets_one_access_line(titles_server):

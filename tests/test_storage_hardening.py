@@ -152,6 +152,20 @@ def test_a_cache_that_is_a_file_is_one_clear_error(tmp_path):
     assert "set SLEUTH_CACHE" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_ask_with_an_unusable_cache_names_trajectory_out(tmp_path):
+    """Issue 33 item 19: the cache message named only SLEUTH_CACHE, though a read-only cache
+    that holds the index and model works when the trajectory goes elsewhere."""
+    not_a_folder = tmp_path / "cache-file"
+    not_a_folder.write_text("")
+    env = {**os.environ, "SLEUTH_CACHE": str(not_a_folder)}
+    done = sleuth("ask", "Who founded Tinted Windows?", env=env)
+    assert done.returncode == 2, done.stderr
+    message = " ".join(done.stderr.split())
+    assert f"cannot write the cache at {not_a_folder}" in message
+    assert "set SLEUTH_CACHE to a writable folder" in message
+    assert "--trajectory-out FILE" in message and "Traceback" not in message
+
+
 def test_an_unwritable_cache_is_one_clear_error_and_a_filled_one_still_works(
     tmp_path, hotpot_bm25_path, monkeypatch
 ):
@@ -214,6 +228,35 @@ def test_damaged_index_data_names_the_file_and_says_rebuild(built, tmp_path, dam
         assert name in done.stderr and "rebuild it" in done.stderr
         assert "Traceback" not in done.stderr and "serving" not in done.stderr
         assert len(done.stderr.strip().splitlines()) <= 3  # one message (the terminal may wrap)
+
+
+def test_the_rebuild_hint_works_from_any_folder(tmp_path):
+    """Issue 33 item 19: an index built from a relative corpus path recorded it as given, so the
+    damaged-index hint named a path that only worked in the folder the build ran in."""
+    build_dir, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    build_dir.mkdir(), elsewhere.mkdir()
+    lines = [
+        {"id": f"d{i}", "title": f"T{i}", "text": f"Ashland station text {i}"} for i in range(3)
+    ]
+    (build_dir / "corpus.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    built = sleuth("index", "corpus.jsonl", "--out", "idx", cwd=build_dir)
+    assert built.returncode == 0, built.stderr
+    folder = build_dir / "idx"
+    _delete_a_segment_file(folder)
+    done = sleuth("search", str(folder), QUERY, cwd=elsewhere)
+    assert done.returncode == 2, done.stderr
+    message = "".join(done.stderr.split())  # the terminal may wrap anywhere
+    corpus = (build_dir / "corpus.jsonl").resolve()
+    assert f"rebuildit:sleuthindex{corpus}--out{folder.absolute()}--enginebm25" in message
+    # An index whose manifest holds a relative source (built before) says relative to what.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["corpus"]["source"] = "corpus.jsonl"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    done = sleuth("search", "../project/idx", QUERY, cwd=elsewhere)
+    assert f"--out{folder.absolute()}" in "".join(done.stderr.split())
+    message = " ".join(done.stderr.split())
+    assert "rebuild it: sleuth index corpus.jsonl --out" in message
+    assert "corpus.jsonl is relative to the folder the index was built from" in message
 
 
 def test_a_docstore_damaged_behind_an_open_engine_is_named_too(built, tmp_path):

@@ -180,3 +180,16 @@ def test_the_proposer_starts_from_its_seed_and_chooses_among_spans(hotpot_bm25):
         assert trajectory.config["answer_spans"] and not trajectory.config["answer_yes_no"]
     assert found_own_seed >= 5
     assert len({p.answer for p in proposals}) == len(proposals)  # one topic per seed
+
+
+def test_the_no_questions_hint_names_a_bigger_model_only_for_the_small_one(tmp_path):
+    from sleuth.synth.questions import no_questions_hint
+
+    stats = {"written": 0, "verified": 0, "proposals": 3, "rejected_because": {"no answer": 3}}
+    out = tmp_path / "q.jsonl"
+    for small in (None, "packaged", "smollm2-135m-primed"):
+        assert "--model qwen2.5-coder-0.5b" in no_questions_hint(stats, small, out)
+    big = no_questions_hint(stats, "Qwen/Qwen2.5-7B-Instruct", out)
+    assert big.startswith("wrote no questions: 0 of 3") and "qwen2.5-coder" not in big
+    assert "--drop-easy" in no_questions_hint({**stats, "verified": 2}, "big", out)
+    assert no_questions_hint({**stats, "written": 1}, None, out) is None

@@ -34,10 +34,19 @@ ACTION_STYLES = {
 def default_trajectory_path() -> Path:
     """``<cache>/runs/ask/YYYYMMDD.jsonl``: one file a day, independent of the working folder.
 
-    The folder is checked now, before the model loads: an unusable cache is one clear error."""
+    The folder is checked now, before the model loads: an unusable cache is one clear error,
+    which names ``--trajectory-out`` (a read-only cache that holds the index and model works
+    with it)."""
+    from sleuth.errors import SleuthError
     from sleuth.paths import writable_cache_dir
 
-    return writable_cache_dir("runs", "ask") / f"{time.strftime('%Y%m%d')}.jsonl"
+    try:
+        folder = writable_cache_dir("runs", "ask")
+    except SleuthError as exc:
+        raise SleuthError(
+            f"{exc}, or save the trajectory elsewhere with --trajectory-out FILE"
+        ) from None
+    return folder / f"{time.strftime('%Y%m%d')}.jsonl"
 
 
 class TitleMemo:

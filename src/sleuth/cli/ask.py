@@ -87,7 +87,7 @@ def ask_command(
         Path | None,
         typer.Option(
             help="JSONL file the trajectory is appended to "
-            "(default: $SLEUTH_CACHE/runs/ask/YYYYMMDD.jsonl, see `sleuth ask --help`)"
+            "(default: $SLEUTH_CACHE/runs/ask/YYYYMMDD.jsonl)"
         ),
     ] = None,
 ) -> None:

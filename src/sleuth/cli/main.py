@@ -7,6 +7,7 @@ import importlib
 import inspect
 import re
 import sys
+from typing import Any
 
 import click
 import typer
@@ -57,6 +58,41 @@ def _options(
 ) -> None:
     """Build, serve, evaluate and train LLM search agents."""
 
+
+def _fold_long_words_in_help() -> None:
+    """Make typer's rich help fold a word too long for its column instead of cutting it with
+    "…": at 80 columns `eval run --help` lost the benchmark list, URLs and defaults. Typer has
+    no setting for it, so its option tables get folding columns and option help folding text;
+    a typer without these internals keeps its own rendering."""
+    from rich.table import Table
+    from rich.text import Text
+
+    try:
+        rich_utils = importlib.import_module("typer.rich_utils")
+    except ImportError:  # typer without rich: click's plain help wraps by itself
+        return
+    parameter_help = getattr(rich_utils, "_get_parameter_help", None)
+    if parameter_help is None or getattr(rich_utils, "Table", None) is not Table:
+        return
+
+    class FoldingTable(Table):
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            super().add_row(*renderables, **kwargs)
+            for column in self.columns:
+                column.overflow = "fold"
+
+    def folding_help(**kwargs: Any) -> Any:
+        rendered = parameter_help(**kwargs)
+        for item in getattr(rendered, "renderables", []):
+            if isinstance(item, Text):
+                item.overflow = "fold"
+        return rendered
+
+    rich_utils.Table = FoldingTable
+    rich_utils._get_parameter_help = folding_help
+
+
+_fold_long_words_in_help()
 
 for _name in COMMAND_MODULES:
     try:

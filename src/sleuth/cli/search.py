@@ -94,7 +94,7 @@ def index_command(
             dense_index=dense_index or "flat",
             encoder=encoder,
             encoder_backend=encoder_backend,
-            source=str(corpus),
+            source=corpus_source(corpus),
             progress=advance,
             reuse_dense=reuse_dense,
         )
@@ -107,6 +107,14 @@ def index_command(
         f"[green]indexed {count:,} {plural(count, 'document')}[/green] into "
         f"{safe_markup(path)} in {time.perf_counter() - started:.1f}s (engine {engine})"
     )
+
+
+def corpus_source(corpus: str) -> str:
+    """What the manifest records as the corpus: a bundled name as is, a path made absolute so
+    the rebuild hint of a damaged index works from any folder."""
+    from sleuth.corpus.bundled import BUNDLED
+
+    return corpus if corpus in BUNDLED else str(Path(corpus).expanduser().resolve())
 
 
 def search_command(

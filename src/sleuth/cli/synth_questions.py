@@ -62,6 +62,7 @@ def questions_command(
     from sleuth.synth.questions import (
         QuestionSynthesizer,
         SynthSettings,
+        no_questions_hint,
         proposer_episode,
         write_outputs,
     )
@@ -83,7 +84,7 @@ def questions_command(
     )
     synth = QuestionSynthesizer(llm, engine, settings)
 
-    from sleuth.display import safe_text
+    from sleuth.display import safe_markup, safe_text
 
     def show(p) -> None:
         verdict = (
@@ -104,3 +105,6 @@ def questions_command(
     stats = write_outputs(proposals, out, drop_easy)
     typer.echo(json.dumps(stats))
     typer.echo(f"questions: {out}   all proposals: {out}.proposals.jsonl")
+    hint = no_questions_hint(stats, model, out)
+    if hint:
+        stderr.print(f"[yellow]{safe_markup(hint)}[/yellow]")

@@ -186,11 +186,12 @@ NO_EVIDENCE_NOTE = (
 
 METRIC_NOTES = (
     "<p class='note'>Mean with 95% interval. <b>cover-EM</b> (the R1-Searcher metric) counts "
-    "an answer as right when it contains a gold answer anywhere, so a long answer that names "
-    "both candidates of a comparison question (“Harvey Pekar was born earlier than Denise "
-    "Levertov”, gold “Denise Levertov”) or lists several guesses scores 1. "
-    f"<b>cover-EM ≤{SHORT_ANSWER_WORDS} words</b> gives that credit only to answers of at most "
-    f"{SHORT_ANSWER_WORDS} words; a large gap between the two means long, hedging answers. "
+    "an answer as right when it contains a gold answer and names no rival beside it: "
+    "“Levertov or Pekar” and “Pekar, Levertov” score 0, but a long answer that names "
+    "both candidates of a comparison question in a sentence (“Harvey Pekar was born earlier "
+    "than Denise Levertov”, gold “Denise Levertov”) still scores 1. "
+    f"<b>cover-EM ≤{SHORT_ANSWER_WORDS} words</b> gives credit only to answers of at most "
+    f"{SHORT_ANSWER_WORDS} words; a large gap between the two means long answers. "
     "<b>answer words</b>: mean length of the answers given. <b>no answer</b>: share of episodes "
     "that ended without an answer (invalid actions, turn or search budget spent); they score 0 "
     "on every answer metric but are not wrong answers, so read low scores together with this "

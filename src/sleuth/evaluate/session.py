@@ -209,7 +209,7 @@ def summary_legend() -> str:
     n = SHORT_ANSWER_WORDS
     return (
         f"cover≤{n}w: cover-EM counting only answers of at most {n} words (cover-EM also "
-        "credits long answers that name every candidate); words: mean answer length; "
+        "credits long sentences that name both candidates); words: mean answer length; "
         "no ans.: share of episodes that ended without an answer (invalid actions, budget): "
         "they score 0 but are not wrong answers. See docs/evaluation.md."
     )

@@ -146,20 +146,22 @@ def merged_model_dir(folder: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from sleuth.display import safe_markup
+        from sleuth.llm.quiet import no_progress_bars
         from sleuth.progress import stderr
 
         base_folder, _ = resolve_hf_folder(spec)
         stderr.print(
             f"merging the adapter {safe_markup(folder.name)} into {safe_markup(spec)} (once) ..."
         )
-        tokenizer = AutoTokenizer.from_pretrained(base_folder)
-        base = AutoModelForCausalLM.from_pretrained(base_folder)
-        try:
-            merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise LLMError(f"cannot apply the adapter {folder} to {spec}: {exc}") from None
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with no_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(base_folder)
+            base = AutoModelForCausalLM.from_pretrained(base_folder)
+            try:
+                merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise LLMError(f"cannot apply the adapter {folder} to {spec}: {exc}") from None
+            merged.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     return publish_once(out, build, lambda path: (path / "config.json").is_file())

@@ -56,16 +56,16 @@ def gguf_to_hf(gguf: Path, out: Path) -> Path:
 
     def build(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         from sleuth.display import safe_markup
+        from sleuth.llm.quiet import no_progress_bars
         from sleuth.progress import stderr
 
-        hf_logging.disable_progress_bar()
         stderr.print(f"converting {safe_markup(gguf.name)} to a Hugging Face folder (once) ...")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        save_plain_hf(model, tokenizer, tmp)
+        with no_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            save_plain_hf(model, tokenizer, tmp)
 
     return publish_once(out, build, lambda path: (path / "config.json").is_file())
 

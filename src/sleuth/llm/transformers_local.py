@@ -69,18 +69,17 @@ class TransformersLLM:
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils.logging import disable_progress_bar
 
         from sleuth.llm.models import resolve_hf_folder
-
-        disable_progress_bar()  # "Loading weights" tqdm bars would flood logs and terminals
+        from sleuth.llm.quiet import no_progress_bars
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads or os.cpu_count() or 1)
         folder, self.name = resolve_hf_folder(model)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            self.model = AutoModelForCausalLM.from_pretrained(folder).eval()
+            with no_progress_bars():  # "Loading weights" bars would flood logs and terminals
+                self.tokenizer = AutoTokenizer.from_pretrained(folder)
+                self.model = AutoModelForCausalLM.from_pretrained(folder).eval()
         except OSError as exc:
             raise LLMError(f"cannot load model {self.name!r}: {exc}") from None
         self._lock = threading.Lock()

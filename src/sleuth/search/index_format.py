@@ -422,11 +422,17 @@ def validate_params(engine: str, params: Any, where: Path | str) -> dict[str, An
 
 
 def rebuild_hint(folder: Path, manifest: dict[str, Any]) -> str:
-    source = manifest.get("corpus", {}).get("source") or "CORPUS"
-    return (
-        f"rebuild it: sleuth index {source} --out {folder} --engine {manifest.get('engine')} "
-        "(with the options it was built with)"
+    """The command that rebuilds ``folder``, runnable from any folder: absolute paths (indexes
+    built before sources were recorded absolute say their corpus path was relative)."""
+    source = str(manifest.get("corpus", {}).get("source") or "CORPUS")
+    hint = (
+        f"rebuild it: sleuth index {source} --out {os.path.abspath(folder)} "
+        f"--engine {manifest.get('engine')} (with the options it was built with"
     )
+    relative = not Path(source).is_absolute() and (bool(Path(source).suffix) or "/" in source)
+    if relative and not Path(source).exists():
+        hint += f"; {source} is relative to the folder the index was built from"
+    return hint + ")"
 
 
 @contextmanager

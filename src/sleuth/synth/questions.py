@@ -36,7 +36,7 @@ from sleuth.agent.trajectory import Trajectory
 from sleuth.llm.base import LLM, GenerationConfig
 from sleuth.metrics import (
     SHORT_ANSWER_WORDS,
-    cover_exact_match,
+    contains_words,
     exact_match,
     normalize_answer,
     short_cover_exact_match,
@@ -76,7 +76,7 @@ def contains_answer(question: str, answer: str) -> bool:
     reads "Panettiere's" as "panettieres", which let "What is Hayden Leslie Panettiere's
     name?" through with the answer "Hayden Leslie Panettiere"."""
     without_possessives = re.sub(r"(?<=\w)['\u2019]s\b", "", question)
-    return cover_exact_match(question, [answer]) or cover_exact_match(without_possessives, [answer])
+    return contains_words(question, [answer]) or contains_words(without_possessives, [answer])
 
 
 def proposer_task(seed: Document, hops: int) -> str:
@@ -247,7 +247,7 @@ class QuestionSynthesizer:
             proposal.rejected = f"answer longer than {SHORT_ANSWER_WORDS} words"
             return proposal
         proposal.evidence_ids = [
-            d.id for d in documents if cover_exact_match(f"{d.title} {d.text}", [proposal.answer])
+            d.id for d in documents if contains_words(f"{d.title} {d.text}", [proposal.answer])
         ]
         if not proposal.evidence_ids:
             proposal.rejected = "answer not in any retrieved document"
@@ -377,3 +377,31 @@ def write_outputs(proposals: Sequence[Proposal], out: Path, drop_easy: bool) -> 
         "written": len(accepted),
         "rejected_because": reasons,
     }
+
+
+# Small models that rarely write a question that verifies (docs/simulation.md, "Measured here").
+_SMALL_MODELS = ("packaged", "smollm2", "135m")
+BIGGER_MODEL = "qwen2.5-coder-0.5b"
+
+
+def no_questions_hint(stats: dict[str, Any], model: str | None, out: Path) -> str | None:
+    """What to say when nothing was written: the main rejection reasons, where every proposal
+    is, and (for the packaged 135M model, which almost never verifies) the bigger model."""
+    if stats["written"]:
+        return None
+    reasons = sorted(stats["rejected_because"].items(), key=lambda item: -item[1])[:3]
+    because = "; ".join(f"{why} ({count})" for why, count in reasons) or "none rejected"
+    hint = (
+        f"wrote no questions: {stats['verified']} of {stats['proposals']} proposals verified "
+        f"(rejected because: {because}); every proposal and why: {out}.proposals.jsonl"
+    )
+    if stats["verified"]:
+        hint += "; the verified ones were too easy and --drop-easy left them out"
+    spec = (model or "packaged").lower()
+    if any(name in spec for name in _SMALL_MODELS):
+        hint += (
+            f". The packaged SmolLM2-135M rarely writes a question that verifies; a bigger model "
+            f"accepts about a fifth of its proposals: --model {BIGGER_MODEL} "
+            "(`sleuth model list`, docs/simulation.md)"
+        )
+    return hint

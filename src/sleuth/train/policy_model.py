@@ -22,10 +22,13 @@ def load_trainable(spec: str | None) -> tuple[Any, Any, str]:
     """``(model, tokenizer, name)`` ready for TRL: float32 on CPU, pad token set, left padding."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from sleuth.llm.quiet import no_progress_bars
+
     folder, name = resolve_model_folder(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder)
+        with no_progress_bars():  # the trainers print their own progress
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder)
     except OSError as exc:
         raise SleuthError(f"cannot load model {spec or name!r}: {exc}") from None
     if tokenizer.pad_token is None:

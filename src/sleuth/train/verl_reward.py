@@ -11,7 +11,8 @@ the way Sleuth scores a trajectory, so a number seen in ``sleuth eval`` means th
   text inside tool responses (``<tool_response>``, ``<information>``) and ``<think>`` is never
   read, turns are separated at tool responses, and a turn whose first action tag is not
   ``<answer>`` is skipped (an unclosed final ``<answer>`` counts, as in Sleuth's loop);
-- EM, F1 and cover-EM use the SQuAD/HotpotQA normalisation of ``sleuth.metrics``;
+- EM, F1 and cover-EM use the SQuAD/HotpotQA normalisation of ``sleuth.metrics``, and cover-EM
+  its hedge rule (the same code; a test keeps the two equal);
 - the format term is 1.0 only for a clean ending: exactly one closed, non-empty ``<answer>``,
   in the last turn, with nothing after it. Sleuth's own loop stops generation at
   ``</answer>``; verl has no such stop, so extra answers are real output and cost the format term.
@@ -81,12 +82,110 @@ def f1_score(prediction: str | None, golds: Iterable[str]) -> float:
     return max(_token_f1(pred, normalize_answer(g)) for g in golds)
 
 
+# What joins alternatives in an answer ("A or B", "A/B", "A vs. B", "A, or B"), what joins
+# them in a short answer but clauses in a sentence ("A and B", "A & B"), and what joins list
+# items ("A, B", "A; B"; not the comma of "May 5, 1990" or "1,000").
+_JOINERS = re.compile(
+    r"(?P<alternative>\s*[,;]?\s+(?:and/or|or|nor|vs\.?|versus)\s+|\s*[/|]\s*)"
+    r"|(?P<conjunction>\s*[,;]?\s+and\s+|\s*&\s*)"
+    r"|(?P<list>(?<!\d)\s*[,;]\s*)",
+    re.IGNORECASE,
+)
+# "and" joins alternatives in an answer of at most this many words ("Levertov and Pekar"),
+# clauses in a longer one ("Levertov, who was born in England and moved to the US").
+_SHORT_LIST_WORDS = 5
+# A list item opening with one of these qualifies its neighbour instead of naming another
+# candidate: "Levertov, the poet", "Levertov, born 1923", "Levertov, not Pekar", "In 1923, ...".
+_QUALIFIER_WORDS = (
+    "a an the this that these those he she it they i we his her its their who whom whose which"
+    " where when because since as but though although while so not also now then in on at of"
+    " from by near for with to into during after before about under over born died located"
+    " known based founded released called named"
+)
+_QUALIFIER_OPENERS = frozenset(_QUALIFIER_WORDS.split())
+_HEDGE_WORDS = frozenset(["either", "maybe", "perhaps", "possibly", "probably"])
+
+
+def _answer_items(text: str) -> list[tuple[str, str, bool]]:
+    """The text's items split at list and alternative joiners: each normalised, its first word
+    that is not a hedge word (lower case, articles kept), and whether an alternative ("or",
+    "/", "vs"; "and" in a short answer) precedes it."""
+    alternatives = {"alternative", "conjunction"}
+    if len(text.split()) > _SHORT_LIST_WORDS:
+        alternatives.discard("conjunction")
+    pieces, start, after_alternative = [], 0, False
+    for joiner in _JOINERS.finditer(text):
+        pieces.append((text[start : joiner.start()], after_alternative))
+        start, after_alternative = joiner.end(), joiner.lastgroup in alternatives
+    pieces.append((text[start:], after_alternative))
+    items = []
+    for piece, alternative in pieces:
+        words = [w.strip(string.punctuation).lower() for w in piece.split()]
+        opener = next((w for w in words if w and w not in _HEDGE_WORDS), "")
+        if normalize_answer(piece):
+            items.append((normalize_answer(piece), opener, alternative))
+    return items
+
+
+def _is_rival(item: tuple[str, str, bool], after_gold: bool, listing: bool, gold: str) -> bool:
+    """Whether an item of an answer that is not part of the gold names another candidate.
+
+    After a comma, an item that opens like a qualifier ("Levertov, born 1923") or follows the
+    gold in an answer without "or"/"and" ("Tulsa, Oklahoma") qualifies it; an item joined by
+    an alternative word, before the gold ("Pekar, Levertov") or in a list that has one
+    ("Levertov, Pekar or Bukowski") is a rival. For a yes/no gold only yes/no is a rival.
+    """
+    text, opener, after_alternative = item
+    words = [w for w in text.split() if w not in _HEDGE_WORDS]
+    if not words:
+        return False
+    if gold in _YES_NO:  # "No, Levertov was born first" answers; "yes or no" hedges
+        return " ".join(words) in _YES_NO
+    if after_alternative:
+        return True
+    if opener in _QUALIFIER_OPENERS:
+        return False
+    return listing or not after_gold
+
+
+def _names_rivals(items: list[tuple[str, str, bool]], gold: str, gold_items: set[str]) -> bool:
+    """Whether any item of the answer names a candidate beside the gold it contains."""
+    parts = [
+        f" {gold} " in f" {text} " or any(f" {text} " in f" {g} " for g in gold_items)
+        for text, _, _ in items
+    ]
+    first = parts.index(True) if True in parts else len(items)
+    listing = any(alternative for _, _, alternative in items)
+    return any(
+        _is_rival(item, index > first, listing, gold)
+        for index, (item, part) in enumerate(zip(items, parts, strict=True))
+        if not part
+    )
+
+
 def cover_exact_match(prediction: str | None, golds: Iterable[str]) -> float:
-    """A gold answer appears in the prediction as whole words (so "no" is not inside "not")."""
+    """1.0 when a gold answer occurs in the prediction as whole words and the prediction names
+    no other candidate beside it.
+
+    Whole words so that gold "no" is not found inside "not". Containment alone credited hedges:
+    "Denise Levertov or Harvey Pekar", "yes or no" and "Pekar, Levertov" named the gold among
+    rivals and scored 1. The answer is split at "or", "/", "vs", "and" and list commas; see
+    ``_is_rival`` for which items are rivals and which qualify the gold ("Tulsa, Oklahoma").
+    """
     if not prediction:
         return 0.0
     padded = f" {normalize_answer(prediction)} "
-    return float(any(f" {g} " in padded for g in map(normalize_answer, golds) if g))
+    items = _answer_items(prediction)
+    for gold in golds:
+        normalised = normalize_answer(gold)
+        if not normalised or f" {normalised} " not in padded:
+            continue
+        if padded.strip() == normalised:  # an exact match is never a hedge
+            return 1.0
+        gold_items = {normalised} | {text for text, _, _ in _answer_items(gold)}
+        if not _names_rivals(items, normalised, gold_items):
+            return 1.0
+    return 0.0
 
 
 def gold_answers(ground_truth: Any) -> list[str]:
