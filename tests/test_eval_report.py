@@ -225,6 +225,30 @@ def test_each_method_against_rag_paired_and_split_by_evidence(tmp_path: Path) ->
     assert "part -> all" in result.output and "+0.333" in result.output
 
 
+def test_with_several_rag_depths_each_method_is_compared_with_the_best(tmp_path: Path) -> None:
+    q = load_benchmark("hotpotqa-1100:test", limit=6).questions
+    right = [(x.answers[0], gold_ids(x)) for x in q]
+    wrong = [("wrong", []) for _ in q]
+    runs = {
+        "rag@3": wrong[:4] + right[4:],  # F1 2/6
+        "rag@8": wrong[:2] + right[2:],  # F1 4/6: the best depth
+        "rag": wrong[:3] + right[3:],  # F1 3/6
+        "searcher@3": wrong[:1] + right[1:],
+    }
+    make_run(tmp_path, q, runs)
+    versus = build_report(tmp_path)["versus"]
+    assert versus["baseline"] == "rag@8"
+    assert versus["chosen"] == "the best by F1 of rag@3, rag@8, rag"
+    rows = {(r["method"], r["metric"]): r for r in versus["rows"]}
+    assert rows[("searcher@3", "f1")]["diff"] == pytest.approx(1 / 6)
+    assert rows[("rag@3", "f1")]["diff"] == pytest.approx(-2 / 6)
+    result = CliRunner().invoke(app, ["eval", "report", str(tmp_path)])
+    assert "each method against rag@8 (the best by F1 of rag@3, rag@8, rag)" in " ".join(
+        result.output.split()
+    )
+    assert "the best by F1 of rag@3, rag@8, rag" in write_report(tmp_path)[1].read_text()
+
+
 def test_no_comparison_without_rag(tmp_path: Path, questions) -> None:
     make_run(tmp_path, questions, {"closed_book": [("x", []) for _ in questions]})
     assert build_report(tmp_path)["versus"] is None

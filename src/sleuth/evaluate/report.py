@@ -320,7 +320,8 @@ def _versus_html(versus: dict[str, Any] | None) -> str:
     headers = ["method", "metric", "questions", versus["baseline"], "method's", "difference"]
     html = (
         f"<h2>Against {base}, question by question</h2>"
-        f"<p class='note'>{VERSUS_NOTE.format(base=base)}</p>"
+        + (f"<p class='note'>{escape(versus['chosen'])}</p>" if versus.get("chosen") else "")
+        + f"<p class='note'>{VERSUS_NOTE.format(base=base)}</p>"
         + _table([*headers, "95% CI", "p"], rows)
     )
     for method, shifts in versus["shifts"].items():

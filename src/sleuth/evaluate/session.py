@@ -246,8 +246,9 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
     from sleuth.display import safe_text
 
     base = safe_text(versus["baseline"])
+    chosen = f" ({safe_text(versus['chosen'])})" if versus.get("chosen") else ""
     paired = Table(
-        title=Text(f"each method against {base}, paired over the same questions"),
+        title=Text(f"each method against {base}{chosen}, paired over the same questions"),
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
     )

@@ -1,4 +1,6 @@
-"""Each method of a run against the run's own single-shot RAG, question by question.
+"""Each method of a run against the run's own single-shot RAG, question by question; with
+several RAG depths (``rag``, ``rag@K``) against the best of them by mean F1 on these questions,
+the baseline a user would pick (chosen after the fact, which can only favour the baseline).
 
 "Does the agent beat RAG?" is a paired question: both methods answered the same questions, so
 the per-question differences carry the signal and which questions are hard cancels out. The
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sleuth.evaluate.methods import NEEDS_SEARCH
+from sleuth.evaluate.methods import NEEDS_SEARCH, base_method
 from sleuth.evaluate.summary import paired_difference, per_question
 
 BASELINE = "rag"
@@ -96,12 +98,29 @@ def evidence_shifts(
     return rows
 
 
+def best_rag(records: Sequence[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The run's RAG method (``rag`` or ``rag@K``) with the highest mean F1 over its questions
+    (the first listed on a tie), and every RAG method of the run."""
+    rags = [m for m in dict.fromkeys(str(r["method"]) for r in records) if base_method(m) == "rag"]
+    best, best_f1 = None, -1.0
+    for method in rags:
+        scores = list(per_question(records, method, "f1").values())
+        mean = sum(scores) / len(scores) if scores else -1.0
+        if mean > best_f1:
+            best, best_f1 = method, mean
+    return best, rags
+
+
 def versus_baseline(
-    records: Sequence[dict[str, Any]], baseline: str = BASELINE
+    records: Sequence[dict[str, Any]], baseline: str | None = None
 ) -> dict[str, Any] | None:
     """The paired rows and, for each searching method, its evidence shifts; None when the run
-    has no ``baseline`` method or nothing to compare it with."""
-    if not any(r["method"] == baseline for r in records):
+    has no ``baseline`` method or nothing to compare it with. Without a ``baseline``, the
+    run's best RAG (``best_rag``)."""
+    among: list[str] = []
+    if baseline is None:
+        baseline, among = best_rag(records)
+    if baseline is None or not any(r["method"] == baseline for r in records):
         return None
     rows = versus_rows(records, baseline)
     if not rows:
@@ -111,4 +130,5 @@ def versus_baseline(
         for method in _compared_methods(records, baseline)
         if method in NEEDS_SEARCH and (found := evidence_shifts(records, method, baseline))
     }
-    return {"baseline": baseline, "rows": rows, "shifts": shifts}
+    chosen = f"the best by F1 of {', '.join(among)}" if len(among) > 1 else ""
+    return {"baseline": baseline, "chosen": chosen, "rows": rows, "shifts": shifts}
