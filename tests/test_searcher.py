@@ -188,6 +188,11 @@ def test_an_evaluation_of_the_searcher_records_selection_and_roles(hotpot_bm25, 
         assert meta["roles"]["searcher"]["calls"] == 2 and meta["roles"]["reader"]["calls"] == 1
         assert traj["answer"] == "Tulsa"
     assert agent_config("searcher", budget).final_read == 3
+    # results.jsonl counts what the scored answer read and the calls of each role
+    for line in (tmp_path / "results.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        assert record["documents_read"] == 3
+        assert record["model_calls"] == 3 and record["reader_calls"] == 1
     # The viewer marks, in the reader's step, which documents the searcher selected.
     traj = json.loads(lines[0])
     page = view_episode(tmp_path, traj["episode_id"])

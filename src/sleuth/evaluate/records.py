@@ -83,6 +83,9 @@ def score_trajectory(
         "refused": refused,
         "category": category,
         "searches": len(trajectory.searches),
+        "documents_read": documents_read(trajectory),
+        "model_calls": sum(1 for step in trajectory.steps if step.model_output),
+        "reader_calls": _role_calls(trajectory, "reader"),
         "turns": len(trajectory.steps),
         "invalid_actions": trajectory.invalid_actions,
         "prompt_tokens": prompt_tokens,
@@ -90,6 +93,23 @@ def score_trajectory(
         "tokens": prompt_tokens + completion_tokens,
         "seconds": trajectory.seconds,
     }
+
+
+def documents_read(trajectory: Trajectory) -> int:
+    """The documents in front of the call whose answer is scored: the final read's, a
+    pipeline's read, else every document the conversation showed (RAG: its top K)."""
+    for key in ("final_read", "read"):
+        ids = trajectory.metadata.get(key)
+        if isinstance(ids, list):
+            return len(ids)
+    return len(trajectory.retrieved_ids)
+
+
+def _role_calls(trajectory: Trajectory, role: str) -> int | None:
+    """Model calls made by ``role`` ("reader", "searcher"); None for a run without a reader."""
+    if not trajectory.metadata.get("reader"):
+        return None
+    return sum(1 for step in trajectory.steps if step.role == role)
 
 
 # A result record's fields that readers use, and the JSON types they must have.
@@ -103,6 +123,9 @@ _RECORD_NUMBERS = (
     "answer_words",
     "evidence_recall",
     "searches",
+    "documents_read",
+    "model_calls",
+    "reader_calls",
     "turns",
     "invalid_actions",
     "prompt_tokens",

@@ -252,7 +252,10 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
         )
         cost_rows.append(
             f"<tr>{name}"
-            + "".join(_cell(m[k], 2 if k != "tokens" else 0) for k in ("searches", "turns"))
+            + "".join(
+                _cell(m[k], 2)
+                for k in ("searches", "documents_read", "model_calls", "reader_calls", "turns")
+            )
             + _cell(m["tokens"], 0)
             + _cell(m["seconds"], 2)
             + "</tr>"
@@ -274,7 +277,8 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
         ],
         factor_rows,
     )
-    costs = _table(["method", "searches", "turns", "tokens", "seconds"], cost_rows)
+    cost_columns = ["method", "searches", "documents read", "model calls", "reader calls"]
+    costs = _table([*cost_columns, "turns", "tokens", "seconds"], cost_rows)
     has_evidence = any(sum(d["factorised"]["counts"].values()) for d in methods.values())
     factor_text = (
         "<p>Search sufficiency = all gold paragraphs were retrieved; knowledge use = correct "

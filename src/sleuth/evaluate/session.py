@@ -162,7 +162,7 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     table = Table(title=Text(safe_text(title)), box=box.SIMPLE_HEAD, padding=(0, 1))
     short = f"cover≤{SHORT_ANSWER_WORDS}w"
     columns = ["method", "n", "EM", "F1", "cover-EM", short, "words", "no ans.", "judge"]
-    columns += ["recall", "suff.", "k.use", "searches", "s/q", "failed"]
+    columns += ["recall", "suff.", "k.use", "searches", "read", "calls", "s/q", "failed"]
     for column in columns:
         if column == "judge" and not has_judge:
             continue
@@ -196,6 +196,8 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
             rate(data["factorised"]["search_sufficiency"]),
             rate(data["factorised"]["knowledge_utilisation"]),
             cell(data, "searches", 2, ci=False),
+            cell(data, "documents_read", 1, ci=False),
+            cell(data, "model_calls", 1, ci=False),
             cell(data, "seconds", 1, ci=False),
             str(data["failures"]),
         )
@@ -211,7 +213,8 @@ def summary_legend() -> str:
         f"cover≤{n}w: cover-EM counting only answers of at most {n} words (cover-EM also "
         "credits long sentences that name both candidates); words: mean answer length; "
         "no ans.: share of episodes that ended without an answer (invalid actions, budget): "
-        "they score 0 but are not wrong answers. See docs/evaluation.md."
+        "they score 0 but are not wrong answers; read: documents in front of the scored "
+        "answer; calls: model calls (searcher and reader). See docs/evaluation.md."
     )
 
 

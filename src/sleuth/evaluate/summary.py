@@ -25,7 +25,15 @@ from sleuth.metrics import (
 
 ANSWER_METRICS = ("em", "f1", "cover_em", "cover_em_short", "judge", "no_answer", "answer_words")
 EVIDENCE_METRICS = ("evidence_recall",)
-EFFICIENCY_METRICS = ("searches", "turns", "tokens", "seconds")
+EFFICIENCY_METRICS = (
+    "searches",
+    "documents_read",
+    "model_calls",
+    "reader_calls",
+    "turns",
+    "tokens",
+    "seconds",
+)
 ALL_METRICS = ANSWER_METRICS + EVIDENCE_METRICS + EFFICIENCY_METRICS
 LABELS = {
     "em": "EM",
@@ -37,6 +45,9 @@ LABELS = {
     "judge": "judge",
     "evidence_recall": "evidence recall",
     "searches": "searches",
+    "documents_read": "documents read",
+    "model_calls": "model calls",
+    "reader_calls": "reader calls",
     "turns": "turns",
     "tokens": "tokens",
     "seconds": "seconds",
