@@ -37,6 +37,9 @@ def serve_llm_command(
     max_concurrency: Annotated[
         int, typer.Option(help="Requests handed to the model at once (batched by openvino)")
     ] = 64,
+    max_queued: Annotated[
+        int, typer.Option(help="Requests that may wait for a turn beyond those (503 above)")
+    ] = 256,
     backend: Annotated[
         str, typer.Option(help="auto | openvino (continuous batching) | transformers")
     ] = "auto",
@@ -52,7 +55,10 @@ def serve_llm_command(
     from sleuth.llm import load_llm
     from sleuth.llm.serve_llm import create_llm_app
     from sleuth.progress import stderr
+    from sleuth.serve.access_log import configure_server_logging
 
+    if max_concurrency < 1 or max_queued < 0:
+        raise typer.BadParameter("--max-concurrency must be at least 1, --max-queued at least 0")
     check_binding(host, token)
     sock = bind_socket(host, port)  # a taken port fails here, before the model loads
     stderr.print("loading model ...")
@@ -61,9 +67,11 @@ def serve_llm_command(
         llm,
         token=token,
         max_concurrency=max_concurrency,
+        max_queued=max_queued,
         max_body_bytes=max_body_bytes,
         allowed_hosts=HostAllowList.for_bind(host, allow_host or ()),
     )
+    configure_server_logging(quiet=True)  # tracebacks of unexpected errors to stderr
     shown_host = f"[{host}]" if ":" in host else host
     stderr.print(
         f"[green]serving[/green] {safe_markup(llm.name)} at "

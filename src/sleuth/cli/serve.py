@@ -154,7 +154,12 @@ def serve_command(
     ).engine
     hosts = HostAllowList.for_bind(host, allow_host or ())
     app = create_app(
-        engine, token=token, default_topk=default_topk, limits=limits, allowed_hosts=hosts
+        engine,
+        token=token,
+        default_topk=default_topk,
+        limits=limits,
+        allowed_hosts=hosts,
+        index_folder=index if (index / "manifest.json").is_file() else None,
     )
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]

@@ -5,7 +5,9 @@ weights by default, int8 on request), and, unlike every other CPU engine that in
 wheel, it batches requests continuously: many coroutines calling ``complete`` at once share
 every decoding step. One worker thread owns the pipeline: it admits queued requests with
 ``add_request`` and calls ``step()`` while anything is running; callers wait on futures.
-Prefix caching reuses the KV cache of a conversation's earlier turns.
+Prefix caching reuses the KV cache of a conversation's earlier turns. A caller that goes away
+(its task cancelled: a client that disconnected from ``serve-llm``) abandons its request: the
+worker stops it in the engine at the next step instead of decoding for no one.
 
 Structured output (regex / JSON schema, compiled by the engine's grammar backend) enforces the
 agent's action grammar; the model's chat template is applied with its Hugging Face tokenizer
@@ -15,13 +17,14 @@ so prompts are token-for-token those of the transformers backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +38,31 @@ from sleuth.llm.transformers_local import completion_from_ids, render_for_templa
 STOP_TAIL_TOKENS = 24
 
 
+class _Deliveries:
+    """Token ids handed from the worker thread to one streaming coroutine, then ``None``.
+
+    An asyncio queue fed with ``call_soon_threadsafe``: a waiting stream holds no thread (a
+    blocking ``get`` in ``asyncio.to_thread`` took one of the few default executor threads per
+    stream, and an abandoned stream kept it until the engine ended its request)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[list[int] | None] = asyncio.Queue()
+
+    def put(self, item: list[int] | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody listens
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def get(self) -> list[int] | None:
+        return await self._queue.get()
+
+
 @dataclass
 class _Request:
     ids: list[int]
     config: Any  # openvino_genai.GenerationConfig
     future: Future
-    stream: queue.SimpleQueue | None = None  # token ids as they are generated, then None
+    stream: _Deliveries | None = None  # token ids as they are generated, then None
     handle: Any = None
     sent: int = 0
     stops: tuple[str, ...] = ()
@@ -48,6 +70,21 @@ class _Request:
     length: bool = False  # the engine ended it at max_new_tokens
     stopped: bool = False  # a stop string was matched here and the request stopped
     started: float = field(default_factory=time.perf_counter)
+    abandoned: bool = False  # the caller went away: stop decoding, resolve nothing
+
+
+def _resolve(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Set a request's outcome unless its caller already cancelled the future: setting it then
+    raises ``InvalidStateError``, which killed the worker thread (and every later request)."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between the check and the set
+        pass
 
 
 class OpenVINOLLM:
@@ -103,6 +140,10 @@ class OpenVINOLLM:
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self.peak_batch = 0  # most requests decoded together so far (batching is observable)
+        # Counters for ``stats()`` (serve-llm's /health): written by the worker thread only.
+        self.running = 0  # requests in the engine now
+        self.generated_tokens = 0  # tokens read from the engine since start
+        self.abandoned = 0  # requests stopped because their caller went away
         self._worker = threading.Thread(target=self._run, name="openvino-batcher", daemon=True)
         self._worker.start()
 
@@ -110,11 +151,15 @@ class OpenVINOLLM:
     def _admit(self, request: _Request) -> bool:
         import numpy as np
 
+        if request.abandoned:  # its caller left while it waited in the inbox
+            self._count_abandoned(request)
+            return False
+
         tensor = self._ov.Tensor(np.asarray([request.ids], dtype=np.int64))
         try:
             request.handle = self._pipe.add_request(next(self._ids), tensor, request.config)
         except Exception as exc:  # a bad request must not kill the worker
-            request.future.set_exception(LLMError(f"OpenVINO rejected the request: {exc}"))
+            _resolve(request.future, error=LLMError(f"OpenVINO rejected the request: {exc}"))
             if request.stream is not None:
                 request.stream.put(None)
             return False
@@ -149,18 +194,24 @@ class OpenVINOLLM:
                 running = []
                 continue
             running = [r for r in running if not self._progress(r)]
+            self.running = len(running)
             if not running:
                 self._free_stopped()
 
     def _progress(self, request: _Request) -> bool:
         """Collect new tokens (forwarding them when streaming), stop at a stop string, resolve
         finished requests. True when done."""
+        if request.abandoned:
+            request.handle.stop()  # the engine frees the sequence at its next step
+            self._count_abandoned(request)
+            return True
         status = request.handle.get_status()
         finished = status != self._genai.GenerationStatus.RUNNING
         if request.handle.can_read():
             for output in request.handle.read().values():
                 new_ids = list(output.generated_ids)
                 request.generated += new_ids
+                self.generated_tokens += len(new_ids)
                 if request.stream is not None and new_ids:
                     request.stream.put(new_ids)
                 if output.finish_reason == self._genai.GenerationFinishReason.LENGTH:
@@ -172,15 +223,21 @@ class OpenVINOLLM:
             return False
         if request.stream is not None:
             request.stream.put(None)
-            request.future.set_result(None)
+            _resolve(request.future)
             return True
         failed = (self._genai.GenerationStatus.CANCEL, self._genai.GenerationStatus.IGNORED)
         if status in failed and not request.generated:
-            request.future.set_exception(LLMError(f"generation ended with status {status}"))
+            _resolve(request.future, error=LLMError(f"generation ended with status {status}"))
             return True
         reason = "length" if request.length and not request.stopped else "stop"
-        request.future.set_result((request.generated, reason))
+        _resolve(request.future, (request.generated, reason))
         return True
+
+    def _count_abandoned(self, request: _Request) -> None:
+        self.abandoned += 1
+        _resolve(request.future, error=LLMError("the caller went away"))
+        if request.stream is not None:
+            request.stream.put(None)
 
     def _free_stopped(self) -> None:
         """One more engine step once nothing else runs: a sequence stopped at a stop string is
@@ -215,8 +272,7 @@ class OpenVINOLLM:
     @staticmethod
     def _fail_all(requests: list[_Request], message: str) -> None:
         for request in requests:
-            if not request.future.done():
-                request.future.set_exception(LLMError(message))
+            _resolve(request.future, error=LLMError(message))
             if request.stream is not None:
                 request.stream.put(None)
 
@@ -268,11 +324,27 @@ class OpenVINOLLM:
             ids,
             self._generation_config(config),
             Future(),
-            queue.SimpleQueue() if stream else None,
+            _Deliveries() if stream else None,
             stops=tuple(config.stop),
         )
         self._inbox.put(request)
         return request
+
+    @staticmethod
+    def _abandon(request: _Request) -> None:
+        """The caller is gone: the worker stops the request at its next step (or skips it when
+        it is still waiting for admission); one already finished is no longer looked at."""
+        request.abandoned = True
+
+    def stats(self) -> dict[str, int]:
+        """What the engine is doing, for serve-llm's /health: requests decoding now, tokens
+        generated and requests abandoned by their callers since start."""
+        return {
+            "running": self.running,
+            "generated_tokens": self.generated_tokens,
+            "abandoned": self.abandoned,
+            "peak_batch": self.peak_batch,
+        }
 
     async def complete(
         self,
@@ -284,7 +356,11 @@ class OpenVINOLLM:
         started = time.perf_counter()
         ids = self.encode_chat(messages, tools)
         request = self._submit(ids, config)
-        new_ids, reason = await asyncio.wrap_future(request.future)
+        try:
+            new_ids, reason = await asyncio.wrap_future(request.future)
+        except asyncio.CancelledError:
+            self._abandon(request)
+            raise
         return completion_from_ids(
             self.tokenizer, new_ids, len(ids), reason, config, tools, started, self.name
         )
@@ -295,11 +371,20 @@ class OpenVINOLLM:
         """Text deltas as tokens arrive (stop strings are cut from the end by the engine)."""
         config = config or GenerationConfig()
         request = self._submit(self.encode_chat(messages), config, stream=True)
+        try:
+            async for piece in self._stream_text(request, config.stop):
+                yield piece
+            await asyncio.wrap_future(request.future)
+        finally:  # cancelled, or the consumer closed the generator early: stop decoding
+            if not request.future.done():
+                self._abandon(request)
+
+    async def _stream_text(self, request: _Request, stops: list[str]) -> AsyncIterator[str]:
         assert request.stream is not None
         generated: list[int] = []
         emitted, stopped = "", False
         while True:
-            chunk = await asyncio.to_thread(request.stream.get)
+            chunk = await request.stream.get()
             if chunk is None:
                 break
             if stopped:
@@ -308,7 +393,7 @@ class OpenVINOLLM:
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if text.endswith("\ufffd"):
                 continue  # half of a multi-byte character
-            ready, stopped = _before_stop(text, config.stop)
+            ready, stopped = _before_stop(text, stops)
             if len(ready) > len(emitted):
                 yield ready[len(emitted) :]
                 emitted = ready
@@ -316,7 +401,6 @@ class OpenVINOLLM:
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if len(text) > len(emitted):
                 yield text[len(emitted) :]
-        await asyncio.wrap_future(request.future)
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.encode_chat(messages))

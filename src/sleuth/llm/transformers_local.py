@@ -1,6 +1,8 @@
 """In-process chat model on transformers: the packaged SmolLM2 by default, or any HF id / folder /
 GGUF file. Generation blocks, so it runs in a worker thread behind a lock (one model instance)
-and the event loop stays free for other episodes' searches."""
+and the event loop stays free for other episodes' searches. A cancelled caller (a client gone
+from ``serve-llm``) sets an event that a stopping criterion reads at every token, so the
+thread stops decoding, and a request still waiting for the lock never starts."""
 
 from __future__ import annotations
 
@@ -93,7 +95,11 @@ class TransformersLLM:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _generate(
-        self, messages: list[Message], config: GenerationConfig, tools: list[dict] | None
+        self,
+        messages: list[Message],
+        config: GenerationConfig,
+        tools: list[dict] | None,
+        gone: threading.Event | None = None,
     ) -> Completion:
         torch, tokenizer = self._torch, self.tokenizer
         started = time.perf_counter()
@@ -126,7 +132,11 @@ class TransformersLLM:
         kwargs.update(
             grammar_generate_kwargs(self.model, tokenizer, config.constraint, 1, prompt_len)
         )
+        gone = gone or threading.Event()
+        kwargs["stopping_criteria"] = _stop_when(gone)
         with self._lock, torch.no_grad():
+            if gone.is_set():
+                raise LLMError("the caller went away")
             if config.seed is not None:
                 torch.manual_seed(config.seed)
             output = self.model.generate(**encoded, **kwargs)
@@ -142,9 +152,27 @@ class TransformersLLM:
         config: GenerationConfig | None = None,
         tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        return await asyncio.to_thread(
-            self._generate, messages, config or GenerationConfig(), tools
-        )
+        gone = threading.Event()
+        try:
+            return await asyncio.to_thread(
+                self._generate, messages, config or GenerationConfig(), tools, gone
+            )
+        except asyncio.CancelledError:
+            gone.set()  # the thread stops at its next token (or before it starts)
+            raise
 
     async def aclose(self) -> None:
         return None
+
+
+def _stop_when(gone: threading.Event) -> Any:
+    """A stopping criterion that ends generation once ``gone`` is set."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Gone(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            return torch.full((input_ids.shape[0],), gone.is_set(), dtype=torch.bool)
+
+    return StoppingCriteriaList([_Gone()])

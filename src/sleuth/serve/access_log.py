@@ -58,11 +58,21 @@ class AccessLog:
             )
 
 
+class SafeFormatter(logging.Formatter):
+    """Records with terminal escapes and control characters removed (newlines kept): an
+    exception's message in a traceback can carry a client's text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from sleuth.display import strip_controls
+
+        return strip_controls(super().format(record))
+
+
 def configure_server_logging(quiet: bool) -> None:
-    """Access lines (unless ``quiet``) and error tracebacks to stderr, one line each."""
+    """Access lines (unless ``quiet``), warnings and error tracebacks to stderr."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    for logger, level in ((ACCESS_LOG, logging.INFO), (ERROR_LOG, logging.ERROR)):
+    handler.setFormatter(SafeFormatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    for logger, level in ((ACCESS_LOG, logging.INFO), (ERROR_LOG, logging.WARNING)):
         logger.handlers[:] = [handler]
         logger.setLevel(logging.WARNING if quiet and logger is ACCESS_LOG else level)
         logger.propagate = False

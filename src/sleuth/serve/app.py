@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -26,6 +27,7 @@ from sleuth.http_guard import HostAllowList, RequestGuard, json_error
 from sleuth.search.base import SearchEngine, validate_query
 from sleuth.serve.access_log import ERROR_LOG, AccessLog, safe_text
 from sleuth.serve.docs_page import LocalDocsPage
+from sleuth.serve.index_watch import IndexChanged, IndexWatch
 from sleuth.serve.limits import RequestTooCostly, ServerLimits, run_bounded
 from sleuth.serve.schemas import (
     LIMITS,
@@ -78,6 +80,8 @@ def _handle_sleuth_error(request: Request, exc: SleuthError) -> Response[dict[st
         return _error(500, str(exc))
     if isinstance(exc, RequestTooCostly):
         return _error(413, str(exc))
+    if isinstance(exc, IndexChanged):
+        return _error(503, str(exc))
     return _error(404 if isinstance(exc, DocumentNotFound) else 400, str(exc))
 
 
@@ -163,12 +167,16 @@ def create_app(
     limits: ServerLimits | None = None,
     access_log: bool = True,
     allowed_hosts: HostAllowList | None = None,
+    index_folder: str | Path | None = None,
 ) -> Litestar:
     """A Litestar app serving ``engine``; with ``token`` every route but /health needs it.
     Requests whose ``Host`` is not in ``allowed_hosts`` (default: the loopback names) are a 421,
-    a foreign ``Origin`` a 403, a POST body not declared JSON a 415 (``sleuth.http_guard``)."""
+    a foreign ``Origin`` a 403, a POST body not declared JSON a 415 (``sleuth.http_guard``).
+    ``index_folder``: the folder ``engine`` was opened from; a rebuild of it is logged and shown
+    in /health (``sleuth.serve.index_watch``)."""
     validate_query("x", default_topk)
     limits = limits or ServerLimits()
+    watch = IndexWatch(index_folder) if index_folder is not None else None
 
     def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if token is None or handler.opt.get("public"):
@@ -177,6 +185,8 @@ def create_app(
             raise NotAuthorizedException("missing or wrong bearer token")
 
     def search_many(queries: Sequence[str], k: int) -> list[list[Hit]]:
+        if watch is not None:
+            watch.require_current()  # one stat: a rebuilt folder is a 503, not wrong hits
         return run_bounded(engine.search_batch, list(queries), k, limits)
 
     @post("/search", sync_to_thread=True, status_code=200, opt={"body_type": SearchRequest})
@@ -216,6 +226,8 @@ def create_app(
         return _json_response({"result": shaped}, limits)  # type: ignore[return-value]
 
     def document_out(doc_id: str) -> DocumentOut:
+        if watch is not None:
+            watch.require_current()
         doc = engine.get(doc_id)
         return DocumentOut(doc.id, doc.title, doc.text, doc.contents, doc.fields)
 
@@ -246,6 +258,7 @@ def create_app(
                 "params": manifest.get("params", {}),
                 "corpus": manifest.get("corpus", {}),
                 "created": manifest.get("created"),
+                **(watch.public() if watch is not None else {}),
             },
         }
 

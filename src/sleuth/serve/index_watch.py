@@ -1,0 +1,90 @@
+"""Notice when the index folder a server opened is rebuilt or removed under it.
+
+A rebuild (``sleuth index ... --out`` of the same folder) swaps a new folder into place. The
+server went on answering without a word (issue 33 item 19), and wrongly: the BM25 index it had
+open gave the old row numbers, its document store (opened per thread, by path) read them from
+the new folder, so a search for "apples" returned "oranges". The manifest's identity (device,
+inode, mtime, size) is compared with the one opened, one ``stat`` per request: after a change,
+searches and documents are a 503 saying to restart, ``/health`` reports it and the log says it
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from sleuth.errors import SleuthError
+from sleuth.serve.access_log import ERROR_LOG, safe_text
+
+MANIFEST = "manifest.json"
+Signature = tuple[int, int, int, int]
+
+
+class IndexChanged(SleuthError):
+    """The index folder no longer holds the index this server opened (a 503)."""
+
+
+def _signature(manifest: Path) -> Signature | None:
+    try:
+        stat = os.stat(manifest)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+class IndexWatch:
+    """Whether the index folder still holds the index this server opened."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._opened = _signature(self.folder / MANIFEST)
+        self._warning: str | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> str | None:
+        """None while the folder is unchanged, else what happened (logged the first time)."""
+        if self._warning is not None:
+            return self._warning
+        with self._lock:
+            if self._warning is None:
+                current = _signature(self.folder / MANIFEST)
+                if current != self._opened:
+                    self._warning = self._describe(current)
+                    ERROR_LOG.warning("%s (%s)", self._warning, safe_text(str(self.folder)))
+        return self._warning
+
+    def require_current(self) -> None:
+        """Raise ``IndexChanged`` once the folder changed: answers from a half-old, half-new
+        index would be wrong."""
+        warning = self.check()
+        if warning is not None:
+            raise IndexChanged(warning)
+
+    def public(self) -> dict[str, object]:
+        """For ``/health``: ``current`` and, when not, the warning."""
+        warning = self.check()
+        return {"current": warning is None, "warning": warning}
+
+    def _describe(self, current: Signature | None) -> str:
+        if current is None:
+            return (
+                "the index folder was removed after this server opened it; searches are "
+                "refused (restart the server on an index)"
+            )
+        created = self._created()
+        when = f" (new index created {created})" if created else ""
+        return (
+            f"the index folder was rebuilt after this server opened it{when}; restart the "
+            "server to serve the new one (searches are refused until then)"
+        )
+
+    def _created(self) -> str | None:
+        try:
+            manifest = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        created = manifest.get("created") if isinstance(manifest, dict) else None
+        return safe_text(created, 40) if isinstance(created, str) else None
