@@ -234,3 +234,16 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
     assert "You find documents for a reader" in searcher.calls[0][0]["content"]
     assert len(reader.calls) == 1
     assert refused.returncode == 2 and "drop --judge and --ask" in refused.stderr
+
+
+def test_the_frozen_reader_answers_greedily_while_the_searcher_samples(hotpot_bm25):
+    def searcher(messages):
+        return "<select>1</select>"
+
+    sampling = AgentConfig(**{**SEARCHER.to_dict(), "temperature": 1.0})
+    scripted_searcher = ScriptedLLM(searcher, name="searcher")
+    reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="reader")
+    traj = run(scripted_searcher, reader, config=sampling, engine=hotpot_bm25)
+    assert traj.answer == "Tulsa"
+    assert [c.temperature for c in scripted_searcher.configs] == [1.0]
+    assert [c.temperature for c in reader.configs] == [0.0]

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sleuth.agent import prompts
@@ -309,7 +310,10 @@ class Episode:
         """One model call on the conversation (or on ``messages``, the final read's own), by
         the model whose ``role`` it is."""
         reader, fresh = self.agent.reader, messages is not None
-        llm = reader if reader is not None and self.role(fresh) == "reader" else self.agent.llm
+        reads = reader is not None and self.role(fresh) == "reader"
+        llm = reader if reads else self.agent.llm
+        if reads:  # a frozen reader answers greedily, whatever the searcher samples at (s3)
+            config = replace(config, temperature=0.0)
         try:
             completion = await llm.complete(
                 self.messages if messages is None else messages,

@@ -28,6 +28,7 @@ class ScriptedLLM:
         self._cursor = 0
         self.name = name
         self.calls: list[list[Message]] = []
+        self.configs: list[GenerationConfig | None] = []  # each call's decoding settings
 
     async def complete(
         self,
@@ -37,6 +38,7 @@ class ScriptedLLM:
     ) -> Completion:
         await asyncio.sleep(0)  # a real await point, like any backend
         self.calls.append(list(messages))
+        self.configs.append(config)
         if callable(self._outputs):
             output = self._outputs(list(messages))
         else:
