@@ -174,8 +174,8 @@ def test_search_cli_rerank(reranker_dir, cran_bm25):
     from sleuth.search.rerank import with_reranker
 
     expected = [h.id for h in with_reranker(cran_bm25, reranker_dir).search(query, 5)]
-    assert [h["id"] for h in json.loads(reranked.output)] == expected
-    assert expected != [h["id"] for h in json.loads(plain.output)]
+    assert [h["id"] for h in json.loads(reranked.stdout)] == expected
+    assert expected != [h["id"] for h in json.loads(plain.stdout)]
 
 
 def test_rerank_with_a_folder_that_is_not_a_model(tmp_path, cran_bm25):

@@ -32,10 +32,14 @@ def tiny_model(folder: Path) -> Path:
 
 def test_loading_a_model_draws_no_weight_bar(tmp_path: Path, capfd) -> None:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from sleuth.train.policy_model import load_trainable
 
     folder = tiny_model(tmp_path / "tiny")
+    # other parts of Sleuth (the dense encoder, the reranker) turn the bars off for the whole
+    # process once they load; the control needs them on, as in a fresh process
+    hf_logging.enable_progress_bar()
     capfd.readouterr()
     AutoModelForCausalLM.from_pretrained(folder)  # the control: transformers draws the bar
     assert "Loading weights" in capfd.readouterr().err

@@ -493,3 +493,17 @@ def test_every_viewer_response_carries_the_policy_and_a_foreign_host_is_refused(
             assert "script-src 'self'" in reply.headers.get("content-security-policy", ""), name
             assert reply.headers.get("x-content-type-options") == "nosniff", name
         assert len(replies["page"].headers.get_list("content-security-policy")) == 1
+
+
+def test_the_viewer_leaves_the_process_logging_alone(run_dir: Path, tmp_path: Path) -> None:
+    """Litestar's default logging config puts an INFO handler on the root logger: every
+    library's log line then reached a command's output (a `search --json` printed after a
+    viewer had started in the same process was no longer JSON)."""
+    import logging
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    state = ViewerState(load_runs([run_dir]), tmp_path / "feedback.jsonl")
+    with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/").status_code == 200
+    assert (list(root.handlers), root.level) == before

@@ -187,6 +187,8 @@ def create_app(state: ViewerState, *, allowed_hosts: HostAllowList | None = None
         ),
         exception_handlers={SleuthError: sleuth_error},
         debug=False,
+        logging_config=None,  # leave the process's logging alone (Litestar's default adds an
+        # INFO handler to the root logger: library log lines then reach a command's stdout)
     )
     app.asgi_handler = RequestGuard(app.asgi_handler, allowed_hosts, headers=SECURITY_HEADERS)
     return app
