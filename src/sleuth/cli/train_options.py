@@ -23,6 +23,7 @@ BenchmarkIndex = Annotated[
 QuestionLimit = Annotated[int, typer.Option(help="Use the first N questions (0 = all)")]
 Steps = Annotated[int, typer.Option(help="GRPO steps")]
 QuestionsPerStep = Annotated[int, typer.Option(help="Questions per step")]
+NumGenerations = Annotated[int, typer.Option(help="Episodes per question (GRPO group)")]
 LearningRate = Annotated[float, typer.Option(help="Adam learning rate")]
 Beta = Annotated[float, typer.Option(help="KL penalty weight (0 = no reference model)")]
 Temperature = Annotated[float, typer.Option(help="Sampling temperature of rollouts")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sleuth.agent.config import AgentConfig
@@ -24,7 +23,7 @@ from sleuth.train.episode import (
     to_record,
     training_episode,
 )
-from sleuth.train.grpo import skipped_share
+from sleuth.train.grpo import reward_spread_share, skipped_share
 from sleuth.train.run import GRPORun
 
 DEFAULT_REWARD = {"f1": 1.0, "format": 0.2, "search_recall": 0.2}
@@ -137,24 +136,12 @@ def build_trainer(
 ) -> Any:
     """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
-    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
+    from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
 
     episode = config.episode
-    args = grpo_args(
-        Path(config.out),
-        steps=config.steps,
-        questions_per_step=config.questions_per_step,
-        num_generations=config.num_generations,
-        max_completion_length=episode_tokens(
-            episode.max_turns, episode.max_new_tokens, episode.top_k
-        ),
-        learning_rate=config.learning_rate,
-        beta=config.beta,
-        temperature=episode.temperature,
-        save_steps=config.save_steps,
-        seed=config.seed,
-        micro_batch=config.micro_batch,
+    args = trainer_grpo_args(
+        config, episode_tokens(episode.max_turns, episode.max_new_tokens, episode.top_k)
     )
     rollout = AgentRolloutFunc(
         search, tokenizer, config.agent_config(), config.concurrency, generate=generate
@@ -210,12 +197,11 @@ def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
     nothing. TRL logs the share of such groups per step (``frac_reward_zero_std``).
     """
     steps = [r for r in history if "reward" in r]
-    spread = [1.0 - float(r.get("frac_reward_zero_std", 1.0)) for r in steps]
     return {
         "steps": len(steps),
         "reward_per_step": [r["reward"] for r in steps],
         "evidence_recall_per_step": [r.get(RECALL_KEY) for r in steps],
-        "groups_with_reward_spread": round(sum(spread) / len(spread), 3) if spread else None,
+        "groups_with_reward_spread": reward_spread_share(steps),
         "loss_passes_skipped": skipped_share(steps),
     }
 

@@ -57,6 +57,28 @@ def grpo_args(
     )
 
 
+def trainer_grpo_args(
+    config: Any, max_completion_length: int, questions_per_step: int | None = None
+) -> Any:
+    """``grpo_args`` from the settings every episode trainer's config holds under the same
+    names (``steps``, ``num_generations``, ``learning_rate``, ``beta``, ``save_steps``,
+    ``seed``, ``micro_batch``, its ``episode``'s temperature); ``questions_per_step`` when the
+    trainer counts its prompts otherwise (self-play: two per proposal)."""
+    return grpo_args(
+        Path(config.out),
+        steps=config.steps,
+        questions_per_step=questions_per_step or config.questions_per_step,
+        num_generations=config.num_generations,
+        max_completion_length=max_completion_length,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        temperature=config.episode.temperature,
+        save_steps=config.save_steps,
+        seed=config.seed,
+        micro_batch=config.micro_batch,
+    )
+
+
 def nothing_to_learn(trainer: Any, inputs: dict[str, Any]) -> bool:
     """True when this pass's loss and its gradient are exactly zero whatever the model says.
 
@@ -103,6 +125,13 @@ def skipped_share(steps: list[dict[str, Any]]) -> float | None:
     log written before the skip existed."""
     shares = [float(r["passes_skipped"]) for r in steps if r.get("passes_skipped") is not None]
     return round(sum(shares) / len(shares), 3) if shares else None
+
+
+def reward_spread_share(steps: list[dict[str, Any]]) -> float | None:
+    """Mean share of GRPO groups whose episodes got different rewards (TRL logs the share
+    without spread, ``frac_reward_zero_std``): a group with equal rewards teaches nothing."""
+    spread = [1.0 - float(r.get("frac_reward_zero_std", 1.0)) for r in steps]
+    return round(sum(spread) / len(spread), 3) if spread else None
 
 
 def episode_tokens(turns: int, max_new_tokens: int, top_k: int) -> int:

@@ -31,7 +31,7 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.metrics import cover_exact_match, exact_match, f1_score, normalize_answer
 from sleuth.train.curves import learning_curve
 from sleuth.train.episode import check_training_episode, from_record, to_record, training_episode
-from sleuth.train.grpo import skipped_share
+from sleuth.train.grpo import reward_spread_share, skipped_share
 from sleuth.train.run import GRPORun
 
 ACCURACY: dict[str, Callable[[str | None, Sequence[str]], float]] = {
@@ -95,8 +95,7 @@ class SearcherTrainConfig:
             raise SleuthError(f"--accuracy must be one of {', '.join(ACCURACY)}")
         if self.read_budget < 1:
             raise SleuthError("--read-budget must be at least 1 document")
-        if self.reader_url and not self.reader:
-            raise SleuthError("--reader-url needs --reader: the name of the model it serves")
+        self.reader_label()  # --reader-url without --reader is refused here
         # The read budget is RAG's depth and the final read's size, whatever the episode said.
         budget = {"prefetch_k": self.read_budget, "final_read": self.read_budget}
         object.__setattr__(self, "episode", replace(self.episode, **budget))
@@ -117,8 +116,10 @@ class SearcherTrainConfig:
         )
 
     def reader_label(self) -> str:
-        name = self.reader or "packaged"
-        return f"{name}@{self.reader_url}" if self.reader_url else name
+        """How the reader is recorded (``eval run``'s rule, the packaged model by default)."""
+        from sleuth.evaluate.session import reader_label
+
+        return reader_label(self.reader, self.reader_url) or "packaged"
 
     def to_dict(self) -> dict[str, Any]:
         return to_record(self, EPISODE_KEYS)
@@ -304,24 +305,13 @@ def build_trainer(
 ) -> Any:
     """A GRPO trainer whose rollouts are searcher episodes read by the frozen ``reader``;
     ``generate`` overrides the policy's sampler (tests script it)."""
-    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
+    from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
 
     episode = config.episode
-    args = grpo_args(
-        Path(config.out),
-        steps=config.steps,
-        questions_per_step=config.questions_per_step,
-        num_generations=config.num_generations,
-        max_completion_length=episode_tokens(
-            episode.max_turns, episode.max_new_tokens, max(episode.top_k, config.read_budget)
-        ),
-        learning_rate=config.learning_rate,
-        beta=config.beta,
-        temperature=episode.temperature,
-        save_steps=config.save_steps,
-        seed=config.seed,
-        micro_batch=config.micro_batch,
+    shown = max(episode.top_k, config.read_budget)  # turn 0 shows read_budget hits
+    args = trainer_grpo_args(
+        config, episode_tokens(episode.max_turns, episode.max_new_tokens, shown)
     )
     rollout = AgentRolloutFunc(
         search, tokenizer, episode, config.concurrency, generate=generate, reader=reader
@@ -337,14 +327,13 @@ def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-step reward, GBR, reader accuracy and evidence recall, and the share of GRPO groups
     with reward spread (the rest teach nothing)."""
     steps = [r for r in history if "reward" in r]
-    spread = [1.0 - float(r.get("frac_reward_zero_std", 1.0)) for r in steps]
     return {
         "steps": len(steps),
         "reward_per_step": [r["reward"] for r in steps],
         "gbr_per_step": [r.get(GBR_KEY) for r in steps],
         "accuracy_per_step": [r.get("reward_parts/accuracy") for r in steps],
         "read_recall_per_step": [r.get(RECALL_KEY) for r in steps],
-        "groups_with_reward_spread": round(sum(spread) / len(spread), 3) if spread else None,
+        "groups_with_reward_spread": reward_spread_share(steps),
         "loss_passes_skipped": skipped_share(steps),
     }
 

@@ -425,23 +425,15 @@ def build_trainer(
     seed_engine: Any = None,
 ) -> Any:
     """The GRPO trainer; ``seed_engine`` (default ``engine``) is the real index seeds come from."""
-    from sleuth.train.grpo import episode_tokens, grpo_args, rollout_trainer
+    from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
 
     episode = config.episode
     seeds = seed_prompts(seed_engine if seed_engine is not None else engine, config)
     proposer_turns = config.hops + 4  # the loop's max turns, a forced answer, the question
-    args = grpo_args(
-        Path(config.out),
-        steps=config.steps,
+    args = trainer_grpo_args(
+        config,
+        episode_tokens(proposer_turns, episode.max_new_tokens, episode.top_k),
         questions_per_step=2 * config.proposals_per_step,
-        num_generations=config.num_generations,
-        max_completion_length=episode_tokens(proposer_turns, episode.max_new_tokens, episode.top_k),
-        learning_rate=config.learning_rate,
-        beta=config.beta,
-        temperature=episode.temperature,
-        save_steps=config.save_steps,
-        seed=config.seed,
-        micro_batch=config.micro_batch,
     )
     rollout = SelfPlayRolloutFunc(engine, tokenizer, config, seeds, generate=generate, log=log)
     dataset = build_dataset(seeds)
