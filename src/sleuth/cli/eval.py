@@ -251,7 +251,7 @@ def report_command(
         console = wide_console()
         console.print(summary_table(report["methods"], str(report["benchmark"])))
         console.print(summary_legend(), markup=False, highlight=False, style="dim")
-        print_versus(console, report["results"])
+        print_versus(console, report["results"], report["best_rag"])
     stderr.print(f"wrote {safe_markup(json_path)} and {safe_markup(html_path)}")
 
 

@@ -84,6 +84,7 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
     config, records = load_run(run_dir)
     methods = config.get("methods", [])
     summary = summarize(records, methods)
+    best = best_rag(summary, (config.get("budget") or {}).get("top_k"))
     return {
         "run": str(Path(run_dir)),
         "benchmark": config.get("benchmark"),
@@ -97,8 +98,8 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "episodes": len(records),
         "short_answer_words": SHORT_ANSWER_WORDS,
         "methods": summary,
-        "best_rag": best_rag(summary, (config.get("budget") or {}).get("top_k")),
-        "versus": versus_baseline(records),
+        "best_rag": best,
+        "versus": versus_baseline(records, best),
         "results": [with_answer_fields(r) for r in records],
         "observations_by_engine": engine_provenance(
             read_trajectories(

@@ -294,11 +294,14 @@ VERSUS_LEGEND = (
 )
 
 
-def print_versus(console: Console, records: list[dict[str, Any]]) -> None:
-    """Print ``versus_tables`` and their legend when the run has RAG and another method."""
+def print_versus(
+    console: Console, records: list[dict[str, Any]], best: dict[str, Any] | None = None
+) -> None:
+    """Print ``versus_tables`` and their legend when the run has RAG (``best``: the run's best
+    RAG depth, ``summary.best_rag``) and another method."""
     from sleuth.evaluate.versus import versus_baseline
 
-    versus = versus_baseline(records)
+    versus = versus_baseline(records, best)
     if versus is None:
         return
     for table in versus_tables(versus):
@@ -341,12 +344,13 @@ def execute(
     console = wide_console()
     console.print(summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)"))
     console.print(summary_legend(), markup=False, highlight=False, style="dim")
-    if line := best_rag_line(best_rag(summary, settings.budget.top_k)):
+    best = best_rag(summary, settings.budget.top_k)
+    if line := best_rag_line(best):
         console.print(line, markup=False, highlight=False)
     if settings.reader:
         reader = safe_text(f"reader: {settings.reader}")
         console.print(reader, markup=False, highlight=False, style="dim")
-    print_versus(console, records)
+    print_versus(console, records, best)
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
         f"in {outcome.seconds:.0f}s; results in {safe_markup(out)}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sleuth.evaluate.methods import NEEDS_SEARCH, base_method
+from sleuth.evaluate.methods import NEEDS_SEARCH
 from sleuth.evaluate.summary import paired_difference, per_question
 
 BASELINE = "rag"
@@ -98,29 +98,15 @@ def evidence_shifts(
     return rows
 
 
-def best_rag(records: Sequence[dict[str, Any]]) -> tuple[str | None, list[str]]:
-    """The run's RAG method (``rag`` or ``rag@K``) with the highest mean F1 over its questions
-    (the first listed on a tie), and every RAG method of the run."""
-    rags = [m for m in dict.fromkeys(str(r["method"]) for r in records) if base_method(m) == "rag"]
-    best, best_f1 = None, -1.0
-    for method in rags:
-        scores = list(per_question(records, method, "f1").values())
-        mean = sum(scores) / len(scores) if scores else -1.0
-        if mean > best_f1:
-            best, best_f1 = method, mean
-    return best, rags
-
-
 def versus_baseline(
-    records: Sequence[dict[str, Any]], baseline: str | None = None
+    records: Sequence[dict[str, Any]], best: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """The paired rows and, for each searching method, its evidence shifts; None when the run
-    has no ``baseline`` method or nothing to compare it with. Without a ``baseline``, the
-    run's best RAG (``best_rag``)."""
-    among: list[str] = []
-    if baseline is None:
-        baseline, among = best_rag(records)
-    if baseline is None or not any(r["method"] == baseline for r in records):
+    """The paired rows and, for each searching method, its evidence shifts, against the run's
+    best RAG depth (``best``: ``sleuth.evaluate.summary.best_rag`` of the run's summary) or,
+    without one, ``rag``; None when the run has no such method or nothing to compare it with."""
+    baseline = best["method"] if best else BASELINE
+    among: list[str] = best["of"] if best else []
+    if not any(r["method"] == baseline for r in records):
         return None
     rows = versus_rows(records, baseline)
     if not rows:
