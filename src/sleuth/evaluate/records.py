@@ -85,7 +85,11 @@ def score_trajectory(
         "searches": len(trajectory.searches),
         "documents_read": documents_read(trajectory),
         "model_calls": sum(1 for step in trajectory.steps if step.model_output),
-        "reader_calls": _role_calls(trajectory, "reader"),
+        "reader_calls": (
+            trajectory.usage_by_role()["reader"]["calls"]
+            if trajectory.metadata.get("reader")
+            else None
+        ),
         "turns": len(trajectory.steps),
         "invalid_actions": trajectory.invalid_actions,
         "prompt_tokens": prompt_tokens,
@@ -103,13 +107,6 @@ def documents_read(trajectory: Trajectory) -> int:
         if isinstance(ids, list):
             return len(ids)
     return len(trajectory.retrieved_ids)
-
-
-def _role_calls(trajectory: Trajectory, role: str) -> int | None:
-    """Model calls made by ``role`` ("reader", "searcher"); None for a run without a reader."""
-    if not trajectory.metadata.get("reader"):
-        return None
-    return sum(1 for step in trajectory.steps if step.role == role)
 
 
 # A result record's fields that readers use, and the JSON types they must have.
