@@ -170,6 +170,61 @@ def test_a_grpo_step_rewards_the_searcher_that_brings_the_reader_the_missing_evi
     assert changed > 0
 
 
+def test_lora_trains_only_an_adapter_that_names_its_base_and_a_wall_time_stop_resumes(
+    hotpot_bm25, tmp_path
+):
+    from sleuth.llm.models import is_adapter_folder
+    from sleuth.train.checkpoints import last_checkpoint
+    from sleuth.train.policy_model import load_trainable
+
+    question, _, title = question_rag_misses(hotpot_bm25, k=2)
+    cfg = config(
+        tmp_path, read_budget=2, episode=searcher_episode(top_k=2, doc_chars=150), lora=True,
+        lora_r=4, steps=2, max_minutes=1e-6,  # stops after its first step, saved
+    )  # fmt: skip
+    (tmp_path / "run").mkdir()
+    reader = reader_for(question, title)
+    rag = cache_rag_answers(cfg, [question], reader, hotpot_bm25)
+    dataset = build_dataset([question], rag, cfg.accuracy)
+    outputs = [f"<search>{title}</search>", "<select>3, 4</select><|im_end|>",
+               "<select>1, 2</select><|im_end|>"] * 2  # fmt: skip
+
+    def generate(ids, _config):
+        return tokenizer(outputs.pop(0), add_special_tokens=False)["input_ids"]
+
+    model, tokenizer, _ = load_trainable(None)  # its own copy: peft wraps it in place
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = build_trainer(cfg, hotpot_bm25, reader, dataset, model, tokenizer, generate)
+    trainer.train()
+    assert trainer.state.global_step == 1  # the wall-time budget ended the run after step 1
+    checkpoint = last_checkpoint(tmp_path / "run")
+    assert checkpoint is not None and checkpoint.name == "checkpoint-1"
+    assert is_adapter_folder(checkpoint)
+    adapter = json.loads((checkpoint / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "packaged" and adapter["r"] == 4
+    weights = checkpoint / "adapter_model.safetensors"
+    assert weights.stat().st_size < 20_000_000  # an adapter, not the model
+    # only LoRA weights moved; every base weight is as loaded
+    trained = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n for n in trained)
+    for name, param in trainer.model.named_parameters():
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        if "lora_" not in name and key in base:
+            assert param.detach().equal(base[key]), name
+    # a rerun without the budget resumes from checkpoint-1 and finishes step 2
+    model2, _, _ = load_trainable(None)
+    resumed = build_trainer(
+        config(tmp_path, read_budget=2, episode=searcher_episode(top_k=2, doc_chars=150),
+               lora=True, lora_r=4, steps=2),
+        hotpot_bm25, reader, dataset, model2, tokenizer, generate,
+    )  # fmt: skip
+    from sleuth.train.checkpoints import train_resuming
+
+    train_resuming(resumed, tmp_path / "run", log=print)
+    assert resumed.state.global_step == 2
+    assert last_checkpoint(tmp_path / "run").name == "checkpoint-2"
+
+
 def test_cli_refuses_bad_settings_before_anything_loads(tmp_path):
     result = sleuth(
         "train", "searcher", "--out", str(tmp_path / "r"), "--accuracy", "bleu",

@@ -201,6 +201,16 @@ def searcher_command(
     save_steps: train_options.SaveSteps = 1,
     seed: train_options.Seed = 0,
     prompt_example: options.PromptExample = True,
+    lora: Annotated[
+        bool,
+        typer.Option(
+            "--lora/--full",
+            help="Train a LoRA adapter (small, loads as --model DIR) or every weight (s3)",
+        ),
+    ] = False,
+    lora_r: train_options.LoraRank = 16,
+    lora_top_layers: train_options.LoraTopLayers = 0,
+    max_minutes: train_options.MaxMinutes = 0.0,
 ) -> None:
     """GRPO on a searcher beside a frozen reader, rewarded by Gain Beyond RAG (s3).
 

@@ -45,6 +45,9 @@ LoraRank = Annotated[int, typer.Option(help="LoRA rank")]
 LoraTopLayers = Annotated[
     int, typer.Option(help="Adapt only the top N layers (0 = all; fewer is faster on CPU)")
 ]
+MaxMinutes = Annotated[
+    float, typer.Option(help="Stop after this much wall time and save (0 = no limit)")
+]
 MaxSteps = Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs)")]
 Overwrite = Annotated[bool, typer.Option(help="Replace --out if it exists")]
 # The fine-tuning options both commands hand to ``SFTRunConfig`` unchanged (besides ``--lr``,

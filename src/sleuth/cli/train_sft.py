@@ -40,9 +40,7 @@ def sft_command(
         int, typer.Option(help="Tokens per episode; longer episodes are skipped, not cut")
     ] = 1536,
     limit: Annotated[int, typer.Option(help="Use the first N trajectories (0 = all)")] = 0,
-    max_minutes: Annotated[
-        float, typer.Option(help="Stop after this much wall time and save (0 = no limit)")
-    ] = 0.0,
+    max_minutes: train_options.MaxMinutes = 0.0,
     seed: train_options.Seed = 0,
     overwrite: train_options.Overwrite = False,
 ) -> None:

@@ -48,7 +48,7 @@ def simulator_command(
     max_steps: train_options.MaxSteps = 0,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate")] = 3e-4,
     grad_accum: Annotated[int, typer.Option(help="Pairs per optimizer step")] = 4,
-    max_minutes: Annotated[float, typer.Option(help="Stop after this much wall time")] = 0.0,
+    max_minutes: train_options.MaxMinutes = 0.0,
     seed: train_options.Seed = 0,
     overwrite: train_options.Overwrite = False,
 ) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from transformers.trainer_utils import rotate_checkpoints
 
+from sleuth.train.lora import point_adapter_at
+
 STAGING = ".staging"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "trainer_state.json"  # the Trainer writes it last
@@ -83,6 +85,9 @@ class AtomicCheckpointMixin:
         finally:
             self._staging_root = None
         name = f"checkpoint-{self.state.global_step}"  # type: ignore[attr-defined]
+        adapter_base = getattr(self, "sleuth_adapter_base", None)
+        if adapter_base is not None:  # a LoRA run: the adapter names its base portably
+            point_adapter_at(staging_root / name, adapter_base)
         target = final_root / name
         if target.exists():  # a re-save of the same step after resume: replace it whole
             shutil.rmtree(target)

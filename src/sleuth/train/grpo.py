@@ -148,12 +148,21 @@ def rollout_trainer(
     dataset: Any,
     rollout: Any,
     base: type | None = None,
+    *,
+    peft_config: Any = None,
+    adapter_base: str | None = None,
+    max_minutes: float = 0.0,
 ) -> Any:
     """A GRPO trainer (``trainer_class(base)``) whose completions come from ``rollout``
     (TRL's ``rollout_func``; kept as ``trainer.sleuth_rollout``), logging every step to the
-    run folder's ``train_log.jsonl``."""
+    run folder's ``train_log.jsonl``. With ``peft_config`` only a LoRA adapter trains and each
+    checkpoint is an adapter naming ``adapter_base`` (the spec the run was given) as its base;
+    ``max_minutes`` > 0 stops after that much wall time with the step saved (a rerun resumes)."""
     from sleuth.train.runlog import JsonlLogCallback
 
+    callbacks: list[Any] = [JsonlLogCallback(Path(args.output_dir) / "train_log.jsonl")]
+    if max_minutes > 0:
+        callbacks.append(wall_time_stop(max_minutes))
     trainer = trainer_class(base)(
         model=model,
         reward_funcs=reward,
@@ -161,10 +170,32 @@ def rollout_trainer(
         train_dataset=dataset,
         processing_class=tokenizer,
         rollout_func=rollout,
-        callbacks=[JsonlLogCallback(Path(args.output_dir) / "train_log.jsonl")],
+        callbacks=callbacks,
+        peft_config=peft_config,
     )
     trainer.sleuth_rollout = rollout
+    trainer.sleuth_adapter_base = adapter_base if peft_config is not None else None
     return trainer
+
+
+def wall_time_stop(max_minutes: float) -> Any:
+    """A callback that ends training after ``max_minutes`` of wall time, saving the step it
+    stops at: on a shared CPU a run is cut into sessions and resumed from that checkpoint."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class WallTimeStop(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.perf_counter() - self.started > max_minutes * 60:
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return WallTimeStop()
 
 
 def trainer_class(base: type | None = None) -> type:

@@ -88,6 +88,10 @@ class SearcherTrainConfig:
     save_steps: int = 1
     seed: int = 0
     micro_batch: int | None = 1
+    lora: bool = False  # a LoRA adapter (peft) trains instead of every weight
+    lora_r: int = 16
+    lora_top_layers: int = 0  # > 0: adapt only the top N layers (cheaper CPU steps)
+    max_minutes: float = 0.0  # > 0: stop after this much wall time, step saved (rerun resumes)
     episode: AgentConfig = field(default_factory=searcher_episode)
 
     def __post_init__(self) -> None:
@@ -95,6 +99,8 @@ class SearcherTrainConfig:
             raise SleuthError(f"--accuracy must be one of {', '.join(ACCURACY)}")
         if self.read_budget < 1:
             raise SleuthError("--read-budget must be at least 1 document")
+        if self.lora and self.lora_r < 1:
+            raise SleuthError("--lora-r must be at least 1")
         self.reader_label()  # --reader-url without --reader is refused here
         # The read budget is RAG's depth and the final read's size, whatever the episode said.
         budget = {"prefetch_k": self.read_budget, "final_read": self.read_budget}
@@ -306,6 +312,7 @@ def build_trainer(
     """A GRPO trainer whose rollouts are searcher episodes read by the frozen ``reader``;
     ``generate`` overrides the policy's sampler (tests script it)."""
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
+    from sleuth.train.lora import lora_config
     from sleuth.train.rollout import AgentRolloutFunc
 
     episode = config.episode
@@ -317,7 +324,19 @@ def build_trainer(
         search, tokenizer, episode, config.concurrency, generate=generate, reader=reader
     )
     reward = make_reward_function(config)
-    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
+    peft = lora_config(model, config.lora_r, 2 * config.lora_r, config.lora_top_layers)
+    return rollout_trainer(
+        args,
+        model,
+        tokenizer,
+        reward,
+        dataset,
+        rollout,
+        trainer_class_override,
+        peft_config=peft if config.lora else None,
+        adapter_base=config.model or "packaged",
+        max_minutes=config.max_minutes,
+    )
 
 
 GBR_KEY, RECALL_KEY = "reward_parts/gbr", "reward_parts/read_recall"

@@ -23,8 +23,7 @@ from typing import Any
 
 from sleuth.agent.trained_settings import PROVENANCE, settings_of_episodes
 from sleuth.errors import SleuthError
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from sleuth.train.lora import lora_config, point_adapter_at
 
 
 @dataclass(frozen=True)
@@ -197,20 +196,11 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
         f"{counts['examples']} examples, {counts['tokens']} tokens ({counts['loss_tokens']} "
         f"trained on); {counts['skipped_too_long']} longer than {config.max_length} skipped"
     )
-    peft_config = None
-    if config.lora:
-        from peft import LoraConfig
-
-        layers = int(model.config.num_hidden_layers)
-        top = min(config.lora_top_layers, layers) if config.lora_top_layers > 0 else layers
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=0.05,
-            target_modules=list(LORA_TARGETS),
-            layers_to_transform=list(range(layers - top, layers)),
-            task_type="CAUSAL_LM",
-        )
+    peft_config = (
+        lora_config(model, config.lora_r, config.lora_alpha, config.lora_top_layers)
+        if config.lora
+        else None
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _staging(out)
     work = tmp.with_name(tmp.name + "-work")
@@ -274,11 +264,7 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
             "versions": versions(),
             "command": shlex.join(["sleuth", *sys.argv[1:]]),
         }
-        if config.lora:  # a portable pointer: Sleuth resolves the spec, not a cache path
-            adapter_config = tmp / "adapter_config.json"
-            data = json.loads(adapter_config.read_text())
-            data["base_model_name_or_path"] = config.model or "packaged"
-            adapter_config.write_text(json.dumps(data, indent=2))
+        point_adapter_at(tmp, config.model)  # a portable pointer, not a cache path
         (tmp / PROVENANCE).write_text(json.dumps(summary, indent=2))
         _publish(tmp, out, config.overwrite)
     finally:
