@@ -269,27 +269,37 @@ class ServerPool:
                 )
 
     # -- choosing and sending --------------------------------------------------------------
-    def _pick(self, tried: set[str], last_resort: bool) -> tuple[Server | None, bool]:
+    def _pick(self, tried: set[str]) -> tuple[Server | None, bool]:
         """(server, needs a probe first). Healthy untried servers first, fewest in flight, ties
-        in turn; a rested server is probed; ``last_resort`` allows benched ones too."""
+        in turn, while rested ones (cool-down over, or just joined) are probed in the
+        background; with no healthy server, a rested one is probed here, and failing that the
+        longest-benched is tried anyway (a pool of one retries its server this way)."""
         with self._lock:
             self._refresh()
             now = time.monotonic()
-            n = len(self.servers)
-            self._turn = (self._turn + 1) % max(n, 1)
+            self._turn = (self._turn + 1) % max(len(self.servers), 1)
             order = self.servers[self._turn :] + self.servers[: self._turn]
             fresh = [s for s in order if s.url not in tried and self._usable(s)]
             healthy = [s for s in fresh if not s.down and s.protocol is not None]
+            rested = [
+                s
+                for s in fresh
+                if (s.down or s.protocol is None) and s.down_until <= now and not s.probing
+            ]
+            for server in rested:
+                server.probing = True
             if healthy:
+                for server in rested:
+                    threading.Thread(target=self._probe, args=(server,), daemon=True).start()
                 best = min(healthy, key=lambda s: s.in_flight)
                 best.in_flight += 1
                 return best, False
-            rested = [s for s in fresh if s.down_until <= now and not s.probing]
-            if rested:  # includes new servers (down_until 0, protocol unknown)
-                rested[0].probing = True
+            if rested:
+                for server in rested[1:]:
+                    server.probing = False
                 return rested[0], True
             benched = [s for s in fresh if not s.probing]
-            if last_resort and benched:  # every server failed lately: try the longest-rested
+            if benched:
                 server = min(benched, key=lambda s: s.down_until)
                 if server.protocol is None:
                     server.probing = True
@@ -306,7 +316,7 @@ class ServerPool:
         for round_ in range(self.retries + 1):
             tried: set[str] = set()
             while True:
-                server, probe = self._pick(tried, last_resort=True)
+                server, probe = self._pick(tried)
                 if server is None:
                     break
                 tried.add(server.url)
