@@ -31,7 +31,7 @@ PROBE_TIMEOUT_S = 2.0
 RECHECK_FILE_S = 0.5  # an address file is looked at (stat) at most this often
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two entries are never "the same" server
 class Server:
     """One server of the pool and its health bookkeeping (guarded by the pool's lock)."""
 
