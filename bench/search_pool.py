@@ -4,13 +4,15 @@ Two ``sleuth serve`` processes serve the bundled HotpotQA BM25 index on 127.0.0.
 queries (one per request) go through: a bare ``httpx.Client`` POST (what the client did before
 the pool), ``RemoteSearchEngine`` on one URL (a pool of one), and on both URLs (balanced); each
 with 1 and 8 client threads. The pool's own bookkeeping (pick a server, settle the count) is
-also timed without any network. Run: ``python -m bench.search_pool``.
+also timed without any network. Each measurement is repeated three times, interleaved, and the
+median kept. Run: ``python -m bench.search_pool``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -21,12 +23,15 @@ import httpx
 from bench.common import REPO
 from bench.serving import free_port, start, stop
 
-REQUESTS = 1500
+REQUESTS = 600  # per measurement
+REPEATS = 3
 OUT = REPO / "bench" / "results" / "search_pool.json"
 
 
-def rate(search: Callable[[str], object], queries: list[str], threads: int) -> float:
-    """Requests answered per second with ``threads`` clients sharing ``queries``."""
+def rate(search: Callable[[str], object], queries: list[str], threads: int) -> tuple[float, float]:
+    """(requests answered per second, client CPU microseconds per request) with ``threads``
+    clients sharing ``queries``. The CPU time is this process's only (the servers are others):
+    what the client costs, and much steadier than wall time on a shared machine."""
     cursor = iter(range(len(queries)))
     lock = threading.Lock()
 
@@ -39,12 +44,13 @@ def rate(search: Callable[[str], object], queries: list[str], threads: int) -> f
             search(queries[n])
 
     workers = [threading.Thread(target=work) for _ in range(threads)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return round(len(queries) / (time.perf_counter() - started), 1)
+    cpu_us = (time.process_time() - cpu) / len(queries) * 1e6
+    return round(len(queries) / (time.perf_counter() - started), 1), round(cpu_us, 1)
 
 
 def bookkeeping_us(urls: list[str], n: int = 200_000) -> float:
@@ -87,16 +93,23 @@ def main() -> None:
         }
         for search in clients.values():  # warm connections and server caches
             rate(search, queries[:100], 4)
-        results: dict[str, dict[str, float]] = {}
-        for threads in (1, 8):
-            for name, search in clients.items():
-                results.setdefault(name, {})[f"rps_{threads}_threads"] = rate(
-                    search, queries, threads
-                )
+        samples: dict[str, dict[str, list[float]]] = {}
+        for _ in range(REPEATS):  # interleaved, so drift in the machine's load hits all alike
+            for threads in (1, 8):
+                for name, search in clients.items():
+                    rps, cpu_us = rate(search, queries, threads)
+                    by = samples.setdefault(name, {})
+                    by.setdefault(f"rps_{threads}_threads", []).append(rps)
+                    by.setdefault(f"client_cpu_us_per_request_{threads}_threads", []).append(cpu_us)
+        results = {
+            name: {key: {"median": statistics.median(v), "samples": v} for key, v in by.items()}
+            for name, by in samples.items()
+        }
         report = {
             "what": "requests/s, one query per request, k=3, BM25 on the bundled HotpotQA index, "
             "sleuth serve x2 on loopback, same run",
-            "requests": REQUESTS,
+            "requests_per_measurement": REQUESTS,
+            "repeats": REPEATS,
             "cpus": len(os.sched_getaffinity(0)),
             "load_average_1min_at_end": round(os.getloadavg()[0], 1),  # other jobs share the CPUs
             "results": results,
