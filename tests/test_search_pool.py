@@ -239,7 +239,7 @@ def test_eval_run_on_two_servers_one_killed_loses_and_duplicates_no_episode(
     from sleuth.llm.scripted import ScriptedLLM
     from sleuth.llm.serve_llm import create_llm_app
 
-    n, out = 40, tmp_path / "run"
+    n, out = 24, tmp_path / "run"
 
     class Slow(ScriptedLLM):  # a little model latency so the run outlives the kill
         async def complete(self, messages, config=None, tools=None):
