@@ -127,6 +127,10 @@ NOT_RUN: list[tuple[str, str]] = [
         "a synopsis with optional parts; the curl examples below run against this server",
     ),
     (r"^serving\.md: sleuth mcp ", "serves until stopped; the MCP client example starts it"),
+    (
+        r"^serving\.md: python -m bench\.search_pool",
+        "starts two servers for about two minutes; test_search_pool.py covers the pool",
+    ),
     (r"^simulation\.md: sleuth serve ", "serves until stopped; test_simulated.py serves it"),
     (
         r"^promptagator\.md: (cat > examples\.jsonl|"

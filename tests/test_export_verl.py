@@ -437,15 +437,56 @@ def test_search_tool_reports_server_errors_to_the_model(exported, server):
 tool = load({str(exported / "sleuth_search_tool.py")!r}, "sleuth_search_tool")
 tool.RETRIES, tool.PAUSE_S = 2, 0.0
 answers = [tool.search(["x" * 5000])]  # over the server's query limit: a 400, not retried
-tool.RETRIEVAL_URL = "http://127.0.0.1:9/retrieve"  # nothing listens on the discard port
+tool.RETRIEVAL_URLS = ["http://127.0.0.1:9/retrieve"]  # nothing listens on the discard port
 answers.append(tool.search(["anything"]))
 print(json.dumps(answers))
 """
     )
     too_long, unreachable = run_bare(code, None)  # type: ignore[misc]
-    assert "retrieval server said 400" in json.loads(too_long)["result"]
+    assert f"retrieval server {server.url}/retrieve said 400" in json.loads(too_long)["result"]
     assert "characters; the limit is 4096" in json.loads(too_long)["result"]
-    assert "unreachable after 2 tries" in json.loads(unreachable)["result"]
+    assert (
+        "unreachable after 2 tries: http://127.0.0.1:9/retrieve (URLError"
+        in json.loads(unreachable)["result"]
+    )
+
+
+def test_several_retrieval_urls_are_balanced_with_failover_by_the_exported_tool(
+    tmp_path, server, hotpot_bm25
+):
+    """Two live servers and a dead one: calls take the live ones in turn, the dead one is tried
+    once and then rests; verl <= 0.7's YAML tool gets the first URL and a comment."""
+    dead = "http://127.0.0.1:9/retrieve"
+    with LiveServer(create_app(hotpot_bm25, default_topk=3)) as other:
+        urls = [dead, f"{server.url}/retrieve", f"{other.url}/retrieve"]
+        out = tmp_path / "export"
+        export_verl(ExportOptions(limit=4, retrieval_url=",".join(urls)), out, log=lambda _: None)
+        yaml_text = (out / "search_tool_config.yaml").read_text()
+        config = yaml.safe_load(yaml_text)["tools"][0]["config"]
+        assert config["retrieval_service_url"] == dead
+        assert f"({urls[1]}, {urls[2]}) are used by sleuth_search_tool.py" in yaml_text
+        assert "3 servers, balanced with failover" in (out / "README.md").read_text()
+        code = (
+            LOAD_FILE
+            + f"""
+tool = load({str(out / "sleuth_search_tool.py")!r}, "sleuth_search_tool")
+sent, real_urlopen = [], tool.urllib.request.urlopen
+def recording_urlopen(request, timeout):
+    sent.append(request.full_url)
+    return real_urlopen(request, timeout=timeout)
+tool.urllib.request.urlopen = recording_urlopen
+print(json.dumps([tool.RETRIEVAL_URLS, [tool.search(["Tinted Windows"]) for _ in range(6)], sent]))
+"""
+        )
+        written, answers, sent = run_bare(code, None)  # type: ignore[misc]
+        fake_bin, record = fake_python(tmp_path)  # run.sh waits until any server answers
+        waited = run_sh(out / "run.sh", fake_bin, WAIT_S="5")
+        assert waited.returncode == 0 and record.is_file(), waited.stderr
+    assert written == urls
+    assert all(json.loads(a)["result"].startswith("Doc 1 (Title:") for a in answers)
+    assert sent.count(dead) == 1  # tried once, then benched for the cool-down
+    live = [url for url in sent if url != dead]
+    assert len(live) == 6 and {live.count(urls[1]), live.count(urls[2])} == {3}
 
 
 # -- run.sh ---------------------------------------------------------------------------------

@@ -177,16 +177,20 @@ def test_cli_refuses_bad_setups(small_index: Path) -> None:
 
 
 def test_remote_engine_through_mcp(small_index: Path, first_question) -> None:
-    """``--search-url``: the tools front a running Sleuth server (in-process here)."""
-    from conftest import LiveServer
+    """``--search-url``: the tools front a running Sleuth server (in-process here), given with
+    a dead one first as `sleuth mcp --search-url DEAD,LIVE` opens it: the pool fails over."""
+    from conftest import LiveServer, free_port
 
-    from sleuth.search.remote import RemoteSearchEngine
+    from sleuth.search.factory import open_engine
     from sleuth.serve.app import create_app
     from sleuth.serve.mcp_server import build_mcp_server
 
     question, gold = first_question
     with LiveServer(create_app(open_index(small_index))) as live:
-        server = build_mcp_server(RemoteSearchEngine(live.url), source=live.url)
+        urls = f"http://127.0.0.1:{free_port()},{live.url}"
+        opened = open_engine(None, urls)
+        assert opened.manifest is not None and opened.manifest["urls"] == urls.split(",")
+        server = build_mcp_server(opened.engine, source=urls)
 
         async def main() -> None:
             async with Client(server) as client:

@@ -42,7 +42,8 @@ def verl_command(
         str,
         typer.Option(
             help="The /retrieve URL verl's search tool calls; `sleuth serve INDEX` answers it. "
-            "Multi-node: keep 127.0.0.1 and run one server per node"
+            "Multi-node: keep 127.0.0.1 and run one server per node, or give several URLs, "
+            "comma-separated (the verl >= 0.8 tool balances over them, with failover)"
         ),
     ] = "http://127.0.0.1:8000/retrieve",
     topk: Annotated[int, typer.Option(help="Documents returned per search query")] = 3,
@@ -95,4 +96,4 @@ def verl_command(
 def _port(url: str) -> int:
     from urllib.parse import urlsplit
 
-    return urlsplit(url).port or 8000
+    return urlsplit(url.split(",")[0].strip()).port or 8000

@@ -25,10 +25,7 @@ def mcp_command(
     index: Annotated[
         Path | None, typer.Argument(help="Index folder built by `sleuth index`")
     ] = None,
-    search_url: Annotated[
-        str | None,
-        typer.Option(help="Instead of INDEX: a Sleuth server URL or a Search-R1 /retrieve URL"),
-    ] = None,
+    search_url: search_options.SearchUrl = None,  # instead of INDEX
     transport: Annotated[
         str, typer.Option(help="stdio (the client starts this command) | http (streamable HTTP)")
     ] = "stdio",

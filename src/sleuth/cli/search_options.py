@@ -17,9 +17,12 @@ Index = Annotated[
         "'bundled' names it too)"
     ),
 ]
-SearchUrl = Annotated[
-    str | None, typer.Option(help="A Sleuth retrieval server URL or a Search-R1 /retrieve URL")
-]
+SEARCH_URL_HELP = (
+    "A Sleuth retrieval server URL or a Search-R1 /retrieve URL; several, comma-separated "
+    "(balanced, with failover), or @FILE: a file of URLs, one a line, reread when it changes "
+    "(docs/serving.md)"
+)
+SearchUrl = Annotated[str | None, typer.Option(help=SEARCH_URL_HELP)]
 
 SPEC_HELP = (
     "Search a simulated engine wrapping the index (docs/simulation.md): "

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sleuth.cli import search_options
 from sleuth.errors import SleuthError
 
 DEFAULT_PORT = 8766  # `sleuth mcp --transport http` has 8765
@@ -53,7 +54,7 @@ def view_command(
     ] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Interface; loopback only (no login)")] = "127.0.0.1",
     index: Annotated[Path | None, typer.Option(help="Index folder, for replay")] = None,
-    search_url: Annotated[str | None, typer.Option(help="Search server URL, for replay")] = None,
+    search_url: search_options.SearchUrl = None,  # for replay, instead of --index
     model: Annotated[
         str | None,
         typer.Option(
@@ -120,7 +121,7 @@ def simulate_command(
     index: Annotated[
         Path | None, typer.Option(help="Replay each better query on this index (needs --agent-*)")
     ] = None,
-    search_url: Annotated[str | None, typer.Option(help="Or on this search server")] = None,
+    search_url: search_options.SearchUrl = None,  # for replay, instead of --index
     agent_model: Annotated[
         str | None, typer.Option(help="The agent model for those replays ('packaged' = SmolLM2)")
     ] = None,

@@ -52,6 +52,8 @@ def base_engine(
 
         remote = RemoteSearchEngine(search_url)
         manifest: dict[str, Any] = {"url": search_url, "protocol": remote.protocol}
+        if remote.pool.urls != [search_url.rstrip("/").removesuffix("/retrieve")]:
+            manifest["urls"] = remote.pool.urls  # several servers, or an address file's
         health = getattr(remote, "_health", None)
         if isinstance(health, dict):
             manifest["health"] = health

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -12,75 +11,73 @@ import httpx
 
 from sleuth.errors import DocumentNotFound, SleuthError
 from sleuth.search.base import BatchSearch
+from sleuth.search.pool import BACKOFF_S, COOLDOWN_S, ServerPool
 from sleuth.types import Document, Hit
 
 PROTOCOLS = ("auto", "sleuth", "search-r1")
 
 
 class RemoteSearchEngine(BatchSearch):
-    """Sync client with connection reuse and bounded retries on connection errors and 5xx."""
+    """Sync client over one server or a pool of them (``sleuth.search.pool``): connection reuse,
+    balancing, failover and bounded retries on connection errors and 5xx. Thread-safe."""
 
     name = "remote"
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         protocol: str = "auto",
         timeout: float = 30.0,
         retries: int = 3,
+        cooldown_s: float = COOLDOWN_S,
+        backoff_s: float = BACKOFF_S,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise SleuthError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-        self.url = url.rstrip("/")
-        if self.url.endswith("/retrieve"):  # a Search-R1 endpoint URL as its scripts write it
-            self.url, protocol = self.url.removesuffix("/retrieve"), "search-r1"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        self._retries = retries
+        self._pool = ServerPool(
+            url,
+            headers=headers,
+            timeout=timeout,
+            retries=retries,
+            cooldown_s=cooldown_s,
+            backoff_s=backoff_s,
+            detect=_detect,
+            protocol=None if protocol == "auto" else protocol,
+        )
+        self.url = ",".join(self._pool.urls)  # what error messages and manifests name
         self._health: dict[str, Any] | None = None
-        self.protocol = protocol if protocol != "auto" else self._detect()
+        if self._pool.protocol is None or any(s.protocol is None for s in self._pool.servers):
+            self._pool.probe_all()
+            if self._pool.protocol is None:  # nobody answered: retried, then one clear error
+                self._pool.request("GET", "/health")
+        self.protocol = self._pool.protocol or "search-r1"
+        self._health = next((s.health for s in self._pool.servers if s.health), None)
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for attempt in range(self._retries + 1):
-            try:
-                response = self._client.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt == self._retries:
-                    raise SleuthError(f"search server {self.url} unreachable: {exc}") from None
-            else:
-                if response.status_code < 500 or attempt == self._retries:
-                    return response
-            time.sleep(min(0.2 * 2**attempt, 2.0))
-        raise AssertionError("unreachable")
+    @property
+    def pool(self) -> ServerPool:
+        return self._pool
 
-    def _detect(self) -> str:
-        response = self._request("GET", "/health")
-        if response.status_code == 200:
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = None
-            if isinstance(payload, dict) and "documents" in payload:
-                self._health = payload
-                return "sleuth"
-        return "search-r1"
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[str, httpx.Response]:
+        """(URL of the server that answered, its response): any status below 500."""
+        server, response = self._pool.request(method, path, **kwargs)
+        return server.url, response
 
     def __len__(self) -> int:
         if self._health is None:
             return 0
         return int(self._health.get("documents", 0))
 
-    def _check(self, response: httpx.Response) -> Any:
+    def _check(self, answered: tuple[str, httpx.Response]) -> Any:
+        url, response = answered
         if response.status_code >= 400:
             try:
                 message = response.json().get("error", response.text)
             except ValueError:
                 message = response.text
-            raise SleuthError(
-                f"search server {self.url} answered {response.status_code}: {message}"
-            )
+            raise SleuthError(f"search server {url} answered {response.status_code}: {message}")
         return response.json()
 
     def _search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
@@ -102,7 +99,7 @@ class RemoteSearchEngine(BatchSearch):
     def _queries_per_request(self, k: int) -> int:
         """Split batches so each stays within the server's ``max_batch_hits`` (from /health)."""
         if self._health is None:  # protocol given explicitly: /health not read yet
-            response = self._request("GET", "/health")
+            _, response = self._request("GET", "/health")
             try:
                 self._health = response.json() if response.status_code == 200 else {}
             except ValueError:
@@ -119,16 +116,29 @@ class RemoteSearchEngine(BatchSearch):
             raise SleuthError(
                 f"{self.url} speaks only Search-R1's /retrieve, which cannot fetch a document by id"
             )
-        response = self._request("GET", f"/doc/{doc_path(doc_id)}")
-        if response.status_code == 404:
-            raise DocumentNotFound(f"no document with id {doc_id!r} on {self.url}")
-        data = self._check(response)
+        answered = self._request("GET", f"/doc/{doc_path(doc_id)}")
+        if answered[1].status_code == 404:
+            raise DocumentNotFound(f"no document with id {doc_id!r} on {answered[0]}")
+        data = self._check(answered)
         return Document(
             id=data["id"], title=data["title"], text=data["text"], fields=data["fields"]
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.close()
+
+
+def _detect(response: httpx.Response) -> tuple[str, dict[str, Any] | None]:
+    """A server's protocol from its ``/health`` answer: Sleuth's names its document count;
+    anything else (a Search-R1 server has no /health: 404) speaks only ``/retrieve``."""
+    if response.status_code == 200:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and "documents" in payload:
+            return "sleuth", payload
+    return "search-r1", None
 
 
 def doc_path(doc_id: str) -> str:

@@ -78,13 +78,20 @@ class ExportOptions:
     format_weight: float = 0.0
     timeout_s: float = 30.0
 
+    @property
+    def retrieval_urls(self) -> list[str]:
+        """``--retrieval-url`` split at commas: one server, or one per node (balanced)."""
+        urls = [u.strip() for u in self.retrieval_url.split(",") if u.strip()]
+        return list(dict.fromkeys(urls))
+
     def validate(self) -> None:
-        parts = urlsplit(self.retrieval_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ExportError(
-                f"--retrieval-url must be an http(s) URL such as "
-                f"http://127.0.0.1:8000/retrieve, got {self.retrieval_url!r}"
-            )
+        for url in self.retrieval_urls or [self.retrieval_url]:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ExportError(
+                    f"--retrieval-url must be an http(s) URL such as "
+                    f"http://127.0.0.1:8000/retrieve (several: comma-separated), got {url!r}"
+                )
         if not 1 <= self.topk <= MAX_K:
             raise ExportError(f"--topk must be within 1..{MAX_K}, got {self.topk}")
         if self.limit is not None and self.limit < 1:
@@ -301,15 +308,24 @@ def reward_module_source(outcome: str, format_weight: float) -> str:
     return _set_constants(source, values, "verl_reward.py")
 
 
-def search_tool_source(retrieval_url: str, topk: int, timeout_s: float) -> str:
+def search_tool_source(retrieval_urls: list[str], topk: int, timeout_s: float) -> str:
     source = (HERE / "verl_search_tool.py").read_text(encoding="utf-8")
-    values = {"RETRIEVAL_URL": retrieval_url, "TOPK": int(topk), "TIMEOUT_S": float(timeout_s)}
+    values = {"RETRIEVAL_URLS": retrieval_urls, "TOPK": int(topk), "TIMEOUT_S": float(timeout_s)}
     return _set_constants(source, values, "verl_search_tool.py")
 
 
-def tool_config_yaml(retrieval_url: str, topk: int, timeout_s: float) -> str:
-    """verl's ``SearchTool`` entry (verl <= 0.7). Strings are JSON-quoted, which YAML reads."""
+def tool_config_yaml(retrieval_urls: list[str], topk: int, timeout_s: float) -> str:
+    """verl's ``SearchTool`` entry (verl <= 0.7). Strings are JSON-quoted, which YAML reads.
+    That tool takes one URL: the first; the comment names the others, which only the function
+    tool (``sleuth_search_tool.py``) balances over."""
     q = json.dumps
+    retrieval_url = retrieval_urls[0]
+    others = (
+        f"# verl's SearchTool takes one URL, so it uses only the first; the other servers\n"
+        f"# ({', '.join(retrieval_urls[1:])}) are used by sleuth_search_tool.py (TOOLS=function).\n"
+        if len(retrieval_urls) > 1
+        else ""
+    )
     tool_help = q("Searches the document collection and returns the top passages.")
     param_help = q("A list of fully-formed search queries; results come back for each query.")
     return f"""\
@@ -317,7 +333,7 @@ def tool_config_yaml(retrieval_url: str, topk: int, timeout_s: float) -> str:
 # Use with: actor_rollout_ref.rollout.multi_turn.tool_config_path=<this file>
 # The tool POSTs {{"queries": [...], "topk": {topk}, "return_scores": true}} to the URL below,
 # which `sleuth serve INDEX` answers. verl >= 0.8 has no SearchTool: use sleuth_search_tool.py.
-tools:
+{others}tools:
   - class_name: {q("verl.tools.search_tool.SearchTool")}
     config:
       type: native
@@ -363,8 +379,9 @@ def _batch_sizes(n_train: int) -> tuple[int, int]:
 
 def run_script(options: ExportOptions, counts: dict[str, int], data_source: str) -> str:
     batch, mini = _batch_sizes(counts["train"])
-    url = options.retrieval_url
+    url = options.retrieval_urls[0]
     port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    health_urls = " ".join(health_url(u) for u in options.retrieval_urls)
     experiment = re.sub(r"[^A-Za-z0-9_.-]+", "-", data_source.split("/", 1)[1])
     return f"""\
 #!/usr/bin/env bash
@@ -372,7 +389,7 @@ def run_script(options: ExportOptions, counts: dict[str, int], data_source: str)
 # Written by `sleuth export verl`. Usage, on the Ray head node (after `ray start` on the cluster):
 #   INDEX=/path/to/index MODEL=Qwen/Qwen2.5-3B-Instruct ./run.sh [more verl overrides ...]
 # INDEX set: this script starts `sleuth serve $INDEX` on this node and stops it at the end.
-# INDEX unset: a retrieval server must already answer at {url}
+# INDEX unset: a retrieval server must already answer at {", ".join(options.retrieval_urls)}
 # (multi-node: run one `sleuth serve` per node on 127.0.0.1, see README.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
@@ -386,8 +403,8 @@ MINI_BATCH="${{MINI_BATCH:-{mini}}}"
 EPOCHS="${{EPOCHS:-1}}"
 MAX_TURNS="${{MAX_TURNS:-4}}"           # assistant turns per episode
 TOOLS="${{TOOLS:-auto}}"                # auto | config (verl <= 0.7) | function (verl >= 0.8)
-HEALTH_URL="${{HEALTH_URL:-{health_url(url)}}}"
-WAIT_S="${{WAIT_S:-120}}"               # seconds to wait for the retrieval server
+HEALTH_URL="${{HEALTH_URL:-{health_urls}}}"
+WAIT_S="${{WAIT_S:-120}}"               # seconds to wait for a retrieval server (any one)
 
 if [ -n "${{INDEX:-}}" ]; then
   sleuth serve "$INDEX" --host 127.0.0.1 --port {port} --default-topk {options.topk} &
@@ -396,15 +413,17 @@ if [ -n "${{INDEX:-}}" ]; then
 fi
 python3 - "$HEALTH_URL" "$WAIT_S" <<'EOF'
 import sys, time, urllib.request
-deadline = time.monotonic() + float(sys.argv[2])
-while True:
+urls, deadline = sys.argv[1].split(), time.monotonic() + float(sys.argv[2])
+def up(url):
     try:
-        urllib.request.urlopen(sys.argv[1], timeout=5).read()
-        break
+        urllib.request.urlopen(url, timeout=5).read()
+        return True
     except Exception:
-        if time.monotonic() > deadline:
-            sys.exit(f"no retrieval server at {{sys.argv[1]}}: start `sleuth serve` or set INDEX")
-        time.sleep(0.5)
+        return False
+while not any(up(url) for url in urls):
+    if time.monotonic() > deadline:
+        sys.exit(f"no retrieval server at {{' '.join(urls)}}: start `sleuth serve` or set INDEX")
+    time.sleep(0.5)
 EOF
 
 if [ "$TOOLS" = auto ]; then  # verl <= 0.7 ships SearchTool; verl >= 0.8 takes function tools
@@ -474,9 +493,11 @@ python3 -m verl.trainer.main_ppo \\
 
 
 def readme(options: ExportOptions, summary: ExportSummary) -> str:
-    url = options.retrieval_url
+    url = options.retrieval_urls[0]
     port = urlsplit(url).port or 8000
     counts, sources = summary.counts, summary.split_sources
+    n = len(options.retrieval_urls)
+    servers = f"{n} servers, balanced with failover" if n > 1 else f"`{url}`"
     reward = f"outcome `{options.outcome}`, format weight {options.format_weight}"
     style_note = (
         "The system prompt is Sleuth's tag prompt with the search line pointing at the `search` "
@@ -498,7 +519,7 @@ Written by `sleuth export verl`. Nothing here imports Sleuth: copy the folder to
 | `test.parquet` | {counts["test"]} rows from {sources["test"]} |
 | `sleuth_reward.py` | `compute_score` for `custom_reward_function.path` ({reward}) |
 | `search_tool_config.yaml` | verl <= 0.7: `SearchTool` -> `{url}` (topk {options.topk}) |
-| `sleuth_search_tool.py` | verl >= 0.8: the same `search` tool, for `function_tool_path` |
+| `sleuth_search_tool.py` | verl >= 0.8: the same `search` tool over {servers} |
 | `run.sh` | the training command below |
 | `sleuth_export.json` | the export options and row counts |
 
@@ -517,7 +538,10 @@ Ray cluster, the tool runs in Ray actors that may land on any node: start one `s
 node on 127.0.0.1 (the index is a plain folder: copy it or put it on shared storage) and keep the
 URL `http://127.0.0.1:{port}/retrieve`, or re-export with `--retrieval-url` pointing at one host
 reachable from every node (Sleuth refuses a non-loopback bind without a token, so put it behind
-a private network's proxy in that case).
+a private network's proxy in that case). Several servers: `--retrieval-url URL1,URL2,...`;
+`sleuth_search_tool.py` then starts each call at the next server in turn and fails over to the
+others on a connection error or a 5xx (a failed server rests 10 s), while verl <= 0.7's
+`SearchTool` takes only the first URL.
 
 ## 2. Train with verl
 
@@ -582,10 +606,10 @@ def export_verl(
     texts = {
         "sleuth_reward.py": reward_module_source(options.outcome, options.format_weight),
         "search_tool_config.yaml": tool_config_yaml(
-            options.retrieval_url, options.topk, options.timeout_s
+            options.retrieval_urls, options.topk, options.timeout_s
         ),
         "sleuth_search_tool.py": search_tool_source(
-            options.retrieval_url, options.topk, options.timeout_s
+            options.retrieval_urls, options.topk, options.timeout_s
         ),
         "README.md": readme(options, summary),
     }
