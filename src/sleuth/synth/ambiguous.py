@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sleuth.agent.users import content_words
+from sleuth.agent.users import STOPWORDS, content_words
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.jsonio import atomic_write
+from sleuth.metrics import contains_words
 from sleuth.search.base import SearchEngine
 
 PURPOSES = ("eval", "train")
@@ -118,8 +119,12 @@ def rule_candidates(question: str) -> Iterator[Candidate]:
             else:  # a qualifier: the user would name it with the words it qualifies
                 shown = question[: found.start(1)]
                 end = phrase_end
-                following = re.match(r"(?:[a-z][\w-]*\s*){1,3}", question[end:].lstrip())
-                intent = (removed + " " + (following.group(0) if following else "")).strip()
+                following = []
+                for word in question[end:].split()[:3]:  # "American science fiction film"
+                    if not re.fullmatch(r"[a-z][\w-]*", word) or word in STOPWORDS:
+                        break
+                    following.append(word)
+                intent = " ".join([removed, *following])
         shown = _tidy(shown + question[end:])
         if shown and shown != question and content_words(removed):
             yield Candidate(shown, removed.strip(), intent.strip(), KINDS.get(rule, rule), rule)
@@ -173,6 +178,14 @@ def check_candidate(
             "top_original": [h.title for h in hits_original[:5]],
             "top_underspecified": [h.title for h in hits[:5]],
         },
+    )
+
+
+def names_an_answer(candidate: Candidate, answers: tuple[str, ...]) -> bool:
+    """The removed part holds a gold answer or a word of one."""
+    removed = set(content_words(candidate.intent))
+    return contains_words(candidate.intent, list(answers)) or any(
+        removed & set(content_words(answer)) for answer in answers
     )
 
 
@@ -347,6 +360,9 @@ def synth_ambiguous(
             rewriter(question.question) if rewriter else list(rule_candidates(question.question))
         )
         rng.shuffle(candidates)
+        # The user could not say what was removed without giving the answer away ("Who is
+        # older, Malamud or ...?" when the answer is Bernard Malamud): no such candidate.
+        candidates = [c for c in candidates if not names_an_answer(c, question.answers)]
         kept = None
         for candidate in candidates:
             check = check_candidate(engine, question, candidate)
