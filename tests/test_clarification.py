@@ -245,6 +245,12 @@ def test_an_eval_run_records_the_exchange_and_reports_asking(tmp_path, hotpot_bm
     assert by_id["c2"]["asks"] == 0 and by_id["c2"]["intent_recovery"] is None
     html = (run / "report.html").read_text()
     assert "<h2>Clarification</h2>" in html and "I mean the band Nirvana." in html
+    from view_support import view_episode
+
+    page = view_episode(run, a1["episode_id"])  # the viewer shows the exchange
+    assert (
+        '<p class="reply" title="simulated:rules">The user says: I mean the band Nirvana.' in page
+    )
 
 
 def test_full_intent_asks_the_original_question(tmp_path):
@@ -259,3 +265,17 @@ def test_full_intent_asks_the_original_question(tmp_path):
     plain.write_text(json.dumps(CASES[2]) + "\n")
     with pytest.raises(SleuthError, match="original_question"):
         with_full_intent(load_benchmark(plain).questions)
+
+
+def test_commands_refuse_what_cannot_work(tmp_path):
+    from serve_process import sleuth
+
+    out = tmp_path / "train.jsonl"
+    done = sleuth(
+        "synth", "ambiguous", "--benchmark", "hotpotqa-1100:test", "--purpose", "train", "-o", out
+    )
+    assert done.returncode != 0 and "never be trained on" in done.stderr and not out.exists()
+    done = sleuth("ask", "Who founded the band?", "--user", "simulated:rules")
+    assert done.returncode != 0 and "--user needs --intent" in done.stderr
+    done = sleuth("ask", "Who founded the band?", "--user", "person", "--intent", "Nirvana")
+    assert done.returncode != 0 and "unknown user" in done.stderr
