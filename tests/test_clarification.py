@@ -279,3 +279,34 @@ def test_commands_refuse_what_cannot_work(tmp_path):
     assert done.returncode != 0 and "--user needs --intent" in done.stderr
     done = sleuth("ask", "Who founded the band?", "--user", "person", "--intent", "Nirvana")
     assert done.returncode != 0 and "unknown user" in done.stderr
+
+
+def test_a_model_rewrite_is_checked_like_a_rule(tmp_path, hotpot_bm25):
+    """--rewrite-model: the model's JSON is parsed defensively and passes the same check."""
+    import re
+
+    from sleuth.llm.scripted import ScriptedLLM
+    from sleuth.synth.ambiguous import llm_rewriter, parse_rewrite
+
+    def drop_year(messages):
+        question = str(messages[-1]["content"]).split("Question: ", 1)[1]
+        year = re.search(r"\b(?:in )?(1[89]\d\d|20\d\d)\b", question)
+        if year is None:
+            return "I cannot."
+        shown = " ".join((question[: year.start()] + question[year.end() :]).split())
+        return json.dumps({"question": shown, "removed": year.group(0), "kind": "year"})
+
+    out = tmp_path / "llm.jsonl"
+    rewriter = llm_rewriter(ScriptedLLM(drop_year))
+    stats = synth_ambiguous("hotpotqa-1100:dev", hotpot_bm25, out, limit=3, rewriter=rewriter)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert stats.ambiguous == 3 and stats.dropped["no rewrite"] > 0
+    for record in records[:3]:
+        assert record["rule"] == "llm" and record["intent_kind"] == "year"
+        assert re.search(r"\d{4}", record["removed"]) and record["check"]["rivals"]
+    original = "Who won in 1986?"
+    assert parse_rewrite("no json here", original) is None
+    assert parse_rewrite('{"question": "Who won?", "removed": "1999"}', original) is None
+    assert parse_rewrite('{"question": "Who won in 1986?", "removed": "1986"}', original) is None
+    kept = parse_rewrite('{"question": "Who won?", "removed": "in 1986", "kind": "x"}', original)
+    assert kept is not None and kept.kind == "entity" and kept.question == "Who won?"
