@@ -310,3 +310,24 @@ def test_a_model_rewrite_is_checked_like_a_rule(tmp_path, hotpot_bm25):
     assert parse_rewrite('{"question": "Who won in 1986?", "removed": "1986"}', original) is None
     kept = parse_rewrite('{"question": "Who won?", "removed": "in 1986", "kind": "x"}', original)
     assert kept is not None and kept.kind == "entity" and kept.question == "Who won?"
+
+
+def test_sleuth_ask_prints_the_users_reply_under_the_ask_step():
+    from rich.console import Console
+
+    from sleuth.agent.show import StepPrinter
+    from sleuth.agent.trajectory import Step
+
+    console = Console(record=True, width=120)
+    step = Step(
+        index=0,
+        prompt_delta=[],
+        model_output="<ask>Which year?</ask>",
+        action="ask",
+        argument="Which year?",
+        observation="The user says: I mean in [bold]1986[/bold].",  # markup stays text
+    )
+    StepPrinter(console, {})(step)
+    shown = console.export_text()
+    assert "ask Which year?" in shown
+    assert "The user says: I mean in [bold]1986[/bold]." in shown
