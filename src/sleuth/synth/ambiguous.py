@@ -112,8 +112,8 @@ def rule_candidates(question: str) -> Iterator[Candidate]:
             intent = question[start : end + (tail.end() if tail else 0)].strip()
             if rule in ("type", "role"):
                 shown = question[: found.start(1)]
-                if tail:  # "the film Arrival" -> "Arrival": the article goes with the type word
-                    shown = re.sub(r"\b(?:the|a|an)\s+(?:\w+\s+)?$", "", shown)
+                if tail:  # "the film Arrival" -> "Arrival" (but "the debut Tinted Windows")
+                    shown = re.sub(r"\b(?:the|a|an)\s+$", "", shown)
                 shown += " "
                 end = phrase_end
             else:  # a qualifier: the user would name it with the words it qualifies
