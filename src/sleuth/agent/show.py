@@ -28,6 +28,7 @@ ACTION_STYLES = {
     "judge": "magenta",
     "answer": "green",
     "select": "yellow",
+    "ask": "yellow",
 }
 
 
@@ -127,6 +128,8 @@ class StepPrinter:
         )
         if step.error:
             self.console.print(f"  [red]{safe_markup(one_line(step.error))}[/red]")
+        if step.action == "ask" and step.observation:  # the user's reply (person or simulated)
+            self.console.print(f"  [yellow]{safe_markup(one_line(step.observation))}[/yellow]")
         if step.action == "search" and not step.hits and not step.error:
             self.console.print("  [dim]no hits[/dim]")
         for hit in step.hits:

@@ -106,3 +106,18 @@ ReaderUrl = Annotated[
         help="OpenAI-compatible base URL serving the --reader model (e.g. http://localhost:8001/v1)"
     ),
 ]
+
+# The simulated user that answers the agent's `ask` (`ask`, `eval run`; docs/clarification.md).
+User = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        help="Who answers the agent's clarification questions: simulated:rules or "
+        "simulated:llm[:model=NAME] (default model: the agent's own); it answers from the "
+        "question's hidden intent only, never with the answer",
+        show_default=False,
+    ),
+]
+UserMaxAnswers = Annotated[
+    int, typer.Option(help="Questions the simulated user answers per episode")
+]

@@ -50,6 +50,19 @@ def ask_command(
     ask: Annotated[
         bool, typer.Option("--ask", help="Let the agent ask you clarification questions")
     ] = False,
+    user: options.User = None,
+    user_max_answers: options.UserMaxAnswers = 2,
+    intent: Annotated[
+        str,
+        typer.Option(
+            help="With --user: what you meant but left out of QUESTION (the simulated user's "
+            "only knowledge)"
+        ),
+    ] = "",
+    gold: Annotated[
+        list[str] | None,
+        typer.Option(help="With --user: an answer the simulated user must never reveal (repeat)"),
+    ] = None,
     select: Annotated[
         bool,
         typer.Option(
@@ -105,6 +118,18 @@ def ask_command(
 
     if not question.strip():
         raise SleuthError("the question is empty; give the question to research")
+    user_spec = None
+    if user is not None:
+        from sleuth.agent.users import parse_user
+
+        user_spec = parse_user(user)
+        if ask:
+            raise SleuthError("--ask lets you answer, --user a simulated user: choose one")
+        if not intent.strip():
+            raise SleuthError("--user needs --intent: what the question left out")
+        ask = True  # the simulated user answers the ask action
+    elif intent or gold:
+        raise SleuthError("--intent and --gold are for a simulated user: add --user")
     check_one_source(index, search_url)
     reader_name = reader_label(reader, reader_url)
     if model is None and llm_url is None:
@@ -157,7 +182,18 @@ def ask_command(
         prompt = f"[bold yellow]agent asks:[/] {safe_markup(text)}\n> "
         return await asyncio.to_thread(console.input, prompt)
 
-    agent = Agent(llm, engine, config, ask_user=ask_person if ask else None, reader=reader_llm)
+    simulated = None
+    if user_spec is not None:
+        from sleuth.agent.users import make_user
+
+        user_llm = None
+        if user_spec.kind == "llm":
+            user_llm = load_llm(user_spec.model, backend=backend) if user_spec.model else llm
+        simulated = make_user(
+            user_spec, intent, tuple(gold or ()), max_answers=user_max_answers, llm=user_llm
+        )
+    ask_user = simulated or (ask_person if ask else None)
+    agent = Agent(llm, engine, config, ask_user=ask_user, reader=reader_llm)
     started = time.perf_counter()
     printer = StepPrinter(console, engine.titles)
     try:
@@ -170,6 +206,8 @@ def ask_command(
             f"appended to {safe_markup(out)}[/yellow]"
         )
         raise typer.Exit(130) from None
+    if simulated is not None:
+        trajectory.metadata["user"] = simulated.record()
     log.append(trajectory)  # saved before anything else is shown
     error = trajectory.metadata.get("error")
     answer = trajectory.answer if trajectory.answer is not None else "(no answer)"

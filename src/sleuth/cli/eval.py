@@ -56,7 +56,8 @@ def run_command(
     methods: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag; baselines "
+            help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag, agent_ask, "
+            "agent_rag_ask (with --user); baselines "
             "rag@K (RAG reading K documents), ircot, iter_retgen, self_ask; ceiling oracle "
             "(docs/evaluation.md, 'Baselines and ceilings')"
         ),
@@ -98,6 +99,16 @@ def run_command(
     rerank: search_options.Rerank = None,
     report: Annotated[bool, typer.Option(help="Write report.json/html at the end")] = True,
     simulate: search_options.Simulate = None,
+    user: options.User = None,
+    user_max_answers: options.UserMaxAnswers = 2,
+    full_intent: Annotated[
+        bool,
+        typer.Option(
+            "--full-intent",
+            help="Ask each question as its original_question (a `synth ambiguous` benchmark): "
+            "the ceiling of a clarification run",
+        ),
+    ] = False,
     time_budget: Annotated[
         float | None,
         typer.Option(help="Start no episode after this many seconds (resume later to finish)"),
@@ -137,13 +148,27 @@ def run_command(
 
         gold = load_qrels(qrels)
     bench = load_benchmark(benchmark, limit=n or None, qrels=gold)
+    user_spec = None
+    if user is not None:
+        from sleuth.agent.users import parse_user
+
+        user_spec = parse_user(user)
+        if user_max_answers < 0:
+            raise SleuthError("--user-max-answers cannot be negative")
+        if not any(m.endswith("_ask") for m in method_names):
+            stderr.print("[yellow]note: --user answers only the *_ask methods' questions[/yellow]")
+    questions = bench.questions
+    if full_intent:
+        from sleuth.evaluate.clarify import with_full_intent
+
+        questions = with_full_intent(questions)
     opened = open_engine(
         index,
         search_url,
         simulate=simulate,
         rerank=rerank,
         default=None,  # no engine: closed-book methods only
-        questions=bench.questions,
+        questions=questions,
         llm_url=llm_url,
     )
     engine, manifest, search_label = opened.engine, opened.manifest, opened.label
@@ -182,6 +207,9 @@ def run_command(
         search=search_label,
         judge=judge_label,
         reader=reader_name,
+        user=user_spec.label if user_spec else None,
+        user_max_answers=user_max_answers if user_spec else None,
+        full_intent=True if full_intent else None,
     )
     check_run(out, settings, engine is not None)  # before the (slow) model load
     if not llm_url:
@@ -205,10 +233,18 @@ def run_command(
                     else open_llm(None if judge_llm == "packaged" else judge_llm, judge_url)
                 )
             deadline = time.monotonic() + time_budget if time_budget else None
+            users = None
+            if user_spec is not None:
+                from sleuth.evaluate.clarify import user_factory
+
+                user_llm = None
+                if user_spec.kind == "llm":
+                    user_llm = open_llm(user_spec.model, None) if user_spec.model else llm
+                users = user_factory(user_spec, user_max_answers, user_llm)
             outcome, _, _ = execute(
                 out,
                 settings,
-                bench.questions,
+                questions,
                 llm,
                 engine,
                 judge,
@@ -216,6 +252,7 @@ def run_command(
                 write=report,
                 deadline=deadline,
                 reader=reader_llm,
+                user=users,
             )
             if outcome.all_failed:  # a table of zeros is no result: say why, and fail
                 raise SleuthError(
@@ -240,7 +277,13 @@ def report_command(
     summary; when the run has rag, each other method against it, paired question by question."""
     from sleuth.display import safe_markup
     from sleuth.evaluate.report import build_report, write_report
-    from sleuth.evaluate.session import print_versus, summary_legend, summary_table, wide_console
+    from sleuth.evaluate.session import (
+        print_clarification,
+        print_versus,
+        summary_legend,
+        summary_table,
+        wide_console,
+    )
     from sleuth.progress import stderr
 
     json_path, html_path = write_report(run)
@@ -251,6 +294,7 @@ def report_command(
         console = wide_console()
         console.print(summary_table(report["methods"], str(report["benchmark"])))
         console.print(summary_legend(), markup=False, highlight=False, style="dim")
+        print_clarification(console, report["methods"])
         print_versus(console, report["results"], report["best_rag"])
     stderr.print(f"wrote {safe_markup(json_path)} and {safe_markup(html_path)}")
 

@@ -74,3 +74,58 @@ def trajectories_command(
     )
     typer.echo(json.dumps(stats.to_dict()))
     typer.echo(f"kept {stats.kept} of {stats.questions} episodes: {out}")
+
+
+@synth_app.command("ambiguous")
+def ambiguous_command(
+    benchmark: Annotated[
+        str, typer.Option(help="Questions to make ambiguous, NAME:SPLIT (e.g. hotpotqa-1100:dev)")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Benchmark JSONL to write")],
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Index the ambiguity is checked against (default: bundled HotpotQA BM25)"
+        ),
+    ] = None,
+    n: Annotated[
+        int, typer.Option("-n", help="Ambiguous questions to keep (0 = all that pass)")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the question order and rule choice")] = 0,
+    purpose: Annotated[
+        str, typer.Option(help="eval | train (train refuses test questions)")
+    ] = "eval",
+    rewrite_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Rewrite with this model instead of the rules (any `sleuth model list` spec); "
+            "its rewrites pass the same corpus check"
+        ),
+    ] = None,
+) -> None:
+    """Underspecified questions from fully specified ones, with the removed constraint kept as
+    the hidden intent a simulated user answers from (docs/clarification.md). Each is kept only
+    when the corpus shows several plausible matches; as many clear questions are added
+    unchanged. The file is a benchmark for `sleuth eval run --benchmark FILE`."""
+    from sleuth.search.factory import open_engine
+    from sleuth.synth.ambiguous import check_purpose, llm_rewriter, synth_ambiguous
+
+    check_purpose(benchmark, purpose)  # before opening anything
+    engine = open_engine(index).engine
+    rewriter, label = None, "rules"
+    if rewrite_model:
+        from sleuth.llm import load_llm
+
+        rewriter, label = llm_rewriter(load_llm(rewrite_model)), f"llm:{rewrite_model}"
+    stats = synth_ambiguous(
+        benchmark,
+        engine,
+        out,
+        limit=n or None,
+        seed=seed,
+        purpose=purpose,
+        rewriter=rewriter,
+        rewrite_label=label,
+    )
+    typer.echo(json.dumps(stats.to_dict()))
+    typer.echo(f"wrote {stats.ambiguous} ambiguous and {stats.clear} clear questions: {out}")

@@ -88,6 +88,18 @@ def _answers(record: dict[str, Any], where: str) -> tuple[str, ...]:
     raise CorpusError(f"{where}: no gold answer (expected golden_answers, answers or answer)")
 
 
+# Fields of a clarification benchmark (``sleuth synth ambiguous``) kept in a question's
+# metadata: the simulated user answers from the intent, the metrics split on ``ambiguous`` and
+# ``eval run --full-intent`` asks ``original_question`` instead.
+CLARIFY_FIELDS = (
+    "ambiguous",
+    "intent",
+    "intent_kind",
+    "removed",
+    "original_question",
+    "supporting_titles",
+    "split",
+)
 GOLD_ID_KEYS = ("gold_ids", "gold_doc_ids", "supporting_ids", "evidence_ids")
 
 
@@ -142,7 +154,7 @@ def read_questions(
         if qid in seen:
             raise CorpusError(f"{where}: duplicate question id {qid!r}")
         seen.add(qid)
-        metadata = {k: record[k] for k in ("type", "level") if k in record}
+        metadata = {k: record[k] for k in ("type", "level", *CLARIFY_FIELDS) if k in record}
         if isinstance(record.get("metadata"), dict):
             metadata.update(record["metadata"])
         by_context: tuple[tuple[str, ...], ...] = ()

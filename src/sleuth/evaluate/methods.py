@@ -28,6 +28,9 @@ METHODS: dict[str, str] = {
     "the previous generation, then generate; the last round's answer stands",
     "self_ask": "Self-Ask (Press et al. 2023): follow-up questions one at a time, each answered "
     "from its own retrieval; the reader answers from the documents collected",
+    "agent_ask": "the agent plus an ask action: it may ask the user (--user) to clarify the "
+    "question",
+    "agent_rag_ask": "agent_rag plus the ask action",
     "oracle": "ceiling: the reader over the question's gold evidence documents only",
     "searcher": "s3-style searcher (Jiang et al. 2025): RAG's top-k first, then follow-up "
     "searches; it selects which documents the reader answers from, within RAG's read budget "
@@ -75,7 +78,10 @@ class _MethodSet:
 
 
 # Which methods need a search engine (the oracle too: it fetches the gold documents by id).
-NEEDS_SEARCH = _MethodSet({"rag", "agent", "agent_judge", "agent_rag", "searcher", *PIPELINES})
+NEEDS_SEARCH = _MethodSet(
+    {"rag", "agent", "agent_judge", "agent_rag", "agent_ask", "agent_rag_ask", "searcher"}
+    | set(PIPELINES)
+)
 
 
 # The limits every method of a run shares: these fields of the run's one ``AgentConfig`` (a method
@@ -166,6 +172,10 @@ def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -
         settings.update(actions=("search", "select"), prefetch_k=k, final_read=k)
     elif method == "agent_rag":
         settings.update(actions=("search", "open", "answer"), prefetch_k=budget.top_k)
+    elif method == "agent_ask":
+        settings.update(actions=("search", "open", "ask", "answer"), prefetch_k=0)
+    elif method == "agent_rag_ask":
+        settings.update(actions=("search", "open", "ask", "answer"), prefetch_k=budget.top_k)
     else:  # agent_judge
         settings.update(actions=("search", "open", "judge", "answer"), prefetch_k=0)
     return settings

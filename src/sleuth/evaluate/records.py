@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
+from sleuth.evaluate.clarify import clarification_fields
 from sleuth.jsonio import read_jsonl_objects, warn_line
 from sleuth.metrics import (
     answer_words,
@@ -96,6 +97,7 @@ def score_trajectory(
         "completion_tokens": completion_tokens,
         "tokens": prompt_tokens + completion_tokens,
         "seconds": trajectory.seconds,
+        **clarification_fields(trajectory, question),
     }
 
 
@@ -129,6 +131,8 @@ _RECORD_NUMBERS = (
     "completion_tokens",
     "tokens",
     "seconds",
+    "asks",
+    "intent_recovery",
 )
 
 

@@ -296,6 +296,41 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
         + factor_text
         + "<h2>Efficiency (per question)</h2>"
         + costs
+        + _clarification_html(methods)
+    )
+
+
+CLARIFICATION_NOTE = (
+    "The questions say which are ambiguous (a constraint removed by `sleuth synth ambiguous`) "
+    "and which are clear. Ask rate: share of episodes with at least one ask; ask precision: "
+    "asked episodes that were ambiguous; ask recall: ambiguous episodes that asked; intent "
+    "recovery: share of the removed constraint's words found in the agent's queries or answer "
+    "after its first ask (the whole episode when it never asked). docs/clarification.md"
+)
+
+
+def _clarification_html(methods: dict[str, dict[str, Any]]) -> str:
+    from sleuth.evaluate.clarify import CLARIFICATION_LABELS
+
+    rows = []
+    for method, data in methods.items():
+        c = data.get("clarification")
+        if not c:
+            continue
+        replies = ", ".join(f"{escape(k)} {v}" for k, v in c["user_replies"].items())
+        rows.append(
+            f"<tr><td>{escape(method)}</td>"
+            f"<td class='num'>{c['ambiguous_episodes']}/{c['clear_episodes']}</td>"
+            + "".join(f"<td class='num'>{_num(c[k])}</td>" for k in CLARIFICATION_LABELS)
+            + f"<td>{replies or '–'}</td></tr>"
+        )
+    if not rows:
+        return ""
+    headers = ["method", "ambiguous/clear", *CLARIFICATION_LABELS.values(), "user replies"]
+    return (
+        "<h2>Clarification</h2>"
+        + f"<p class='note'>{escape(CLARIFICATION_NOTE)}</p>"
+        + _table(headers, rows)
     )
 
 
@@ -412,6 +447,7 @@ def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
             f"{escape(str(step.get('argument')))}"
             + (f"<br>hits: {hits}" if hits else "")
             + (f" <i>from {escape(step_sources(step))}</i>" if step_sources(step) else "")
+            + (f"<br><i>{escape(observation)}</i>" if step.get("action") == "ask" else "")
             + (
                 f"<br><span class='bad'>{escape(str(step['error']))}</span>"
                 if step.get("error")

@@ -39,6 +39,7 @@ from sleuth.jsonio import write_json_atomic
 if TYPE_CHECKING:
     from sleuth.agent import AgentConfig
     from sleuth.agent.trajectory import Trajectory
+    from sleuth.evaluate.clarify import UserFactory
     from sleuth.llm.base import LLM
     from sleuth.search.base import SearchEngine
 
@@ -48,7 +49,18 @@ TRAJECTORIES_FILE = "trajectories.jsonl"
 # Settings that must match for a resumed run to be one experiment; methods, seeds and the
 # question count may grow between invocations. A key missing from an older folder's config reads
 # as None, which is what it meant then (no reader: the model answered itself).
-FINGERPRINT_KEYS = ("benchmark", "model", "llm_url", "search", "budget", "judge", "reader")
+FINGERPRINT_KEYS = (
+    "benchmark",
+    "model",
+    "llm_url",
+    "search",
+    "budget",
+    "judge",
+    "reader",
+    "user",
+    "user_max_answers",
+    "full_intent",
+)
 
 
 @dataclass
@@ -66,6 +78,12 @@ class RunSettings:
     # The reader model (``Agent(reader=...)``): its spec, "@URL" when served; None: the model
     # answers itself.
     reader: str | None = None
+    # The simulated user answering ``ask`` (``--user``, e.g. "simulated:rules") and its cap;
+    # None: nobody answers. ``full_intent``: the questions were asked as their
+    # original_question (the ceiling of a clarification run); None: as given.
+    user: str | None = None
+    user_max_answers: int | None = None
+    full_intent: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": budget_record(self.budget)}
@@ -287,11 +305,13 @@ class EvaluationRunner:
         on_result: Callable[[dict[str, Any]], None] | None = None,
         deadline: float | None = None,
         reader: LLM | None = None,
+        user: UserFactory | None = None,
     ) -> None:
         """``deadline`` (a ``time.monotonic()`` value): start no episode after it; the rest
         stays pending for a resume, so a time-boxed run (the demo) ends on time. ``reader``:
         every episode's answer-only calls go to it (``Agent``'s rule; ``settings.reader``
-        names it)."""
+        names it). ``user``: makes each episode's simulated user, who answers the ``ask`` action
+        of the methods that have it (``settings.user`` names it)."""
         check_run(Path(run_dir), settings, engine is not None)
         self.run_dir = Path(run_dir)
         self.settings = settings
@@ -301,6 +321,7 @@ class EvaluationRunner:
         self.on_result = on_result
         self.deadline = deadline
         self.reader = reader
+        self.user = user
         self.results = ResultLog(self.run_dir / RESULTS_FILE)
         self._by_id = {q.id: q for q in self.questions}
 
@@ -388,8 +409,11 @@ class EvaluationRunner:
                 trajectory = await self._pipeline(question, method, seed, key, metadata)
             else:
                 config = agent_config(method, self.settings.budget, seed)
-                agent = Agent(self.llm, engine, config, reader=self.reader)
+                user = self.user(question) if self.user and "ask" in config.actions else None
+                agent = Agent(self.llm, engine, config, ask_user=user, reader=self.reader)
                 trajectory = await agent.run(question.question, episode_id=key, metadata=metadata)
+                if user is not None:  # every exchange, with how the user answered it
+                    trajectory.metadata["user"] = user.record()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one bad question must not end the run

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from sleuth.evaluate.clarify import UserFactory
     from sleuth.llm.base import LLM
     from sleuth.search.base import SearchEngine
 
@@ -73,6 +74,7 @@ def run_with_progress(
     index_manifest: dict[str, Any] | None = None,
     deadline: float | None = None,
     reader: LLM | None = None,
+    user: UserFactory | None = None,
 ) -> RunOutcome:
     """Run the evaluation with a rich bar showing done/total and the running EM / cover-EM."""
     from rich.progress import (
@@ -121,6 +123,7 @@ def run_with_progress(
             on_result=on_result,
             deadline=deadline,
             reader=reader,
+            user=user,
         )
         done = len(runner.results.keys())
         bar.update(task, total=max(0, len(runner.pending(runner.results.keys()))))
@@ -202,6 +205,38 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
             str(data["failures"]),
         )
     return table
+
+
+def print_clarification(console: Console, summary: dict[str, dict[str, Any]]) -> None:
+    """The clarification table (``sleuth.evaluate.clarify``), when the questions say which are
+    ambiguous: asking per method, and F1 / evidence recall / turns on each side."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from sleuth.display import safe_text
+    from sleuth.evaluate.clarify import CLARIFICATION_LABELS
+
+    rows = {m: d["clarification"] for m, d in summary.items() if d.get("clarification")}
+    if not rows:
+        return
+    table = Table(title="clarification (ambiguous vs clear questions)", box=box.SIMPLE_HEAD)
+    table.add_column("method")
+    table.add_column("amb./clear", justify="right")
+    for label in CLARIFICATION_LABELS.values():
+        table.add_column(label, justify="right")
+    for method, data in rows.items():
+        cells = [
+            "–" if data[key] is None else f"{data[key]:.{2 if 'turns' in key else 3}f}"
+            for key in CLARIFICATION_LABELS
+        ]
+        episodes = f"{data['ambiguous_episodes']}/{data['clear_episodes']}"
+        table.add_row(Text(safe_text(method)), episodes, *cells)
+    console.print(table)
+    replies = {m: d["user_replies"] for m, d in rows.items() if d["user_replies"]}
+    for method, counts in replies.items():
+        said = ", ".join(f"{name} {n}" for name, n in counts.items())
+        console.print(safe_text(f"{method}: user replies: {said}"), markup=False, style="dim")
 
 
 def summary_legend() -> str:
@@ -321,6 +356,7 @@ def execute(
     write: bool = True,
     deadline: float | None = None,
     reader: LLM | None = None,
+    user: UserFactory | None = None,
 ) -> tuple[RunOutcome, dict[str, dict[str, Any]], Path | None]:
     """Run, print the summary table, and write the report; returns what a caller may show."""
     from sleuth.display import safe_markup, safe_text
@@ -338,12 +374,14 @@ def execute(
         index_manifest=manifest,
         deadline=deadline,
         reader=reader,
+        user=user,
     )
     config, records = load_run(out)
     summary = summarize(records, config["methods"])
     console = wide_console()
     console.print(summary_table(summary, f"{settings.benchmark} ({len(questions)} questions)"))
     console.print(summary_legend(), markup=False, highlight=False, style="dim")
+    print_clarification(console, summary)
     best = best_rag(summary, settings.budget.top_k)
     if line := best_rag_line(best):
         console.print(line, markup=False, highlight=False)

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sleuth.evaluate.clarify import summarize_clarification
 from sleuth.metrics import (
     SHORT_ANSWER_WORDS,
     Interval,
@@ -160,6 +161,7 @@ def summarize_method(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "counts": factorised.counts,
         },
         "stop_reasons": dict(Counter(r.get("stop_reason") or "unknown" for r in records)),
+        "clarification": summarize_clarification(records),
     }
 
 
