@@ -14,6 +14,7 @@ that made the state (``step_adjustment``) separates states the verdict ties.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,7 +78,7 @@ class JudgeCritic:
 
     def __init__(self, llm: LLM, cfg: AgentConfig) -> None:
         self.llm, self.cfg = llm, cfg
-        self.cache: dict[tuple[str, ...], float] = {}
+        self.cache: dict[tuple[str, ...], asyncio.Future[float]] = {}
         self.calls = 0
         self.errors: list[str] = []  # why calls failed (their states score as unreadable)
 
@@ -94,9 +95,9 @@ class JudgeCritic:
         ids = tuple(reading_order(searches, CRITIC_DOCUMENTS))
         if not ids:
             return 0.0
-        if ids not in self.cache:
-            self.cache[ids] = await self._judge(episode, list(ids))
-        return self.cache[ids]
+        if ids not in self.cache:  # states judged at once share the one call
+            self.cache[ids] = asyncio.ensure_future(self._judge(episode, list(ids)))
+        return await self.cache[ids]
 
     async def _judge(self, episode: Episode, ids: list[str]) -> float:
         documents = episode.knowledge.render_documents(ids)

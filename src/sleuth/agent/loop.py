@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sleuth.agent import prompts
 from sleuth.agent.actions import ACTION_SPECS, SPECS
@@ -29,9 +29,6 @@ from sleuth.errors import QueryError, SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message
 from sleuth.search.base import SearchEngine
 from sleuth.types import Hit
-
-if TYPE_CHECKING:
-    from sleuth.agent.strategy_config import StrategyConfig
 
 __all__ = ["EARLY_BLOCKED", "Agent", "AskUser", "Episode", "EpisodeStop"]
 
@@ -59,8 +56,8 @@ class Agent:
     seconds per role (``Trajectory.usage_by_role``). Without a reader nothing changes: one model
     makes every call and steps carry no role.
 
-    ``strategy``: how the episode's steps are chosen (``sleuth.agent.strategies``); None or
-    "react" is the one greedy chain below, anything else a search over cloned episodes.
+    ``run`` is ReAct: one greedy chain of turns. Other strategies (best-of-n, beam, MCTS)
+    drive cloned ``Episode``s from ``sleuth.agent.strategies.run_strategy``.
     """
 
     def __init__(
@@ -70,7 +67,6 @@ class Agent:
         config: AgentConfig | None = None,
         ask_user: AskUser | None = None,
         reader: LLM | None = None,
-        strategy: StrategyConfig | None = None,
     ) -> None:
         self.llm, self.search, self.config, self.ask_user = (
             llm,
@@ -79,7 +75,6 @@ class Agent:
             ask_user,
         )
         self.reader = reader
-        self.strategy = strategy
         needs_engine = any(SPECS[a].engine for a in self.config.actions) or self.config.prefetch_k
         if needs_engine and search is None:
             raise SleuthError("this agent configuration searches, so it needs a search engine")
@@ -95,17 +90,6 @@ class Agent:
     ) -> Trajectory:
         """One episode on ``question``. ``prefetch_query``: what the prefetch (``prefetch_k``)
         searches instead of the question, when the question is a long task (the proposer's)."""
-        if self.strategy is not None and self.strategy.name != "react":
-            from sleuth.agent.strategies import run_strategy  # it drives this module's Episode
-
-            return await run_strategy(
-                self,
-                question,
-                episode_id=episode_id,
-                metadata=metadata,
-                on_step=on_step,
-                prefetch_query=prefetch_query,
-            )
         episode = Episode(self, question, on_step, prefetch_query)
         traj = episode.trajectory
         traj.episode_id = episode_id or uuid.uuid4().hex[:12]

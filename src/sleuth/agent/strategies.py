@@ -32,47 +32,39 @@ from typing import TYPE_CHECKING, Any
 from sleuth.agent.critic import CRITICS
 from sleuth.agent.executors import EpisodeStop
 from sleuth.agent.loop import Episode
-from sleuth.agent.strategy_config import StrategyConfig
+from sleuth.agent.strategy_config import StrategyConfig, calls_per_turn, finishing_calls
 from sleuth.agent.tree import CallBudget, CountedLLM, Node, tree_record
-from sleuth.errors import SleuthError
 from sleuth.metrics import normalize_answer
 
 if TYPE_CHECKING:
-    from sleuth.agent.config import AgentConfig
     from sleuth.agent.loop import Agent
     from sleuth.agent.trajectory import Step, Trajectory
 
-__all__ = ["SEARCHES", "TreeSearch", "minimum_budget", "run_strategy"]
-
-
-def calls_per_turn(cfg: AgentConfig) -> int:
-    """The most calls one turn makes: two when a thought cut at max tokens is retried."""
-    return 2 if cfg.think and cfg.action_format == "tags" and cfg.constrain else 1
-
-
-def finishing_calls(cfg: AgentConfig) -> int:
-    """The most calls finishing a path makes: the forced answer and the final read."""
-    return calls_per_turn(cfg) * (int(cfg.force_answer) + int(cfg.final_read > 0))
-
-
-def minimum_budget(cfg: AgentConfig) -> int:
-    """The smallest call budget a search can work in: one turn, its critic, and the finish."""
-    return calls_per_turn(cfg) + 1 + finishing_calls(cfg)
+__all__ = ["SEARCHES", "TreeSearch", "run_strategy"]
 
 
 async def run_strategy(
     agent: Agent,
     question: str,
+    strategy: StrategyConfig | None = None,
     *,
     episode_id: str | None = None,
     metadata: dict[str, Any] | None = None,
     on_step: Callable[[Step], None] | None = None,
     prefetch_query: str | None = None,
 ) -> Trajectory:
-    """One episode on ``question`` chosen by ``agent.strategy``'s search (``Agent.run``'s
-    contract: the trajectory is returned, failures recorded in it). ``on_step`` sees the chosen
-    path's steps once the search is over."""
-    search = TreeSearch(agent, question, episode_id, metadata, prefetch_query)
+    """One episode on ``question`` with its steps chosen by ``strategy``, under ``Agent.run``'s
+    contract (the trajectory is returned, failures recorded in it). None or react: exactly
+    ``agent.run``. A tree search's ``on_step`` sees the chosen path's steps when it is over."""
+    if strategy is None or strategy.name == "react":
+        return await agent.run(
+            question,
+            episode_id=episode_id,
+            metadata=metadata,
+            on_step=on_step,
+            prefetch_query=prefetch_query,
+        )
+    search = TreeSearch(agent, strategy, question, episode_id, metadata, prefetch_query)
     trajectory = await search.run()
     if on_step is not None:
         for step in trajectory.steps:
@@ -86,25 +78,19 @@ class TreeSearch:
     def __init__(
         self,
         agent: Agent,
+        strategy: StrategyConfig,
         question: str,
         episode_id: str | None,
         metadata: dict[str, Any] | None,
         prefetch_query: str | None,
     ) -> None:
-        self.strategy: StrategyConfig = agent.strategy or StrategyConfig()
+        self.strategy = strategy
         self.base = agent.config
-        limit = self.strategy.budget_for(self.base)
-        if limit < minimum_budget(self.base):
-            raise SleuthError(
-                f"a call budget of {limit} cannot take one turn, judge it and finish; "
-                f"this configuration needs at least {minimum_budget(self.base)}"
-            )
-        self.budget = CallBudget(limit)
+        self.budget = CallBudget(self.strategy.budget_for(self.base))
         counted = copy.copy(agent)  # the same models and engine, every call counted
         counted.llm = CountedLLM(agent.llm, self.budget, "policy")
         if agent.reader is not None:
             counted.reader = CountedLLM(agent.reader, self.budget, "policy")
-        counted.strategy = None
         self.critic = CRITICS[self.strategy.critic](
             CountedLLM(agent.llm, self.budget, "critic"), self.base
         )

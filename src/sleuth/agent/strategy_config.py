@@ -10,13 +10,37 @@ from typing import Any
 from sleuth.agent.config import AgentConfig
 from sleuth.errors import SleuthError
 
-__all__ = ["BUDGET_FACTOR", "CRITIC_NAMES", "STRATEGIES", "StrategyConfig", "react_calls"]
+__all__ = [
+    "BUDGET_FACTOR",
+    "CRITIC_NAMES",
+    "STRATEGIES",
+    "StrategyConfig",
+    "calls_per_turn",
+    "finishing_calls",
+    "minimum_budget",
+    "react_calls",
+]
 
 # react: the one greedy chain (``Agent.run``); the others search over cloned episodes.
 STRATEGIES = ("react", "best-of-n", "beam", "mcts")
 CRITIC_NAMES = ("judge",)  # sleuth.agent.critic.CRITICS: one entry per critic class
 # The default call budget: this many times the most calls one ReAct episode can make.
 BUDGET_FACTOR = 4
+
+
+def calls_per_turn(cfg: AgentConfig) -> int:
+    """The most calls one turn makes: two when a thought cut at max tokens is retried."""
+    return 2 if cfg.think and cfg.action_format == "tags" and cfg.constrain else 1
+
+
+def finishing_calls(cfg: AgentConfig) -> int:
+    """The most calls finishing a path makes: the forced answer and the final read."""
+    return calls_per_turn(cfg) * (int(cfg.force_answer) + int(cfg.final_read > 0))
+
+
+def minimum_budget(cfg: AgentConfig) -> int:
+    """The smallest call budget a search can work in: one turn, its critic, and the finish."""
+    return calls_per_turn(cfg) + 1 + finishing_calls(cfg)
 
 
 def react_calls(cfg: AgentConfig) -> int:
@@ -69,8 +93,15 @@ class StrategyConfig:
             )
 
     def budget_for(self, cfg: AgentConfig) -> int:
-        """The call budget of one question under ``cfg``."""
-        return self.call_budget or BUDGET_FACTOR * react_calls(cfg)
+        """The call budget of one question under ``cfg``; ``SleuthError`` when it is too small
+        to take one turn, judge it and finish (``minimum_budget``)."""
+        budget = self.call_budget or BUDGET_FACTOR * react_calls(cfg)
+        if budget < minimum_budget(cfg):
+            raise SleuthError(
+                f"--call-budget {budget} cannot take one turn, judge it and finish; these "
+                f"settings need at least {minimum_budget(cfg)} calls"
+            )
+        return budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

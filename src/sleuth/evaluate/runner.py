@@ -27,6 +27,7 @@ from sleuth.evaluate.judge import judge_answer
 from sleuth.evaluate.methods import (
     NEEDS_SEARCH,
     PIPELINES,
+    TREE_METHODS,
     agent_config,
     budget_record,
     eval_budget,
@@ -48,7 +49,17 @@ TRAJECTORIES_FILE = "trajectories.jsonl"
 # Settings that must match for a resumed run to be one experiment; methods, seeds and the
 # question count may grow between invocations. A key missing from an older folder's config reads
 # as None, which is what it meant then (no reader: the model answered itself).
-FINGERPRINT_KEYS = ("benchmark", "model", "llm_url", "search", "budget", "judge", "reader")
+# No "strategy" (None) reads as react: the one greedy chain every run made before strategies.
+FINGERPRINT_KEYS = (
+    "benchmark",
+    "model",
+    "llm_url",
+    "search",
+    "budget",
+    "judge",
+    "reader",
+    "strategy",
+)
 
 
 @dataclass
@@ -66,6 +77,8 @@ class RunSettings:
     # The reader model (``Agent(reader=...)``): its spec, "@URL" when served; None: the model
     # answers itself.
     reader: str | None = None
+    # The tree-search strategy of the agent methods (``StrategyConfig.to_dict``); None: react.
+    strategy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": budget_record(self.budget)}
@@ -301,7 +314,10 @@ class EvaluationRunner:
         self.on_result = on_result
         self.deadline = deadline
         self.reader = reader
+        from sleuth.agent.strategy_config import StrategyConfig
+
         self.results = ResultLog(self.run_dir / RESULTS_FILE)
+        self._strategy = StrategyConfig.from_dict(settings.strategy)
         self._by_id = {q.id: q for q in self.questions}
 
     def pending(self, done: set[str]) -> list[tuple[BenchmarkQuestion, str, int]]:
@@ -372,6 +388,7 @@ class EvaluationRunner:
 
     async def _episode(self, question: BenchmarkQuestion, method: str, seed: int) -> dict[str, Any]:
         from sleuth.agent import Agent
+        from sleuth.agent.strategies import run_strategy
 
         key = result_key(question.id, method, seed)
         metadata = {
@@ -388,8 +405,11 @@ class EvaluationRunner:
                 trajectory = await self._pipeline(question, method, seed, key, metadata)
             else:
                 config = agent_config(method, self.settings.budget, seed)
+                strategy = self._strategy if method in TREE_METHODS else None
                 agent = Agent(self.llm, engine, config, reader=self.reader)
-                trajectory = await agent.run(question.question, episode_id=key, metadata=metadata)
+                trajectory = await run_strategy(
+                    agent, question.question, strategy, episode_id=key, metadata=metadata
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one bad question must not end the run
