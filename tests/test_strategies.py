@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LiveServer
+from view_support import view_episode
 
 from sleuth.agent import Agent, AgentConfig, Episode, Trajectory
 from sleuth.agent.critic import SYSTEM as CRITIC_SYSTEM
@@ -347,3 +348,7 @@ def test_eval_run_with_best_of_n_records_the_strategy_and_its_calls(
     assert config["strategy"]["name"] == "best-of-n" and config["strategy"]["branches"] == 2
     trajectories = [json.loads(line) for line in (run_dir / "trajectories.jsonl").open()]
     assert [bool(t.get("tree")) for t in trajectories] == [False, True]
+    # The viewer lists, under the chosen first step, the candidate the search passed over.
+    page = " ".join(view_episode(run_dir, agent["episode_id"]).split())
+    assert "1 other candidate the best-of-n search weighed here" in page
+    assert f'<span class="argument">{BAD_QUERY}</span> · critic not scored' in page

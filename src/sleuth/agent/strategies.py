@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import random
 import uuid
 import zlib
 from collections import Counter
@@ -95,6 +96,7 @@ class TreeSearch:
             CountedLLM(agent.llm, self.budget, "critic"), self.base
         )
         self.per_turn = calls_per_turn(self.base)
+        self.seed = self.base.seed if self.base.seed is not None else random.randrange(2**31)
         episode = Episode(counted, question, None, prefetch_query)
         episode.trajectory.episode_id = episode_id or uuid.uuid4().hex[:12]
         episode.trajectory.metadata = dict(metadata or {})
@@ -131,16 +133,16 @@ class TreeSearch:
     async def child(self, parent: Node, branch: int) -> Node:
         """One more turn from ``parent``'s state, on a clone: branch 0 decodes as ReAct would
         (the run's temperature and seed), the others sample at the strategy's temperature
-        with a seed of their own, derived from the branches taken from the root (none when the
-        run has none), so a seeded search samples the same tree however its calls interleave."""
+        with a seed of their own, derived from the branches taken from the root and the run's
+        seed, so a seeded search samples the same tree however its calls interleave. (Without
+        a run seed a random one stands in: a backend's default seed samples every branch of
+        one prompt alike.)"""
         route = f"{parent.route}/{branch}"
         if branch == 0:
             temperature, seed = self.base.temperature, self.base.seed
         else:
             temperature = self.strategy.temperature
-            seed = None
-            if self.base.seed is not None:
-                seed = (self.base.seed * 1_000_003 + zlib.crc32(route.encode())) % 2**31
+            seed = (self.seed * 1_000_003 + zlib.crc32(route.encode())) % 2**31
         episode = parent.episode.clone(temperature=temperature, seed=seed)
         node = Node(len(self.nodes), parent, episode, parent.depth + 1, route=route)
         self.nodes.append(node)
@@ -152,12 +154,12 @@ class TreeSearch:
             node.stop, node.done = stop, True
         if len(episode.trajectory.steps) > before:
             node.step = episode.trajectory.steps[-1]
-        self.mark_duplicate(node)
         return node
 
     def mark_duplicate(self, node: Node) -> None:
         """A node whose turn did what an earlier sibling's did (same action and argument) is
-        that sibling's duplicate: scored as it, never searched further."""
+        that sibling's duplicate: scored as it, never searched further. Called once the
+        siblings' turns are all taken (turns taken at once finish in any order)."""
         if node.step is None or node.parent is None:
             return
         key = _action_key(node.step)
@@ -276,6 +278,8 @@ async def beam(search: TreeSearch) -> Node:
         if not plan:
             break
         children = await asyncio.gather(*(search.child(node, b) for node, b in plan))
+        for child in children:
+            search.mark_duplicate(child)
         fresh = [child for child in children if child.duplicate_of is None]
         await asyncio.gather(*(search.evaluate(child) for child in fresh))
         search.budget.give(cost * len(plan))
@@ -305,6 +309,7 @@ async def mcts(search: TreeSearch) -> Node:
                 if not search.budget.take(cost):
                     return _most_visited(root)
                 child = await search.child(node, len(node.children))
+                search.mark_duplicate(child)
                 if child.duplicate_of is not None:  # the same turn again: its sibling stands in
                     child = search.nodes[child.duplicate_of]
                 await search.evaluate(child)
