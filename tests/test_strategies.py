@@ -257,7 +257,20 @@ def test_mcts_stays_within_the_call_budget_and_returns_a_whole_trajectory(hotpot
     assert all(b["parent"] == a["id"] for a, b in itertools.pairwise(chosen))
 
 
-@pytest.mark.parametrize("name", ["best-of-n", "beam", "mcts"])
+def test_astar_expands_the_cheapest_state_until_it_has_ended(hotpot_bm25) -> None:
+    llm = PolicyLLM(greedy_bad_sampled_good)
+    traj = run(llm, hotpot_bm25, StrategyConfig("astar", branches=3))
+    assert traj.answer == "Tulsa" and [s.argument for s in traj.steps] == [GOOD_QUERY, "Tulsa"]
+    depth1 = [n for n in traj.tree if n["depth"] == 1]
+    expanded = {n["parent"] for n in traj.tree if n["depth"] == 2}
+    # Only the good search (the cheapest state) was expanded; the bad one stayed a leaf.
+    assert [n["argument"] for n in depth1] == [BAD_QUERY, GOOD_QUERY, GOOD_QUERY]
+    assert expanded == {depth1[1]["id"]} and depth1[2]["duplicate_of"] == depth1[1]["id"]
+    assert (traj.metadata["policy_calls"], traj.metadata["critic_calls"]) == (6, 2)
+    assert len(llm.calls) == 8
+
+
+@pytest.mark.parametrize("name", ["best-of-n", "beam", "mcts", "astar"])
 def test_every_strategy_counts_each_call_it_makes(hotpot_bm25, name) -> None:
     llm = PolicyLLM(varied)
     traj = run(llm, hotpot_bm25, StrategyConfig(name, call_budget=14), final_read=2)

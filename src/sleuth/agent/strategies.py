@@ -10,6 +10,8 @@ the trajectory of the path it chooses, with the whole tree in ``Trajectory.tree`
 - ``mcts``: ``simulations`` rounds of UCT selection, one new turn expanded per round (up to
   ``branches`` per state), the critic's score of the new state backed up as its value; the
   path of most visits is chosen.
+- ``astar``: best-first over every state found so far, by turns taken plus the critic's
+  shortfall (``STEP_COST`` per turn + 1 - score); ends when the cheapest state has ended.
 
 Every model call, the policy's (turns, forced answer, final read) and the critic's, is counted
 against the question's call budget (``CallBudget``), which work in flight can never overrun:
@@ -344,8 +346,41 @@ def _most_visited(root: Node) -> Node:
     return node
 
 
+# A*: the cost of a path is this much per turn plus what the critic finds missing (1 - score).
+STEP_COST = 0.05
+
+
+def _cost(node: Node) -> tuple[float, int]:
+    """A*'s f = g + h: turns taken so far (g) plus the critic's shortfall (h), then the node."""
+    return (STEP_COST * node.depth + 1.0 - (node.score or 0.0), node.id)
+
+
+async def astar(search: TreeSearch) -> Node:
+    """Best-first (A*): expand the cheapest state (``_cost``) into ``branches`` candidates,
+    until the cheapest state has ended (the goal) or no candidate is affordable."""
+    frontier, cost = [search.root], search.per_turn + 1
+    while True:
+        node = min(frontier, key=_cost)
+        if not search.open(node):
+            return node
+        affordable = 0
+        while affordable < search.strategy.branches and search.budget.take(cost):
+            affordable += 1
+        if not affordable:
+            return node
+        frontier.remove(node)
+        children = await asyncio.gather(*(search.child(node, b) for b in range(affordable)))
+        for child in children:
+            search.mark_duplicate(child)
+        fresh = [child for child in children if child.duplicate_of is None]
+        await asyncio.gather(*(search.evaluate(child) for child in fresh))
+        search.budget.give(cost * affordable)
+        frontier += fresh
+
+
 SEARCHES: dict[str, Callable[[TreeSearch], Awaitable[Node]]] = {
     "best-of-n": best_of_n,
     "beam": beam,
     "mcts": mcts,
+    "astar": astar,
 }

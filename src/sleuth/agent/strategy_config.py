@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 # react: the one greedy chain (``Agent.run``); the others search over cloned episodes.
-STRATEGIES = ("react", "best-of-n", "beam", "mcts")
+STRATEGIES = ("react", "best-of-n", "beam", "mcts", "astar")
 CRITIC_NAMES = ("judge",)  # sleuth.agent.critic.CRITICS: one entry per critic class
 # The default call budget: this many times the most calls one ReAct episode can make.
 BUDGET_FACTOR = 4

@@ -113,7 +113,7 @@ Strategy = Annotated[
     str,
     typer.Option(
         help="How the agent's steps are chosen: react (one greedy chain) | best-of-n (whole "
-        "episodes, the critic picks) | beam | mcts (agent methods; docs/planning.md)"
+        "episodes, the critic picks) | beam | mcts | astar (agent methods; docs/planning.md)"
     ),
 ]
 Branches = Annotated[
