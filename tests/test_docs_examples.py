@@ -147,6 +147,7 @@ NOT_RUN: list[tuple[str, str]] = [
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),
     (r"^agent\.md: import asyncio", MODEL),
+    (r"^planning\.md: import asyncio", MODEL),
     (r"^llm\.md: from sleuth\.llm import load_llm", MODEL),
     (
         r"^promptagator\.md: from sleuth\.search import open_index",

@@ -7,6 +7,7 @@ and answers with an observation. Every step is recorded in the trajectory.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 import uuid
@@ -33,6 +34,9 @@ __all__ = ["EARLY_BLOCKED", "Agent", "AskUser", "Episode", "EpisodeStop"]
 
 # Actions that need something retrieved first: not offered before min_searches searches.
 EARLY_BLOCKED = tuple(spec.name for spec in ACTION_SPECS if spec.after_search)
+# Limits after which the episode still gets one answer-only turn (``force_answer``);
+# "call_budget": a tree search (``sleuth.agent.strategies``) spent its model calls.
+FORCED_AFTER = ("max_turns", "max_searches", "wall_time", "call_budget")
 
 
 class Agent:
@@ -51,6 +55,9 @@ class Agent:
     its ``role`` and the trajectory's metadata names the reader and sums tokens and model
     seconds per role (``Trajectory.usage_by_role``). Without a reader nothing changes: one model
     makes every call and steps carry no role.
+
+    ``run`` is ReAct: one greedy chain of turns. Other strategies (best-of-n, beam, MCTS)
+    drive cloned ``Episode``s from ``sleuth.agent.strategies.run_strategy``.
     """
 
     def __init__(
@@ -83,26 +90,17 @@ class Agent:
     ) -> Trajectory:
         """One episode on ``question``. ``prefetch_query``: what the prefetch (``prefetch_k``)
         searches instead of the question, when the question is a long task (the proposer's)."""
-        cfg = self.config
         episode = Episode(self, question, on_step, prefetch_query)
         traj = episode.trajectory
         traj.episode_id = episode_id or uuid.uuid4().hex[:12]
         traj.metadata = dict(metadata or {})
+        stop = None
         try:
             await episode.prefetch()
             await episode.loop()
-        except EpisodeStop as stop:
-            traj.stop_reason = stop.reason
-            if stop.error:
-                traj.metadata["error"] = stop.error
-            if stop.reason in ("max_turns", "max_searches", "wall_time") and cfg.force_answer:
-                await episode.forced_answer()
-        if cfg.final_read:
-            await episode.final_read()
-        if self.reader is not None:
-            traj.metadata["reader"] = getattr(self.reader, "name", "")
-            traj.metadata["roles"] = traj.usage_by_role()
-        traj.seconds = time.perf_counter() - episode.started
+        except EpisodeStop as caught:
+            stop = caught
+        await episode.finish(stop)
         return traj
 
 
@@ -141,6 +139,7 @@ class Episode:
         self.messages: list[Message] = [{"role": "system", "content": system}]
         self.pending: list[Message] = [{"role": "user", "content": question}]
         self.searches = self.tokens = self.invalid_streak = 0
+        self.turns = 0  # model turns taken (``loop``, or a driver stepping ``turn``)
         self.actions: tuple[str, ...] = self.cfg.actions  # enabled in the current turn
         self.queries: set[str] = set()  # normalised queries searched so far
         self.answer_only = False  # set by a repeated query when answer_on_repeat
@@ -152,6 +151,24 @@ class Episode:
             model=getattr(agent.llm, "name", ""),
             started_at=time.time(),
         )
+
+    def clone(self, *, temperature: float | None = None, seed: int | None = None) -> Episode:
+        """An independent copy of this state for a tree search to step on: conversation,
+        pending observations, knowledge, counters, queries and the trajectory so far are deep
+        copies; the agent (its models and search engine), the clock and the configuration are
+        shared. ``temperature``/``seed`` set the copy's own decoding (a sampled branch); the
+        copy reports no steps (``on_step``): its driver reports the path it chooses."""
+        twin = copy.copy(self)
+        for name in ("messages", "pending", "knowledge", "queries", "trajectory"):
+            setattr(twin, name, copy.deepcopy(getattr(self, name)))
+        twin.on_step = None
+        if temperature is not None or seed is not None:
+            twin.cfg = replace(
+                self.cfg,
+                temperature=self.cfg.temperature if temperature is None else temperature,
+                seed=seed,
+            )
+        return twin
 
     # -- helpers ------------------------------------------------------------------------------
     def record(self, step: Step) -> None:
@@ -214,12 +231,34 @@ class Episode:
 
     async def loop(self) -> None:
         """Turns until the episode is over; raises ``EpisodeStop`` at a limit."""
-        turns = 0
         while True:
-            self.check_limits(turns)
-            turns += 1
-            if await self.turn():
+            if await self.next_turn():
                 return
+
+    async def next_turn(self) -> bool:
+        """``turn`` after checking the limits (``EpisodeStop`` when one is reached), counted in
+        ``turns``: the loop's unit, and a tree search's step."""
+        self.check_limits(self.turns)
+        self.turns += 1
+        return await self.turn()
+
+    async def finish(self, stop: EpisodeStop | None) -> None:
+        """Close the episode after its last turn (``stop``: the limit or failure that ended it,
+        None when it answered): record the stop, force one answer after a limit
+        (``force_answer``), the final read (``final_read``), the reader's usage and the time."""
+        cfg, traj = self.cfg, self.trajectory
+        if stop is not None:
+            traj.stop_reason = stop.reason
+            if stop.error:
+                traj.metadata["error"] = stop.error
+            if stop.reason in FORCED_AFTER and cfg.force_answer:
+                await self.forced_answer()
+        if cfg.final_read:
+            await self.final_read()
+        if self.agent.reader is not None:
+            traj.metadata["reader"] = getattr(self.agent.reader, "name", "")
+            traj.metadata["roles"] = traj.usage_by_role()
+        traj.seconds = time.perf_counter() - self.started
 
     def check_limits(self, turns: int) -> None:
         """Raise ``EpisodeStop`` when ``turns`` taken, the tokens or the wall time are spent."""

@@ -18,6 +18,7 @@ STOP_REASONS = (
     "max_invalid",
     "llm_error",
     "search_error",
+    "call_budget",
 )
 
 
@@ -74,6 +75,10 @@ class Trajectory:
     started_at: float = 0.0  # unix seconds
     seconds: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)  # e.g. benchmark id, gold answers
+    # A tree search's nodes (``sleuth.agent.strategies``, ``sleuth.agent.tree.tree_record``):
+    # each with its parent, action, critic score and whether ``steps`` went through it; empty
+    # (and left out of the file) for ReAct's one chain.
+    tree: list[dict[str, Any]] = field(default_factory=list)
 
     # Derived views used by metrics and rewards.
     @property
@@ -119,6 +124,8 @@ class Trajectory:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if not data["tree"]:  # ReAct's trajectory reads as before tree searches
+            del data["tree"]
         for step in data["steps"]:  # a step without a role: the file reads as before readers
             if not step["role"]:
                 del step["role"]
@@ -161,6 +168,7 @@ TRAJECTORY_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "started_at": (_NUMBER, False),
     "seconds": (_NUMBER, False),
     "metadata": ((dict,), False),
+    "tree": ((list,), False),
 }
 STEP_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "index": ((int,), True),

@@ -121,3 +121,28 @@ User = Annotated[
 UserMaxAnswers = Annotated[
     int, typer.Option(help="Questions the simulated user answers per episode")
 ]
+# Strategies over the agent's steps (`sleuth.agent.strategies`, docs/planning.md): react is the
+# one greedy chain; the others search a tree of sampled turns, scored by the model as judge.
+Strategy = Annotated[
+    str,
+    typer.Option(
+        help="How the agent's steps are chosen: react (one greedy chain) | best-of-n (whole "
+        "episodes, the critic picks) | beam | mcts | astar (agent methods; docs/planning.md)"
+    ),
+]
+Branches = Annotated[
+    int,
+    typer.Option(
+        help="Tree strategies: candidate next turns per state, the first greedy, the others "
+        "sampled (best-of-n: whole episodes)"
+    ),
+]
+BeamWidth = Annotated[int, typer.Option(help="Beam: states kept per depth")]
+Simulations = Annotated[int, typer.Option(help="MCTS: simulations (each expands one turn)")]
+CallBudget = Annotated[
+    int,
+    typer.Option(
+        help="Tree strategies: model calls per question, policy and critic together (0 = 4 x "
+        "the most one ReAct episode makes)"
+    ),
+]

@@ -92,6 +92,11 @@ def ask_command(
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,
     prompt_example: options.PromptExampleOrTrained = None,
+    strategy: options.Strategy = "react",
+    branches: options.Branches = 3,
+    beam_width: options.BeamWidth = 2,
+    simulations: options.Simulations = 12,
+    call_budget: options.CallBudget = 0,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: search_options.Rerank = None,
@@ -109,6 +114,8 @@ def ask_command(
 
     from sleuth.agent import Agent, AgentConfig, TrajectoryLog
     from sleuth.agent.show import StepPrinter, TitleMemo, default_trajectory_path
+    from sleuth.agent.strategies import run_strategy
+    from sleuth.agent.strategy_config import StrategyConfig
     from sleuth.agent.trained_settings import describe, fill_in, trained_settings
     from sleuth.display import plural, safe_markup, safe_text
     from sleuth.errors import SleuthError
@@ -161,6 +168,14 @@ def ask_command(
         answer_spans=answer_spans,
         final_read=final_read,
     )
+    plan = StrategyConfig(
+        name=strategy,
+        branches=branches,
+        beam_width=beam_width,
+        simulations=simulations,
+        call_budget=call_budget,
+    )
+    plan.budget_for(config)  # a budget too small is refused before any work
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
     console = Console(highlight=False)
@@ -194,10 +209,15 @@ def ask_command(
         )
     ask_user = simulated or (ask_person if ask else None)
     agent = Agent(llm, engine, config, ask_user=ask_user, reader=reader_llm)
+    if plan.name != "react":
+        console.print(
+            f"[dim]strategy {plan.name}: up to {plan.budget_for(config)} model calls; the "
+            "chosen path's steps are shown when the search ends[/dim]"
+        )
     started = time.perf_counter()
     printer = StepPrinter(console, engine.titles)
     try:
-        trajectory = asyncio.run(agent.run(question, on_step=printer))
+        trajectory = asyncio.run(run_strategy(agent, question, plan, on_step=printer))
     except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far
         partial = printer.partial_trajectory(question, config.to_dict(), getattr(llm, "name", ""))
         log.append(partial)
@@ -214,6 +234,13 @@ def ask_command(
     console.print(f"\n[bold]answer:[/bold] {safe_markup(answer)}")
     searches = plural(len(trajectory.searches), "search")
     tokens = plural(trajectory.completion_tokens, "token")
+    if plan.name != "react":
+        meta = trajectory.metadata
+        console.print(
+            f"[dim]{plan.name}: {len(trajectory.tree)} states, {meta.get('policy_calls')} "
+            f"policy and {meta.get('critic_calls')} critic calls of {meta.get('call_budget')}"
+            "[/dim]"
+        )
     console.print(
         f"[dim]stop: {safe_markup(trajectory.stop_reason)}; {searches}, "
         f"{plural(len(trajectory.steps), 'step')}, {tokens}, "

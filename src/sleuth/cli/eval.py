@@ -94,6 +94,11 @@ def run_command(
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,
     prompt_example: options.PromptExampleOrTrained = None,
+    strategy: options.Strategy = "react",
+    branches: options.Branches = 3,
+    beam_width: options.BeamWidth = 2,
+    simulations: options.Simulations = 12,
+    call_budget: options.CallBudget = 0,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: search_options.Rerank = None,
@@ -194,6 +199,16 @@ def run_command(
         final_read=final_read,
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
+    from sleuth.agent.strategy_config import StrategyConfig
+
+    plan = StrategyConfig(
+        name=strategy,
+        branches=branches,
+        beam_width=beam_width,
+        simulations=simulations,
+        call_budget=call_budget,
+    )
+    plan.budget_for(budget)  # a budget too small is refused before any work
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
     settings = RunSettings(
         benchmark=benchmark,
@@ -210,6 +225,7 @@ def run_command(
         user=user_spec.label if user_spec else None,
         user_max_answers=user_max_answers if user_spec else None,
         full_intent=True if full_intent else None,
+        strategy=None if plan.name == "react" else plan.to_dict(),
     )
     check_run(out, settings, engine is not None)  # before the (slow) model load
     if not llm_url:

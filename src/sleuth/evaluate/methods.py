@@ -84,6 +84,11 @@ NEEDS_SEARCH = _MethodSet(
 )
 
 
+# The methods a tree-search strategy (``--strategy``, ``sleuth.agent.strategies``) applies to:
+# the loop's searching configurations. The others take one answer turn, or are pipelines.
+TREE_METHODS = _MethodSet({"agent", "agent_judge", "agent_rag", "searcher"})
+
+
 # The limits every method of a run shares: these fields of the run's one ``AgentConfig`` (a method
 # then sets its actions and prefetch), recorded under "budget" in the run's config.json.
 BUDGET_FIELDS = (

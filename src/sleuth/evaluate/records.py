@@ -85,7 +85,13 @@ def score_trajectory(
         "category": category,
         "searches": len(trajectory.searches),
         "documents_read": documents_read(trajectory),
-        "model_calls": sum(1 for step in trajectory.steps if step.model_output),
+        # A tree search's every policy call, on every branch (the chosen path's alone for
+        # ReAct's chain); the critic's apart.
+        "model_calls": trajectory.metadata.get(
+            "policy_calls", sum(1 for step in trajectory.steps if step.model_output)
+        ),
+        "critic_calls": trajectory.metadata.get("critic_calls", 0),
+        "strategy": trajectory.metadata.get("strategy", "react"),
         "reader_calls": (
             trajectory.usage_by_role()["reader"]["calls"]
             if trajectory.metadata.get("reader")
@@ -125,6 +131,7 @@ _RECORD_NUMBERS = (
     "documents_read",
     "model_calls",
     "reader_calls",
+    "critic_calls",
     "turns",
     "invalid_actions",
     "prompt_tokens",
@@ -151,7 +158,7 @@ def result_record_problem(record: dict[str, Any]) -> str:
         return "prediction is not a string"
     if not isinstance(record.get("gold_answers", []), list):
         return "gold_answers is not a list"
-    for name in ("question", "error", "category", "stop_reason"):
+    for name in ("question", "error", "category", "stop_reason", "strategy"):
         if not isinstance(record.get(name), str | None):
             return f"{name} is not a string"
     return ""

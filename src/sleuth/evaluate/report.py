@@ -255,7 +255,14 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
             f"<tr>{name}"
             + "".join(
                 _cell(m[k], 2)
-                for k in ("searches", "documents_read", "model_calls", "reader_calls", "turns")
+                for k in (
+                    "searches",
+                    "documents_read",
+                    "model_calls",
+                    "reader_calls",
+                    "critic_calls",
+                    "turns",
+                )
             )
             + _cell(m["tokens"], 0)
             + _cell(m["seconds"], 2)
@@ -278,7 +285,14 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
         ],
         factor_rows,
     )
-    cost_columns = ["method", "searches", "documents read", "model calls", "reader calls"]
+    cost_columns = [
+        "method",
+        "searches",
+        "documents read",
+        "model calls",
+        "reader calls",
+        "critic calls",
+    ]
     costs = _table([*cost_columns, "turns", "tokens", "seconds"], cost_rows)
     has_evidence = any(sum(d["factorised"]["counts"].values()) for d in methods.values())
     factor_text = (

@@ -27,6 +27,7 @@ from sleuth.evaluate.judge import judge_answer
 from sleuth.evaluate.methods import (
     NEEDS_SEARCH,
     PIPELINES,
+    TREE_METHODS,
     agent_config,
     budget_record,
     eval_budget,
@@ -49,6 +50,7 @@ TRAJECTORIES_FILE = "trajectories.jsonl"
 # Settings that must match for a resumed run to be one experiment; methods, seeds and the
 # question count may grow between invocations. A key missing from an older folder's config reads
 # as None, which is what it meant then (no reader: the model answered itself).
+# No "strategy" (None) reads as react: the one greedy chain every run made before strategies.
 FINGERPRINT_KEYS = (
     "benchmark",
     "model",
@@ -60,6 +62,7 @@ FINGERPRINT_KEYS = (
     "user",
     "user_max_answers",
     "full_intent",
+    "strategy",
 )
 
 
@@ -84,6 +87,8 @@ class RunSettings:
     user: str | None = None
     user_max_answers: int | None = None
     full_intent: bool | None = None
+    # The tree-search strategy of the agent methods (``StrategyConfig.to_dict``); None: react.
+    strategy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": budget_record(self.budget)}
@@ -322,7 +327,10 @@ class EvaluationRunner:
         self.deadline = deadline
         self.reader = reader
         self.user = user
+        from sleuth.agent.strategy_config import StrategyConfig
+
         self.results = ResultLog(self.run_dir / RESULTS_FILE)
+        self._strategy = StrategyConfig.from_dict(settings.strategy)
         self._by_id = {q.id: q for q in self.questions}
 
     def pending(self, done: set[str]) -> list[tuple[BenchmarkQuestion, str, int]]:
@@ -393,6 +401,7 @@ class EvaluationRunner:
 
     async def _episode(self, question: BenchmarkQuestion, method: str, seed: int) -> dict[str, Any]:
         from sleuth.agent import Agent
+        from sleuth.agent.strategies import run_strategy
 
         key = result_key(question.id, method, seed)
         metadata = {
@@ -410,8 +419,11 @@ class EvaluationRunner:
             else:
                 config = agent_config(method, self.settings.budget, seed)
                 user = self.user(question) if self.user and "ask" in config.actions else None
+                strategy = self._strategy if method in TREE_METHODS else None
                 agent = Agent(self.llm, engine, config, ask_user=user, reader=self.reader)
-                trajectory = await agent.run(question.question, episode_id=key, metadata=metadata)
+                trajectory = await run_strategy(
+                    agent, question.question, strategy, episode_id=key, metadata=metadata
+                )
                 if user is not None:  # every exchange, with how the user answered it
                     trajectory.metadata["user"] = user.record()
         except asyncio.CancelledError:

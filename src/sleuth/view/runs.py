@@ -69,6 +69,17 @@ class Episode:
     def is_gold(self, doc_id: str) -> bool:
         return doc_id in self.gold_ids or base_doc_id(doc_id) in self.gold_ids
 
+    def alternatives(self, step_index: int) -> list[dict[str, Any]]:
+        """A tree search's other candidates for step ``step_index`` (``Trajectory.tree``): the
+        siblings of the node that took it, each with its action, argument and critic score,
+        best first; empty for ReAct's chain and for steps no search weighed."""
+        tree = self.trajectory.tree if self.trajectory else []
+        taken = next((n for n in tree if n.get("chosen") and n.get("step") == step_index), None)
+        if taken is None:
+            return []
+        others = [n for n in tree if n.get("parent") == taken["parent"] and n is not taken]
+        return sorted(others, key=lambda n: (-(n.get("score") or 0.0), n.get("id", 0)))
+
     def hits(self, step_index: int) -> list[HitView]:
         if self.trajectory is None:
             return []
