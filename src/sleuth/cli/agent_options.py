@@ -3,9 +3,13 @@ one definition, so the flags mean the same everywhere."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from sleuth.agent.config import AgentConfig
+    from sleuth.agent.strategy_config import StrategyConfig
 
 Constrain = Annotated[
     bool,
@@ -146,3 +150,26 @@ CallBudget = Annotated[
         "the most one ReAct episode makes)"
     ),
 ]
+
+
+def strategy_plan(
+    config: AgentConfig,
+    strategy: str,
+    branches: int,
+    beam_width: int,
+    simulations: int,
+    call_budget: int,
+) -> StrategyConfig:
+    """The ``--strategy`` options as one plan; a call budget too small for ``config`` is
+    refused here, before any model loads."""
+    from sleuth.agent.strategy_config import StrategyConfig
+
+    plan = StrategyConfig(
+        name=strategy,
+        branches=branches,
+        beam_width=beam_width,
+        simulations=simulations,
+        call_budget=call_budget,
+    )
+    plan.budget_for(config)
+    return plan

@@ -115,7 +115,6 @@ def ask_command(
     from sleuth.agent import Agent, AgentConfig, TrajectoryLog
     from sleuth.agent.show import StepPrinter, TitleMemo, default_trajectory_path
     from sleuth.agent.strategies import run_strategy
-    from sleuth.agent.strategy_config import StrategyConfig
     from sleuth.agent.trained_settings import describe, fill_in, trained_settings
     from sleuth.display import plural, safe_markup, safe_text
     from sleuth.errors import SleuthError
@@ -168,14 +167,9 @@ def ask_command(
         answer_spans=answer_spans,
         final_read=final_read,
     )
-    plan = StrategyConfig(
-        name=strategy,
-        branches=branches,
-        beam_width=beam_width,
-        simulations=simulations,
-        call_budget=call_budget,
+    plan = options.strategy_plan(  # a budget too small is refused before any work
+        config, strategy, branches, beam_width, simulations, call_budget
     )
-    plan.budget_for(config)  # a budget too small is refused before any work
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
     console = Console(highlight=False)

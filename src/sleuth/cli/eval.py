@@ -199,16 +199,9 @@ def run_command(
         final_read=final_read,
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
-    from sleuth.agent.strategy_config import StrategyConfig
-
-    plan = StrategyConfig(
-        name=strategy,
-        branches=branches,
-        beam_width=beam_width,
-        simulations=simulations,
-        call_budget=call_budget,
+    plan = options.strategy_plan(  # a budget too small is refused before any work
+        budget, strategy, branches, beam_width, simulations, call_budget
     )
-    plan.budget_for(budget)  # a budget too small is refused before any work
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
     settings = RunSettings(
         benchmark=benchmark,
