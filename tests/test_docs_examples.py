@@ -192,6 +192,7 @@ def _parse(command: str) -> None:
     cmd, path = _cli(), ["sleuth"]
     args = args[args.index("sleuth") + 1 :]
     while hasattr(cmd, "commands"):
+        args = cmd.route(args) if hasattr(cmd, "route") else args  # `sleuth index CORPUS`
         assert args and args[0] in cmd.commands, f"{command}: no command {args[:1]}"
         cmd, path, args = cmd.commands[args[0]], [*path, args[0]], args[1:]
     try:

@@ -130,10 +130,14 @@ def _encoder_checked(options: ImportOptions, source: VectorSource) -> Any:
     loaded here and ``--dim`` vouches for the dimension instead (recorded as a warning)."""
     from sleuth.search.encoder import Encoder
 
-    try:
-        encoder, reason = Encoder(options.encoder, options.encoder_backend), ""
-    except Exception as exc:  # an offline hub, a missing folder, a broken export
-        encoder, reason = None, " ".join(str(exc).split())[:300]
+    folder = Path(options.encoder).expanduser()
+    if options.encoder.startswith(("/", ".", "~")) and not folder.exists():
+        encoder, reason = None, f"no such folder {folder}"  # a path, not a hub id: fail fast
+    else:
+        try:
+            encoder, reason = Encoder(options.encoder, options.encoder_backend), ""
+        except Exception as exc:  # an offline hub, a broken folder or export
+            encoder, reason = None, " ".join(str(exc).split())[:300]
     if encoder is not None:
         if encoder.dim != source.d or options.dim not in (None, encoder.dim):
             raise IndexFormatError(
