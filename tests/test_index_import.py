@@ -273,6 +273,14 @@ def test_a_bad_source_is_refused_by_name_and_writes_nothing(
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
+def test_no_verify_imports_a_source_the_check_refuses_and_says_so(source: dict, tmp_path: Path):
+    shifted = _broken(source, tmp_path, [*source["lines"][1:], source["lines"][0]])
+    out = import_index(shifted, source["faiss"]["flat"], tmp_path / "idx", _options(verify=False))
+    imported = read_manifest(out)["imported"]
+    assert imported["sample_check"] is None
+    assert imported["warnings"] == ["sample check skipped (--no-verify)"]
+
+
 def test_a_failed_import_keeps_the_index_already_there(source: dict, tmp_path: Path):
     out = import_index(source["corpus"], source["faiss"]["flat"], tmp_path / "idx", _options())
     before = (out / "manifest.json").read_text()

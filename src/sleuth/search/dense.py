@@ -110,10 +110,6 @@ class DenseEngine(BatchSearch):
     def index_bytes(self) -> int:
         return int(_faiss().serialize_index(self._index).nbytes)
 
-    @property
-    def faiss_index(self) -> Any:
-        return self._index
-
     def ranked_rows_batch(
         self, queries: Sequence[str], k: int
     ) -> list[tuple[list[int], list[float]]]:

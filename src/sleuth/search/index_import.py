@@ -86,15 +86,16 @@ def import_index(
     with atomic_index_folder(out) as tmp:
         lines = _store_corpus(corpus, tmp, source.ntotal, samples, progress)
         started = time.perf_counter()
-        check = _SampleCheck(source, encoder, lines, options) if encoder else None
+        verify = encoder is not None and options.verify
+        check = _SampleCheck(source, encoder, lines, options) if verify else None
         placed = _place_vectors(source, tmp / "dense", options, check, progress)
         placed["seconds"] = round(time.perf_counter() - started, 3)
         if check is not None:
             check.raise_if_failed(corpus)
-        elif options.verify:
-            options.warnings.append("sample check skipped: the encoder could not be loaded")
-        else:
+        elif not options.verify:
             options.warnings.append("sample check skipped (--no-verify)")
+        else:
+            options.warnings.append("sample check skipped: the encoder could not be loaded")
         manifest = new_manifest(
             "dense",
             _params(source, options, encoder, placed),
