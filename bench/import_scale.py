@@ -3,8 +3,9 @@
 A corpus of N ``{"id", "contents"}`` lines and a faiss ``IndexFlatIP`` of N vectors (written by
 faiss, as Search-R1's ``e5_Flat.index`` is) are generated, then imported three ways, each in a
 fresh process: kept (linked, memory-mapped), ``--to sq8`` and ``--to ivf-pq``. Reported per way:
-the whole process's peak RSS, the peak the manifest records for the pass over the vectors, the
-seconds, the output size; and recall@10 of the converted indexes against the flat one.
+the whole import's peak RSS (sampled), the peak the manifest records for the pass over the
+vectors, the seconds, the output size; and recall@10 of the converted indexes against the flat
+one.
 
 Encoding N passages would take hours on 2 cores, so the vectors are synthesised on the real
 MiniLM manifold as ``bench/scale.py`` does (mixes of two real HotpotQA passage vectors plus
@@ -49,15 +50,25 @@ result = {{"vectors": n, "dim": dim, "real_passages_encoded": len(real)}}
 """
 
 IMPORT = """
-import json, time
+import json, threading, time
 from sleuth.search.index_import import ImportOptions, import_index
+# The import resets the kernel's high-water mark before its pass over the vectors (which is the
+# peak it records), so the whole import's peak is sampled here every 20 ms instead.
+peak, done = [0], threading.Event()
+def sample():
+    while not done.wait(0.02):
+        rss = open("/proc/self/statm").read().split()[1]
+        peak[0] = max(peak[0], int(rss) * 4096)
+threading.Thread(target=sample, daemon=True).start()
 options = ImportOptions(encoder="packaged", query_prefix="query: ", passage_prefix="passage: ",
                         to={to!r}, verify=False)
 started = time.perf_counter()
 out = import_index({corpus!r}, {flat!r}, {out!r}, options)
+done.set()
 manifest = json.loads((out / "manifest.json").read_text())
 vectors = manifest["imported"]["vectors"]
 result = {{"seconds": round(time.perf_counter() - started, 1),
+          "import_peak_rss_mb_sampled": round(peak[0] / 2**20, 1),
           "vectors_pass_peak_rss_mb": round(vectors["peak_rss_bytes"] / 2**20, 1),
           "vectors_pass_peak_scope": vectors["peak_rss_scope"],
           "dense_bytes": (out / "dense" / "vectors.faiss").stat().st_size,
@@ -112,10 +123,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         way = result[name]
         result["summary"].append(
             {
-                "metric": f"import {name}: process peak RSS MiB (vectors pass), seconds",
-                "value": f"{way['peak_rss_mb']} ({way['vectors_pass_peak_rss_mb']}), "
-                f"{way['seconds']}",
-                "pass": way["peak_rss_mb"] < source_mb,  # the source is never loaded whole
+                "metric": f"import {name}: peak RSS MiB whole import (vectors pass), seconds",
+                "value": f"{way['import_peak_rss_mb_sampled']} "
+                f"({way['vectors_pass_peak_rss_mb']}), {way['seconds']}",
+                "pass": way["vectors_pass_peak_rss_mb"] < source_mb,  # never loaded whole
             }
         )
     shutil.rmtree(work, ignore_errors=True)

@@ -81,6 +81,11 @@ def import_index(
     if options.to is not None and options.to not in TARGETS:
         raise SleuthError(f"unknown --to {options.to!r}; choose one of {', '.join(TARGETS)}")
     source = open_source(faiss_path)
+    if source.ntotal == 0:
+        raise IndexFormatError(f"{source.path}: the faiss index holds no vectors")
+    local = Path(options.encoder).expanduser()
+    if local.is_dir():  # a folder: recorded absolute, so the index opens from any folder
+        options.encoder = str(local.resolve())
     encoder = _encoder_checked(options, source)
     samples = _sample_rows(source.ntotal)
     with atomic_index_folder(out) as tmp:
