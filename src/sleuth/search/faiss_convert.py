@@ -2,8 +2,9 @@
 
 The quantizer is trained on an evenly spaced sample of rows, then rows are added in the source's
 order, chunk by chunk, so row i stays line i of the corpus. Memory: the output index (faiss
-builds it in memory before writing it), one chunk of source rows and the training sample; a flat
-source is never loaded. The peak resident memory is measured (``PeakMemory``) and recorded.
+builds it in memory before writing it; a flat or SQ8 one is sized once, not grown), one chunk of
+source rows and the training sample; a flat source is never loaded. The peak resident memory
+is measured (``PeakMemory``) and recorded.
 """
 
 from __future__ import annotations
@@ -58,9 +59,30 @@ def train(target: Any, source: VectorSource) -> int:
     if target.is_trained:
         return 0
     rows = training_rows(source.ntotal)
-    sample = np.ascontiguousarray(source.take(rows))
-    target.train(sample)
+    target.train(np.ascontiguousarray(source.take(rows)))
     return len(rows)
+
+
+class ChunkAdder:
+    """Adds source rows to ``target`` in order. A flat-codes index (flat, SQ8) is sized once
+    for every row and each chunk's codes are written in place: ``add`` would grow its buffer by
+    doubling, holding the old and the new buffer at once (up to twice the output) at the end."""
+
+    def __init__(self, target: Any, ntotal: int) -> None:
+        faiss = _faiss()
+        self.target, self._view = target, None
+        if isinstance(target, faiss.IndexFlatCodes):
+            self._size = target.code_size
+            target.codes.resize(ntotal * self._size)
+            target.ntotal = ntotal
+            self._view = faiss.rev_swig_ptr(target.codes.data(), ntotal * self._size)
+
+    def add(self, start: int, block: np.ndarray) -> None:
+        if self._view is None:
+            self.target.add(block)
+            return
+        end = (start + len(block)) * self._size
+        self._view[start * self._size : end] = self.target.sa_encode(block).ravel()
 
 
 class PeakMemory:

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from sleuth.errors import CorpusError, IndexFormatError, SleuthError
 from sleuth.jsonio import write_json_atomic
 from sleuth.search.dense import FAISS_FILE
 from sleuth.search.docstore import DocStoreWriter, DuplicateIdError
-from sleuth.search.faiss_convert import TARGETS, PeakMemory, make_target, train
+from sleuth.search.faiss_convert import TARGETS, ChunkAdder, PeakMemory, make_target, train
 from sleuth.search.faiss_source import VectorSource, open_source
 from sleuth.search.index_format import (
     MANIFEST,
@@ -74,6 +74,7 @@ def import_index(
 
     ``progress`` is called with the corpus lines read, then the vectors passed.
     """
+    options = replace(options, warnings=list(options.warnings))  # the caller's stays as it was
     out = check_index_target(out)
     corpus = Path(corpus).expanduser().resolve()
     if not corpus.is_file():
@@ -350,17 +351,18 @@ def _place_vectors(
     dense.mkdir()
     target_kind = options.to if options.to not in (None, source.kind) else None
     with PeakMemory() as peak:
-        target = trained = None
+        target = trained = adder = None
         if target_kind is not None:
             shape = {"nlist": options.nlist, "pq_m": options.pq_m}
             target = make_target(target_kind, source.d, source.metric, source.ntotal, **shape)
             trained = train(target, source)
+            adder = ChunkAdder(target, source.ntotal)
         if target is not None or check is not None or not source.loaded:
             for start, block in source.chunks():  # a flat file's hash comes from this pass
                 if check is not None:
                     check.add(start, block)
-                if target is not None:
-                    target.add(block)
+                if adder is not None:
+                    adder.add(start, block)
                 if progress:
                     progress(len(block))
         if target is not None:
