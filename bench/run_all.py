@@ -26,6 +26,7 @@ BENCHMARKS = (
     "quality",
     "bm25_analysis",
     "scale",
+    "import_scale",
     "serving",
     "agent",
     "encoder",

@@ -143,6 +143,11 @@ NOT_RUN: list[tuple[str, str]] = [
         "the export is run by test_export_verl.py; the synopsis has optional parts",
     ),
     (r"^verl\.md: (INDEX=|python3 -m verl)", "verl on GPUs"),
+    (
+        r"^scale\.md: sleuth (index import|search indexes/wiki18|serve indexes/wiki18)",
+        "needs Search-R1's wiki-18 files (about 80 GB) and e5-base-v2; test_index_import.py "
+        "runs the same command on a 240-passage source in that layout",
+    ),
     (r"^training\.md: (pip install|accelerate launch)", "installs packages / several GPUs"),
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),
@@ -198,6 +203,7 @@ def _parse(command: str) -> None:
     cmd, path = _cli(), ["sleuth"]
     args = args[args.index("sleuth") + 1 :]
     while hasattr(cmd, "commands"):
+        args = cmd.route(args) if hasattr(cmd, "route") else args  # `sleuth index CORPUS`
         assert args and args[0] in cmd.commands, f"{command}: no command {args[:1]}"
         cmd, path, args = cmd.commands[args[0]], [*path, args[0]], args[1:]
     try:

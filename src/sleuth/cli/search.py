@@ -6,16 +6,49 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from sleuth.cli import search_options
 from sleuth.corpus.bundled import describe as describe_bundled
 
+BUILD = "build"
+
+
+class IndexGroup(TyperGroup):
+    """``sleuth index CORPUS --out DIR`` builds, as it always did (the same as ``sleuth index
+    build``); ``sleuth index import`` wraps an index built elsewhere. Arguments that do not
+    start with a subcommand's name go to ``build``."""
+
+    def route(self, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            return [BUILD, *args]
+        return args
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self.route(list(args)))
+
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        "index", help=f"Build a search index from a corpus. Bundled: {describe_bundled()}."
+    from sleuth.cli.index_import import import_command
+
+    index_app = typer.Typer(
+        cls=IndexGroup,
+        no_args_is_help=True,
+        help="Build a search index from a corpus (`sleuth index CORPUS --out DIR`, the same as "
+        "`sleuth index build`), or import a corpus and faiss index built elsewhere "
+        "(`sleuth index import`).",
+    )
+    index_app.command(
+        BUILD, help=f"Build a search index from a corpus. Bundled: {describe_bundled()}."
     )(index_command)
+    index_app.command(
+        "import",
+        help="Wrap a Search-R1 / FlashRAG corpus JSONL and its prebuilt faiss index as a Sleuth "
+        "dense index, without encoding the corpus again (docs/scale.md).",
+    )(import_command)
+    app.add_typer(index_app, name="index")
     app.command("search", help="Search an index and print the ranked hits.")(search_command)
 
 

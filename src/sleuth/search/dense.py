@@ -71,16 +71,30 @@ class DenseEngine(BatchSearch):
         encoder: str | None,
         ef_search: int = 128,
         encoder_backend: str | None = None,
+        *,
+        query_prefix: str = "",
+        mmap: bool = False,
+        nprobe: int | None = None,
+        metric: str = "ip",
     ) -> None:
+        """``query_prefix`` goes before every query (e5: ``"query: "``); ``mmap`` maps a flat
+        index's vectors from the file instead of reading them into memory; ``nprobe`` sets the
+        lists an IVF index searches; ``metric`` ``l2`` turns distances into scores (negated),
+        so a higher score is a better hit for every index."""
         faiss = _faiss()
         path = folder / FAISS_FILE
-        self._index = faiss.read_index(str(path))
+        flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
+        self._index = faiss.read_index(str(path), flags)
         if self._index.ntotal != len(docstore):
             raise IndexFormatError(
                 f"{path}: holds {self._index.ntotal:,} vectors for {len(docstore):,} documents"
             )
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = ef_search
+        if nprobe is not None:
+            faiss.extract_index_ivf(self._index).nprobe = nprobe
+        self.query_prefix = query_prefix
+        self._sign = -1.0 if metric == "l2" else 1.0
         self._docs = docstore
         self.encoder = Encoder(encoder, encoder_backend)
         if self.encoder.dim != self._index.d:
@@ -99,13 +113,16 @@ class DenseEngine(BatchSearch):
     def ranked_rows_batch(
         self, queries: Sequence[str], k: int
     ) -> list[tuple[list[int], list[float]]]:
-        vectors = self.encoder.encode(list(queries))
-        scores, rows = self._index.search(vectors, min(k, len(self._docs)))
+        scores, rows = self._index.search(self.encode_queries(queries), min(k, len(self._docs)))
         ranked = []
         for row_list, score_list in zip(rows, scores, strict=True):
             keep = row_list >= 0  # faiss pads with -1 when fewer than k vectors exist
-            ranked.append((row_list[keep].tolist(), score_list[keep].tolist()))
+            ranked.append((row_list[keep].tolist(), (self._sign * score_list[keep]).tolist()))
         return ranked
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """The query vectors searched: each query after the index's query prefix."""
+        return self.encoder.encode([self.query_prefix + query for query in queries])
 
     def _search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         return [self._docs.hits(r, s) for r, s in self.ranked_rows_batch(queries, k)]

@@ -137,14 +137,9 @@ def build_index(
     if tokenizer not in TOKENIZERS:
         raise SleuthError(f"unknown analyzer {tokenizer!r}; choose one of {', '.join(TOKENIZERS)}")
     out = check_index_target(out)  # before any work: a bad --out fails now, not after the build
-    out.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted(out)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    (tmp / BUILDER_PID).write_text(str(os.getpid()))
     candidates = [Path(reuse_dense).expanduser()] if reuse_dense else []
     candidates.append(out)
-    try:
+    with atomic_index_folder(out) as tmp:
         params = _build_into(
             documents,
             tmp,
@@ -160,24 +155,44 @@ def build_index(
         count, checksum = params.pop("_count"), params.pop("_checksum")
         if count == 0:
             raise CorpusError(f"{source or 'corpus'}: no documents to index")
-        from sleuth import __version__
+        write_json_atomic(tmp / MANIFEST, new_manifest(engine, params, checksum, count, source))
+    return out
 
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "engine": engine,
-            "params": params,
-            "corpus": {"sha256": checksum, "documents": count, "source": source},
-            "sleuth_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        write_json_atomic(tmp / MANIFEST, manifest)
+
+def new_manifest(
+    engine: str, params: dict[str, Any], checksum: str, count: int, source: str
+) -> dict[str, Any]:
+    """The manifest of an index built now (written last, by the caller, into its folder)."""
+    from sleuth import __version__
+
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "engine": engine,
+        "params": params,
+        "corpus": {"sha256": checksum, "documents": count, "source": source},
+        "sleuth_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+@contextmanager
+def atomic_index_folder(out: Path) -> Iterator[Path]:
+    """A hidden temporary sibling of ``out`` to build in; renamed to ``out`` when the block ends
+    normally (the caller writes the manifest last), removed when it raises. ``out`` must have
+    passed ``check_index_target``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted(out)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    (tmp / BUILDER_PID).write_text(str(os.getpid()))
+    try:
+        yield tmp
         (tmp / BUILDER_PID).unlink()
         _swap_into_place(tmp, out)
     except BaseException:
         _remove_tree(tmp)
         raise
-    return out
 
 
 def _remove_tree(path: Path) -> None:
@@ -379,7 +394,12 @@ def _is_bool() -> ParamCheck:
     return (lambda value: isinstance(value, bool)), "true or false"
 
 
+def _is_string() -> ParamCheck:
+    return (lambda value: isinstance(value, str) and len(value) <= 200), "a string"
+
+
 LEXICAL, DENSE = ("bm25", "hybrid"), ("dense", "hybrid")
+IMPORTED_KINDS = ("ivf", "ivf-pq", "other")  # faiss structures only an import brings
 # Every manifest parameter: the engines that use it and what a valid value is. A new
 # parameter of an engine is one line here; anything not listed is refused when opening.
 PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
@@ -393,11 +413,18 @@ PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
     "encoder_backend": (DENSE, _is_one_of("onnx", "onnx-int8", "openvino", "torch")),
     "k1": (LEXICAL, _is_number(0.0, 100.0)),
     "b": (LEXICAL, _is_number(0.0, 1.0)),
-    "dense_index": (DENSE, _is_one_of("flat", "hnsw", "sq8", "hnsw+sq8")),
+    "dense_index": (DENSE, _is_one_of("flat", "hnsw", "sq8", "hnsw+sq8", *IMPORTED_KINDS)),
     "encoder": (DENSE, _is_text()),
     "dim": (DENSE, _is_number(1, 65536, integer=True)),
     "hnsw_m": (DENSE, _is_number(2, 1024, integer=True)),
     "ef_construction": (DENSE, _is_number(1, 100_000, integer=True)),
+    # Imported faiss indexes (``sleuth index import``): prefixes the encoder was trained with,
+    # faiss memory-mapped instead of read, IVF lists probed, and the metric the vectors use.
+    "query_prefix": (("dense",), _is_string()),
+    "passage_prefix": (("dense",), _is_string()),
+    "mmap": (("dense",), _is_bool()),
+    "nprobe": (("dense",), _is_number(1, 1_000_000, integer=True)),
+    "metric": (("dense",), _is_one_of("ip", "l2")),
 }
 
 
@@ -425,6 +452,12 @@ def rebuild_hint(folder: Path, manifest: dict[str, Any]) -> str:
     """The command that rebuilds ``folder``, runnable from any folder: absolute paths (indexes
     built before sources were recorded absolute say their corpus path was relative)."""
     source = str(manifest.get("corpus", {}).get("source") or "CORPUS")
+    if isinstance(manifest.get("imported"), dict):
+        faiss_source = manifest["imported"].get("faiss", {}).get("path", "INDEX.faiss")
+        return (
+            f"import it again: sleuth index import --corpus {source} --faiss {faiss_source} "
+            f"--out {os.path.abspath(folder)} (with the options it was imported with)"
+        )
     hint = (
         f"rebuild it: sleuth index {source} --out {os.path.abspath(folder)} "
         f"--engine {manifest.get('engine')} (with the options it was built with"
@@ -501,7 +534,15 @@ def open_index(
         backend = query_backend(params.get("encoder_backend"), encoder_backend)
         with _damage_reported(folder, manifest, f"dense/{FAISS_FILE}"):
             dense = DenseEngine(
-                folder / "dense", docstore, params.get("encoder"), ef_search, backend
+                folder / "dense",
+                docstore,
+                params.get("encoder"),
+                ef_search,
+                backend,
+                query_prefix=params.get("query_prefix", ""),
+                mmap=params.get("mmap", False),
+                nprobe=params.get("nprobe"),
+                metric=params.get("metric", "ip"),
             )
     if engine == "bm25":
         result: Any = lexical
