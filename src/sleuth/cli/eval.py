@@ -93,6 +93,7 @@ def run_command(
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,
+    context_budget: options.ContextBudget = 0,
     prompt_example: options.PromptExampleOrTrained = None,
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
@@ -192,6 +193,7 @@ def run_command(
         constrain=constrain,
         answer_spans=answer_spans,
         final_read=final_read,
+        context_budget=context_budget,
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
