@@ -18,6 +18,7 @@ from sleuth.agent.knowledge import KnowledgeCache
 from sleuth.agent.trajectory import Trajectory
 from sleuth.corpus import load_documents
 from sleuth.errors import SleuthError
+from sleuth.evaluate.report import _trajectory_html, within_page_size
 from sleuth.llm.base import Completion, ToolCall
 from sleuth.llm.scripted import ScriptedLLM
 
@@ -258,3 +259,16 @@ def test_access_in_the_json_format_and_the_grammar(hotpot_bm25):
 )
 def test_page_requests(argument, expected):
     assert page_request(argument) == expected
+
+
+# -- the report of long episodes ---------------------------------------------------------------
+def test_the_report_shows_prompt_sizes_and_stays_a_page_one_can_open(hotpot_bm25, titles):
+    traj = run(ScriptedLLM(long_script(titles)), hotpot_bm25, context_budget=3500)
+    data = traj.to_dict()
+    view = _trajectory_html("long", data)
+    last = traj.steps[-1]
+    note = f"prompt {last.context_tokens} tokens, {last.dropped_observations} older observations"
+    assert note in view and len(view) < 100_000
+    many = {f"e{n}": data for n in range(10)}
+    kept = within_page_size(many, list(many), limit=5 * len(view))
+    assert list(kept) == ["e0", "e1", "e2", "e3", "e4"]  # the rest: in trajectories.jsonl
