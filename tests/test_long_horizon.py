@@ -272,3 +272,16 @@ def test_the_report_shows_prompt_sizes_and_stays_a_page_one_can_open(hotpot_bm25
     many = {f"e{n}": data for n in range(10)}
     kept = within_page_size(many, list(many), limit=5 * len(view))
     assert list(kept) == ["e0", "e1", "e2", "e3", "e4"]  # the rest: in trajectories.jsonl
+
+
+def test_a_searchers_notes_keep_the_numbers_it_selects_by(hotpot_bm25, titles):
+    """Under ``select`` documents keep one number for the episode: the notes show it, and a
+    document whose results were dropped can still be selected by it."""
+    script = [f"<search>{title} history</search>" for title in titles[:14]]
+    llm = ScriptedLLM([*script, "<select>2, 1</select>", "<answer>Tulsa</answer>"])
+    traj = run(llm, hotpot_bm25, actions=("search", "select"), final_read=2, context_budget=2500)
+    first = [hit.id for hit in traj.steps[0].hits]
+    notes = llm.calls[-2][0]["content"].split(NOTES_HEAD)[1]  # the searcher's last turn
+    assert f"[1] (id: {first[0]})" in notes and f"[2] (id: {first[1]})" in notes
+    assert traj.steps[-2].dropped_observations > 0
+    assert traj.metadata["selected"] == [first[1], first[0]] and traj.answer == "Tulsa"
