@@ -132,6 +132,20 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
         chars=60,
         after_search=True,
     ),
+    # Paged reading of a whole document (long horizons): ``open`` shows its first
+    # 4 x doc_chars characters, ``access`` any page of ``page_chars``, with the page count.
+    ActionSpec(
+        name="access",
+        prompt="<access>document id page N</access> reads page N of the document with that id "
+        "(page 1 when N is left out); each page says how many pages the document has.",
+        description="Read a document page by page: its id, then 'page N' (page 1 when left out).",
+        parameters={
+            "document": "a document id from results, then 'page N', e.g. Mira Castell page 2"
+        },
+        words=17,
+        chars=220,
+        engine=True,
+    ),
 )
 SPECS: dict[str, ActionSpec] = {spec.name: spec for spec in ACTION_SPECS}
 ACTIONS: tuple[str, ...] = tuple(SPECS)

@@ -54,6 +54,12 @@ class AgentConfig:
     # of the last turn of a long conversation, where small models answer from their latest,
     # often off-topic, hits (sleuth.agent.final_read). 0: the conversation's answer stands.
     final_read: int = 0
+    # > 0: the most tokens a conversation's prompt may have (long horizons). Older search
+    # results and opened pages are then replaced by one-line stubs and their documents kept in
+    # a notes block (id, title, start of text) at the end of the system prompt; the trajectory
+    # keeps every observation (sleuth.agent.context). 0: every observation stays, as before.
+    context_budget: int = 0
+    page_chars: int = 1500  # characters per page of the access action (paged reading)
 
     def __post_init__(self) -> None:
         unknown = set(self.actions) - set(ACTIONS)
@@ -77,6 +83,11 @@ class AgentConfig:
             )
         if self.final_read < 0:
             raise SleuthError(f"final_read must be 0 or more documents; got {self.final_read}")
+        if self.context_budget < 0 or self.page_chars < 1:
+            raise SleuthError(
+                f"context_budget must be 0 (no budget) or more tokens and page_chars at least "
+                f"1; got {self.context_budget} and {self.page_chars}"
+            )
         if self.min_searches < 0:
             raise SleuthError(f"min_searches must be 0 or more; got {self.min_searches}")
         object.__setattr__(self, "actions", tuple(self.actions))

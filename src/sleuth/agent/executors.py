@@ -205,6 +205,71 @@ async def run_ask(ep: EpisodeState, action: Action, step: Step) -> bool:
     return False
 
 
+PAGE_REQUEST = re.compile(r"^(?P<id>.*?)(?:[\s,;:]+page\s*(?P<page>\d+))?\s*$", re.I | re.S)
+
+
+def page_request(argument: str) -> tuple[str, int]:
+    """``"Mira Castell page 2"`` -> ``("Mira Castell", 2)``; no page named: page 1."""
+    match = PAGE_REQUEST.match(argument.strip())
+    assert match is not None  # the pattern matches every string
+    return match["id"].strip(), int(match["page"] or 1)
+
+
+def pages_of(text: str, size: int) -> list[str]:
+    """``text`` cut into pages of at most ``size`` characters, at a space in a page's second
+    half where there is one (words stay whole); their concatenation is the text."""
+    pages, start = [], 0
+    while start < len(text):
+        end = start + size
+        if end < len(text):
+            cut = text.rfind(" ", start + size // 2, end)
+            end = cut + 1 if cut > start else end
+        pages.append(text[start:end])
+        start = end
+    return pages or [""]
+
+
+async def run_access(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Show one page (``page_chars`` characters) of a whole document, with the page count; a
+    page past the end is refused with the pages there are."""
+    doc_id, page = page_request(action.argument)
+    try:
+        doc = await asyncio.to_thread(ep.agent.search.get, doc_id)  # type: ignore[union-attr]
+    except DocumentNotFound:
+        step.error = f"no document with id {doc_id!r}"
+        step.observation = f"No document has the id {neutralise(doc_id)!r}."
+        ep.observe(step.observation, action)
+        return False
+    except SleuthError as exc:
+        step.error = str(exc)
+        step.observation = f"Cannot read documents here: {neutralise(str(exc))}"
+        ep.observe(step.observation, action)
+        return False
+    pages = pages_of(doc.text, ep.cfg.page_chars)
+    shown_id = neutralise(doc.id)
+    if not 1 <= page <= len(pages):
+        step.error = f"page {page} of {len(pages)}"
+        step.observation = (
+            f"Document {shown_id!r} has {len(pages)} page{'s' if len(pages) > 1 else ''}; "
+            f"page {page} does not exist. Ask for a page from 1 to {len(pages)}."
+        )
+        ep.observe(step.observation, action)
+        return False
+    body = neutralise(pages[page - 1].strip())
+    after = (
+        f"[page {page} of {len(pages)}; page {page + 1} reads on]"
+        if page < len(pages)
+        else f"[page {page} of {len(pages)}: the end of the document]"
+    )
+    step.observation = (
+        f"(id: {shown_id}) {neutralise(doc.title)}, page {page} of {len(pages)}\n{body}\n{after}"
+    )
+    ep.knowledge.seen.setdefault(doc.id, doc.title)
+    ep.knowledge.texts.append(body)
+    ep.observe(step.observation, action, wrap=True)
+    return False
+
+
 EXECUTORS: dict[str, Executor] = {
     "search": run_search,
     "open": run_open,
@@ -212,4 +277,5 @@ EXECUTORS: dict[str, Executor] = {
     "answer": run_answer,
     "ask": run_ask,
     "select": run_select,
+    "access": run_access,
 }

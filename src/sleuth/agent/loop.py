@@ -18,6 +18,7 @@ from typing import Any
 from sleuth.agent import prompts
 from sleuth.agent.actions import ACTION_SPECS, SPECS
 from sleuth.agent.config import AgentConfig
+from sleuth.agent.context import Fitted, fit, token_counter
 from sleuth.agent.executors import EXECUTORS, AskUser, EpisodeStop
 from sleuth.agent.final_read import reading_order
 from sleuth.agent.grammar import ActionGrammar
@@ -144,6 +145,7 @@ class Episode:
         self.queries: set[str] = set()  # normalised queries searched so far
         self.answer_only = False  # set by a repeated query when answer_on_repeat
         self.started = time.perf_counter()
+        self.fitted: Fitted | None = None  # the last call's prompt under a context budget
         self.trajectory = Trajectory(
             episode_id="",
             question=question,
@@ -355,7 +357,7 @@ class Episode:
             config = replace(config, temperature=0.0)
         try:
             completion = await llm.complete(
-                self.messages if messages is None else messages,
+                self.prompt(llm) if messages is None else messages,
                 config,
                 None if self.tags else prompts.json_tools(self.actions),
             )
@@ -368,6 +370,39 @@ class Episode:
             completion.constraint += f" (answer: one of {len(choices)} spans read)"
         self.tokens += completion.usage.completion_tokens
         return completion
+
+    def prompt(self, llm: LLM) -> list[Message]:
+        """What a call on the conversation sends: the conversation itself, or under a context
+        budget its fitted copy (older observations stubbed, their documents in notes:
+        ``sleuth.agent.context``), whose size the step records."""
+        if not self.cfg.context_budget:
+            return self.messages
+        self.fitted = fit(
+            self.messages,
+            self.trajectory.steps,
+            self.knowledge,
+            self.cfg.context_budget,
+            token_counter(llm),
+            numbered=self.knowledge.numbered_across_searches,
+        )
+        return self.fitted.messages
+
+    def _note_context(self, step: Step) -> None:
+        """Record the fitted prompt's size and stubs in ``step`` and the trajectory's
+        ``metadata["context"]`` (largest prompt, most observations dropped, turns over)."""
+        fitted, self.fitted = self.fitted, None
+        if fitted is None:
+            return
+        step.context_tokens, step.dropped_observations = fitted.tokens, fitted.dropped
+        step.prompt_tokens = step.prompt_tokens or fitted.tokens
+        meta = self.trajectory.metadata.setdefault(
+            "context",
+            {"budget": self.cfg.context_budget, "max_prompt_tokens": 0, "dropped_observations": 0},
+        )
+        meta["max_prompt_tokens"] = max(meta["max_prompt_tokens"], fitted.tokens)
+        meta["dropped_observations"] = max(meta["dropped_observations"], fitted.dropped)
+        if fitted.over:
+            meta["over_budget_turns"] = meta.get("over_budget_turns", 0) + 1
 
     async def _call_model(
         self, actions: tuple[str, ...], messages: list[Message] | None = None
@@ -422,7 +457,7 @@ class Episode:
         delta: list[Message],
         fresh: bool = False,
     ) -> Step:
-        return Step(
+        step = Step(
             index=len(self.trajectory.steps),
             prompt_delta=delta,
             model_output=completion.text,
@@ -436,6 +471,9 @@ class Episode:
             fresh_context=fresh,
             role=self.role(fresh),
         )
+        if not fresh:
+            self._note_context(step)
+        return step
 
     def _maybe_untagged_answer(self, text: str, action: Action) -> Action:
         if (

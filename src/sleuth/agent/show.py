@@ -25,6 +25,7 @@ TITLE_CHARS = 80
 ACTION_STYLES = {
     "search": "cyan",
     "open": "blue",
+    "access": "blue",
     "judge": "magenta",
     "answer": "green",
     "select": "yellow",

@@ -61,6 +61,11 @@ class Step:
     # Which model made this call when the agent has a reader (``Agent(reader=...)``):
     # "searcher" or "reader"; "" (and left out of the file) for one model or a tool step.
     role: str = ""
+    # Under a context budget (``AgentConfig.context_budget``; 0 and left out of the file
+    # otherwise): the prompt's size as the budget counted it (the model's tokenizer where the
+    # backend has one) and how many older observations it carried as stubs.
+    context_tokens: int = 0
+    dropped_observations: int = 0
 
 
 @dataclass(slots=True)
@@ -127,8 +132,9 @@ class Trajectory:
         if not data["tree"]:  # ReAct's trajectory reads as before tree searches
             del data["tree"]
         for step in data["steps"]:  # a step without a role: the file reads as before readers
-            if not step["role"]:
-                del step["role"]
+            for name in OPTIONAL_STEP_FIELDS:  # and as before context budgets
+                if not step[name]:
+                    del step[name]
         return data
 
     def to_json(self) -> str:
@@ -186,7 +192,11 @@ STEP_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "constraint": ((str,), False),
     "fresh_context": ((bool,), False),
     "role": ((str,), False),
+    "context_tokens": ((int,), False),
+    "dropped_observations": ((int,), False),
 }
+# Left out of a step's record when empty, so files without them read and write as before.
+OPTIONAL_STEP_FIELDS = ("role", "context_tokens", "dropped_observations")
 HIT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "id": ((str,), True),
     "score": (_NUMBER, True),

@@ -89,6 +89,14 @@ TopK = Annotated[int, typer.Option(help="Documents per search (and RAG's prefetc
 MaxTurns = Annotated[int, typer.Option(help="Model calls per episode")]
 MaxSearches = Annotated[int, typer.Option(help="Searches per episode")]
 MaxNewTokens = Annotated[int, typer.Option(help="Tokens generated per model call")]
+ContextBudget = Annotated[
+    int,
+    typer.Option(
+        help="Most tokens a turn's prompt may have (long episodes): older search results and "
+        "pages become one-line stubs, their documents stay in a notes block (0 = keep every "
+        "observation; docs/agent.md, 'Long horizons')"
+    ),
+]
 UntaggedAnswer = Annotated[
     bool, typer.Option(help="Take prose with no action tag as the answer (for tiny models)")
 ]

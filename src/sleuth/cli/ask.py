@@ -91,6 +91,16 @@ def ask_command(
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,
+    context_budget: options.ContextBudget = 0,
+    access: Annotated[
+        bool,
+        typer.Option(
+            "--access",
+            help="Also offer the access action: read a whole document page by page "
+            "(<access>ID page N</access>; --page-chars characters a page)",
+        ),
+    ] = False,
+    page_chars: Annotated[int, typer.Option(help="Characters per page of --access")] = 1500,
     prompt_example: options.PromptExampleOrTrained = None,
     strategy: options.Strategy = "react",
     branches: options.Branches = 3,
@@ -145,7 +155,11 @@ def ask_command(
         trained, prefetch_k=prefetch, doc_chars=doc_chars, prompt_example=prompt_example
     )
     actions = (
-        ["search", "open"] + (["judge"] if judge else []) + (["ask"] if ask else []) + ["answer"]
+        ["search", "open"]
+        + (["access"] if access else [])
+        + (["judge"] if judge else [])
+        + (["ask"] if ask else [])
+        + ["answer"]
     )
     if select:  # a searcher: RAG's top K first, follow-ups, then the reader reads K documents
         if judge or ask:
@@ -166,6 +180,8 @@ def ask_command(
         constrain=constrain,
         answer_spans=answer_spans,
         final_read=final_read,
+        context_budget=context_budget,
+        page_chars=page_chars,
     )
     plan = options.strategy_plan(  # a budget too small is refused before any work
         config, strategy, branches, beam_width, simulations, call_budget

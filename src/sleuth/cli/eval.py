@@ -93,6 +93,7 @@ def run_command(
     constrain: options.Constrain = True,
     answer_spans: options.AnswerSpans = False,
     final_read: options.FinalRead = DEFAULT_DOCUMENTS,
+    context_budget: options.ContextBudget = 0,
     prompt_example: options.PromptExampleOrTrained = None,
     strategy: options.Strategy = "react",
     branches: options.Branches = 3,
@@ -197,6 +198,7 @@ def run_command(
         constrain=constrain,
         answer_spans=answer_spans,
         final_read=final_read,
+        context_budget=context_budget,
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
     plan = options.strategy_plan(  # a budget too small is refused before any work

@@ -108,6 +108,7 @@ BUDGET_FIELDS = (
     "prompt_example",
     "answer_spans",
     "final_read",
+    "context_budget",
 )
 # Evaluation's shorter episode where its defaults differ from AgentConfig's.
 EVAL_DEFAULTS: dict[str, Any] = {"max_turns": 8, "max_searches": 4, "max_new_tokens": 128}

@@ -39,6 +39,9 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 MAX_EMBEDDED_TRAJECTORIES = 2000
 MAX_OBSERVATION_CHARS = 2000
+# The embedded trajectories' share of report.html: a 45-turn episode renders to ~75 kB, so
+# 2000 of them would make a 150 MB page; past this size the rest stay in trajectories.jsonl.
+MAX_EMBEDDED_CHARS = 30_000_000
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -119,7 +122,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     write_json_atomic(json_path, report)
     wanted = [r["episode_id"] for r in report["results"]][:MAX_EMBEDDED_TRAJECTORIES]
     trajectories = read_trajectories(folder / TRAJECTORIES_FILE, set(wanted))
-    page = render_html(report, trajectories)
+    page = render_html(report, within_page_size(trajectories, wanted))
     tmp = html_path.with_name(f".{html_path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(html_path)
@@ -450,6 +453,33 @@ def _question_rows(results: list[dict[str, Any]], linked: set[str]) -> str:
     )
 
 
+def within_page_size(
+    trajectories: dict[str, dict[str, Any]], order: list[str], limit: int = MAX_EMBEDDED_CHARS
+) -> dict[str, dict[str, Any]]:
+    """The first of ``trajectories`` (in ``order``) whose rendered views fit ``limit``
+    characters together: long episodes must not make the page too large to open."""
+    kept, total = {}, 0
+    for episode_id in order:
+        if episode_id in trajectories:
+            total += len(_trajectory_html(episode_id, trajectories[episode_id]))
+            if total > limit:
+                break
+            kept[episode_id] = trajectories[episode_id]
+    return kept
+
+
+def _context_note(step: dict[str, Any]) -> str:
+    """A step's prompt size under a context budget (``AgentConfig.context_budget``)."""
+    if not step.get("context_tokens"):
+        return ""
+    dropped = step.get("dropped_observations", 0)
+    return (
+        f"<br><small>prompt {escape(str(step['context_tokens']))} tokens"
+        + (f", {escape(str(dropped))} older observations as stubs" if dropped else "")
+        + "</small>"
+    )
+
+
 def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
     steps = []
     for step in data.get("steps", []):
@@ -462,6 +492,7 @@ def _trajectory_html(episode_id: str, data: dict[str, Any]) -> str:
             + (f"<br>hits: {hits}" if hits else "")
             + (f" <i>from {escape(step_sources(step))}</i>" if step_sources(step) else "")
             + (f"<br><i>{escape(observation)}</i>" if step.get("action") == "ask" else "")
+            + _context_note(step)
             + (
                 f"<br><span class='bad'>{escape(str(step['error']))}</span>"
                 if step.get("error")

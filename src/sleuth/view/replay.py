@@ -19,6 +19,7 @@ from typing import Any
 from sleuth.agent.actions import SPECS
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
+from sleuth.agent.executors import page_request
 from sleuth.agent.loop import Agent, Episode, EpisodeStop
 from sleuth.agent.parsing import Action
 from sleuth.agent.trajectory import Step, Trajectory
@@ -186,8 +187,11 @@ class _Replay:
                     as_kept = neutralise(text)
                     ep.knowledge.texts.append(as_kept)
                     ep.knowledge.documents.setdefault(doc_id, (neutralise(title), as_kept))
-            if step.action == "open" and not step.error:
-                ep.knowledge.seen.setdefault(step.argument, "")
+            if step.action in ("open", "access") and not step.error:
+                doc_id = (
+                    page_request(step.argument)[0] if step.action == "access" else step.argument
+                )
+                ep.knowledge.seen.setdefault(doc_id, "")
                 ep.knowledge.texts.append(step.observation.partition("\n")[2])
             ep.searches += step.action == "search"
             ep.tokens += step.completion_tokens
