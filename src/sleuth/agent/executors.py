@@ -24,7 +24,7 @@ from sleuth.agent.parsing import Action, judge_verdict
 from sleuth.agent.trajectory import Step, Trajectory
 from sleuth.errors import DocumentNotFound, QueryError, SleuthError
 from sleuth.search.base import SearchEngine
-from sleuth.types import Hit
+from sleuth.types import Document, Hit
 
 AskUser = Callable[[str], Awaitable[str]]
 OPEN_CHARS_FACTOR = 4  # an opened document shows this many times doc_chars
@@ -115,19 +115,27 @@ async def run_search(ep: EpisodeState, action: Action, step: Step) -> bool:
     return False
 
 
-async def run_open(ep: EpisodeState, action: Action, step: Step) -> bool:
-    """Show a document by id, up to ``OPEN_CHARS_FACTOR`` times ``doc_chars``."""
+async def fetch_document(
+    ep: EpisodeState, doc_id: str, action: Action, step: Step, verb: str
+) -> Document | None:
+    """The document ``doc_id`` from the engine, or None after telling the model why not (no
+    such id; an engine that cannot ``verb`` documents by id)."""
     try:
-        doc = await asyncio.to_thread(ep.agent.search.get, action.argument)  # type: ignore[union-attr]
+        return await asyncio.to_thread(ep.agent.search.get, doc_id)  # type: ignore[union-attr]
     except DocumentNotFound:
-        step.error = f"no document with id {action.argument!r}"
-        step.observation = f"No document has the id {neutralise(action.argument)!r}."
-        ep.observe(step.observation, action)
-        return False
+        step.error = f"no document with id {doc_id!r}"
+        step.observation = f"No document has the id {neutralise(doc_id)!r}."
     except SleuthError as exc:
         step.error = str(exc)
-        step.observation = f"Cannot open documents here: {neutralise(str(exc))}"
-        ep.observe(step.observation, action)
+        step.observation = f"Cannot {verb} documents here: {neutralise(str(exc))}"
+    ep.observe(step.observation, action)
+    return None
+
+
+async def run_open(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Show a document by id, up to ``OPEN_CHARS_FACTOR`` times ``doc_chars``."""
+    doc = await fetch_document(ep, action.argument, action, step, "open")
+    if doc is None:
         return False
     limit = ep.cfg.doc_chars * OPEN_CHARS_FACTOR
     body = doc.text if len(doc.text) <= limit else doc.text[:limit] + " ..."
@@ -233,17 +241,8 @@ async def run_access(ep: EpisodeState, action: Action, step: Step) -> bool:
     """Show one page (``page_chars`` characters) of a whole document, with the page count; a
     page past the end is refused with the pages there are."""
     doc_id, page = page_request(action.argument)
-    try:
-        doc = await asyncio.to_thread(ep.agent.search.get, doc_id)  # type: ignore[union-attr]
-    except DocumentNotFound:
-        step.error = f"no document with id {doc_id!r}"
-        step.observation = f"No document has the id {neutralise(doc_id)!r}."
-        ep.observe(step.observation, action)
-        return False
-    except SleuthError as exc:
-        step.error = str(exc)
-        step.observation = f"Cannot read documents here: {neutralise(str(exc))}"
-        ep.observe(step.observation, action)
+    doc = await fetch_document(ep, doc_id, action, step, "read")
+    if doc is None:
         return False
     pages = pages_of(doc.text, ep.cfg.page_chars)
     shown_id = neutralise(doc.id)
