@@ -61,6 +61,25 @@ def save_faiss(index: Any, folder: Path) -> None:
     _faiss().write_index(index, str(folder / FAISS_FILE))
 
 
+def _skip_deleted(index: Any, docstore: DocStore, path: Path, ef_search: int) -> Any:
+    """Search parameters that skip the vectors whose row is no longer in the store (documents
+    deleted or replaced by ``sleuth index update``, see ``sleuth.search.updates``)."""
+    faiss = _faiss()
+    rows = np.asarray(docstore.rows(), dtype=np.int64)
+    if len(rows) > index.ntotal or (len(rows) and int(rows.max()) >= index.ntotal):
+        raise IndexFormatError(
+            f"{path}: holds {index.ntotal:,} vectors for {len(docstore):,} documents"
+        )
+    deleted = np.setdiff1d(np.arange(index.ntotal, dtype=np.int64), rows)
+    params = faiss.SearchParametersHNSW() if hasattr(index, "hnsw") else faiss.SearchParameters()
+    if hasattr(index, "hnsw"):
+        params.efSearch = ef_search
+    batch = faiss.IDSelectorBatch(deleted)
+    params.sel = faiss.IDSelectorNot(batch)
+    params.keep = (batch, params.sel)  # the selectors must live as long as the parameters
+    return params
+
+
 class DenseEngine(BatchSearch):
     name = "dense"
 
@@ -75,12 +94,11 @@ class DenseEngine(BatchSearch):
         faiss = _faiss()
         path = folder / FAISS_FILE
         self._index = faiss.read_index(str(path))
-        if self._index.ntotal != len(docstore):
-            raise IndexFormatError(
-                f"{path}: holds {self._index.ntotal:,} vectors for {len(docstore):,} documents"
-            )
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = ef_search
+        self._search_params = None
+        if self._index.ntotal != len(docstore):  # an updated index: rows of deleted documents
+            self._search_params = _skip_deleted(self._index, docstore, path, ef_search)
         self._docs = docstore
         self.encoder = Encoder(encoder, encoder_backend)
         if self.encoder.dim != self._index.d:
@@ -100,7 +118,9 @@ class DenseEngine(BatchSearch):
         self, queries: Sequence[str], k: int
     ) -> list[tuple[list[int], list[float]]]:
         vectors = self.encoder.encode(list(queries))
-        scores, rows = self._index.search(vectors, min(k, len(self._docs)))
+        scores, rows = self._index.search(
+            vectors, min(k, len(self._docs)), params=self._search_params
+        )
         ranked = []
         for row_list, score_list in zip(rows, scores, strict=True):
             keep = row_list >= 0  # faiss pads with -1 when fewer than k vectors exist
