@@ -13,8 +13,13 @@ from sleuth.corpus.bundled import describe as describe_bundled
 
 
 def register(app: typer.Typer) -> None:
+    from sleuth.cli.index_update import IndexCommand
+
     app.command(
-        "index", help=f"Build a search index from a corpus. Bundled: {describe_bundled()}."
+        "index",
+        cls=IndexCommand,
+        help=f"Build a search index from a corpus. Bundled: {describe_bundled()}. "
+        "`sleuth index update` adds, replaces and deletes documents of a built index.",
     )(index_command)
     app.command("search", help="Search an index and print the ranked hits.")(search_command)
 
