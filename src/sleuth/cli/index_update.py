@@ -55,7 +55,9 @@ def update_command(
         from sleuth.search.updates import apply_update
 
         result = apply_update(index, upserts, deletes)  # type: ignore[arg-type]
-        stderr.print(describe(str(index), result.public()), markup=False, highlight=False)
+        stderr.print(
+            describe(str(index), result.public()), markup=False, highlight=False, soft_wrap=True
+        )
         return
     from sleuth.search.pool import parse_addresses
     from sleuth.search.update_client import send_update
@@ -63,10 +65,12 @@ def update_command(
     failed = 0
     for answer in send_update(parse_addresses(search_url).urls, upserts, deletes, token=token):
         if answer.result is not None:
-            stderr.print(describe(answer.url, answer.result), markup=False, highlight=False)
+            stderr.print(
+                describe(answer.url, answer.result), markup=False, highlight=False, soft_wrap=True
+            )
         else:
             failed += 1
-            stderr.print(f"{answer.url}: not updated: {answer.error}", markup=False)
+            stderr.print(f"{answer.url}: not updated: {answer.error}", markup=False, soft_wrap=True)
     if failed:
         raise SleuthError(f"{failed} server(s) not updated; send the batch to them again")
 

@@ -21,7 +21,7 @@ from litestar import Request, delete, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from sleuth.errors import SleuthError
 from sleuth.search.base import SearchEngine
@@ -143,7 +143,7 @@ def update_routes(
         return live.apply(upserts, list(data.delete))
 
     @delete("/doc/{doc_id:path}", sync_to_thread=True, status_code=200, guards=guards)
-    def delete_document(request: Request, doc_id: str) -> UpdateResponse:
+    def delete_document(request: Request, doc_id: FromPath[str]) -> UpdateResponse:
         """Delete one document by id (percent-encoded as in GET /doc/{id}); 404 if unknown."""
         return live.apply([], [doc_id_of(request)])
 
