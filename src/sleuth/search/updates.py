@@ -98,8 +98,15 @@ def check_batch(upserts: Sequence[Document], deletes: Sequence[str]) -> None:
 def update_lock(folder: Path) -> Iterator[None]:
     """One commit at a time per index folder, across processes (a server and the CLI)."""
     generations = folder / GENERATIONS
-    generations.mkdir(exist_ok=True)
-    with (generations / LOCK_FILE).open("a") as handle:
+    try:
+        generations.mkdir(exist_ok=True)
+        handle = (generations / LOCK_FILE).open("a")
+    except OSError as exc:
+        raise SleuthError(
+            f"cannot update {folder}: {exc.strerror or exc} (updates write a new generation "
+            "into the index folder, so it must be writable)"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -131,6 +138,7 @@ def apply_update(
     started = time.perf_counter()
     folder = Path(folder).expanduser()
     check_batch(upserts, deletes)
+    read_manifest(folder)  # a missing or foreign folder is named before anything is written
     with update_lock(folder):
         manifest = read_manifest(folder)
         engine = manifest["engine"]
