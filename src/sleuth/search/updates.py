@@ -159,6 +159,7 @@ def apply_update(
             if engine in ("dense", "hybrid"):
                 _write_dense(source, target, manifest["params"], change["new_rows"], encoder)
             checkpoint("dense")
+            _sync_tree(target)  # on disk before the manifest names it (a power cut too)
             result = UpdateResult(
                 generation=generation,
                 added=change["added"],
@@ -345,6 +346,17 @@ def _write_dense(
     index.add(encoder.encode(texts))
     (target / "dense").mkdir()
     save_faiss(index, target / "dense")
+
+
+def _sync_tree(folder: Path) -> None:
+    """fsync every file and folder of the new generation (faiss does not sync its file)."""
+    for path in [*folder.rglob("*"), folder]:
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        descriptor = os.open(path, flags)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _remove_old_generations(folder: Path, keep: set[Path]) -> None:

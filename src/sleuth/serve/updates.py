@@ -59,7 +59,7 @@ class UpdateResponse(msgspec.Struct):
     documents: int
     bm25: str | None
     commit_ms: float
-    searchable_after_ms: float  # from the request's arrival to the swap; searchable now
+    searchable_after_ms: float  # from the handler's start to the swap; searchable now
 
 
 class UpdatesUnavailable(SleuthError):
