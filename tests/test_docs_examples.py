@@ -132,6 +132,12 @@ NOT_RUN: list[tuple[str, str]] = [
         r"^serving\.md: python -m bench\.search_pool",
         "starts two servers for about two minutes; test_search_pool.py covers the pool",
     ),
+    (
+        r"^serving\.md: (sleuth serve indexes/hotpot-live|sleuth index update|"
+        r"curl -s -H \"Authorization|python -m bench\.fresh_content)",
+        "updates change the index the other examples search; test_fresh_content.py runs the "
+        "same routes and commands",
+    ),
     (r"^simulation\.md: sleuth serve ", "serves until stopped; test_simulated.py serves it"),
     (
         r"^promptagator\.md: (cat > examples\.jsonl|"

@@ -18,8 +18,8 @@ BUILD = "build"
 
 class IndexGroup(TyperGroup):
     """``sleuth index CORPUS --out DIR`` builds, as it always did (the same as ``sleuth index
-    build``); ``sleuth index import`` wraps an index built elsewhere. Arguments that do not
-    start with a subcommand's name go to ``build``."""
+    build``); ``sleuth index import`` wraps an index built elsewhere; ``sleuth index update``
+    changes a built one. Arguments that do not start with a subcommand's name go to ``build``."""
 
     def route(self, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
@@ -32,13 +32,15 @@ class IndexGroup(TyperGroup):
 
 def register(app: typer.Typer) -> None:
     from sleuth.cli.index_import import import_command
+    from sleuth.cli.index_update import update_command
 
     index_app = typer.Typer(
         cls=IndexGroup,
         no_args_is_help=True,
         help="Build a search index from a corpus (`sleuth index CORPUS --out DIR`, the same as "
-        "`sleuth index build`), or import a corpus and faiss index built elsewhere "
-        "(`sleuth index import`).",
+        "`sleuth index build`), import a corpus and faiss index built elsewhere "
+        "(`sleuth index import`), or add, replace and delete documents of a built index "
+        "(`sleuth index update`).",
     )
     index_app.command(
         BUILD, help=f"Build a search index from a corpus. Bundled: {describe_bundled()}."
@@ -48,6 +50,11 @@ def register(app: typer.Typer) -> None:
         help="Wrap a Search-R1 / FlashRAG corpus JSONL and its prebuilt faiss index as a Sleuth "
         "dense index, without encoding the corpus again (docs/scale.md).",
     )(import_command)
+    index_app.command(
+        "update",
+        help="Add, replace and delete documents of an index, committed atomically "
+        "(docs/serving.md, 'Fresh content').",
+    )(update_command)
     app.add_typer(index_app, name="index")
     app.command("search", help="Search an index and print the ranked hits.")(search_command)
 

@@ -160,6 +160,11 @@ def serve_command(
         limits=limits,
         allowed_hosts=hosts,
         index_folder=index if (index / "manifest.json").is_file() else None,
+        reopen=lambda: (
+            open_engine(
+                index, simulate=simulate, rerank=rerank, encoder_backend=encoder_backend
+            ).engine
+        ),
     )
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
@@ -172,6 +177,7 @@ def serve_command(
         f"at {base}\n"
         f"  POST {base}/search  POST {base}/search/batch  POST {base}/retrieve (Search-R1)\n"
         f"  GET  {base}/doc/{{id}}  GET {base}/health  docs {base}/schema"
+        + (f"\n  POST {base}/documents  DELETE {base}/doc/{{id}} (updates)" if token else "")
         + ("\n  auth: Bearer token required" if token else "")
         + ("" if quiet else "\n  access log: one line per request (--quiet turns it off)"),
         markup=True,

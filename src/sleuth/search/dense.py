@@ -61,6 +61,31 @@ def save_faiss(index: Any, folder: Path) -> None:
     _faiss().write_index(index, str(folder / FAISS_FILE))
 
 
+def _skip_deleted(index: Any, docstore: DocStore, path: Path, ef_search: int) -> Any:
+    """Search parameters that skip the vectors whose row is no longer in the store (documents
+    deleted or replaced by ``sleuth index update``, see ``sleuth.search.updates``)."""
+    faiss = _faiss()
+    rows = np.asarray(docstore.rows(), dtype=np.int64)
+    if len(rows) > index.ntotal or (len(rows) and int(rows.max()) >= index.ntotal):
+        raise IndexFormatError(
+            f"{path}: holds {index.ntotal:,} vectors for {len(docstore):,} documents"
+        )
+    deleted = np.setdiff1d(np.arange(index.ntotal, dtype=np.int64), rows)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:  # an IVF index takes only its own parameters (and keeps its nprobe)
+        params = faiss.SearchParametersIVF()
+        params.nprobe = ivf.nprobe
+    elif hasattr(index, "hnsw"):
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = ef_search
+    else:
+        params = faiss.SearchParameters()
+    batch = faiss.IDSelectorBatch(deleted)
+    params.sel = faiss.IDSelectorNot(batch)
+    params.keep = (batch, params.sel)  # the selectors must live as long as the parameters
+    return params
+
+
 class DenseEngine(BatchSearch):
     name = "dense"
 
@@ -85,14 +110,13 @@ class DenseEngine(BatchSearch):
         path = folder / FAISS_FILE
         flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
         self._index = faiss.read_index(str(path), flags)
-        if self._index.ntotal != len(docstore):
-            raise IndexFormatError(
-                f"{path}: holds {self._index.ntotal:,} vectors for {len(docstore):,} documents"
-            )
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = ef_search
         if nprobe is not None:
             faiss.extract_index_ivf(self._index).nprobe = nprobe
+        self._search_params = None
+        if self._index.ntotal != len(docstore):  # an updated index: rows of deleted documents
+            self._search_params = _skip_deleted(self._index, docstore, path, ef_search)
         self.query_prefix = query_prefix
         self._sign = -1.0 if metric == "l2" else 1.0
         self._docs = docstore
@@ -113,7 +137,9 @@ class DenseEngine(BatchSearch):
     def ranked_rows_batch(
         self, queries: Sequence[str], k: int
     ) -> list[tuple[list[int], list[float]]]:
-        scores, rows = self._index.search(self.encode_queries(queries), min(k, len(self._docs)))
+        scores, rows = self._index.search(
+            self.encode_queries(queries), min(k, len(self._docs)), params=self._search_params
+        )
         ranked = []
         for row_list, score_list in zip(rows, scores, strict=True):
             keep = row_list >= 0  # faiss pads with -1 when fewer than k vectors exist

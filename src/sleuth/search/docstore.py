@@ -130,6 +130,10 @@ class DocStore:
             for n, (r, s) in enumerate(zip(rows, scores, strict=True), start=1)
         ]
 
+    def rows(self) -> list[int]:
+        """Every row number in the store (gaps are documents an update removed)."""
+        return [row for (row,) in self._fetch("SELECT row FROM docs ORDER BY row")]
+
     def row_of(self, doc_id: str) -> int | None:
         rows = self._fetch("SELECT row FROM docs WHERE id = ?", (doc_id,))
         return rows[0][0] if rows else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -267,7 +268,8 @@ def _build_into(
         if source is not None:
             manifest = read_manifest(source)
             (folder / "dense").mkdir()
-            shutil.copyfile(source / "dense" / FAISS_FILE, folder / "dense" / FAISS_FILE)
+            vectors_file = data_folder(source, manifest) / "dense" / FAISS_FILE
+            shutil.copyfile(vectors_file, folder / "dense" / FAISS_FILE)
             dim = manifest["params"]["dim"]
             backend = manifest["params"].get("encoder_backend", "torch")
             params.update(
@@ -320,15 +322,18 @@ def _dense_settings_match(candidate: Path, wanted: dict[str, Any]) -> bool:
     params = manifest.get("params", {})
     return (
         manifest["engine"] in ("dense", "hybrid")
-        and (candidate / "dense" / FAISS_FILE).is_file()
+        and (data_folder(candidate, manifest) / "dense" / FAISS_FILE).is_file()
         and all(params.get(key) == value for key, value in wanted.items())
         and isinstance(params.get("dim"), int)
     )
 
 
 def _same_corpus(candidate: Path, checksum: str, count: int) -> bool:
-    corpus = read_manifest(candidate).get("corpus", {})
-    return corpus.get("sha256") == checksum and corpus.get("documents") == count
+    manifest = read_manifest(candidate)
+    corpus = manifest.get("corpus", {})
+    # an updated index keeps the vectors of deleted documents (``next_row`` counts them too)
+    rows = manifest.get("next_row", corpus.get("documents"))
+    return corpus.get("sha256") == checksum and corpus.get("documents") == count == rows
 
 
 def _encode_store(folder: Path, count: int, encoder: Any) -> Iterable[Any]:
@@ -338,6 +343,17 @@ def _encode_store(folder: Path, count: int, encoder: Any) -> Iterable[Any]:
         rows = list(range(start, min(start + ENCODE_BATCH, count)))
         hits = store.hits(rows, [0.0] * len(rows))
         yield encoder.encode([f"{h.title}\n{h.text}" if h.title else h.text for h in hits])
+
+
+def data_folder(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Where the index's data files live: the folder itself, or after ``sleuth index update``
+    the generation its manifest names (``generations/NNNNNN``, see ``sleuth.search.updates``)."""
+    data = manifest.get("data")
+    if data is None:
+        return folder
+    if not isinstance(data, str) or not re.fullmatch(r"generations/\d{6}", data):
+        raise IndexFormatError(f"{folder / MANIFEST}: bad data folder {data!r}")
+    return folder / data
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -495,19 +511,20 @@ def open_index(
     manifest = read_manifest(folder)
     engine = manifest["engine"]
     params = validate_params(engine, manifest.get("params", {}), folder / MANIFEST)
+    data = data_folder(folder, manifest)
     required = [DOCSTORE_FILE]
     if engine in ("bm25", "hybrid"):
         required.append("bm25/meta.json")
     if engine in ("dense", "hybrid"):
         required.append("dense/vectors.faiss")
-    missing = [name for name in required if not (folder / name).exists()]
+    missing = [name for name in required if not (data / name).exists()]
     if missing:
         raise IndexFormatError(
             f"{folder}: index is incomplete, missing {', '.join(missing)}; "
             + rebuild_hint(folder, manifest)
         )
     with _damage_reported(folder, manifest, DOCSTORE_FILE):
-        docstore = DocStore(folder)
+        docstore = DocStore(data)
     expected = manifest.get("corpus", {}).get("documents")
     if expected != len(docstore):
         raise IndexFormatError(
@@ -521,7 +538,7 @@ def open_index(
         legacy = manifest["format_version"] == 1
         with _damage_reported(folder, manifest, "bm25"):
             lexical = LexicalEngine(
-                folder / "bm25",
+                data / "bm25",
                 docstore,
                 params.get("tokenizer", "default" if legacy else "english"),
                 query_tf=bool(params.get("query_tf", not legacy)),
@@ -534,7 +551,7 @@ def open_index(
         backend = query_backend(params.get("encoder_backend"), encoder_backend)
         with _damage_reported(folder, manifest, f"dense/{FAISS_FILE}"):
             dense = DenseEngine(
-                folder / "dense",
+                data / "dense",
                 docstore,
                 params.get("encoder"),
                 ef_search,

@@ -14,7 +14,7 @@ ENGINES = ("bm25", "dense", "hybrid")  # the engines an index can be built with
 # and one folder per engine part. Anything else is the user's and must survive a rebuild.
 INDEX_ENTRIES = frozenset(
     {MANIFEST, "docs.sqlite", "docs.sqlite-wal", "docs.sqlite-shm", "docs.sqlite-journal"}
-    | {"bm25", "dense"}
+    | {"bm25", "dense", "generations"}  # generations: ``sleuth index update`` (search/updates.py)
 )
 
 

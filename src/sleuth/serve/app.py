@@ -8,7 +8,7 @@ bounded (hits, response bytes, time: ``ServerLimits``) so one request cannot occ
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -40,12 +40,13 @@ from sleuth.serve.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from sleuth.serve.updates import LiveEngine, update_routes
 from sleuth.tokens import token_matches
 from sleuth.types import Hit
 
 MAX_BODY_BYTES = 1024 * 1024
 DOC_PREFIX = "/doc/"
-JSON_ROUTES = ("/search", "/search/batch", "/retrieve")
+JSON_ROUTES = ("/search", "/search/batch", "/retrieve", "/documents")
 
 
 def _hits_out(hits: list[Hit]) -> list[HitOut]:
@@ -168,15 +169,24 @@ def create_app(
     access_log: bool = True,
     allowed_hosts: HostAllowList | None = None,
     index_folder: str | Path | None = None,
+    reopen: Callable[[], SearchEngine] | None = None,
 ) -> Litestar:
     """A Litestar app serving ``engine``; with ``token`` every route but /health needs it.
     Requests whose ``Host`` is not in ``allowed_hosts`` (default: the loopback names) are a 421,
     a foreign ``Origin`` a 403, a POST body not declared JSON a 415 (``sleuth.http_guard``).
     ``index_folder``: the folder ``engine`` was opened from; a rebuild of it is logged and shown
-    in /health (``sleuth.serve.index_watch``)."""
+    in /health (``sleuth.serve.index_watch``). ``reopen`` opens the engine again after this
+    server commits an update to ``index_folder`` (default: ``open_index`` of the folder); the
+    update routes need a ``token`` (``sleuth.serve.updates``)."""
     validate_query("x", default_topk)
     limits = limits or ServerLimits()
     watch = IndexWatch(index_folder) if index_folder is not None else None
+    folder = Path(index_folder) if index_folder is not None else None
+    if folder is not None and reopen is None:
+        from sleuth.search.index_format import open_index
+
+        reopen = lambda: open_index(folder)  # noqa: E731
+    live = LiveEngine(engine, folder, watch, reopen)
 
     def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if token is None or handler.opt.get("public"):
@@ -187,7 +197,7 @@ def create_app(
     def search_many(queries: Sequence[str], k: int) -> list[list[Hit]]:
         if watch is not None:
             watch.require_current()  # one stat: a rebuilt folder is a 503, not wrong hits
-        return run_bounded(engine.search_batch, list(queries), k, limits)
+        return run_bounded(live.engine.search_batch, list(queries), k, limits)
 
     @post("/search", sync_to_thread=True, status_code=200, opt={"body_type": SearchRequest})
     def search(data: JSONBody[SearchRequest]) -> SearchResponse:
@@ -228,7 +238,7 @@ def create_app(
     def document_out(doc_id: str) -> DocumentOut:
         if watch is not None:
             watch.require_current()
-        doc = engine.get(doc_id)
+        doc = live.engine.get(doc_id)
         return DocumentOut(doc.id, doc.title, doc.text, doc.contents, doc.fields)
 
     @get("/doc/{doc_id:path}", sync_to_thread=True)
@@ -247,23 +257,33 @@ def create_app(
     @get("/health", media_type=MediaType.JSON, sync_to_thread=False, opt={"public": True})
     def health() -> dict[str, Any]:
         """Liveness plus what is being served."""
-        manifest = getattr(engine, "manifest", {}) or {}
+        current = live.engine
+        manifest = getattr(current, "manifest", {}) or {}
         return {
             "status": "ok",
-            "engine": engine.name,
-            "documents": len(engine),
+            "engine": current.name,
+            "documents": len(current),
             "default_topk": default_topk,
             "limits": {**LIMITS, **limits.public(), "max_body_bytes": max_body_bytes},
             "index": {
                 "params": manifest.get("params", {}),
                 "corpus": manifest.get("corpus", {}),
                 "created": manifest.get("created"),
+                "generation": manifest.get("generation", 0),
                 **(watch.public() if watch is not None else {}),
             },
         }
 
     app = Litestar(
-        route_handlers=[search, search_batch, retrieve, document, document_by_query, health],
+        route_handlers=[
+            search,
+            search_batch,
+            retrieve,
+            document,
+            document_by_query,
+            health,
+            *update_routes(live, token, _doc_id_from_raw_path),
+        ],
         guards=[require_token],
         before_request=_decode_strictly,
         exception_handlers={

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sleuth.errors import SleuthError
@@ -55,6 +56,15 @@ class IndexWatch:
                     self._warning = self._describe(current)
                     ERROR_LOG.warning("%s (%s)", self._warning, safe_text(str(self.folder)))
         return self._warning
+
+    def own_change(self, write: Callable[[], None]) -> None:
+        """Run ``write`` (this server committing an update, which rewrites the manifest) and
+        take the result as the index opened: a search checking meanwhile waits, then passes."""
+        with self._lock:
+            if self._warning is not None:
+                raise IndexChanged(self._warning)
+            write()
+            self._opened = _signature(self.folder / MANIFEST)
 
     def require_current(self) -> None:
         """Raise ``IndexChanged`` once the folder changed: answers from a half-old, half-new
