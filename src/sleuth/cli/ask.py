@@ -97,6 +97,7 @@ def ask_command(
     beam_width: options.BeamWidth = 2,
     simulations: options.Simulations = 12,
     call_budget: options.CallBudget = 0,
+    critic: options.CriticOption = "judge",
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: search_options.Rerank = None,
@@ -168,7 +169,7 @@ def ask_command(
         final_read=final_read,
     )
     plan = options.strategy_plan(  # a budget too small is refused before any work
-        config, strategy, branches, beam_width, simulations, call_budget
+        config, strategy, branches, beam_width, simulations, call_budget, critic
     )
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
