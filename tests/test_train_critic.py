@@ -21,10 +21,19 @@ import numpy as np
 import pytest
 from conftest import LiveServer
 from test_strategies import GOOD_QUERY, PolicyLLM, greedy_bad_sampled_good, is_critic, sleuth
+from typer.testing import CliRunner
 
-from sleuth.agent.critic_state import states_of_trajectory
-from sleuth.agent.trained_critic import CriticFormatError, TrainedCritic, load_critic
+from sleuth.agent import Agent, AgentConfig, Episode
+from sleuth.agent.critic_state import state_of_episode, states_of_trajectory
+from sleuth.agent.trained_critic import (
+    CriticFormatError,
+    StateFeatures,
+    TrainedCritic,
+    load_critic,
+)
 from sleuth.agent.trajectory import Trajectory
+from sleuth.cli.agent_options import strategy_plan
+from sleuth.cli.main import app
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.evaluate.methods import eval_budget
@@ -73,9 +82,15 @@ def run_dir(hotpot_bm25, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(run_dir, tmp_path_factory):
+def features() -> StateFeatures:
+    """The packaged encoder's features, shared so each text is embedded once per module."""
+    return StateFeatures()
+
+
+@pytest.fixture(scope="module")
+def trained(run_dir, tmp_path_factory, features):
     out = tmp_path_factory.mktemp("critics") / "critic"
-    return train_critic([run_dir], out, label="recall", holdout=0.25, seed=0)
+    return train_critic([run_dir], out, label="recall", holdout=0.25, seed=0, features=features)
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -108,8 +123,27 @@ def test_states_are_every_prefix_with_documents_as_shown_and_shared_prefixes_ave
     assert runs[0]["episodes"] == 3 * QUESTIONS and len(runs[0]["results_sha256"]) == 64
 
 
+def test_a_live_episode_and_its_stored_trajectory_make_the_same_state(hotpot_bm25) -> None:
+    """What a tree search scores (the live episode) is what training learned from (the file)."""
+    question = load_benchmark("hotpotqa-1100:test", limit=1).questions[0]
+    llm = PolicyLLM(staged_policy({question.question: list(question.answers)}))
+    agent = Agent(llm, hotpot_bm25, AgentConfig(seed=2, top_k=3, final_read=0))
+    episode = Episode(agent, question.question, None)
+
+    async def two_searches() -> None:
+        await episode.prefetch()
+        for _ in range(2):
+            await episode.next_turn()
+
+    asyncio.run(two_searches())
+    stored = Trajectory.from_dict(json.loads(episode.trajectory.to_json()))
+    live = state_of_episode(episode)
+    assert live == states_of_trajectory(stored)[-1]
+    assert live.queries == (BAD_QUERY, question.question) and len(live.documents) == 6
+
+
 def test_the_critic_ranks_states_with_gold_evidence_first_and_beats_counting_documents(
-    trained, run_dir: Path
+    trained, run_dir: Path, features: StateFeatures
 ) -> None:
     metrics = trained.metrics
     held, baseline = metrics["held_out"], metrics["baseline_documents_held_out"]
@@ -120,7 +154,7 @@ def test_the_critic_ranks_states_with_gold_evidence_first_and_beats_counting_doc
     # average, those that gathered none.
     manifest = json.loads((trained.out / "manifest.json").read_text())
     held_ids = set(manifest["held_out_questions"])
-    critic = TrainedCritic.load(trained.out)
+    critic = TrainedCritic.load(trained.out, features)
     states, _ = read_states([run_dir], "recall")
     held_states = [s for s in states if s.question_id in held_ids]
     scores = critic.score_states([s.state for s in held_states])
@@ -130,12 +164,12 @@ def test_the_critic_ranks_states_with_gold_evidence_first_and_beats_counting_doc
 
 
 def test_a_saved_critic_reloads_to_the_same_scores_and_records_its_training(
-    trained, run_dir: Path, tmp_path: Path
+    trained, run_dir: Path, features: StateFeatures
 ) -> None:
     states, _ = read_states([run_dir], "f1")
     rows = [s.state for s in states]
-    loaded = TrainedCritic.load(trained.out)
-    expected = trained.model.predict(loaded.features.rows(rows))
+    loaded = TrainedCritic.load(trained.out, features)
+    expected = trained.model.predict(features.rows(rows))
     assert np.array_equal(loaded.score_states(rows), expected)
     manifest = json.loads((trained.out / "manifest.json").read_text())
     assert manifest["encoder"]["name"] == "packaged:all-MiniLM-L6-v2"
@@ -143,7 +177,7 @@ def test_a_saved_critic_reloads_to_the_same_scores_and_records_its_training(
     assert manifest["metrics"]["held_out"] == trained.metrics["held_out"]
     assert sorted(p.name for p in trained.out.iterdir()) == ["manifest.json", "weights.json"]
     with pytest.raises(SleuthError, match="not a critic folder"):  # never overwrites others
-        train_critic([run_dir], run_dir, label="recall")
+        train_critic([run_dir], run_dir, label="recall", features=features)
 
 
 def test_a_pickled_damaged_or_foreign_critic_is_refused_with_its_reason(
@@ -168,6 +202,29 @@ def test_a_pickled_damaged_or_foreign_critic_is_refused_with_its_reason(
         load_critic(pickled)
     with pytest.raises(CriticFormatError, match="not a critic folder"):
         load_critic(tmp_path / "nowhere")
+
+
+def test_train_critic_command_saves_a_critic_and_says_how_it_ranks(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "critic"
+    result = CliRunner().invoke(
+        app, ["train", "critic", "--runs", str(run_dir), "--out", str(out), "--label", "f1"]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "states of 24 questions (6 held out); label f1" in text
+    assert "held out: critic spearman" in text and "documents gathered spearman" in text
+    assert load_critic(out)[1]["label"] == "f1"
+    bad = CliRunner().invoke(
+        app, ["train", "critic", "--runs", str(tmp_path), "--out", str(out), "--label", "f1"]
+    )
+    assert bad.exit_code != 0 and "is not an eval run folder" in str(bad.exception)
+    # --critic is checked before any model loads: a folder that is no critic is named.
+    with pytest.raises(CriticFormatError, match="not a critic folder"):
+        strategy_plan(AgentConfig(), "best-of-n", 2, 2, 12, 0, str(tmp_path / "nowhere"))
+    plan = strategy_plan(AgentConfig(), "best-of-n", 2, 2, 12, 0, str(out / "manifest.json"))
+    assert plan.critic == str(out.resolve())
 
 
 def cli_cache(tmp_path: Path) -> Path:
@@ -196,9 +253,6 @@ def test_eval_run_best_of_n_with_the_trained_critic_makes_no_critic_calls(
         )  # fmt: skip
 
     with LiveServer(create_llm_app(llm)) as server:
-        refused = eval_run(str(tmp_path / "no-critic"))
-        assert refused.returncode != 0 and "not a critic folder" in refused.stderr
-        assert not llm.calls
         result = eval_run(str(trained.out))
     assert result.returncode == 0, result.stderr
     assert not any(is_critic(messages) for messages, _ in llm.calls)

@@ -5,8 +5,8 @@ outcome of the episode that went through it: its answer's F1, its gold-evidence 
 mean (``label``). Episodes that share a prefix (the same question and actions) share the state,
 whose label is the mean of their outcomes. Questions, not states, are split into training and
 held-out ones, so the held-out metrics say how the critic ranks states of questions it never
-saw. The fit: ridge regression on standardised features, its strength chosen by cross-validation
-grouped by question on the training questions alone.
+saw. The fit: ridge regression on standardised features (``sleuth.train.critic_fit``), its
+strength chosen by cross-validation grouped by question on the training questions alone.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sleuth.agent.trajectory import Trajectory, TrajectoryFormatError
 from sleuth.errors import SleuthError
 from sleuth.evaluate.records import ResultLog
 from sleuth.jsonio import read_jsonl_objects, warn_line
+from sleuth.train.critic_fit import auc, fit_ridge, spearman
 
 __all__ = ["LABELS", "CriticTraining", "LabelledState", "label_of", "read_states", "train_critic"]
 
@@ -147,16 +148,6 @@ def split_questions(
     return set(unique[held:]), set(unique[:held])
 
 
-def _fit(rows: np.ndarray, labels: np.ndarray, alpha: float) -> CriticModel:
-    from sklearn.linear_model import Ridge
-
-    mean = rows.mean(axis=0)
-    scale = rows.std(axis=0)
-    scale[scale < 1e-9] = 1.0  # a constant feature stays constant, never divided by 0
-    ridge = Ridge(alpha=alpha).fit((rows - mean) / scale, labels)
-    return CriticModel(mean, scale, np.asarray(ridge.coef_, np.float64), float(ridge.intercept_))
-
-
 def _choose_alpha(rows: np.ndarray, labels: np.ndarray, groups: list[str], seed: int) -> float:
     """The ridge strength with the least squared error in cross-validation grouped by question
     (a question's states never on both sides); the middle one when too few questions."""
@@ -172,7 +163,7 @@ def _choose_alpha(rows: np.ndarray, labels: np.ndarray, groups: list[str], seed:
         error = 0.0
         for fold in range(folds):
             train, test = which != fold, which == fold
-            model = _fit(rows[train], labels[train], alpha)
+            model = fit_ridge(rows[train], labels[train], alpha)
             error += float(np.sum((model.predict(rows[test]) - labels[test]) ** 2))
         errors.append(error)
     return ALPHAS[int(np.argmin(errors))]
@@ -181,15 +172,7 @@ def _choose_alpha(rows: np.ndarray, labels: np.ndarray, groups: list[str], seed:
 def ranking_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float | None]:
     """Spearman's rho of predicted against actual outcome, and the AUC of telling states whose
     outcome is at least 0.5 from the rest (None where undefined: one class, or no spread)."""
-    from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
-
-    rho = None
-    if len(actual) > 1 and np.ptp(actual) > 0 and np.ptp(predicted) > 0:
-        rho = float(spearmanr(predicted, actual).statistic)
-    good = actual >= 0.5
-    auc = float(roc_auc_score(good, predicted)) if 0 < good.sum() < len(good) else None
-    return {"spearman": rho, "auc": auc}
+    return {"spearman": spearman(predicted, actual), "auc": auc(predicted, actual >= 0.5)}
 
 
 def train_critic(
@@ -221,7 +204,7 @@ def train_critic(
     held = ~train
     train_groups = [g for g in groups if g in train_ids]
     alpha = _choose_alpha(rows[train], labels[train], train_groups, seed)
-    model = _fit(rows[train], labels[train], alpha)
+    model = fit_ridge(rows[train], labels[train], alpha)
     names = feature_names(features.dim)
     documents = rows[:, names.index("documents")]
     metrics = {
@@ -233,7 +216,7 @@ def train_critic(
         "baseline_documents_held_out": ranking_metrics(documents[held], labels[held]),
         "train": ranking_metrics(model.predict(rows[train]), labels[train]),
     }
-    final = _fit(rows, labels, alpha)  # the saved critic learns from every question
+    final = fit_ridge(rows, labels, alpha)  # the saved critic learns from every question
     manifest = {
         "encoder": {"name": ENCODER, "backend": ENCODER_BACKEND, "dim": features.dim},
         "features": names,
