@@ -20,11 +20,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import LiveServer
-from test_strategies import GOOD_QUERY, PolicyLLM, greedy_bad_sampled_good, is_critic, sleuth
+from test_strategies import (
+    GOOD_QUERY,
+    QUESTION,
+    PolicyLLM,
+    greedy_bad_sampled_good,
+    is_critic,
+    sleuth,
+)
 from typer.testing import CliRunner
 
 from sleuth.agent import Agent, AgentConfig, Episode
 from sleuth.agent.critic_state import state_of_episode, states_of_trajectory
+from sleuth.agent.strategies import run_strategy
+from sleuth.agent.strategy_config import StrategyConfig
 from sleuth.agent.trained_critic import (
     CriticFormatError,
     StateFeatures,
@@ -225,6 +234,25 @@ def test_train_critic_command_saves_a_critic_and_says_how_it_ranks(
         strategy_plan(AgentConfig(), "best-of-n", 2, 2, 12, 0, str(tmp_path / "nowhere"))
     plan = strategy_plan(AgentConfig(), "best-of-n", 2, 2, 12, 0, str(out / "manifest.json"))
     assert plan.critic == str(out.resolve())
+
+
+def test_beam_with_the_trained_critic_spends_its_budget_on_the_policy_alone(
+    trained, hotpot_bm25
+) -> None:
+    """The judge's call is promised before every candidate; the trained critic's cost is 0, so
+    the same budget buys the policy more turns and the critic is never asked."""
+    made = {}
+    for critic in ("judge", str(trained.out)):
+        llm = PolicyLLM(greedy_bad_sampled_good)
+        agent = Agent(llm, hotpot_bm25, AgentConfig(seed=0, final_read=0, max_turns=3))
+        strategy = StrategyConfig("beam", branches=2, beam_width=2, call_budget=8, critic=critic)
+        trajectory = asyncio.run(run_strategy(agent, QUESTION, strategy, episode_id="e"))
+        meta = trajectory.metadata
+        assert meta["policy_calls"] + meta["critic_calls"] == len(llm.calls) <= 8
+        made[critic] = (meta["policy_calls"], meta["critic_calls"], trajectory.answer)
+    assert made[str(trained.out)][1] == 0 and made["judge"][1] > 0
+    assert made[str(trained.out)][0] > made["judge"][0]
+    assert made[str(trained.out)][2] == "Tulsa"  # the band's documents ranked first
 
 
 def cli_cache(tmp_path: Path) -> Path:
