@@ -233,8 +233,8 @@ def ask_command(
         meta = trajectory.metadata
         console.print(
             f"[dim]{plan.name}: {len(trajectory.tree)} states, {meta.get('policy_calls')} "
-            f"policy and {meta.get('critic_calls')} critic calls of {meta.get('call_budget')}"
-            "[/dim]"
+            f"policy and {meta.get('critic_calls')} critic calls of {meta.get('call_budget')}; "
+            f"{meta.get('critic_scores', 0)} states scored[/dim]"
         )
     console.print(
         f"[dim]stop: {safe_markup(trajectory.stop_reason)}; {searches}, "
