@@ -3,8 +3,8 @@
 
 A critic is any class with ``async score(episode) -> float`` (``Critic``), built from the model
 it may call and the agent's configuration, and registered in ``CRITICS`` under the name the
-command line gives it (``--critic`` is not a flag yet: ``judge`` is the one critic). A trained
-critic is one more class here.
+command line gives it (``--critic judge``, the default); ``--critic PATH`` names a critic
+trained on past runs (``sleuth.agent.trained_critic``), which ``make_critic`` loads.
 
 ``JudgeCritic`` asks the model itself ReSeek's question, in the agent's own ``judge`` action
 (its prompt line and grammar from ``sleuth.agent.actions``): are the documents gathered so far
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sleuth.agent.actions import SPECS
 from sleuth.agent.config import AgentConfig
@@ -29,8 +29,16 @@ from sleuth.llm.base import LLM, GenerationConfig, Message
 
 if TYPE_CHECKING:
     from sleuth.agent.loop import Episode
+    from sleuth.agent.trained_critic import CriticModel, StateFeatures
 
-__all__ = ["CRITICS", "Critic", "JudgeCritic", "step_adjustment"]
+__all__ = [
+    "CRITICS",
+    "Critic",
+    "JudgeCritic",
+    "make_critic",
+    "model_calls_per_score",
+    "step_adjustment",
+]
 
 # Score = FLOOR + SPAN x verdict (1 yes, 0 no, 0.5 unreadable) + the step's adjustment, in [0, 1].
 # An open state on sufficient evidence scores 0.89 at most, the answer given on it 1.0: a
@@ -80,9 +88,11 @@ class JudgeCritic:
         self.llm, self.cfg = llm, cfg
         self.cache: dict[tuple[str, ...], asyncio.Future[float]] = {}
         self.calls = 0
+        self.scores = 0  # states scored (those sharing documents share a call)
         self.errors: list[str] = []  # why calls failed (their states score as unreadable)
 
     async def score(self, episode: Episode) -> float:
+        self.scores += 1
         verdict = await self.sufficiency(episode)
         steps = episode.trajectory.steps
         step = steps[-1] if steps else None
@@ -132,3 +142,42 @@ class JudgeCritic:
 
 # name -> the class, built as ``cls(llm, cfg)`` (the model it may call, the agent's settings).
 CRITICS: dict[str, Callable[[LLM, AgentConfig], Critic]] = {"judge": JudgeCritic}
+
+
+def model_calls_per_score(critic: object) -> int:
+    """The most model calls one ``score`` makes: what a tree search promises its budget before
+    scoring a state (1 unless the critic says otherwise: a trained critic calls none)."""
+    return int(getattr(critic, "model_calls_per_score", 1))
+
+
+# Trained critics loaded in this process: (folder, manifest's mtime) -> model and manifest; one
+# StateFeatures (its encoder and embedding cache) shared by every question's critic.
+_LOADED: dict[tuple[str, float], tuple[CriticModel, dict[str, Any]]] = {}
+_FEATURES: list[StateFeatures] = []
+
+
+def make_critic(name: str, llm: LLM, cfg: AgentConfig) -> Critic:
+    """The critic ``name`` names: a registered one (``CRITICS``), else the trained critic
+    folder at that path (loaded once per process and checked; ``SleuthError`` when it is not
+    one)."""
+    if name in CRITICS:
+        return CRITICS[name](llm, cfg)
+    from pathlib import Path
+
+    from sleuth.agent.trained_critic import (
+        MANIFEST,
+        StateFeatures,
+        TrainedCritic,
+        load_critic,
+    )
+
+    folder = Path(name)
+    manifest_path = folder / MANIFEST
+    stamp = manifest_path.stat().st_mtime if manifest_path.is_file() else 0.0
+    key = (str(folder.resolve()), stamp)
+    if key not in _LOADED:
+        _LOADED[key] = load_critic(folder)
+    if not _FEATURES:
+        _FEATURES.append(StateFeatures())
+    model, manifest = _LOADED[key]
+    return TrainedCritic(model, manifest, _FEATURES[0])

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sleuth.agent.critic import CRITICS
+from sleuth.agent.critic import make_critic, model_calls_per_score
 from sleuth.agent.executors import EpisodeStop
 from sleuth.agent.loop import Episode
 from sleuth.agent.strategy_config import StrategyConfig, calls_per_turn, finishing_calls
@@ -94,9 +94,10 @@ class TreeSearch:
         counted.llm = CountedLLM(agent.llm, self.budget, "policy")
         if agent.reader is not None:
             counted.reader = CountedLLM(agent.reader, self.budget, "policy")
-        self.critic = CRITICS[self.strategy.critic](
-            CountedLLM(agent.llm, self.budget, "critic"), self.base
+        self.critic = make_critic(
+            self.strategy.critic, CountedLLM(agent.llm, self.budget, "critic"), self.base
         )
+        self.critic_cost = model_calls_per_score(self.critic)  # promised per state scored
         self.per_turn = calls_per_turn(self.base)
         self.seed = self.base.seed if self.base.seed is not None else random.randrange(2**31)
         episode = Episode(counted, question, None, prefetch_query)
@@ -209,6 +210,7 @@ class TreeSearch:
         meta["call_budget"] = self.budget.limit
         meta["policy_calls"] = self.budget.calls["policy"]
         meta["critic_calls"] = self.budget.calls["critic"]
+        meta["critic_scores"] = getattr(self.critic, "scores", 0)
         if self.kept:
             meta["beam_kept"] = self.kept
         if errors := getattr(self.critic, "errors", None):
@@ -251,7 +253,7 @@ def _answer(node: Node) -> str:
 async def _sample(search: TreeSearch, branch: int) -> Node | None:
     """One episode from the root, each turn a node (all of branch ``branch``'s decoding), cut
     where the budget ends; its last state, scored. None when not even a turn was affordable."""
-    if not search.budget.take(1):  # its critic call, promised first
+    if not search.budget.take(search.critic_cost):  # its critic call, promised first
         return None
     node = search.root
     while search.open(node) and search.budget.take(search.per_turn):
@@ -259,7 +261,7 @@ async def _sample(search: TreeSearch, branch: int) -> Node | None:
         search.budget.give(search.per_turn)
     if node is not search.root:
         await search.evaluate(node)
-    search.budget.give(1)
+    search.budget.give(search.critic_cost)
     return None if node is search.root else node
 
 
@@ -267,7 +269,7 @@ async def beam(search: TreeSearch) -> Node:
     """Beam search: ``branches`` candidates from each kept open state per depth, the
     ``beam_width`` best states kept; the best state when no kept state can go on."""
     frontier = [search.root]
-    cost = search.per_turn + 1  # a candidate's turn and its critic call
+    cost = search.per_turn + search.critic_cost  # a candidate's turn and its critic call
     while True:
         growing = [node for node in frontier if search.open(node)]
         plan = [  # every state's first candidate first, as many as the budget affords
@@ -296,16 +298,16 @@ async def mcts(search: TreeSearch) -> Node:
     """UCT over turns: each simulation descends by UCT to a state with fewer than ``branches``
     children, expands one turn, scores it with the critic and backs the score up its path.
     The chosen path follows the most visited child (then the better mean value)."""
-    root, cost = search.root, search.per_turn + 1
+    root, cost = search.root, search.per_turn + search.critic_cost
     for _ in range(search.strategy.simulations):
         node, path = root, [root]
         while True:
             if not search.open(node):  # an ended state: its score is its value
                 if node.score is None:
-                    if not search.budget.take(1):
+                    if not search.budget.take(search.critic_cost):
                         return _most_visited(root)
                     await search.evaluate(node)
-                    search.budget.give(1)
+                    search.budget.give(search.critic_cost)
                 break
             if len(node.children) < search.strategy.branches:
                 if not search.budget.take(cost):
@@ -358,7 +360,7 @@ def _cost(node: Node) -> tuple[float, int]:
 async def astar(search: TreeSearch) -> Node:
     """Best-first (A*): expand the cheapest state (``_cost``) into ``branches`` candidates,
     until the cheapest state has ended (the goal) or no candidate is affordable."""
-    frontier, cost = [search.root], search.per_turn + 1
+    frontier, cost = [search.root], search.per_turn + search.critic_cost
     while True:
         node = min(frontier, key=_cost)
         if not search.open(node):

@@ -23,7 +23,9 @@ __all__ = [
 
 # react: the one greedy chain (``Agent.run``); the others search over cloned episodes.
 STRATEGIES = ("react", "best-of-n", "beam", "mcts", "astar")
-CRITIC_NAMES = ("judge",)  # sleuth.agent.critic.CRITICS: one entry per critic class
+# sleuth.agent.critic.CRITICS: one entry per critic class; any other --critic is the path of a
+# trained critic folder (``sleuth train critic``), checked when it is loaded.
+CRITIC_NAMES = ("judge",)
 # The default call budget: this many times the most calls one ReAct episode can make.
 BUDGET_FACTOR = 4
 
@@ -57,7 +59,7 @@ class StrategyConfig:
     per depth (beam). ``simulations``: MCTS's selection-expansion-backup rounds.
     ``call_budget``: model calls per question, policy and critic together (0: ``BUDGET_FACTOR``
     times ``react_calls``). ``exploration``: UCT's constant. ``critic``: which critic scores
-    states (``sleuth.agent.critic.CRITICS``)."""
+    states (a name in ``sleuth.agent.critic.CRITICS``, or a trained critic's folder)."""
 
     name: str = "react"
     branches: int = 3
@@ -73,9 +75,10 @@ class StrategyConfig:
             raise SleuthError(
                 f"unknown strategy {self.name!r}; choose from {', '.join(STRATEGIES)}"
             )
-        if self.critic not in CRITIC_NAMES:
+        if not self.critic.strip():
             raise SleuthError(
-                f"unknown critic {self.critic!r}; choose from {', '.join(CRITIC_NAMES)}"
+                f"--critic must name a critic ({', '.join(CRITIC_NAMES)}) or a trained critic "
+                "folder"
             )
         if self.branches < 1 or self.beam_width < 1 or self.simulations < 1:
             raise SleuthError(

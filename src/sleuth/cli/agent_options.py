@@ -159,6 +159,15 @@ CallBudget = Annotated[
     ),
 ]
 
+CriticOption = Annotated[
+    str,
+    typer.Option(
+        "--critic",
+        help="Tree strategies: what scores states: judge (the model itself, one call a state) "
+        "or the folder of a critic trained on past runs (`sleuth train critic`; no model calls)",
+    ),
+]
+
 
 def strategy_plan(
     config: AgentConfig,
@@ -167,17 +176,28 @@ def strategy_plan(
     beam_width: int,
     simulations: int,
     call_budget: int,
+    critic: str = "judge",
 ) -> StrategyConfig:
-    """The ``--strategy`` options as one plan; a call budget too small for ``config`` is
-    refused here, before any model loads."""
-    from sleuth.agent.strategy_config import StrategyConfig
+    """The ``--strategy`` options as one plan; a call budget too small for ``config``, or a
+    ``--critic`` folder that is not a trained critic, is refused here, before any model loads.
+    A trained critic is recorded by its absolute path (a run folder's settings name it)."""
+    from pathlib import Path
 
+    from sleuth.agent.strategy_config import CRITIC_NAMES, StrategyConfig
+
+    if critic not in CRITIC_NAMES:
+        from sleuth.agent.trained_critic import MANIFEST, load_critic
+
+        load_critic(critic)
+        folder = Path(critic)
+        critic = str((folder.parent if folder.name == MANIFEST else folder).resolve())
     plan = StrategyConfig(
         name=strategy,
         branches=branches,
         beam_width=beam_width,
         simulations=simulations,
         call_budget=call_budget,
+        critic=critic,
     )
     plan.budget_for(config)
     return plan

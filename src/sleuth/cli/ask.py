@@ -107,6 +107,7 @@ def ask_command(
     beam_width: options.BeamWidth = 2,
     simulations: options.Simulations = 12,
     call_budget: options.CallBudget = 0,
+    critic: options.CriticOption = "judge",
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: search_options.Rerank = None,
@@ -184,7 +185,7 @@ def ask_command(
         page_chars=page_chars,
     )
     plan = options.strategy_plan(  # a budget too small is refused before any work
-        config, strategy, branches, beam_width, simulations, call_budget
+        config, strategy, branches, beam_width, simulations, call_budget, critic
     )
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
@@ -248,8 +249,8 @@ def ask_command(
         meta = trajectory.metadata
         console.print(
             f"[dim]{plan.name}: {len(trajectory.tree)} states, {meta.get('policy_calls')} "
-            f"policy and {meta.get('critic_calls')} critic calls of {meta.get('call_budget')}"
-            "[/dim]"
+            f"policy and {meta.get('critic_calls')} critic calls of {meta.get('call_budget')}; "
+            f"{meta.get('critic_scores', 0)} states scored[/dim]"
         )
     console.print(
         f"[dim]stop: {safe_markup(trajectory.stop_reason)}; {searches}, "

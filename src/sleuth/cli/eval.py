@@ -100,6 +100,7 @@ def run_command(
     beam_width: options.BeamWidth = 2,
     simulations: options.Simulations = 12,
     call_budget: options.CallBudget = 0,
+    critic: options.CriticOption = "judge",
     backend: options.Backend = "auto",
     constrain_via: options.ConstrainVia = "auto",
     rerank: search_options.Rerank = None,
@@ -202,7 +203,7 @@ def run_command(
         **fill_in(trained, doc_chars=doc_chars, prompt_example=prompt_example),
     )
     plan = options.strategy_plan(  # a budget too small is refused before any work
-        budget, strategy, branches, beam_width, simulations, call_budget
+        budget, strategy, branches, beam_width, simulations, call_budget, critic
     )
     judge_label = f"{judge_llm}@{judge_url}" if judge_llm and judge_url else judge_llm
     settings = RunSettings(

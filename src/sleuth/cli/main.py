@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "sleuth.cli.train_sft",  # train sft
     "sleuth.cli.train_retriever",  # train retriever (Promptagator)
     "sleuth.cli.train_simulator",  # train simulator
+    "sleuth.cli.train_critic",  # train critic
     "sleuth.cli.synth_questions",  # synth questions
 )
 
