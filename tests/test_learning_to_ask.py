@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_cli_hardening import sleuth
 
 from sleuth.agent.log import TrajectoryLog
 from sleuth.agent.trajectory import Step, Trajectory
@@ -123,6 +124,16 @@ def test_a_file_of_test_questions_or_without_ambiguity_is_refused(ambiguous_file
 
     with pytest.raises(SleuthError, match="never trained on"):
         training_questions(config)
+
+
+def test_train_agent_refuses_test_questions_before_anything_loads(ambiguous_file, tmp_path):
+    rows = records(ambiguous_file)
+    test_file = write(tmp_path / "test.jsonl", [dict(r, split="test") for r in rows[:2]])
+    args = ["--out", str(tmp_path / "r"), "--benchmark", str(test_file), "--user", "simulated:rules"]
+    result = sleuth("train", "agent", *args, cache=tmp_path / "cache")
+    assert result.returncode != 0 and "split 'test'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r" / "config.json").exists()  # refused before the run was recorded
 
 
 # -- 2. the ask cost ------------------------------------------------------------------------

@@ -203,6 +203,9 @@ class AgentRun(GRPORun):
 
     def check(self) -> None:
         parse_spec(self.config.reward_spec())  # a bad spec fails before the model loads
+        questions = training_questions(self.config)  # one recorded as test is refused here
+        if self.config.user:  # as are questions that do not say whether they are ambiguous
+            rollout_users(self.config.user, 1, questions)
 
     def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
         return build_trainer(self.config, self.engine, model, tokenizer)

@@ -423,14 +423,14 @@ class SearcherRun(GRPORun):
     def prepare(self) -> None:
         """The reader, RAG's cached answers and s3's filters, before the searcher loads."""
         config = self.config
+        questions = load_benchmark(config.benchmark).questions
+        questions = questions[: config.limit] if config.limit else questions
+        refuse_test_questions(questions, config.benchmark)  # before any model loads
+        self.users = rollout_users(config.user, config.user_max_answers, questions)
         if self.reader is None:
             from sleuth.llm import load_llm
 
             self.reader = load_llm(config.reader, url=config.reader_url)
-        questions = load_benchmark(config.benchmark).questions
-        questions = questions[: config.limit] if config.limit else questions
-        refuse_test_questions(questions, config.benchmark)
-        self.users = rollout_users(config.user, config.user_max_answers, questions)
         rag = cache_rag_answers(config, questions, self.reader, self.engine, self.log)
         kept, self.filtered = training_questions(config, questions, rag)
         self.log(
