@@ -129,7 +129,8 @@ def test_a_file_of_test_questions_or_without_ambiguity_is_refused(ambiguous_file
 def test_train_agent_refuses_test_questions_before_anything_loads(ambiguous_file, tmp_path):
     rows = records(ambiguous_file)
     test_file = write(tmp_path / "test.jsonl", [dict(r, split="test") for r in rows[:2]])
-    args = ["--out", str(tmp_path / "r"), "--benchmark", str(test_file), "--user", "simulated:rules"]
+    args = ["--out", str(tmp_path / "r"), "--benchmark", str(test_file)]
+    args += ["--user", "simulated:rules"]
     result = sleuth("train", "agent", *args, cache=tmp_path / "cache")
     assert result.returncode != 0 and "split 'test'" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
