@@ -43,7 +43,7 @@ def ambiguous_file(hotpot_bm25, tmp_path_factory) -> Path:
 def episodes(ambiguous_file, hotpot_bm25, tmp_path_factory):
     out = tmp_path_factory.mktemp("clarify-episodes") / "episodes.jsonl"
     stats = synth_trajectories([str(ambiguous_file)], hotpot_bm25, out, seed=0)
-    return stats, TrajectoryLog(out).read()
+    return stats, TrajectoryLog(out).read(), out
 
 
 def records(path: Path) -> list[dict]:
@@ -57,7 +57,7 @@ def write(path: Path, rows: list[dict]) -> Path:
 
 # -- 1. priming data ------------------------------------------------------------------------
 def test_episodes_ask_exactly_on_the_ambiguous_questions_and_search_with_the_reply(episodes):
-    stats, trajectories = episodes
+    stats, trajectories, _ = episodes
     ambiguous = [t for t in trajectories if t.metadata["ambiguous"]]
     clear = [t for t in trajectories if not t.metadata["ambiguous"]]
     # most questions of each kind make a kept episode (a dropped one says why)
@@ -88,7 +88,7 @@ def test_episodes_ask_exactly_on_the_ambiguous_questions_and_search_with_the_rep
 def test_the_reply_is_environment_text_and_the_asks_are_trained_on(episodes, tokenizer):
     from sleuth.train.sft_data import SFTEncoder, conversation, model_spans, remembered_output
 
-    _, trajectories = episodes
+    _, trajectories, path = episodes
     encoder = SFTEncoder(tokenizer)
     for traj in [t for t in trajectories if t.metadata["ambiguous"]][:4]:
         messages = conversation(traj)
@@ -102,6 +102,15 @@ def test_the_reply_is_environment_text_and_the_asks_are_trained_on(episodes, tok
             [t for t, m in zip(example.input_ids, example.assistant_masks, strict=True) if not m]
         )
         assert f"The user says: I mean {traj.metadata['intent']}." in environment
+    # `sleuth train sft --data FILE` reads the file as it reads any priming data
+    from sleuth.train.sft import SFTRunConfig, load_examples
+
+    rows, counts, settings = load_examples(
+        SFTRunConfig(data=str(path), out="unused", max_length=4096), tokenizer
+    )
+    assert counts["examples"] == counts["trajectories"] == len(trajectories) == len(rows)
+    assert 0 < counts["loss_tokens"] < counts["tokens"]
+    assert settings["prompt_example"] is False
 
 
 def test_a_file_of_test_questions_or_without_ambiguity_is_refused(ambiguous_file, tmp_path):
