@@ -125,12 +125,18 @@ def agent_command(
         ),
     ] = "search,answer",
     prompt_example: options.PromptExample = True,
+    user: options.User = None,
+    user_max_answers: options.UserMaxAnswers = 2,
+    ask_cost: train_options.AskCost = 0.0,
+    extra_ask_cost: train_options.ExtraAskCost = 0.0,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 
     Retrieved <information> and other environment tokens are masked out of the loss; the
     reward mixes sleuth.rewards (see docs/rewards.md) computed from each trajectory. The CPU
-    default is a smoke-sized run; docs/training.md gives multi-GPU settings.
+    default is a smoke-sized run; docs/training.md gives multi-GPU settings. With --user
+    simulated:rules and a `sleuth synth ambiguous` --benchmark FILE the episodes offer <ask>
+    and --ask-cost prices asking on clear questions (docs/clarification.md).
     """
     given = dict(locals())  # the options, passed on whole
     from sleuth.train.agent_grpo import AgentTrainConfig, train_agent
@@ -211,6 +217,10 @@ def searcher_command(
     lora_r: train_options.LoraRank = 16,
     lora_top_layers: train_options.LoraTopLayers = 0,
     max_minutes: train_options.MaxMinutes = 0.0,
+    user: options.User = None,
+    user_max_answers: options.UserMaxAnswers = 2,
+    ask_cost: train_options.AskCost = 0.0,
+    extra_ask_cost: train_options.ExtraAskCost = 0.0,
 ) -> None:
     """GRPO on a searcher beside a frozen reader, rewarded by Gain Beyond RAG (s3).
 
@@ -218,6 +228,7 @@ def searcher_command(
     reader answers from K documents (the selection first). Reward = Acc(reader over them) -
     Acc(reader over RAG's top K); RAG's answers are computed once into OUT/rag_answers.jsonl.
     Yes/no questions and those RAG already answers are left out. Only the searcher trains.
+    --user simulated:rules with a `sleuth synth ambiguous` --benchmark FILE lets it <ask>.
     """
     given = dict(locals())  # the options, passed on whole
     from sleuth.train.searcher_grpo import SearcherTrainConfig, train_searcher

@@ -39,6 +39,14 @@ NoiseSchedule = Annotated[
         "START:END[:linear|cosine|exp] (ZeroSearch curriculum; logged as sim_noise)"
     ),
 ]
+# Clarification in GRPO (``train agent | searcher``; with ``--user``, docs/clarification.md).
+AskCost = Annotated[
+    float,
+    typer.Option(help="Reward subtracted per ask on a clear question (a synth ambiguous file)"),
+]
+ExtraAskCost = Annotated[
+    float, typer.Option(help="Reward subtracted per ask beyond the first on an ambiguous question")
+]
 
 # Fine-tuning (``train sft | simulator``).
 LoraRank = Annotated[int, typer.Option(help="LoRA rank")]

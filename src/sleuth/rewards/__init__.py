@@ -9,6 +9,7 @@ about its evidence were right (ReSeek).
 ...          {"f1": 1.0, "format": 0.2, "coverage": 0.5})                 # doctest: +SKIP
 """
 
+from sleuth.rewards.asking import with_ask_cost  # registers "clear_asks", "extra_asks"
 from sleuth.rewards.core import (
     REWARDS,
     Gold,
@@ -34,4 +35,5 @@ __all__ = [
     "register",
     "reward_breakdown",
     "rewrite_reward",
+    "with_ask_cost",
 ]

@@ -18,6 +18,8 @@ from sleuth.metrics import cover_exact_match, exact_match, f1_score
 class Gold:
     answers: list[str]
     evidence_ids: set[str] = field(default_factory=set)
+    # A clarification question's ``ambiguous`` (``sleuth synth ambiguous``); None: not one.
+    ambiguous: bool | None = None
 
 
 RewardFn = Callable[[Trajectory, Gold], float]

@@ -30,7 +30,11 @@ BEHAVIOURS = (
     "adaptive_stop",  # both paragraphs already found: answer without another search
     "think",  # a short thought before an action
     "prefetched",  # the loop retrieved the question first (the agent_rag method): no first hop
+    "ask",  # asked the user for the missing constraint (an ambiguous question)
+    "clarified_hop",  # a search carrying the words of the user's reply
 )
+_REPLY = re.compile(r"^The user says: (.*)$", re.DOTALL)
+_I_MEAN = re.compile(r"^\s*I mean\s+", re.IGNORECASE)
 
 
 def display(title: str) -> str:
@@ -57,6 +61,8 @@ class Plan:
     # mentions Y; search it") as its answer in 43 of 200 agent_rag and 75 of 200 rag episodes.
     think_rate: float = 0.5
     stop_early_rate: float = 0.3
+    # The clarification question to ask before anything else ("" = the question is clear).
+    ask: str = ""
 
 
 @dataclass
@@ -75,6 +81,7 @@ class BehaviourScript:
     behaviours: list[str] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
     prefetched: bool = False  # the first message held the loop's own retrieval of the question
+    clarified: str = ""  # what the user's reply to the ask added (its words, "I mean" cut)
 
     # -- reading the environment ---------------------------------------------------------------
     def _observe(self, messages: list[Message]) -> None:
@@ -84,6 +91,12 @@ class BehaviourScript:
         text = str(last.get("content") or "")
         if self.turns == 0:
             self.prefetched = text.startswith("<information>")
+        reply = _REPLY.match(text.strip())
+        meant = _I_MEAN.match(reply.group(1)) if reply and self.stage == "asked" else None
+        if meant:  # "I mean <intent>." (anything else: "I don't know", a cap, ...)
+            said = reply.group(1)[meant.end() :].strip().rstrip(".")
+            known = {w.lower() for w in content_words(self.plan.question)}
+            self.clarified = " ".join(w for w in content_words(said) if w.lower() not in known)
         for doc_id in _HIT_ID.findall(text):
             if doc_id in self.plan.hop1_ids:
                 self.found1, self.hop1_doc = True, doc_id
@@ -128,6 +141,15 @@ class BehaviourScript:
             or (searches_left <= 0 and not (self.found1 and self.found2))
         ):
             return self._answer()
+        if self.stage == "start" and plan.ask:  # ambiguous: ask before searching
+            self.stage = "asked"
+            return self._act("ask", argument(plan.ask, "ask"), behaviour="ask")
+        if self.stage == "asked":
+            # The reply's words first (the constraint the question lacked), then the question's.
+            self.stage = "hop1"
+            words = [self.clarified] if self.clarified else []
+            query = argument(" ".join(words + content_words(plan.question)), "search")
+            return self._act("search", query, behaviour="clarified_hop" if words else "first_hop")
         if self.stage == "start" and self.prefetched:
             # The loop searched the question itself: that was the first hop; go on from its hits.
             self.stage = "hop1"

@@ -5,6 +5,10 @@ Only questions the project may train on: the HotpotQA-1100 ``train`` and ``dev``
 ``ScriptedLLM``, so every prompt, observation and stop-string cut is the loop's own. Episodes
 whose gold paragraphs were not both retrieved, or that did not end with the gold answer, are
 dropped and counted.
+
+A ``sleuth synth ambiguous`` file (train or dev questions only) gives clarification episodes:
+the ``ask`` action is offered, an ambiguous question's episode asks the simulated user first
+and searches with its reply, a clear question's never asks (``sleuth.synth.ask_episodes``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from sleuth.agent.config import AgentConfig
 from sleuth.agent.log import TrajectoryLog
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
+from sleuth.agent.users import make_user, parse_user
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
+from sleuth.synth.ask_episodes import (
+    ask_for,
+    intent_missed,
+    is_question_file,
+    load_clarify_file,
+    with_titles,
+)
 from sleuth.synth.script import BehaviourScript, Plan
 from sleuth.synth.words import fits
 
@@ -39,6 +51,9 @@ SYNTH_CONFIG = AgentConfig(
     prompt_example=False,
 )
 JUDGE_ACTIONS = ("search", "open", "judge", "answer")
+ASK_ACTIONS = ("search", "open", "ask", "answer")  # the agent_ask method's
+JUDGE_ASK_ACTIONS = ("search", "open", "judge", "ask", "answer")
+RULES_USER = parse_user("simulated:rules")
 
 
 @dataclass
@@ -58,12 +73,24 @@ class SynthStats:
 
 
 def check_benchmark(name: str) -> None:
-    """Refuse anything but the training splits: a test question must never be trained on."""
+    """Refuse anything but the training splits: a test question must never be trained on. A
+    ``synth ambiguous`` file passes when every record says ``train`` or ``dev``."""
+    if is_question_file(name):
+        load_clarify_file(name)
+        return
     if name not in ALLOWED_BENCHMARKS:
         raise SleuthError(
             f"synth trajectories only uses {' or '.join(ALLOWED_BENCHMARKS)} (questions with "
-            f"gold evidence that are not evaluated on), not {name!r}"
+            f"gold evidence that are not evaluated on) or a `sleuth synth ambiguous` file of "
+            f"train or dev questions, not {name!r}"
         )
+
+
+def load_questions(name: str, search: SearchEngine, limit: int | None) -> list[BenchmarkQuestion]:
+    """A benchmark's questions; a ``synth ambiguous`` file's with their gold titles."""
+    if is_question_file(name):
+        return [with_titles(q, search) for q in load_clarify_file(name, limit)]
+    return load_benchmark(name, limit=limit).questions
 
 
 def _titles(question: BenchmarkQuestion) -> list[tuple[frozenset[str], str]]:
@@ -141,18 +168,32 @@ async def synth_episode(
     think_share: float = 0.0,
 ) -> tuple[Trajectory | None, str, list[str]]:
     """One scripted episode: ``(trajectory or None, drop reason, behaviours shown)``.
-    ``prefetch_k`` > 0: the loop retrieves the question first (the ``agent_rag`` method)."""
+    ``prefetch_k`` > 0: the loop retrieves the question first (the ``agent_rag`` method). A
+    question that says ``ambiguous`` (a ``synth ambiguous`` file) is offered ``ask``, and the
+    rules user answers it from the question's intent."""
     rng = random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
+    clarify = isinstance(question.metadata.get("ambiguous"), bool)
     config = replace(SYNTH_CONFIG, prefetch_k=prefetch_k)
+    if clarify:
+        config = replace(config, actions=ASK_ACTIONS)
     if rng.random() < judge_share:
-        config = replace(config, actions=JUDGE_ACTIONS)
+        config = replace(config, actions=JUDGE_ASK_ACTIONS if clarify else JUDGE_ACTIONS)
     plan = plan_for(question, search, config, rng)
     if plan is None:
         return None, "not_scriptable", []
-    plan = replace(plan, think_rate=think_share)
+    plan = replace(plan, think_rate=think_share, ask=ask_for(question))
     script = BehaviourScript(plan, rng, config.max_turns, config.max_searches)
     llm = ScriptedLLM(script, name="synthetic-script")
-    traj = await Agent(llm, search, config).run(question.question, episode_id=question.id)
+    user = None
+    if clarify:
+        user = make_user(
+            RULES_USER,
+            str(question.metadata.get("intent") or ""),
+            question.answers,
+            kind_of_intent=str(question.metadata.get("intent_kind") or ""),
+        )
+    agent = Agent(llm, search, config, ask_user=user)
+    traj = await agent.run(question.question, episode_id=question.id)
     behaviours = list(dict.fromkeys(script.behaviours))
     traj.metadata = {
         "synthetic": True,
@@ -167,7 +208,16 @@ async def synth_episode(
         "seed": seed,
         "prefetch_k": prefetch_k,
     }
+    if user is not None:
+        traj.metadata.update(
+            ambiguous=question.metadata["ambiguous"],
+            intent=user.intent,
+            intent_kind=user.kind_of_intent,
+            user=user.record(),
+        )
     reason = _drop_reason(traj, question, plan.answer)
+    if clarify and not reason:
+        reason = intent_missed(traj, question)
     return (None if reason else traj), reason, behaviours
 
 
@@ -186,9 +236,7 @@ def synth_trajectories(
         check_benchmark(benchmark)
     if out.exists():
         raise SleuthError(f"{out} exists; choose a new --out (synthetic data is never appended)")
-    questions = [
-        (name, q) for name in benchmarks for q in load_benchmark(name, limit=limit).questions
-    ]
+    questions = [(name, q) for name in benchmarks for q in load_questions(name, search, limit)]
     stats = SynthStats(questions=len(questions))
 
     async def run_all() -> list[tuple[Trajectory | None, str, list[str]]]:

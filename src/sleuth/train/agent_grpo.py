@@ -2,7 +2,10 @@
 
 Rollouts run through the same agent loop as ``ask`` and ``eval`` (TRL's ``rollout_func``);
 retrieved information is masked out of the loss; advantages are group-relative (GRPO); the reward
-is a weighted mix of ``sleuth.rewards`` computed from each episode's trajectory.
+is a weighted mix of ``sleuth.rewards`` computed from each episode's trajectory. With
+``--user simulated:rules`` and a ``synth ambiguous`` benchmark the episode offers ``ask``, a
+simulated user answers it from the question's intent, and ``--ask-cost`` prices asks on clear
+questions (docs/clarification.md).
 """
 
 from __future__ import annotations
@@ -14,8 +17,20 @@ from typing import Any
 
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
-from sleuth.evaluate.benchmarks import load_benchmark
+from sleuth.agent.users import DEFAULT_MAX_ANSWERS
+from sleuth.errors import SleuthError
+from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
+from sleuth.rewards.asking import with_ask_cost
 from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
+from sleuth.train.clarify import (
+    AMBIGUOUS,
+    ambiguity,
+    gold_ambiguity,
+    refuse_test_questions,
+    rollout_users,
+    training_user,
+    with_ask,
+)
 from sleuth.train.curves import learning_curve
 from sleuth.train.episode import (
     check_training_episode,
@@ -64,13 +79,28 @@ class AgentTrainConfig:
     # Episodes per forward/backward pass: the loss is over the whole group either way, but a
     # pass holds logits for every completion token x the vocabulary (49k for SmolLM2).
     micro_batch: int | None = 1
+    # Clarification: the simulated user answering ``ask`` (``simulated:rules``; None: nobody),
+    # its cap, and the reward's cost per ask on a clear question / per ask beyond the first.
+    user: str | None = None
+    user_max_answers: int = DEFAULT_MAX_ANSWERS
+    ask_cost: float = 0.0
+    extra_ask_cost: float = 0.0
     # The rollouts' episode, sampled at its temperature. A primed model trains with the actions
     # and system prompt it was primed on (sleuth synth trajectories: search/open/answer, no
     # worked example).
     episode: AgentConfig = field(default_factory=training_episode)
 
     def __post_init__(self) -> None:
+        if training_user(self.user) is not None:  # a user to answer: the episode offers ask
+            object.__setattr__(self, "episode", with_ask(self.episode))
+        if self.user_max_answers < 0:
+            raise SleuthError("--user-max-answers cannot be negative")
+        self.reward_spec()  # a negative ask cost is refused here
         check_training_episode(self.episode)
+
+    def reward_spec(self) -> dict[str, float]:
+        """``reward`` with the ask costs added as weights (``sleuth.rewards.asking``)."""
+        return with_ask_cost(self.reward, self.ask_cost, self.extra_ask_cost)
 
     def agent_config(self) -> AgentConfig:
         return self.episode
@@ -84,8 +114,10 @@ class AgentTrainConfig:
         return from_record(cls, record, EPISODE_KEYS, training_episode())
 
 
-def gold_of(answers: list[str], evidence_ids: list[str]) -> Gold:
-    return Gold(answers=list(answers), evidence_ids=set(evidence_ids))
+def gold_of(answers: list[str], evidence_ids: list[str], ambiguous: object = None) -> Gold:
+    return Gold(
+        answers=list(answers), evidence_ids=set(evidence_ids), ambiguous=gold_ambiguity(ambiguous)
+    )
 
 
 def make_reward_function(spec: dict[str, float]) -> Callable[..., list[float]]:
@@ -94,9 +126,11 @@ def make_reward_function(spec: dict[str, float]) -> Callable[..., list[float]]:
 
     def trajectory_reward(prompts, completions, trajectory, answers, evidence_ids, **kwargs):
         totals, parts = [], {name: 0.0 for name in weights}
-        for raw, gold_answers, gold_ids in zip(trajectory, answers, evidence_ids, strict=True):
+        marks = kwargs.get(AMBIGUOUS) or [None] * len(trajectory)  # a column of clarify data
+        rows = zip(trajectory, answers, evidence_ids, marks, strict=True)
+        for raw, gold_answers, gold_ids, mark in rows:
             traj = Trajectory.from_dict(json.loads(raw))
-            breakdown = reward_breakdown(traj, gold_of(gold_answers, gold_ids), weights)
+            breakdown = reward_breakdown(traj, gold_of(gold_answers, gold_ids, mark), weights)
             totals.append(breakdown["total"])
             for name in weights:
                 parts[name] += breakdown[name]
@@ -109,19 +143,27 @@ def make_reward_function(spec: dict[str, float]) -> Callable[..., list[float]]:
     return trajectory_reward
 
 
+def training_questions(config: AgentTrainConfig) -> list[BenchmarkQuestion]:
+    """The first ``limit`` questions of the benchmark; one recorded as a test question is
+    refused."""
+    questions = load_benchmark(config.benchmark).questions
+    questions = questions[: config.limit] if config.limit else questions
+    refuse_test_questions(questions, config.benchmark)
+    return questions
+
+
 def build_dataset(config: AgentTrainConfig) -> Any:
     from datasets import Dataset
 
-    questions = load_benchmark(config.benchmark).questions
-    questions = questions[: config.limit] if config.limit else questions
     return Dataset.from_list(
         [
             {
                 "prompt": q.question,
                 "answers": list(q.answers),
                 "evidence_ids": [aliases[0] for aliases in q.gold_evidence if aliases],
+                AMBIGUOUS: ambiguity(q),
             }
-            for q in questions
+            for q in training_questions(config)
         ]
     )
 
@@ -143,10 +185,13 @@ def build_trainer(
     args = trainer_grpo_args(
         config, episode_tokens(episode.max_turns, episode.max_new_tokens, episode.top_k)
     )
+    users = None
+    if config.user:
+        users = rollout_users(config.user, config.user_max_answers, training_questions(config))
     rollout = AgentRolloutFunc(
-        search, tokenizer, config.agent_config(), config.concurrency, generate=generate
+        search, tokenizer, config.agent_config(), config.concurrency, generate=generate, users=users
     )
-    reward = make_reward_function(config.reward)
+    reward = make_reward_function(config.reward_spec())
     dataset = build_dataset(config)
     return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
 
@@ -157,7 +202,10 @@ class AgentRun(GRPORun):
     config: AgentTrainConfig
 
     def check(self) -> None:
-        parse_spec(self.config.reward)  # a bad spec fails before the model loads
+        parse_spec(self.config.reward_spec())  # a bad spec fails before the model loads
+        questions = training_questions(self.config)  # one recorded as test is refused here
+        if self.config.user:  # as are questions that do not say whether they are ambiguous
+            rollout_users(self.config.user, 1, questions)
 
     def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
         return build_trainer(self.config, self.engine, model, tokenizer)

@@ -4,7 +4,8 @@ The agent loop talks to a ``PolicyLLM`` that generates with the model being trai
 the exact token stream the model conditioned on: the first prompt, then alternately the model's
 own tokens (loss mask 1) and everything the environment added — retrieved information, the chat
 template's turn markers, a closing tag the loop appended (mask 0). The model is fed that stream,
-not a re-rendered conversation, so what is trained on is exactly what was sampled.
+not a re-rendered conversation, so what is trained on is exactly what was sampled. A
+simulated user's reply to an ``ask`` is the environment's too (``sleuth.train.clarify``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
+from sleuth.agent.users import SimulatedUser
 from sleuth.errors import SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message, Usage
 from sleuth.llm.transformers_local import render_for_template
@@ -26,6 +28,8 @@ from sleuth.search.base import SearchEngine
 
 # Generates continuation token ids for a token stream: (ids, config) -> new ids.
 Generate = Callable[[list[int], GenerationConfig], list[int]]
+# A fresh simulated user for an episode of this question, or None (nobody answers ``ask``).
+UserForQuestion = Callable[[str], SimulatedUser | None]
 _SENTINEL = "\u2063SLEUTH-TURN-END\u2063"
 
 
@@ -196,10 +200,13 @@ async def run_episodes(
     config: AgentConfig,
     concurrency: int = 4,
     reader: LLM | None = None,
+    users: UserForQuestion | None = None,
 ) -> list[Rollout]:
     """One agent episode per question (repeats allowed: a GRPO group), streams recorded. With a
     frozen ``reader`` (``train searcher``) the final read is the reader's call: a separate
-    prompt to a separate model, outside the policy's stream."""
+    prompt to a separate model, outside the policy's stream. ``users`` gives each episode
+    whose actions include ``ask`` its own simulated user (its exchanges go into the
+    trajectory's ``metadata["user"]``, its replies into the stream as environment tokens)."""
     if config.action_format != "tags":
         raise SleuthError("agent training uses action_format='tags'")
     if config.final_read and reader is None:
@@ -213,7 +220,11 @@ async def run_episodes(
     async def one(question: str) -> Rollout:
         async with gate:
             policy = PolicyLLM(generate, tokenizer)
-            trajectory = await Agent(policy, search, config, reader=reader).run(question)
+            user = users(question) if users is not None and "ask" in config.actions else None
+            agent = Agent(policy, search, config, ask_user=user, reader=reader)
+            trajectory = await agent.run(question)
+            if user is not None:
+                trajectory.metadata["user"] = user.record()
             return Rollout(trajectory, policy.stream)
 
     return list(await asyncio.gather(*(one(q) for q in questions)))
@@ -254,9 +265,11 @@ class AgentRolloutFunc:
         concurrency: int = 4,
         generate: Generate | None = None,
         reader: LLM | None = None,
+        users: UserForQuestion | None = None,
     ) -> None:
         self.search, self.tokenizer, self.config = search, tokenizer, config
         self.concurrency, self._generate, self.reader = concurrency, generate, reader
+        self.users = users
         self.last: list[Rollout] = []  # the latest batch, for logging and tests
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
@@ -279,6 +292,7 @@ class AgentRolloutFunc:
                 self.config,
                 self.concurrency,
                 self.reader,
+                self.users,
             )
         )
         return as_trl_output(self.last, self.tokenizer.eos_token_id)

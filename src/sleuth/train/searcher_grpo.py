@@ -11,7 +11,10 @@ RAG's top K), with s3's released variant adding Acc(reader over the searcher's d
 (``add_accuracy``) and an optional evidence-recall shaping of the documents read
 (``recall_weight``). RAG's answer is computed once per question and reader before training and
 kept in ``rag_answers.jsonl`` (append-only: a killed run resumes without recomputing). s3's
-filters leave out yes/no questions and those RAG already answers (Acc 1).
+filters leave out yes/no questions and those RAG already answers (Acc 1). With ``--user
+simulated:rules`` and a ``synth ambiguous`` benchmark the searcher may ``ask`` (a simulated user
+answers from the question's intent) and ``--ask-cost`` is subtracted per ask on a clear question
+(docs/clarification.md).
 """
 
 from __future__ import annotations
@@ -26,9 +29,21 @@ from typing import Any
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
+from sleuth.agent.users import DEFAULT_MAX_ANSWERS
 from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.metrics import cover_exact_match, exact_match, f1_score, normalize_answer
+from sleuth.rewards.asking import clear_asks, extra_asks, with_ask_cost
+from sleuth.rewards.core import Gold
+from sleuth.train.clarify import (
+    AMBIGUOUS,
+    ambiguity,
+    gold_ambiguity,
+    refuse_test_questions,
+    rollout_users,
+    training_user,
+    with_ask,
+)
 from sleuth.train.curves import learning_curve
 from sleuth.train.episode import check_training_episode, from_record, to_record, training_episode
 from sleuth.train.grpo import reward_spread_share, skipped_share
@@ -92,6 +107,11 @@ class SearcherTrainConfig:
     lora_r: int = 16
     lora_top_layers: int = 0  # > 0: adapt only the top N layers (cheaper CPU steps)
     max_minutes: float = 0.0  # > 0: stop after this much wall time, step saved (rerun resumes)
+    # Clarification (as ``train agent``): the user answering ``ask``, its cap, the ask costs.
+    user: str | None = None
+    user_max_answers: int = DEFAULT_MAX_ANSWERS
+    ask_cost: float = 0.0
+    extra_ask_cost: float = 0.0
     episode: AgentConfig = field(default_factory=searcher_episode)
 
     def __post_init__(self) -> None:
@@ -104,7 +124,13 @@ class SearcherTrainConfig:
         self.reader_label()  # --reader-url without --reader is refused here
         # The read budget is RAG's depth and the final read's size, whatever the episode said.
         budget = {"prefetch_k": self.read_budget, "final_read": self.read_budget}
-        object.__setattr__(self, "episode", replace(self.episode, **budget))
+        episode = replace(self.episode, **budget)
+        if training_user(self.user) is not None:  # a user to answer: the episode offers ask
+            episode = with_ask(episode)
+        object.__setattr__(self, "episode", episode)
+        if self.user_max_answers < 0:
+            raise SleuthError("--user-max-answers cannot be negative")
+        with_ask_cost({}, self.ask_cost, self.extra_ask_cost)  # a negative cost is refused
         check_training_episode(self.episode)
 
     def agent_config(self) -> AgentConfig:
@@ -249,6 +275,7 @@ def build_dataset(
                 "answers": list(q.answers),
                 "evidence_ids": [aliases[0] for aliases in q.gold_evidence if aliases],
                 "rag_accuracy": float(rag[q.id]["accuracy"][metric]),
+                AMBIGUOUS: ambiguity(q),
             }
             for q in questions
         ]
@@ -272,24 +299,38 @@ def gain_beyond_rag(
     return {"accuracy": accuracy, "gbr": accuracy - rag_accuracy}
 
 
+def ask_cost(trajectory: Trajectory, ambiguous: object, config: SearcherTrainConfig) -> float:
+    """What the episode's asks cost (``sleuth.rewards.asking``): ``ask_cost`` per ask on a
+    clear question, ``extra_ask_cost`` per ask beyond the first on an ambiguous one."""
+    gold = Gold(answers=[], ambiguous=gold_ambiguity(ambiguous))
+    return -(
+        config.ask_cost * clear_asks(trajectory, gold)
+        + config.extra_ask_cost * extra_asks(trajectory, gold)
+    )
+
+
 def make_reward_function(config: SearcherTrainConfig) -> Callable[..., list[float]]:
     """The TRL reward over each rollout's trajectory: GBR (+ Acc with ``add_accuracy``, +
-    ``recall_weight`` x evidence recall of the documents read), parts logged per step."""
+    ``recall_weight`` x evidence recall of the documents read, - the ask cost), parts logged
+    per step."""
 
     def searcher_reward(
         prompts, completions, trajectory, answers, evidence_ids, rag_accuracy, **kwargs
     ):
-        totals, parts = [], {"gbr": 0.0, "accuracy": 0.0, "read_recall": 0.0}
-        rows = zip(trajectory, answers, evidence_ids, rag_accuracy, strict=True)
-        for raw, gold_answers, gold_ids, rag in rows:
+        totals, parts = [], {"gbr": 0.0, "accuracy": 0.0, "read_recall": 0.0, "ask_cost": 0.0}
+        marks = kwargs.get(AMBIGUOUS) or [None] * len(trajectory)
+        rows = zip(trajectory, answers, evidence_ids, rag_accuracy, marks, strict=True)
+        for raw, gold_answers, gold_ids, rag, mark in rows:
             traj = Trajectory.from_dict(json.loads(raw))
             gain = gain_beyond_rag(traj, gold_answers, float(rag), config)
             recall = read_recall(traj, gold_ids)
+            cost = ask_cost(traj, mark, config)
             total = gain["gbr"] + (gain["accuracy"] if config.add_accuracy else 0.0)
-            totals.append(total + config.recall_weight * recall)
+            totals.append(total + config.recall_weight * recall - cost)
             parts["gbr"] += gain["gbr"]
             parts["accuracy"] += gain["accuracy"]
             parts["read_recall"] += recall
+            parts["ask_cost"] += cost
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
             for name, value in parts.items():
@@ -308,9 +349,11 @@ def build_trainer(
     tokenizer: Any,
     generate: Any = None,
     trainer_class_override: type | None = None,
+    users: Any = None,
 ) -> Any:
     """A GRPO trainer whose rollouts are searcher episodes read by the frozen ``reader``;
-    ``generate`` overrides the policy's sampler (tests script it)."""
+    ``generate`` overrides the policy's sampler (tests script it); ``users`` gives each
+    rollout its simulated user (``sleuth.train.clarify.rollout_users``)."""
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.lora import lora_config
     from sleuth.train.rollout import AgentRolloutFunc
@@ -321,7 +364,13 @@ def build_trainer(
         config, episode_tokens(episode.max_turns, episode.max_new_tokens, shown)
     )
     rollout = AgentRolloutFunc(
-        search, tokenizer, episode, config.concurrency, generate=generate, reader=reader
+        search,
+        tokenizer,
+        episode,
+        config.concurrency,
+        generate=generate,
+        reader=reader,
+        users=users,
     )
     reward = make_reward_function(config)
     peft = lora_config(model, config.lora_r, 2 * config.lora_r, config.lora_top_layers)
@@ -368,17 +417,20 @@ class SearcherRun(GRPORun):
         super().__init__(config, log)
         self.reader = reader
         self.dataset: Any = None
+        self.users: Any = None
         self.filtered: dict[str, int] = {}
 
     def prepare(self) -> None:
         """The reader, RAG's cached answers and s3's filters, before the searcher loads."""
         config = self.config
+        questions = load_benchmark(config.benchmark).questions
+        questions = questions[: config.limit] if config.limit else questions
+        refuse_test_questions(questions, config.benchmark)  # before any model loads
+        self.users = rollout_users(config.user, config.user_max_answers, questions)
         if self.reader is None:
             from sleuth.llm import load_llm
 
             self.reader = load_llm(config.reader, url=config.reader_url)
-        questions = load_benchmark(config.benchmark).questions
-        questions = questions[: config.limit] if config.limit else questions
         rag = cache_rag_answers(config, questions, self.reader, self.engine, self.log)
         kept, self.filtered = training_questions(config, questions, rag)
         self.log(
@@ -389,7 +441,15 @@ class SearcherRun(GRPORun):
         self.dataset = build_dataset(kept, rag, config.accuracy)
 
     def build_trainer(self, model: Any, tokenizer: Any, name: str) -> Any:
-        return build_trainer(self.config, self.engine, self.reader, self.dataset, model, tokenizer)
+        return build_trainer(
+            self.config,
+            self.engine,
+            self.reader,
+            self.dataset,
+            model,
+            tokenizer,
+            users=self.users,
+        )
 
     def summarise(
         self, trainer: Any, history: list[dict[str, Any]], seconds: float, name: str
