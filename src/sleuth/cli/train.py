@@ -125,6 +125,20 @@ def agent_command(
         ),
     ] = "search,answer",
     prompt_example: options.PromptExample = True,
+    rollouts: Annotated[
+        str,
+        typer.Option(
+            help="chain: G independent episodes per question; tree: a forest of G episodes "
+            "that share turns (Tree-GRPO: shared turns generated once, turn-level advantages)"
+        ),
+    ] = "chain",
+    tree_roots: Annotated[
+        int, typer.Option(help="With --rollouts tree: root chains per question (M)")
+    ] = 2,
+    tree_branch_every: Annotated[
+        int,
+        typer.Option(help="With --rollouts tree: branch from the state after every N-th turn"),
+    ] = 1,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 

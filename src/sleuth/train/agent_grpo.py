@@ -14,6 +14,7 @@ from typing import Any
 
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.trajectory import Trajectory
+from sleuth.errors import SleuthError
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.rewards.core import Gold, parse_spec, reward_breakdown
 from sleuth.train.curves import learning_curve
@@ -64,6 +65,12 @@ class AgentTrainConfig:
     # Episodes per forward/backward pass: the loss is over the whole group either way, but a
     # pass holds logits for every completion token x the vocabulary (49k for SmolLM2).
     micro_batch: int | None = 1
+    # chain: G independent episodes per question; tree: a forest of G leaves sharing turns
+    # (Tree-GRPO, sleuth.train.tree_rollout), with tree_roots root chains and branch points
+    # after every tree_branch_every-th turn.
+    rollouts: str = "chain"
+    tree_roots: int = 2
+    tree_branch_every: int = 1
     # The rollouts' episode, sampled at its temperature. A primed model trains with the actions
     # and system prompt it was primed on (sleuth synth trajectories: search/open/answer, no
     # worked example).
@@ -71,6 +78,12 @@ class AgentTrainConfig:
 
     def __post_init__(self) -> None:
         check_training_episode(self.episode)
+        if self.rollouts not in ("chain", "tree"):
+            raise SleuthError(f"--rollouts is chain or tree, not {self.rollouts!r}")
+        if self.rollouts == "tree":
+            from sleuth.train.tree_rollout import check_tree_settings
+
+            check_tree_settings(self.episode, self.tree_roots, self.tree_branch_every)
 
     def agent_config(self) -> AgentConfig:
         return self.episode
@@ -136,19 +149,32 @@ def build_trainer(
 ) -> Any:
     """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
+    from trl import GRPOTrainer
+
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
+    from sleuth.train.tree_advantage import TreeGRPOMixin
+    from sleuth.train.tree_rollout import TreeRolloutFunc
 
     episode = config.episode
     args = trainer_grpo_args(
         config, episode_tokens(episode.max_turns, episode.max_new_tokens, episode.top_k)
     )
-    rollout = AgentRolloutFunc(
-        search, tokenizer, config.agent_config(), config.concurrency, generate=generate
-    )
+    rollout_args = (search, tokenizer, config.agent_config(), config.concurrency)
+    if config.rollouts == "tree":
+        rollout: AgentRolloutFunc = TreeRolloutFunc(
+            *rollout_args,
+            generate=generate,
+            roots=config.tree_roots,
+            branch_every=config.tree_branch_every,
+        )
+    else:
+        rollout = AgentRolloutFunc(*rollout_args, generate=generate)
     reward = make_reward_function(config.reward)
     dataset = build_dataset(config)
-    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
+    # Tree-GRPO advantages for a tree's rollouts, the rollouts' cost logged either way
+    base = type("AgentGRPOTrainer", (TreeGRPOMixin, trainer_class_override or GRPOTrainer), {})
+    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, base)
 
 
 class AgentRun(GRPORun):
@@ -167,7 +193,13 @@ class AgentRun(GRPORun):
     ) -> dict[str, Any]:
         masked = _masked_share(trainer.sleuth_rollout.last)
         summary = summarise_history(history)
-        return self.results(name, summary, seconds, masked_share_of_completion_tokens=masked)
+        return self.results(
+            name,
+            summary,
+            seconds,
+            masked_share_of_completion_tokens=masked,
+            rollouts=rollout_summary(history, self.config),
+        )
 
     def curve(self, history: list[dict[str, Any]]) -> bytes:
         return learning_curve(
@@ -204,6 +236,32 @@ def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
         "groups_with_reward_spread": reward_spread_share(steps),
         "loss_passes_skipped": skipped_share(steps),
     }
+
+
+ROLLOUT_KEYS = (
+    "episodes",
+    "answered",
+    "generate_calls",
+    "generated_tokens",
+    "trained_tokens",
+    "generated_tokens_per_episode",
+    "shared_token_share",
+)
+
+
+def rollout_summary(history: list[dict[str, Any]], config: AgentTrainConfig) -> dict[str, Any]:
+    """Trajectories per budget: the rollout mode and, per step, the episodes completed and the
+    model calls and tokens generated for them (``rollout/*`` in the log; a tree's shared turns
+    counted once), with their means over the run."""
+    steps = [r for r in history if "rollout/episodes" in r]
+    summary: dict[str, Any] = {"mode": config.rollouts}
+    if config.rollouts == "tree":
+        summary.update(roots=config.tree_roots, branch_every=config.tree_branch_every)
+    for key in ROLLOUT_KEYS:
+        values = [float(r[f"rollout/{key}"]) for r in steps]
+        summary[f"{key}_per_step"] = values
+        summary[f"mean_{key}"] = round(sum(values) / len(values), 3) if values else None
+    return summary
 
 
 def _masked_share(rollouts: list[Any]) -> float:
