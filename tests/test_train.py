@@ -182,6 +182,11 @@ def test_a_grpo_step_trains_on_agent_rollouts_with_masked_observations(
     assert changed > 0
     assert (tmp_path / "run" / "checkpoint-1" / "trainer_state.json").is_file()
     assert read_log(tmp_path / "run" / "train_log.jsonl")[0]["step"] == 1
+    # chains' cost, logged as a tree's is (sleuth.train.tree_advantage): nothing shared
+    first = read_log(tmp_path / "run" / "train_log.jsonl")[0]
+    assert first["rollout/episodes"] == 2 and first["rollout/generate_calls"] == 4
+    assert first["rollout/shared_token_share"] == 0.0
+    assert first["rollout/generated_tokens"] == sum(sum(r.stream.mask) for r in rollouts)
     # the run's summary: one group, and its rewards differed, so it carried signal
     from sleuth.train.agent_grpo import summarise_history
 

@@ -129,6 +129,20 @@ def agent_command(
     user_max_answers: options.UserMaxAnswers = 2,
     ask_cost: train_options.AskCost = 0.0,
     extra_ask_cost: train_options.ExtraAskCost = 0.0,
+    rollouts: Annotated[
+        str,
+        typer.Option(
+            help="chain: G independent episodes per question; tree: a forest of G episodes "
+            "that share turns (Tree-GRPO: shared turns generated once, turn-level advantages)"
+        ),
+    ] = "chain",
+    tree_roots: Annotated[
+        int, typer.Option(help="With --rollouts tree: root chains per question (M)")
+    ] = 2,
+    tree_branch_every: Annotated[
+        int,
+        typer.Option(help="With --rollouts tree: branch from the state after every N-th turn"),
+    ] = 1,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 

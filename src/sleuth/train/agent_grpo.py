@@ -85,6 +85,12 @@ class AgentTrainConfig:
     user_max_answers: int = DEFAULT_MAX_ANSWERS
     ask_cost: float = 0.0
     extra_ask_cost: float = 0.0
+    # chain: G independent episodes per question; tree: a forest of G leaves sharing turns
+    # (Tree-GRPO, sleuth.train.tree_rollout), with tree_roots root chains and branch points
+    # after every tree_branch_every-th turn.
+    rollouts: str = "chain"
+    tree_roots: int = 2
+    tree_branch_every: int = 1
     # The rollouts' episode, sampled at its temperature. A primed model trains with the actions
     # and system prompt it was primed on (sleuth synth trajectories: search/open/answer, no
     # worked example).
@@ -97,6 +103,18 @@ class AgentTrainConfig:
             raise SleuthError("--user-max-answers cannot be negative")
         self.reward_spec()  # a negative ask cost is refused here
         check_training_episode(self.episode)
+        if self.rollouts not in ("chain", "tree"):
+            raise SleuthError(f"--rollouts is chain or tree, not {self.rollouts!r}")
+        if self.rollouts == "tree":
+            from sleuth.train.tree_rollout import check_tree_settings
+
+            if self.user:
+                raise SleuthError(
+                    "--rollouts tree does not pass a simulated user to its branches yet: "
+                    "train with --user on chain rollouts"
+                )
+
+            check_tree_settings(self.episode, self.tree_roots, self.tree_branch_every)
 
     def reward_spec(self) -> dict[str, float]:
         """``reward`` with the ask costs added as weights (``sleuth.rewards.asking``)."""
@@ -178,8 +196,12 @@ def build_trainer(
 ) -> Any:
     """A GRPO trainer whose rollouts are agent episodes; ``generate`` overrides the policy's
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
+    from trl import GRPOTrainer
+
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
+    from sleuth.train.tree_advantage import TreeGRPOMixin
+    from sleuth.train.tree_rollout import TreeRolloutFunc
 
     episode = config.episode
     args = trainer_grpo_args(
@@ -188,12 +210,21 @@ def build_trainer(
     users = None
     if config.user:
         users = rollout_users(config.user, config.user_max_answers, training_questions(config))
-    rollout = AgentRolloutFunc(
-        search, tokenizer, config.agent_config(), config.concurrency, generate=generate, users=users
-    )
+    rollout_args = (search, tokenizer, config.agent_config(), config.concurrency)
+    if config.rollouts == "tree":
+        rollout: AgentRolloutFunc = TreeRolloutFunc(
+            *rollout_args,
+            generate=generate,
+            roots=config.tree_roots,
+            branch_every=config.tree_branch_every,
+        )
+    else:
+        rollout = AgentRolloutFunc(*rollout_args, generate=generate, users=users)
     reward = make_reward_function(config.reward_spec())
     dataset = build_dataset(config)
-    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, trainer_class_override)
+    # Tree-GRPO advantages for a tree's rollouts, the rollouts' cost logged either way
+    base = type("AgentGRPOTrainer", (TreeGRPOMixin, trainer_class_override or GRPOTrainer), {})
+    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, base)
 
 
 class AgentRun(GRPORun):
@@ -215,7 +246,13 @@ class AgentRun(GRPORun):
     ) -> dict[str, Any]:
         masked = _masked_share(trainer.sleuth_rollout.last)
         summary = summarise_history(history)
-        return self.results(name, summary, seconds, masked_share_of_completion_tokens=masked)
+        return self.results(
+            name,
+            summary,
+            seconds,
+            masked_share_of_completion_tokens=masked,
+            rollouts=rollout_summary(history, self.config),
+        )
 
     def curve(self, history: list[dict[str, Any]]) -> bytes:
         return learning_curve(
@@ -252,6 +289,32 @@ def summarise_history(history: list[dict[str, Any]]) -> dict[str, Any]:
         "groups_with_reward_spread": reward_spread_share(steps),
         "loss_passes_skipped": skipped_share(steps),
     }
+
+
+ROLLOUT_KEYS = (
+    "episodes",
+    "answered",
+    "generate_calls",
+    "generated_tokens",
+    "trained_tokens",
+    "generated_tokens_per_episode",
+    "shared_token_share",
+)
+
+
+def rollout_summary(history: list[dict[str, Any]], config: AgentTrainConfig) -> dict[str, Any]:
+    """Trajectories per budget: the rollout mode and, per step, the episodes completed and the
+    model calls and tokens generated for them (``rollout/*`` in the log; a tree's shared turns
+    counted once), with their means over the run."""
+    steps = [r for r in history if "rollout/episodes" in r]
+    summary: dict[str, Any] = {"mode": config.rollouts}
+    if config.rollouts == "tree":
+        summary.update(roots=config.tree_roots, branch_every=config.tree_branch_every)
+    for key in ROLLOUT_KEYS:
+        values = [float(r[f"rollout/{key}"]) for r in steps]
+        summary[f"{key}_per_step"] = values
+        summary[f"mean_{key}"] = round(sum(values) / len(values), 3) if values else None
+    return summary
 
 
 def _masked_share(rollouts: list[Any]) -> float:
