@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,10 @@ def test_conversion_keeps_recall_and_records_its_memory(
     vectors = manifest["imported"]["vectors"]
     assert manifest["params"]["dense_index"] == vectors["dense_index"] == to
     assert vectors["converted_from"] == "hnsw" and vectors["training_rows"] == PASSAGES
-    assert 10 << 20 < vectors["peak_rss_bytes"] < 4 << 30
+    # a real reading: above the interpreter's own size, never above this process's lifetime
+    # peak (the test process may hold models from other tests, so no fixed ceiling)
+    lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 10 << 20 < vectors["peak_rss_bytes"] <= lifetime_peak
     flat_bytes = source["faiss"]["flat"].stat().st_size
     assert vectors["bytes"] < flat_bytes / 3  # one byte a dimension (sq8) or less (ivf-pq)
     assert manifest["imported"]["sample_check"]["passed"]
