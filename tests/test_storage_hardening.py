@@ -280,7 +280,7 @@ def test_a_docstore_damaged_behind_an_open_engine_is_named_too(built, tmp_path):
         ("bm25", {"k_1": 1.2}, "unknown parameter 'k_1' for a bm25 index"),
         ("bm25", {"dense_index": "flat"}, "unknown parameter 'dense_index' for a bm25 index"),
         ("hybrid", {"dim": -1}, "parameter 'dim' is -1; expected an integer in 1..65536"),
-        ("hybrid", {"dense_index": "ivf"}, "parameter 'dense_index' is \"ivf\""),
+        ("hybrid", {"dense_index": "annoy"}, "parameter 'dense_index' is \"annoy\""),
         ("hybrid", {"k1": True}, "parameter 'k1' is true; expected a number"),
     ],
 )

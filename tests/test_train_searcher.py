@@ -180,7 +180,7 @@ def test_lora_trains_only_an_adapter_that_names_its_base_and_a_wall_time_stop_re
     question, _, title = question_rag_misses(hotpot_bm25, k=2)
     cfg = config(
         tmp_path, read_budget=2, episode=searcher_episode(top_k=2, doc_chars=150), lora=True,
-        lora_r=4, steps=2, max_minutes=1e-6,  # stops after its first step, saved
+        lora_r=4, lora_top_layers=2, steps=2, max_minutes=1e-6,  # stops after step 1, saved
     )  # fmt: skip
     (tmp_path / "run").mkdir()
     reader = reader_for(question, title)
@@ -215,7 +215,7 @@ def test_lora_trains_only_an_adapter_that_names_its_base_and_a_wall_time_stop_re
     model2, _, _ = load_trainable(None)
     resumed = build_trainer(
         config(tmp_path, read_budget=2, episode=searcher_episode(top_k=2, doc_chars=150),
-               lora=True, lora_r=4, steps=2),
+               lora=True, lora_r=4, lora_top_layers=2, steps=2),
         hotpot_bm25, reader, dataset, model2, tokenizer, generate,
     )  # fmt: skip
     from sleuth.train.checkpoints import train_resuming
