@@ -285,3 +285,42 @@ def test_a_searchers_notes_keep_the_numbers_it_selects_by(hotpot_bm25, titles):
     assert f"[1] (id: {first[0]})" in notes and f"[2] (id: {first[1]})" in notes
     assert traj.steps[-2].dropped_observations > 0
     assert traj.metadata["selected"] == [first[1], first[0]] and traj.answer == "Tulsa"
+
+
+def test_eval_runs_offer_access_in_the_agent_rag_access_method(tmp_path, hotpot_bm25):
+    """``eval run --methods agent_rag_access``: agent_rag's prefetch, then a paged read of a
+    prefetched document, then the answer; agent_rag itself is not offered access."""
+    import asyncio
+    import json
+    import re
+
+    from sleuth.evaluate.benchmarks import load_benchmark
+    from sleuth.evaluate.methods import agent_config, eval_budget
+    from sleuth.evaluate.runner import EvaluationRunner, RunSettings
+    from sleuth.llm.scripted import ScriptedLLM
+
+    budget = eval_budget(constrain=False, final_read=0)
+    assert "access" in agent_config("agent_rag_access", budget).actions
+    assert "access" not in agent_config("agent_rag", budget).actions
+
+    def policy(messages):
+        shown = "\n".join(str(m.get("content") or "") for m in messages if m["role"] != "system")
+        if "page 1 of" not in shown:
+            first = re.search(r"\(id: ([^)]+)\)", shown)
+            assert first, "the prefetched documents name their ids"
+            return f"<access>{first.group(1)} page 1</access>"
+        return "<answer>unknown</answer>"
+
+    questions = load_benchmark("hotpotqa-1100:test", limit=1).questions
+    settings = RunSettings(
+        benchmark="hotpotqa-1100:test", methods=["agent_rag_access"], budget=budget,
+        concurrency=1,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    runner = EvaluationRunner(run, settings, questions, ScriptedLLM(policy), hotpot_bm25)
+    outcome = asyncio.run(runner.run())
+    assert outcome.ran == 1 and outcome.failed == 0
+    trajectory = json.loads((run / "trajectories.jsonl").read_text().splitlines()[0])
+    access = next(s for s in trajectory["steps"] if s["action"] == "access")
+    assert re.search(r", page 1 of \d+", access["observation"])
+    assert trajectory["answer"] == "unknown"

@@ -31,6 +31,8 @@ METHODS: dict[str, str] = {
     "agent_ask": "the agent plus an ask action: it may ask the user (--user) to clarify the "
     "question",
     "agent_rag_ask": "agent_rag plus the ask action",
+    "agent_rag_access": "agent_rag plus the access action: read a whole document page by page "
+    "(long horizons: give it --max-turns 40 and a --context-budget)",
     "oracle": "ceiling: the reader over the question's gold evidence documents only",
     "searcher": "s3-style searcher (Jiang et al. 2025): RAG's top-k first, then follow-up "
     "searches; it selects which documents the reader answers from, within RAG's read budget "
@@ -79,14 +81,23 @@ class _MethodSet:
 
 # Which methods need a search engine (the oracle too: it fetches the gold documents by id).
 NEEDS_SEARCH = _MethodSet(
-    {"rag", "agent", "agent_judge", "agent_rag", "agent_ask", "agent_rag_ask", "searcher"}
+    {
+        "rag",
+        "agent",
+        "agent_judge",
+        "agent_rag",
+        "agent_ask",
+        "agent_rag_ask",
+        "agent_rag_access",
+        "searcher",
+    }
     | set(PIPELINES)
 )
 
 
 # The methods a tree-search strategy (``--strategy``, ``sleuth.agent.strategies``) applies to:
 # the loop's searching configurations. The others take one answer turn, or are pipelines.
-TREE_METHODS = _MethodSet({"agent", "agent_judge", "agent_rag", "searcher"})
+TREE_METHODS = _MethodSet({"agent", "agent_judge", "agent_rag", "agent_rag_access", "searcher"})
 
 
 # The limits every method of a run shares: these fields of the run's one ``AgentConfig`` (a method
@@ -182,6 +193,8 @@ def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -
         settings.update(actions=("search", "open", "ask", "answer"), prefetch_k=0)
     elif method == "agent_rag_ask":
         settings.update(actions=("search", "open", "ask", "answer"), prefetch_k=budget.top_k)
+    elif method == "agent_rag_access":
+        settings.update(actions=("search", "open", "access", "answer"), prefetch_k=budget.top_k)
     else:  # agent_judge
         settings.update(actions=("search", "open", "judge", "answer"), prefetch_k=0)
     return settings
