@@ -373,7 +373,11 @@ def build_trainer(
         users=users,
     )
     reward = make_reward_function(config)
-    peft = lora_config(model, config.lora_r, 2 * config.lora_r, config.lora_top_layers)
+    peft = (
+        lora_config(model, config.lora_r, 2 * config.lora_r, config.lora_top_layers)
+        if config.lora
+        else None
+    )
     return rollout_trainer(
         args,
         model,
@@ -382,7 +386,7 @@ def build_trainer(
         dataset,
         rollout,
         trainer_class_override,
-        peft_config=peft if config.lora else None,
+        peft_config=peft,
         adapter_base=config.model or "packaged",
         max_minutes=config.max_minutes,
     )
