@@ -26,6 +26,7 @@ from sleuth.agent.knowledge import KnowledgeCache
 from sleuth.agent.parsing import THINK, Action, parse_json, parse_tags
 from sleuth.agent.spans import candidate_spans
 from sleuth.agent.trajectory import HitRef, Step, Trajectory
+from sleuth.agent.users import SimulatedUser
 from sleuth.errors import QueryError, SleuthError
 from sleuth.llm.base import LLM, Completion, GenerationConfig, Message
 from sleuth.search.base import SearchEngine
@@ -247,7 +248,8 @@ class Episode:
     async def finish(self, stop: EpisodeStop | None) -> None:
         """Close the episode after its last turn (``stop``: the limit or failure that ended it,
         None when it answered): record the stop, force one answer after a limit
-        (``force_answer``), the final read (``final_read``), the reader's usage and the time."""
+        (``force_answer``), the final read (``final_read``), the reader's usage, a simulated
+        user's exchanges and the time."""
         cfg, traj = self.cfg, self.trajectory
         if stop is not None:
             traj.stop_reason = stop.reason
@@ -260,6 +262,8 @@ class Episode:
         if self.agent.reader is not None:
             traj.metadata["reader"] = getattr(self.agent.reader, "name", "")
             traj.metadata["roles"] = traj.usage_by_role()
+        if isinstance(self.agent.ask_user, SimulatedUser):  # every exchange, and how answered
+            traj.metadata["user"] = self.agent.ask_user.record()
         traj.seconds = time.perf_counter() - self.started
 
     def check_limits(self, turns: int) -> None:

@@ -237,8 +237,6 @@ def ask_command(
             f"appended to {safe_markup(out)}[/yellow]"
         )
         raise typer.Exit(130) from None
-    if simulated is not None:
-        trajectory.metadata["user"] = simulated.record()
     log.append(trajectory)  # saved before anything else is shown
     error = trajectory.metadata.get("error")
     answer = trajectory.answer if trajectory.answer is not None else "(no answer)"

@@ -424,8 +424,6 @@ class EvaluationRunner:
                 trajectory = await run_strategy(
                     agent, question.question, strategy, episode_id=key, metadata=metadata
                 )
-                if user is not None:  # every exchange, with how the user answered it
-                    trajectory.metadata["user"] = user.record()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one bad question must not end the run

@@ -223,8 +223,6 @@ async def run_episodes(
             user = users(question) if users is not None and "ask" in config.actions else None
             agent = Agent(policy, search, config, ask_user=user, reader=reader)
             trajectory = await agent.run(question)
-            if user is not None:
-                trajectory.metadata["user"] = user.record()
             return Rollout(trajectory, policy.stream)
 
     return list(await asyncio.gather(*(one(q) for q in questions)))
