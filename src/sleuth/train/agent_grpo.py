@@ -170,7 +170,7 @@ def training_questions(config: AgentTrainConfig) -> list[BenchmarkQuestion]:
     return questions
 
 
-def build_dataset(config: AgentTrainConfig) -> Any:
+def build_dataset(questions: list[BenchmarkQuestion]) -> Any:
     from datasets import Dataset
 
     return Dataset.from_list(
@@ -181,7 +181,7 @@ def build_dataset(config: AgentTrainConfig) -> Any:
                 "evidence_ids": [aliases[0] for aliases in q.gold_evidence if aliases],
                 AMBIGUOUS: ambiguity(q),
             }
-            for q in training_questions(config)
+            for q in questions
         ]
     )
 
@@ -207,9 +207,10 @@ def build_trainer(
     args = trainer_grpo_args(
         config, episode_tokens(episode.max_turns, episode.max_new_tokens, episode.top_k)
     )
+    questions = training_questions(config)
     users = None
     if config.user:
-        users = rollout_users(config.user, config.user_max_answers, training_questions(config))
+        users = rollout_users(config.user, config.user_max_answers, questions)
     rollout_args = (search, tokenizer, config.agent_config(), config.concurrency)
     if config.rollouts == "tree":
         rollout: AgentRolloutFunc = TreeRolloutFunc(
@@ -221,7 +222,7 @@ def build_trainer(
     else:
         rollout = AgentRolloutFunc(*rollout_args, generate=generate, users=users)
     reward = make_reward_function(config.reward_spec())
-    dataset = build_dataset(config)
+    dataset = build_dataset(questions)
     # Tree-GRPO advantages for a tree's rollouts, the rollouts' cost logged either way
     base = type("AgentGRPOTrainer", (TreeGRPOMixin, trainer_class_override or GRPOTrainer), {})
     return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, base)
