@@ -66,7 +66,7 @@ UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.
 	--python-platform x86_64-manylinux_2_28 --no-emit-package torch $(TORCH_SOURCE)
 lock: $(STAMP)
 	$(UV_COMPILE) requirements/tools.in -o requirements/tools.lock
-	$(UV_COMPILE) pyproject.toml requirements/extra.in --extra all --extra dev \
+	$(UV_COMPILE) pyproject.toml requirements/extra.in --extra all --extra ray --extra dev \
 	    --override requirements/overrides.txt -o requirements/dev.lock
 	$(UV_COMPILE) src/sleuth/llm/openvino_export_requirements.txt \
 	    --override requirements/exporter-overrides.txt -o src/sleuth/llm/openvino_export.lock
