@@ -1,7 +1,9 @@
-"""Sleuth's search tool for verl >= 0.8, as one self-contained file (standard library only).
+"""Sleuth's search tool for verl >= 0.8 and main, as one self-contained file (stdlib only).
 
-verl 0.8 removed its built-in ``verl.tools.search_tool.SearchTool``; tools are now plain
-functions loaded with ``actor_rollout_ref.rollout.multi_turn.function_tool_path=<this file>``.
+verl 0.8 removed its built-in ``verl.tools.search_tool.SearchTool`` (main has none either);
+stateless tools are plain functions loaded with
+``actor_rollout_ref.rollout.multi_turn.function_tool_path=<this file>`` (verl's
+``load_all_tools``, in every agent-loop worker and in the dataset's prompt-length filter).
 ``sleuth export verl`` copies this file as ``sleuth_search_tool.py`` with the retrieval URLs
 and topk filled in (several URLs: one server per node, balanced with failover). It keeps the
 old tool's contract so the same data and prompt train on either verl: the tool is called
