@@ -52,7 +52,7 @@ def exported(tmp_path_factory, server) -> Path:
     return out
 
 
-def run_bare(code: str, payload: object) -> object:
+def run_bare(code: str, payload: object, **env: str) -> object:
     """Run ``code`` in the bare interpreter with ``payload`` on stdin; its stdout is JSON."""
     done = subprocess.run(
         [*BARE_PYTHON, "-c", code],
@@ -60,7 +60,7 @@ def run_bare(code: str, payload: object) -> object:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": os.environ.get("PATH", "")},
+        env={"PATH": os.environ.get("PATH", "")} | env,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -449,6 +449,30 @@ print(json.dumps(answers))
         "unreachable after 2 tries: http://127.0.0.1:9/retrieve (URLError"
         in json.loads(unreachable)["result"]
     )
+
+
+def test_search_tool_sends_the_token_from_the_workers_environment(tmp_path, hotpot_bm25):
+    """A server with --token (any non-loopback one): the tool sends $SLEUTH_TOKEN as a bearer
+    token; without it the server's 401 reaches the model. The token is not in the export."""
+    with LiveServer(create_app(hotpot_bm25, default_topk=3, token="s3cret-token")) as guarded:
+        out = tmp_path / "export"
+        url = f"{guarded.url}/retrieve"
+        export_verl(ExportOptions(limit=2, retrieval_url=url), out, log=lambda _: None)
+        code = (
+            LOAD_FILE
+            + f"""
+tool = load({str(out / "sleuth_search_tool.py")!r}, "sleuth_search_tool")
+print(json.dumps(tool.search(["Tinted Windows"])))
+"""
+        )
+        denied, allowed = (
+            json.loads(run_bare(code, None, **env))["result"]  # type: ignore[arg-type]
+            for env in ({}, {"SLEUTH_TOKEN": "s3cret-token"})
+        )
+    assert f"retrieval server {url} said 401" in denied
+    assert allowed.startswith("Doc 1 (Title: ") and "Tinted Windows" in allowed
+    written = [f for f in out.iterdir() if f.is_file() and f.suffix != ".parquet"]
+    assert len(written) == 6 and not any("s3cret" in f.read_text() for f in written)
 
 
 def test_several_retrieval_urls_are_balanced_with_failover_by_the_exported_tool(

@@ -533,15 +533,18 @@ sleuth serve INDEX --host 127.0.0.1 --port {port} --default-topk {options.topk}
 curl -s {health_url(url)}
 ```
 
-verl's search tool sends no auth header, so serve on loopback without `--token`. On a multi-node
-Ray cluster, the tool runs in Ray actors that may land on any node: start one `sleuth serve` per
-node on 127.0.0.1 (the index is a plain folder: copy it or put it on shared storage) and keep the
-URL `http://127.0.0.1:{port}/retrieve`, or re-export with `--retrieval-url` pointing at one host
-reachable from every node (Sleuth refuses a non-loopback bind without a token, so put it behind
-a private network's proxy in that case). Several servers: `--retrieval-url URL1,URL2,...`;
+Serve on loopback, without `--token`. On a multi-node Ray cluster, the tool runs in Ray actors
+that may land on any node, so `127.0.0.1` means "this node". Either start one `sleuth serve` per
+node on 127.0.0.1 (the index is a plain folder: copy it or put it on shared storage), or deploy
+the index on the cluster's own Ray with `sleuth serve INDEX --ray --ray-address auto --replicas
+N` (at least one replica per node: Ray Serve's HTTP proxy runs on each node with a replica, and
+its port must be {port}); both keep the URL `http://127.0.0.1:{port}/retrieve`.
+Or re-export with servers reachable over the network: `--retrieval-url URL1,URL2,...`;
 `sleuth_search_tool.py` then starts each call at the next server in turn and fails over to the
 others on a connection error or a 5xx (a failed server rests 10 s), while verl <= 0.7's
-`SearchTool` takes only the first URL.
+`SearchTool` takes only the first URL. Such servers need `--token` (Sleuth refuses a
+non-loopback bind without one): export `SLEUTH_TOKEN` on every node before `ray start`, and the
+tool sends it as a bearer token (verl <= 0.7's `SearchTool` sends none).
 
 ## 2. Train with verl
 
