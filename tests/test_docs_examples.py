@@ -150,6 +150,10 @@ NOT_RUN: list[tuple[str, str]] = [
     ),
     (r"^verl\.md: (INDEX=|python3 -m verl)", "verl on GPUs"),
     (
+        r"^verl\.md: (ray start|NNODES=|(export )?SLEUTH_TOKEN=)",
+        "a Ray cluster of several machines with GPUs",
+    ),
+    (
         r"^scale\.md: sleuth (index import|search indexes/wiki18|serve indexes/wiki18)",
         "needs Search-R1's wiki-18 files (about 80 GB) and e5-base-v2; test_index_import.py "
         "runs the same command on a 240-passage source in that layout",

@@ -52,7 +52,7 @@ def exported(tmp_path_factory, server) -> Path:
     return out
 
 
-def run_bare(code: str, payload: object) -> object:
+def run_bare(code: str, payload: object, **env: str) -> object:
     """Run ``code`` in the bare interpreter with ``payload`` on stdin; its stdout is JSON."""
     done = subprocess.run(
         [*BARE_PYTHON, "-c", code],
@@ -60,7 +60,7 @@ def run_bare(code: str, payload: object) -> object:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": os.environ.get("PATH", "")},
+        env={"PATH": os.environ.get("PATH", "")} | env,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -451,6 +451,30 @@ print(json.dumps(answers))
     )
 
 
+def test_search_tool_sends_the_token_from_the_workers_environment(tmp_path, hotpot_bm25):
+    """A server with --token (any non-loopback one): the tool sends $SLEUTH_TOKEN as a bearer
+    token; without it the server's 401 reaches the model. The token is not in the export."""
+    with LiveServer(create_app(hotpot_bm25, default_topk=3, token="s3cret-token")) as guarded:
+        out = tmp_path / "export"
+        url = f"{guarded.url}/retrieve"
+        export_verl(ExportOptions(limit=2, retrieval_url=url), out, log=lambda _: None)
+        code = (
+            LOAD_FILE
+            + f"""
+tool = load({str(out / "sleuth_search_tool.py")!r}, "sleuth_search_tool")
+print(json.dumps(tool.search(["Tinted Windows"])))
+"""
+        )
+        denied, allowed = (
+            json.loads(run_bare(code, None, **env))["result"]  # type: ignore[arg-type]
+            for env in ({}, {"SLEUTH_TOKEN": "s3cret-token"})
+        )
+    assert f"retrieval server {url} said 401" in denied
+    assert allowed.startswith("Doc 1 (Title: ") and "Tinted Windows" in allowed
+    written = [f for f in out.iterdir() if f.is_file() and f.suffix != ".parquet"]
+    assert len(written) == 6 and not any("s3cret" in f.read_text() for f in written)
+
+
 def test_several_retrieval_urls_are_balanced_with_failover_by_the_exported_tool(
     tmp_path, server, hotpot_bm25
 ):
@@ -523,8 +547,9 @@ def test_run_script_calls_verl_with_the_exported_files(exported, tmp_path):
     expect = {
         f"data.train_files={exported}/train.parquet",
         f"data.val_files={exported}/test.parquet",
-        f"custom_reward_function.path={exported}/sleuth_reward.py",
-        "custom_reward_function.name=compute_score",
+        # verl >= 0.9 (and main) read only reward.custom_reward_function.*; 0.7-0.8 read both
+        f"reward.custom_reward_function.path={exported}/sleuth_reward.py",
+        "reward.custom_reward_function.name=compute_score",
         # verl is not installed here, so the script picks verl >= 0.8's function tool
         f"actor_rollout_ref.rollout.multi_turn.function_tool_path={tool}",
         "actor_rollout_ref.rollout.multi_turn.enable=True",
@@ -552,6 +577,28 @@ def test_run_script_calls_verl_with_the_exported_files(exported, tmp_path):
     assert not record.exists()
 
 
+def test_run_script_picks_the_tool_for_the_installed_verl(exported, tmp_path):
+    """TOOLS=auto looks at verl's files without importing it: SearchTool only (verl <= 0.7) ->
+    the YAML; function tools (0.8, 0.9, main) -> sleuth_search_tool.py."""
+    fake_bin, record = fake_python(tmp_path)
+    picked = {}
+    for layout, files in {"0.7": ["search_tool.py"], "main": ["function_tool.py"]}.items():
+        tools = tmp_path / layout / "verl" / "tools"
+        tools.mkdir(parents=True)
+        (tools.parent / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+        for name in files:
+            (tools / name).write_text("")
+        done = run_sh(exported / "run.sh", fake_bin, PYTHONPATH=str(tmp_path / layout))
+        assert done.returncode == 0, done.stderr
+        args = json.loads(record.read_text())
+        (picked[layout],) = [a for a in args if ".multi_turn." in a and "_path=" in a]
+    multi_turn = "actor_rollout_ref.rollout.multi_turn"
+    assert picked == {
+        "0.7": f"{multi_turn}.tool_config_path={exported}/search_tool_config.yaml",
+        "main": f"{multi_turn}.function_tool_path={exported}/sleuth_search_tool.py",
+    }
+
+
 def test_run_script_serves_the_index_itself(hotpot_bm25_path, tmp_path):
     """With INDEX set, run.sh starts `sleuth serve` on the export's port and stops it after."""
     from conftest import free_port
@@ -569,18 +616,50 @@ def test_run_script_serves_the_index_itself(hotpot_bm25_path, tmp_path):
 
 
 # -- optional: verl's own source files ------------------------------------------------------
-VERL_VERSIONS = ("0.7.1", "0.8.0", "0.9.1")  # 0.7 has the YAML search tool, 0.8+ function tools
+# 0.7 has the YAML search tool; 0.8+ and main function tools; "main" is verl's main branch.
+VERL_VERSIONS = ("0.7.1", "0.8.0", "0.9.1", "main")
+
+
+def verl_main_source(out: Path) -> Path:
+    """verl's main branch: ``$SLEUTH_VERL_GIT`` (a clone or bare git dir of verl-project/verl)
+    exported with ``git archive``, else a shallow clone; skipped when neither is reachable."""
+    git_dir = os.environ.get("SLEUTH_VERL_GIT")
+    if not git_dir:
+        clone = out / "clone"
+        done = subprocess.run(
+            ["git", "clone", "--quiet", "--depth", "1",
+             "https://github.com/verl-project/verl", str(clone)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(
+                "verl main: set SLEUTH_VERL_GIT to a clone of verl-project/verl or "
+                f"SLEUTH_VERL_SRC to a folder with verl-main/ (git clone: {done.stderr.strip()})"
+            )
+        git_dir = str(clone)
+    git = Path(git_dir) / ".git" if (Path(git_dir) / ".git").exists() else Path(git_dir)
+    archive = subprocess.run(
+        ["git", f"--git-dir={git}", "archive", "HEAD", "verl"],
+        capture_output=True, check=True, timeout=300,
+    )  # fmt: skip
+    src = out / "src"
+    src.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True, timeout=300)
+    return src
 
 
 @pytest.fixture(scope="module")
 def verl_source(request, tmp_path_factory) -> Path:
-    """verl's own sources: ``$SLEUTH_VERL_SRC/verl-<version>`` if given, else the wheel from PyPI
-    (``pip download --no-deps``: pure Python, ~1.7 MB; nothing is installed)."""
+    """verl's own sources: ``$SLEUTH_VERL_SRC/verl-<version>`` if it exists, else the wheel from
+    PyPI (``pip download --no-deps``: pure Python, ~1.7 MB; nothing is installed), or for
+    ``main`` the branch's tree (``verl_main_source``)."""
     version = request.param
     given = os.environ.get("SLEUTH_VERL_SRC")
-    if given:
+    if given and (Path(given) / f"verl-{version}" / "verl").is_dir():
         return Path(given) / f"verl-{version}"
     out = tmp_path_factory.mktemp(f"verl-{version}")
+    if version == "main":
+        return verl_main_source(out)
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
          f"verl=={version}", "-d", str(out)],
@@ -592,19 +671,25 @@ def verl_source(request, tmp_path_factory) -> Path:
 
 
 VERL_CHECK = """
-import asyncio, importlib.util, json, re, sys, types
+import ast, asyncio, contextlib, importlib.util, json, sys, types
 from pathlib import Path
 import yaml
 
-root, export, url = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+root, export, args = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 # A bare `verl` package over the sources: verl/__init__ would import ray, tensordict, torch.
-for name in ("verl", "verl.utils", "verl.tools", "verl.tools.utils"):
+for name in ("verl", "verl.utils", "verl.tools", "verl.tools.utils", "verl.trainer",
+             "verl.trainer.ppo"):
     module = types.ModuleType(name)
     module.__path__ = [str(root / name.replace(".", "/"))]
     sys.modules[name] = module
-trace = types.ModuleType("verl.utils.rollout_trace")
-trace.rollout_trace_op = lambda fn: fn
-sys.modules["verl.utils.rollout_trace"] = trace
+sys.modules["verl"].DataProto = object  # only a type hint in trainer/ppo/reward.py
+stubs = {"verl.utils.rollout_trace": {"rollout_trace_op": lambda fn: fn},
+         "verl.utils.reward_score": {"default_compute_score": None,
+                                     "get_default_compute_score": None},
+         "omegaconf": {"OmegaConf": None}}  # tool_registry: only for YAML tools, unused here
+for name, attrs in stubs.items():
+    sys.modules[name] = types.ModuleType(name)
+    vars(sys.modules[name]).update(attrs)
 
 def load(name):
     spec = importlib.util.spec_from_file_location(name, root / (name.replace(".", "/") + ".py"))
@@ -613,10 +698,52 @@ def load(name):
     spec.loader.exec_module(module)
     return module
 
-report = {"version": (root / "verl/version/version").read_text().strip()}
+class Node(dict):  # attribute access, as verl reads its OmegaConf config
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+    __setattr__, __delattr__ = dict.__setitem__, dict.__delitem__
+
+def node(value):
+    return Node({k: node(v) for k, v in value.items()}) if isinstance(value, dict) else value
+
+generated = yaml.safe_load((root / "verl/trainer/config/_generated_ppo_trainer.yaml").read_text())
+def has(key):
+    value = generated
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+def configure(overrides):
+    # verl's config after these command-line overrides, as verl's main_ppo hands it on.
+    config = node(generated)
+    for key, value in overrides.items():
+        parent = config
+        *path, last = key.lstrip("+").split(".")
+        for part in path:
+            parent = parent.setdefault(part, Node())
+        parent[last] = value
+    main_ppo = (root / "verl/trainer/main_ppo.py").read_text()
+    if "migrate_legacy_reward_impl(config)" in main_ppo:  # verl 0.7-0.8: legacy keys still read
+        tree = ast.parse((root / "verl/experimental/reward_loop/reward_loop.py").read_text())
+        (fn,) = [f for f in tree.body if getattr(f, "name", "") == "migrate_legacy_reward_impl"]
+        scope = {"open_dict": lambda _: contextlib.nullcontext()}
+        exec(compile(ast.Module([fn], []), "reward_loop.py", "exec"), scope)
+        config = scope["migrate_legacy_reward_impl"](config)
+    return config
+
+overrides = dict(arg.split("=", 1) for arg in args)
+report = {"version": (root / "verl/version/version").read_text().strip(),
+          "keys": len(overrides),
+          "missing": sorted(k for k in overrides if not k.startswith("+") and not has(k))}
+multi_turn = configure(overrides).actor_rollout_ref.rollout.multi_turn
 schemas = load("verl.tools.schemas")
-if (root / "verl/tools/search_tool.py").is_file():  # verl <= 0.7
-    tool = yaml.safe_load((export / "search_tool_config.yaml").read_text())["tools"][0]
+if multi_turn.get("tool_config_path"):  # verl <= 0.7: its built-in SearchTool, from the YAML
+    tool = yaml.safe_load(Path(multi_turn.tool_config_path).read_text())["tools"][0]
     schemas.OpenAIFunctionToolSchema.model_validate(tool["tool_schema"])
     source = (root / "verl/tools/search_tool.py").read_text()
     report["unread_keys"] = [k for k in tool["config"] if k != "type" and f'"{k}"' not in source]
@@ -624,53 +751,70 @@ if (root / "verl/tools/search_tool.py").is_file():  # verl <= 0.7
     text, meta = utils.perform_single_search_batch(
         retrieval_service_url=tool["config"]["retrieval_service_url"],
         query_list=["Russian Civil War", "Kerensky"], topk=tool["config"]["topk"], timeout=30)
-    report["tool_text"], report["status"] = text, meta["status"]
-if (root / "verl/tools/function_tool.py").is_file():  # verl >= 0.8
+    report["tool"], report["tool_text"], report["status"] = "yaml", text, meta["status"]
+else:  # verl >= 0.8: function tools, loaded the way verl's agent-loop workers load them
     functions = load("verl.tools.function_tool")
-    (tool,) = functions.load_function_tools_from_path(str(export / "sleuth_search_tool.py"))
+    registry = load("verl.tools.tool_registry")
+    (tool,) = registry.load_all_tools(None, multi_turn.function_tool_path)
     raw = asyncio.run(tool.call({"query_list": ["Russian Civil War", "Kerensky"]}))
     response, _, _ = functions.normalize_function_tool_return(raw)
-    report["tool_text"], report["status"] = response.text, "success"
+    report["tool"], report["tool_text"], report["status"] = "function", response.text, "success"
     report["schema"] = tool.tool_schema.model_dump(exclude_none=True)
-reward = load("verl.utils.import_utils").load_extern_object(
-    module_path=str(export / "sleuth_reward.py"), object_name="compute_score")
-report["reward"] = reward(data_source="d", solution_str="<answer>October 1922</answer>",
-                          ground_truth={"target": ["October 1922"]}, extra_info={"num_turns": 2})
-config = yaml.safe_load((root / "verl/trainer/config/_generated_ppo_trainer.yaml").read_text())
-run = (export / "run.sh").read_text()
-keys = set(re.findall(r"^  \\"?([a-z_]+(?:\\.[a-z_]+)+)=", run, re.M))
-keys |= set(re.findall(r"(actor_rollout_ref\\.rollout\\.multi_turn\\.\\w+)=\\$HERE", run))
-def has(key):
-    node = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-report["keys"], report["missing"] = len(keys), sorted(k for k in keys if not has(k))
+
+# The reward, through verl's own loader, from run.sh's keys (and, for comparison, the legacy
+# top-level custom_reward_function.* keys in their place).
+get_custom_reward_fn = load("verl.trainer.ppo.reward").get_custom_reward_fn
+legacy = {k.replace("reward.custom_reward_function", "custom_reward_function", 1): v
+          for k, v in overrides.items()}
+report["legacy_keys_read"] = get_custom_reward_fn(configure(legacy)) is not None
+reward = get_custom_reward_fn(configure(overrides))
+report["reward"] = reward and reward(
+    data_source="sleuth/hotpotqa-1100", solution_str="<answer>in October 1922</answer>",
+    ground_truth={"target": ["October 1922"]}, extra_info={"num_turns": 2})
 print(json.dumps(report))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("verl_source", VERL_VERSIONS, indirect=True)
-def test_export_against_verls_own_code(verl_source, exported, server):
-    """verl's search client / function-tool loader / reward loader / config on this export,
-    without Ray or GPUs (``pytest -m slow``: downloads verl's wheels from PyPI)."""
+def test_export_against_verls_own_code(verl_source, exported, server, tmp_path):
+    """run.sh (its tool choice made by looking at that verl), its tool file, reward and config
+    keys, through verl's own loaders, without Ray or GPUs (``pytest -m slow``: downloads verl's
+    wheels from PyPI; main needs ``$SLEUTH_VERL_GIT`` or network)."""
     root = verl_source
+    fake_bin, record = fake_python(tmp_path)
+    ran = run_sh(
+        exported / "run.sh",
+        fake_bin,
+        "+reward.custom_reward_function.reward_kwargs.outcome=f1",  # a user's override
+        PYTHONPATH=str(root),  # what run.sh sees of verl: its files, not imported
+    )
+    assert ran.returncode == 0, ran.stderr
+    args = json.loads(record.read_text())
     done = subprocess.run(
-        [sys.executable, "-c", VERL_CHECK, str(root), str(exported), server.url],
+        [sys.executable, "-c", VERL_CHECK, str(root), str(exported), json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
+    legacy = (root / "verl/tools/search_tool.py").is_file()
+    assert report["tool"] == ("yaml" if legacy else "function")
     assert report["status"] == "success" and report.get("unread_keys", []) == []
     result = json.loads(report["tool_text"])["result"]
     assert result.count("Doc 1 (Title: ") == 2 and result.count("Doc 4 (Title: ") == 2
-    assert report["reward"]["score"] == 1.0
-    # Every override run.sh passes exists in that verl's config (function_tool_path: >= 0.8).
-    legacy = (root / "verl/tools/search_tool.py").is_file()
-    tool_key = "actor_rollout_ref.rollout.multi_turn.function_tool_path"
-    assert report["missing"] == ([tool_key] if legacy else []) and report["keys"] > 40
+    if not legacy:  # the schema verl infers from the function's signature and docstring
+        function = report["schema"]["function"]
+        assert function["name"] == "search" and function["parameters"]["required"] == ["query_list"]
+        assert function["parameters"]["properties"]["query_list"]["type"] == "array"
+        assert "search queries" in function["parameters"]["properties"]["query_list"]["description"]
+    # verl loaded sleuth_reward.py from run.sh's keys and passed the user's reward_kwargs on:
+    # F1 of "in October 1922" against "October 1922" (EM would be 0).
+    assert report["reward"], f"verl {report['version']} did not load the reward from run.sh"
+    assert report["reward"]["score"] == pytest.approx(0.8) and report["reward"]["em"] == 0.0
+    # Every override run.sh passed exists in that verl's config.
+    assert report["missing"] == [] and report["keys"] > 40
+    # Why run.sh sets reward.custom_reward_function.*: verl 0.9 stopped reading the legacy keys.
+    if report["version"] in ("0.7.1", "0.8.0", "0.9.1"):
+        assert report["legacy_keys_read"] == (report["version"] != "0.9.1")

@@ -5,11 +5,11 @@ One folder holds everything a verl/Ray cluster needs, none of it importing Sleut
 - ``train.parquet`` / ``test.parquet``: verl's RL rows (``data_source``, ``agent_name``, chat
   ``prompt``, ``ability``, ``reward_model.ground_truth.target``, ``extra_info`` with the
   question, gold answers, gold evidence ids and the ``tools_kwargs`` verl's search tool takes);
-- ``sleuth_reward.py``: ``compute_score`` for ``custom_reward_function.path`` (from
+- ``sleuth_reward.py``: ``compute_score`` for ``reward.custom_reward_function.path`` (from
   ``verl_reward.py``);
 - ``search_tool_config.yaml``: verl <= 0.7's built-in ``SearchTool`` pointed at ``/retrieve``;
-- ``sleuth_search_tool.py``: the same tool as a function tool for verl >= 0.8 (which dropped
-  ``SearchTool``), from ``verl_search_tool.py``;
+- ``sleuth_search_tool.py``: the same tool as a function tool for verl >= 0.8 and main (which
+  dropped ``SearchTool``), from ``verl_search_tool.py``;
 - ``run.sh`` and ``README.md``: the exact commands; ``sleuth_export.json``: what was exported.
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves a
@@ -402,7 +402,7 @@ TRAIN_BATCH="${{TRAIN_BATCH:-{batch}}}"   # questions per step
 MINI_BATCH="${{MINI_BATCH:-{mini}}}"
 EPOCHS="${{EPOCHS:-1}}"
 MAX_TURNS="${{MAX_TURNS:-4}}"           # assistant turns per episode
-TOOLS="${{TOOLS:-auto}}"                # auto | config (verl <= 0.7) | function (verl >= 0.8)
+TOOLS="${{TOOLS:-auto}}"                # auto | config (verl <= 0.7) | function (>= 0.8, main)
 HEALTH_URL="${{HEALTH_URL:-{health_urls}}}"
 WAIT_S="${{WAIT_S:-120}}"               # seconds to wait for a retrieval server (any one)
 
@@ -426,14 +426,14 @@ while not any(up(url) for url in urls):
     time.sleep(0.5)
 EOF
 
-if [ "$TOOLS" = auto ]; then  # verl <= 0.7 ships SearchTool; verl >= 0.8 takes function tools
+if [ "$TOOLS" = auto ]; then  # verl >= 0.8 (and main) load function tools; <= 0.7 SearchTool
   TOOLS=$(python3 - <<'EOF'
-import importlib.util
-try:
-    found = importlib.util.find_spec("verl.tools.search_tool") is not None
-except ImportError:
-    found = False
-print("config" if found else "function")
+import importlib.util, pathlib
+spec = importlib.util.find_spec("verl")  # finds verl's folder without importing it
+tools = [pathlib.Path(p, "tools") for p in (spec and spec.submodule_search_locations or [])]
+def has(name):
+    return any((folder / name).is_file() for folder in tools)
+print("config" if has("search_tool.py") and not has("function_tool.py") else "function")
 EOF
 )
 fi
@@ -476,8 +476,8 @@ python3 -m verl.trainer.main_ppo \\
   actor_rollout_ref.rollout.multi_turn.max_tool_response_length=1024 \\
   "$TOOL_ARG" \\
   actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8 \\
-  custom_reward_function.path="$HERE/sleuth_reward.py" \\
-  custom_reward_function.name=compute_score \\
+  reward.custom_reward_function.path="$HERE/sleuth_reward.py" \\
+  reward.custom_reward_function.name=compute_score \\
   trainer.critic_warmup=0 \\
   trainer.logger='["console"]' \\
   trainer.project_name=sleuth \\
@@ -517,9 +517,9 @@ Written by `sleuth export verl`. Nothing here imports Sleuth: copy the folder to
 |---|---|
 | `train.parquet` | {counts["train"]} rows from {sources["train"]} |
 | `test.parquet` | {counts["test"]} rows from {sources["test"]} |
-| `sleuth_reward.py` | `compute_score` for `custom_reward_function.path` ({reward}) |
+| `sleuth_reward.py` | `compute_score` for `reward.custom_reward_function.path` ({reward}) |
 | `search_tool_config.yaml` | verl <= 0.7: `SearchTool` -> `{url}` (topk {options.topk}) |
-| `sleuth_search_tool.py` | verl >= 0.8: the same `search` tool over {servers} |
+| `sleuth_search_tool.py` | verl >= 0.8 and main: the same `search` tool over {servers} |
 | `run.sh` | the training command below |
 | `sleuth_export.json` | the export options and row counts |
 
@@ -533,15 +533,18 @@ sleuth serve INDEX --host 127.0.0.1 --port {port} --default-topk {options.topk}
 curl -s {health_url(url)}
 ```
 
-verl's search tool sends no auth header, so serve on loopback without `--token`. On a multi-node
-Ray cluster, the tool runs in Ray actors that may land on any node: start one `sleuth serve` per
-node on 127.0.0.1 (the index is a plain folder: copy it or put it on shared storage) and keep the
-URL `http://127.0.0.1:{port}/retrieve`, or re-export with `--retrieval-url` pointing at one host
-reachable from every node (Sleuth refuses a non-loopback bind without a token, so put it behind
-a private network's proxy in that case). Several servers: `--retrieval-url URL1,URL2,...`;
+Serve on loopback, without `--token`. On a multi-node Ray cluster, the tool runs in Ray actors
+that may land on any node, so `127.0.0.1` means "this node". Either start one `sleuth serve` per
+node on 127.0.0.1 (the index is a plain folder: copy it or put it on shared storage), or deploy
+the index on the cluster's own Ray with `sleuth serve INDEX --ray --ray-address auto --replicas
+N` (at least one replica per node: Ray Serve's HTTP proxy runs on each node with a replica, and
+its port must be {port}); both keep the URL `http://127.0.0.1:{port}/retrieve`.
+Or re-export with servers reachable over the network: `--retrieval-url URL1,URL2,...`;
 `sleuth_search_tool.py` then starts each call at the next server in turn and fails over to the
 others on a connection error or a 5xx (a failed server rests 10 s), while verl <= 0.7's
-`SearchTool` takes only the first URL.
+`SearchTool` takes only the first URL. Such servers need `--token` (Sleuth refuses a
+non-loopback bind without one): export `SLEUTH_TOKEN` on every node before `ray start`, and the
+tool sends it as a bearer token (verl <= 0.7's `SearchTool` sends none).
 
 ## 2. Train with verl
 
@@ -551,8 +554,13 @@ INDEX=/path/to/index MODEL=Qwen/Qwen2.5-3B-Instruct N_GPUS=8 ./run.sh
 
 `run.sh` starts the server when `INDEX` is set, waits for `/health`, picks the tool file for the
 installed verl (`TOOLS=config|function` to force) and runs `python3 -m verl.trainer.main_ppo`
-with GRPO. Any extra argument is passed to verl as an override, e.g.
-`./run.sh trainer.logger='["console","wandb"]' +custom_reward_function.reward_kwargs.outcome=f1`.
+with GRPO. Any extra argument is passed to verl as an override, e.g. a wandb log and F1 reward:
+
+```bash
+./run.sh trainer.logger='["console","wandb"]' \\
+    +reward.custom_reward_function.reward_kwargs.outcome=f1
+```
+
 Multi-node: `ray start --head` on one node, `ray start --address=HEAD:6379` on the others, then
 `NNODES=2 ./run.sh` on the head.
 """

@@ -1,7 +1,7 @@
 """Sleuth's answer reward for verl, as one self-contained file (standard library only).
 
 ``sleuth export verl`` copies this file next to the exported parquet as ``sleuth_reward.py`` with
-the chosen settings filled in, and verl loads it with ``custom_reward_function.path=...``. It
+the chosen settings filled in, and verl loads it with ``reward.custom_reward_function.path=...``. It
 must not import ``sleuth``: Ray workers on a training cluster rarely have Sleuth installed.
 
 It scores a decoded verl response (every assistant turn plus the tool responses between them)
@@ -27,7 +27,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-# -- settings (rewritten by `sleuth export verl`; per run: +custom_reward_function.reward_kwargs)
+# -- settings (rewritten by `sleuth export verl`; per run: reward.custom_reward_function's
+# reward_kwargs, e.g. +reward.custom_reward_function.reward_kwargs.outcome=f1)
 OUTCOME = "em"  # em | f1 | cover_em: the outcome term of the score
 FORMAT_WEIGHT = 0.0  # score = outcome + FORMAT_WEIGHT * format
 

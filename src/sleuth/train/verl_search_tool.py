@@ -1,7 +1,9 @@
-"""Sleuth's search tool for verl >= 0.8, as one self-contained file (standard library only).
+"""Sleuth's search tool for verl >= 0.8 and main, as one self-contained file (stdlib only).
 
-verl 0.8 removed its built-in ``verl.tools.search_tool.SearchTool``; tools are now plain
-functions loaded with ``actor_rollout_ref.rollout.multi_turn.function_tool_path=<this file>``.
+verl 0.8 removed its built-in ``verl.tools.search_tool.SearchTool`` (main has none either);
+stateless tools are plain functions loaded with
+``actor_rollout_ref.rollout.multi_turn.function_tool_path=<this file>`` (verl's
+``load_all_tools``, in every agent-loop worker and in the dataset's prompt-length filter).
 ``sleuth export verl`` copies this file as ``sleuth_search_tool.py`` with the retrieval URLs
 and topk filled in (several URLs: one server per node, balanced with failover). It keeps the
 old tool's contract so the same data and prompt train on either verl: the tool is called
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -38,6 +41,9 @@ TIMEOUT_S = 30.0
 RETRIES = 5  # rounds over the servers; connection errors and 5xx are retried, 4xx are not
 PAUSE_S = 1.0  # pause after the n-th round in which every server failed: n * PAUSE_S
 COOLDOWN_S = 10.0  # a server that failed is skipped this long while another one answers
+# A server started with --token (any non-loopback one): its token, read from this environment
+# variable of the verl worker at call time (never written into the export).
+TOKEN_ENV = "SLEUTH_TOKEN"
 
 _turn = itertools.count()
 _benched: dict[str, float] = {}  # url -> monotonic time its cool-down ends
@@ -71,6 +77,9 @@ def retrieve(
     urls = list(urls or RETRIEVAL_URLS)
     body = json.dumps({"queries": queries, "topk": topk, "return_scores": True}).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     last: dict[str, str] = {}
     for attempt in range(1, retries + 1):
         for url in _order(urls):
