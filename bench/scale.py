@@ -12,9 +12,11 @@ recall@10 >= 0.98.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from bench.common import WORK, folder_bytes, run_child
@@ -170,5 +172,42 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
+def merge_section(name: str, section: dict[str, Any]) -> Path:
+    """Add or replace one section of ``bench/results/scale.json``, keeping the others (the
+    500k run above and sections other benchmarks add)."""
+    from sleuth.jsonio import write_json_atomic
+
+    out = Path(__file__).resolve().parent / "results" / "scale.json"
+    existing = json.loads(out.read_text()) if out.exists() else {}
+    existing[name] = section
+    write_json_atomic(out, existing)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--bm25-passages",
+        type=int,
+        help="instead of the 500k run: BM25 over this many Wikipedia-like passages "
+        "(bench/scale_bm25.py), merged into results/scale.json as bm25_<N>m",
+    )
+    parser.add_argument("--dir", type=Path, help="scratch folder for that index (big)")
+    parser.add_argument("--keep", action="store_true", help="keep that index afterwards")
+    args = parser.parse_args(argv)
+    if args.bm25_passages is None:
+        print(json.dumps(run(quick=True), indent=2))
+        return
+    from bench import scale_bm25
+
+    result = scale_bm25.run_wiki(
+        args.bm25_passages, args.dir or scale_bm25.default_folder(), keep=args.keep
+    )
+    result["summary"] = scale_bm25.summary(result)
+    out = merge_section(scale_bm25.section_name(args.bm25_passages), result)
+    print(json.dumps(result["summary"], indent=2))
+    print(f"merged into {out}")
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(quick=True), indent=2))
+    main()
