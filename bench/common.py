@@ -39,22 +39,26 @@ print(_json.dumps(result))
 """
 
 
-def run_child(code: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_child(
+    code: str, env: dict[str, str] | None = None, show_progress: bool = False
+) -> dict[str, Any]:
     """Run ``code`` (which fills a dict named ``result``) in a fresh interpreter.
 
     A child process isolates peak memory: the parent's own allocations do not count, and the
-    child reports its own peak RSS (MB) alongside its results.
+    child reports its own peak RSS (MB) alongside its results. ``show_progress``: the child's
+    stderr goes to ours as it comes (an hour-long build), instead of into the error message.
     """
     completed = subprocess.run(
         [sys.executable, "-c", code + PEAK_SUFFIX],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=None if show_progress else subprocess.PIPE,
         text=True,
         cwd=REPO,
         env={**os.environ, **(env or {})},
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"benchmark child failed:\n{completed.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark child failed:\n{(completed.stderr or '')[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

@@ -8,13 +8,19 @@ recall@10 against flat and latency. Encoding 500k passages with MiniLM would tak
 
 Targets: BM25 p50 < 2 ms at 500k; batch >= 1,000 q/s; dense memory <= 1/3 of flat at
 recall@10 >= 0.98.
+
+``python -m bench.scale --bm25-passages N --dir DIR`` runs BM25 at Wikipedia scale instead
+(``bench/scale_bm25.py``: Wikipedia-like passages, section ``bm25_<N>m``);
+``--extrapolate-from SMALL LARGE`` turns two such runs into ``bm25_21m_extrapolated``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from bench.common import WORK, folder_bytes, run_child
@@ -170,5 +176,63 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+
+
+def merge_section(name: str, section: dict[str, Any]) -> Path:
+    """Add or replace one section of ``bench/results/scale.json``, keeping the others (the
+    500k run above and sections other benchmarks add)."""
+    from sleuth.jsonio import write_json_atomic
+
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    existing[name] = section
+    write_json_atomic(RESULTS, existing)
+    return RESULTS
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--bm25-passages",
+        type=int,
+        help="instead of the 500k run: BM25 over this many Wikipedia-like passages "
+        "(bench/scale_bm25.py), merged into results/scale.json as bm25_<N>m",
+    )
+    parser.add_argument("--dir", type=Path, help="scratch folder for that index (big)")
+    parser.add_argument("--keep", action="store_true", help="keep that index afterwards")
+    parser.add_argument(
+        "--extrapolate-from",
+        type=int,
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        help="write bm25_21m_extrapolated from the bm25_<N>m sections of two earlier runs",
+    )
+    parser.add_argument(
+        "--cpu-from", help="section of a run that timed CPU per query (for --extrapolate-from)"
+    )
+    args = parser.parse_args(argv)
+    if args.extrapolate_from:
+        from bench import scale_bm25
+
+        stored = json.loads(RESULTS.read_text())
+        small, large = (stored[scale_bm25.section_name(n)] for n in args.extrapolate_from)
+        result = scale_bm25.extrapolate(small, large, stored.get(args.cpu_from or ""))
+        print(json.dumps(result, indent=2))
+        print(f"merged into {merge_section('bm25_21m_extrapolated', result)}")
+        return
+    if args.bm25_passages is None:
+        print(json.dumps(run(quick=True), indent=2))
+        return
+    from bench import scale_bm25
+
+    result = scale_bm25.run_wiki(
+        args.bm25_passages, args.dir or scale_bm25.default_folder(), keep=args.keep
+    )
+    result["summary"] = scale_bm25.summary(result)
+    out = merge_section(scale_bm25.section_name(args.bm25_passages), result)
+    print(json.dumps(result["summary"], indent=2))
+    print(f"merged into {out}")
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(quick=True), indent=2))
+    main()
