@@ -228,3 +228,34 @@ def _health(url: str) -> dict[str, object] | None:
     except httpx.TransportError:
         return None
     return response.json() if response.status_code == 200 else None
+
+
+@pytest.mark.slow
+def test_the_cli_deploys_onto_the_cluster_and_ctrl_c_takes_it_down(
+    cluster: str, hotpot, tmp_path: Path
+) -> None:
+    """``sleuth serve INDEX --ray --ray-address ADDR`` as a user runs it: the banner, answers,
+    and after SIGINT the application is gone while the cluster keeps running."""
+    import signal
+    import subprocess
+    import sys
+
+    index = build_index(hotpot[:50], tmp_path / "bm25")
+    command = [sys.executable, "-m", "sleuth.cli", "serve", str(index), "--ray"]
+    command += ["--ray-address", cluster, "--port", str(PORT), "--replica-cpus", "0.2", "--quiet"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
+    deadline = time.monotonic() + 240
+    while not any("serving index" in line for line in lines):
+        assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.2)
+    url = f"http://127.0.0.1:{PORT}"
+    assert f"at {url}" in "".join(lines) and "1 replica" in "".join(lines)
+    response = httpx.post(f"{url}/search", json={"query": hotpot[3].title, "k": 1})
+    assert response.json()["hits"][0]["id"] == hotpot[3].id
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 0
+    assert "deployment shut down" in "".join(lines)
+    gone = httpx.post(f"{url}/search", json={"query": "band", "k": 1}, timeout=10)
+    assert gone.status_code == 404  # the proxy still runs; the application is deleted
