@@ -79,7 +79,6 @@ class IndexWatch:
         self._follow = follow
         self._warning: str | None = None
         self._lock = threading.Lock()
-        self.followed = 0  # generations taken from other writers (for /health and tests)
 
     def check(self) -> str | None:
         """None while the folder is unchanged, else what happened (logged the first time)."""
@@ -116,7 +115,6 @@ class IndexWatch:
                 f"not open it yet ({type(exc).__name__}); retry"
             ) from None
         self._opened, self._identity = current, identity
-        self.followed += 1
         return True
 
     def own_change(self, write: Callable[[], None]) -> None:
