@@ -25,9 +25,11 @@ from sleuth.jsonio import write_json_atomic
 BENCHMARKS = (
     "quality",
     "bm25_analysis",
+    "bm25_sharding",
     "scale",
     "import_scale",
     "serving",
+    "ray_serve",
     "agent",
     "encoder",
     "llm",

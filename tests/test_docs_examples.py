@@ -158,6 +158,12 @@ NOT_RUN: list[tuple[str, str]] = [
         "needs Search-R1's wiki-18 files (about 80 GB) and e5-base-v2; test_index_import.py "
         "runs the same command on a 240-passage source in that layout",
     ),
+    (
+        r"^scale\.md: sleuth serve \S+ --ray\b",
+        "deploys on Ray Serve (starting Ray takes a minute); tests/test_ray_serve.py deploys "
+        "the same on a local Ray cluster",
+    ),
+    (r"^scale\.md: ray start ", "starts a node of a Ray cluster (tests/test_ray_serve.py: one)"),
     (r"^training\.md: (pip install|accelerate launch)", "installs packages / several GPUs"),
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),

@@ -137,35 +137,71 @@ def serve_command(
     encoder_backend: search_options.EncoderBackend = None,
     rerank: search_options.Rerank = None,
     simulate: search_options.Simulate = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Deploy on Ray Serve (needs sleuth[ray]): --replicas copies behind Ray's HTTP "
+            "proxy, a dense index optionally split into --shards",
+        ),
+    ] = False,
+    replicas: Annotated[
+        int, typer.Option(help="With --ray: replicas of the server (and of each shard)")
+    ] = 1,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            help="With --ray: split a dense flat or SQ8 index into this many shards, each served "
+            "by its own deployment; queries fan out and merge by score (the same top-k)"
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --ray: join a running cluster (auto, or HOST:PORT of `ray start --head`); "
+            "without it a local Ray instance is started and stopped with the server"
+        ),
+    ] = None,
+    replica_cpus: Annotated[
+        float, typer.Option(help="With --ray: CPUs Ray reserves for each replica (0.25 is fine)")
+    ] = 0.5,
 ) -> None:
     """Serve INDEX until interrupted."""
     from sleuth.display import safe_markup
     from sleuth.http_guard import HostAllowList
     from sleuth.progress import stderr
-    from sleuth.search.factory import open_engine
     from sleuth.serve.access_log import configure_server_logging
-    from sleuth.serve.app import create_app
     from sleuth.serve.limits import ServerLimits
+    from sleuth.serve.spec import ServerSpec
 
     check_binding(host, token)
     limits = ServerLimits(max_batch_hits, max_response_bytes, request_timeout)
-    engine = open_engine(
-        index, simulate=simulate, rerank=rerank, encoder_backend=encoder_backend
-    ).engine
     hosts = HostAllowList.for_bind(host, allow_host or ())
-    app = create_app(
-        engine,
+    spec = ServerSpec(
+        index,
         token=token,
         default_topk=default_topk,
         limits=limits,
         allowed_hosts=hosts,
-        index_folder=index if (index / "manifest.json").is_file() else None,
-        reopen=lambda: (
-            open_engine(
-                index, simulate=simulate, rerank=rerank, encoder_backend=encoder_backend
-            ).engine
-        ),
+        quiet=quiet,
+        simulate=simulate,
+        rerank=str(rerank) if rerank is not None else None,
+        encoder_backend=encoder_backend,
     )
+    if not ray:
+        for flag, given in (
+            ("--replicas", replicas != 1),
+            ("--shards", shards is not None),
+            ("--ray-address", ray_address is not None),
+            ("--replica-cpus", replica_cpus != 0.5),
+        ):
+            if given:
+                raise SleuthError(f"{flag} needs --ray (one process serves without it)")
+    else:
+        serve_on_ray(spec, host, port, replicas, shards or 0, ray_address, replica_cpus)
+        return
+    engine = spec.open_engine()
+    app = spec.build_app(engine)
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
@@ -185,3 +221,54 @@ def serve_command(
         soft_wrap=True,
     )
     run_on_socket(app, sock, forwarded_allow_ips=forwarded_allow_ips)
+
+
+def serve_on_ray(
+    spec: object,
+    host: str,
+    port: int,
+    replicas: int,
+    shards: int,
+    address: str | None,
+    replica_cpus: float,
+) -> None:
+    """``--ray``: deploy, print the banner, serve until Ctrl-C, then take the deployment down."""
+    from sleuth.display import safe_markup
+    from sleuth.progress import stderr
+    from sleuth.serve.ray_app import (
+        RayOptions,
+        check_spec,
+        deploy,
+        require_ray,
+        wait_until_stopped,
+    )
+    from sleuth.serve.spec import ServerSpec
+
+    assert isinstance(spec, ServerSpec)
+    require_ray()
+    options = RayOptions(replicas, shards, replica_cpus=replica_cpus, shard_cpus=replica_cpus / 2)
+    check_spec(spec, options)  # a bad index or layout is one line, before Ray starts
+    if port == 0:  # Ray's proxy needs a number: take a free one now
+        probe = bind_socket(host, 0)
+        port = probe.getsockname()[1]
+        probe.close()
+    else:
+        bind_socket(host, port).close()  # a taken port is one line, before Ray starts
+    stderr.print(f"starting Ray Serve ({'joining ' + address if address else 'local Ray'}) ...")
+    deployment = deploy(spec, options, host=host, port=port, address=address)
+    base = deployment.url
+    layout = f"{replicas} replica{'s' if replicas != 1 else ''}"
+    if shards:
+        layout += f", {shards} shards (one deployment each)"
+    stderr.print(
+        f"[green]serving[/green] index {safe_markup(spec.index)} on Ray Serve ({layout}) "
+        f"at {base}\n"
+        f"  POST {base}/search  POST {base}/search/batch  POST {base}/retrieve (Search-R1)\n"
+        f"  GET  {base}/doc/{{id}}  GET {base}/health  docs {base}/schema\n"
+        "  Ctrl-C takes the deployment down",
+        markup=True,
+        highlight=False,
+        soft_wrap=True,
+    )
+    wait_until_stopped(deployment.shutdown)
+    stderr.print("Ray Serve deployment shut down")

@@ -170,6 +170,8 @@ def create_app(
     allowed_hosts: HostAllowList | None = None,
     index_folder: str | Path | None = None,
     reopen: Callable[[], SearchEngine] | None = None,
+    follow_updates: bool = True,
+    updates_refused: str | None = None,
 ) -> Litestar:
     """A Litestar app serving ``engine``; with ``token`` every route but /health needs it.
     Requests whose ``Host`` is not in ``allowed_hosts`` (default: the loopback names) are a 421,
@@ -177,16 +179,19 @@ def create_app(
     ``index_folder``: the folder ``engine`` was opened from; a rebuild of it is logged and shown
     in /health (``sleuth.serve.index_watch``). ``reopen`` opens the engine again after this
     server commits an update to ``index_folder`` (default: ``open_index`` of the folder); the
-    update routes need a ``token`` (``sleuth.serve.updates``)."""
+    update routes need a ``token`` (``sleuth.serve.updates``). ``follow_updates``: a commit
+    by another server or process on ``index_folder`` is opened and served (else a 503 saying to
+    restart). ``updates_refused``: why this server takes no updates (a sharded deployment)."""
     validate_query("x", default_topk)
     limits = limits or ServerLimits()
-    watch = IndexWatch(index_folder) if index_folder is not None else None
     folder = Path(index_folder) if index_folder is not None else None
     if folder is not None and reopen is None:
         from sleuth.search.index_format import open_index
 
         reopen = lambda: open_index(folder)  # noqa: E731
-    live = LiveEngine(engine, folder, watch, reopen)
+    follow = (lambda: live.reload()) if follow_updates else None
+    watch = IndexWatch(folder, follow) if folder is not None else None
+    live = LiveEngine(engine, folder, watch, reopen, refused=updates_refused)
 
     def require_token(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if token is None or handler.opt.get("public"):

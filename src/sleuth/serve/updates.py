@@ -5,7 +5,9 @@ on: each request takes the engine once (``LiveEngine.engine``) and answers from 
 the old generation or the new one, never half a batch. After the commit the server opens the
 new generation and swaps it in; the answer comes after the swap, so the documents are
 searchable when the client reads it. The manifest rewrite is the server's own, so the index
-watch takes it as current (an outside rebuild of the folder is still a 503).
+watch takes it as current; a commit by another replica or ``sleuth index update`` is opened by
+the watch before the next request (``sleuth.serve.index_watch``); an outside rebuild of the
+folder is still a 503.
 """
 
 from __future__ import annotations
@@ -75,8 +77,11 @@ class LiveEngine:
         folder: Path | None,
         watch: IndexWatch | None,
         reopen: Callable[[], SearchEngine] | None,
+        *,
+        refused: str | None = None,
     ) -> None:
         self.engine = engine
+        self._refused = refused
         self.folder = folder
         self._watch = watch
         self._reopen = reopen
@@ -84,6 +89,8 @@ class LiveEngine:
 
     def apply(self, upserts: list[Document], deletes: list[str]) -> UpdateResponse:
         started = time.perf_counter()
+        if self._refused is not None:
+            raise UpdatesUnavailable(self._refused)
         if self.folder is None or self._reopen is None:
             raise UpdatesUnavailable(
                 "this server was not started on an index folder, so it cannot update one"
@@ -99,6 +106,13 @@ class LiveEngine:
                 raise
         searchable = round((time.perf_counter() - started) * 1e3, 1)
         return UpdateResponse(**result.public(), searchable_after_ms=searchable)
+
+    def reload(self) -> None:
+        """Open the index again: another server or process committed a generation to it (the
+        index watch noticed); requests already running finish on the engine they took."""
+        if self._reopen is None:
+            raise UpdatesUnavailable("this server cannot open its index again")
+        self.engine = self._reopen()
 
     def _publish(self, folder: Path, manifest: dict[str, Any]) -> None:
         if self._watch is None:
