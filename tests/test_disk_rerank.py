@@ -198,3 +198,29 @@ def test_a_missing_rerank_file_is_named_and_an_update_refused(source: dict, tmp_
     shutil.move(out / "dense" / RERANK_FILE, tmp_path / "elsewhere")
     with pytest.raises(SleuthError, match=r"rerank\.faiss: the full-precision vectors"):
         open_index(out)
+
+
+def test_the_command_imports_with_rerank_disk(source: dict, tmp_path: Path):
+    from serve_process import sleuth
+
+    out = tmp_path / "idx"
+    corpus, flat = str(source["corpus"]), str(source["faiss"]["flat"])
+    done = sleuth(
+        "index", "import", "--corpus", corpus, "--faiss", flat, "--encoder", "packaged",
+        "--query-prefix", "query: ", "--passage-prefix", "passage: ", "--to", "ivf-pq",
+        "--nlist", "4", "--pq-m", "48", "--nprobe", "4", "--rerank", "disk",
+        "--rerank-factor", "5", "--no-verify", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "float32 rows kept for re-scoring (hardlink)" in done.stderr
+    found = sleuth("search", str(out), source["questions"][0], "--json", "-k", "3")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    exact = source["vectors"][[int(h["id"]) for h in hits]] @ source["queries"][0]
+    np.testing.assert_allclose([h["score"] for h in hits], exact, rtol=1e-4)
+    bad = sleuth(
+        "index", "import", "--corpus", corpus, "--faiss", flat, "--encoder", "packaged",
+        "--rerank", "disk", "--out", str(tmp_path / "bad"),
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--to sq8 or --to ivf-pq" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
