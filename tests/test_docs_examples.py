@@ -154,6 +154,10 @@ NOT_RUN: list[tuple[str, str]] = [
         "needs Search-R1's wiki-18 files (about 80 GB) and e5-base-v2; test_index_import.py "
         "runs the same command on a 240-passage source in that layout",
     ),
+    (
+        r"^scale\.md: (python -m bench\.scale dense_768|SLEUTH_DENSE_SCRATCH=)",
+        "an hour or more of benchmark on 2 cores; test_disk_rerank.py runs the feature it measures",
+    ),
     (r"^training\.md: (pip install|accelerate launch)", "installs packages / several GPUs"),
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),

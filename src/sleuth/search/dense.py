@@ -102,13 +102,14 @@ class DenseEngine(BatchSearch):
         nprobe: int | None = None,
         metric: str = "ip",
         rerank_factor: int | None = None,
+        exact: Any = None,
     ) -> None:
         """``query_prefix`` goes before every query (e5: ``"query: "``); ``mmap`` maps a flat
         index's vectors from the file instead of reading them into memory; ``nprobe`` sets the
         lists an IVF index searches; ``metric`` ``l2`` turns distances into scores (negated),
-        so a higher score is a better hit for every index. ``rerank_factor``: the index
-        returns ``k x rerank_factor`` candidates, re-scored exactly against the float32 rows
-        kept on disk beside it (``sleuth.search.disk_rerank``)."""
+        so a higher score is a better hit for every index. ``rerank_factor`` with ``exact``
+        (a ``sleuth.search.disk_rerank.DiskVectors``): the index returns ``k x rerank_factor``
+        candidates, re-scored exactly against the float32 rows kept on disk beside it."""
         faiss = _faiss()
         path = folder / FAISS_FILE
         flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
@@ -123,16 +124,13 @@ class DenseEngine(BatchSearch):
         self.query_prefix = query_prefix
         self._sign = -1.0 if metric == "l2" else 1.0
         self._docs = docstore
-        self.rerank_factor, self.exact = rerank_factor, None
-        if rerank_factor is not None:
-            from sleuth.search.disk_rerank import RERANK_FILE, DiskVectors
-
-            self.exact = DiskVectors(folder / RERANK_FILE)
-            if (self.exact.ntotal, self.exact.d) != (self._index.ntotal, self._index.d):
-                raise IndexFormatError(
-                    f"{self.exact.path}: {self.exact.ntotal:,} x {self.exact.d} vectors for an "
-                    f"index of {self._index.ntotal:,} x {self._index.d}"
-                )
+        self.rerank_factor, self.exact = rerank_factor, exact
+        shape = (self._index.ntotal, self._index.d)
+        if exact is not None and (exact.ntotal, exact.d) != shape:
+            raise IndexFormatError(
+                f"{exact.path}: {exact.ntotal:,} x {exact.d} vectors for an index of "
+                f"{shape[0]:,} x {shape[1]}"
+            )
         self.encoder = Encoder(encoder, encoder_backend)
         if self.encoder.dim != self._index.d:
             raise IndexFormatError(

@@ -456,6 +456,15 @@ def _rerank_factor(params: dict[str, Any]) -> int | None:
     return int(params.get("rerank_factor", DEFAULT_FACTOR))
 
 
+def _exact_vectors(folder: Path, params: dict[str, Any]) -> Any:
+    """The float32 rows on disk that a ``--rerank disk`` index re-scores against, else None."""
+    if params.get("rerank") != "disk":
+        return None
+    from sleuth.search.disk_rerank import RERANK_FILE, DiskVectors
+
+    return DiskVectors(folder / RERANK_FILE)
+
+
 def validate_params(engine: str, params: Any, where: Path | str) -> dict[str, Any]:
     """The manifest's ``params`` if every one is known for ``engine`` and has a valid value;
     otherwise an IndexFormatError naming the parameter, its value and what is expected."""
@@ -573,6 +582,7 @@ def open_index(
                 nprobe=params.get("nprobe"),
                 metric=params.get("metric", "ip"),
                 rerank_factor=_rerank_factor(params),
+                exact=_exact_vectors(data / "dense", params),
             )
     if engine == "bm25":
         result: Any = lexical
