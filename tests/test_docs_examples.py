@@ -164,6 +164,10 @@ NOT_RUN: list[tuple[str, str]] = [
         "the same on a local Ray cluster",
     ),
     (r"^scale\.md: ray start ", "starts a node of a Ray cluster (tests/test_ray_serve.py: one)"),
+    (
+        r"^scale\.md: (python -m bench\.scale dense_768|SLEUTH_DENSE_SCRATCH=)",
+        "an hour or more of benchmark on 2 cores; test_disk_rerank.py runs the feature it measures",
+    ),
     (r"^training\.md: (pip install|accelerate launch)", "installs packages / several GPUs"),
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),

@@ -203,13 +203,13 @@ def test_a_flat_source_converts_from_its_file_in_chunks(source: dict, tmp_path: 
 
     monkeypatch.setattr(faiss_source, "CHUNK_BYTES", 64 * 4 * source["vectors"].shape[1])
     seen: list[int] = []
-    original = faiss_source.FlatFileSource._read
+    original = faiss_source.FlatFileSource.read_rows
 
     def counting(self, fd, start, count):
         seen.append(count)
         return original(self, fd, start, count)
 
-    monkeypatch.setattr(faiss_source.FlatFileSource, "_read", counting)
+    monkeypatch.setattr(faiss_source.FlatFileSource, "read_rows", counting)
     out = import_index(
         source["corpus"], source["faiss"]["flat"], tmp_path / "sq8", _options(to="sq8")
     )

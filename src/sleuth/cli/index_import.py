@@ -61,6 +61,17 @@ def import_command(
     pq_m: Annotated[
         int | None, typer.Option(help="--to ivf-pq: bytes per vector (default dim / 8)")
     ] = None,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            help="disk: keep the float32 rows on disk beside a --to sq8 / ivf-pq index and "
+            "re-score its candidates exactly (a flat source is linked, not copied)"
+        ),
+    ] = None,
+    rerank_factor: Annotated[
+        int | None,
+        typer.Option(help="--rerank disk: candidates re-scored per hit returned (default 10)"),
+    ] = None,
     encoder_backend: search_options.EncoderBackend = None,
 ) -> None:
     """Import CORPUS and FAISS into OUT."""
@@ -83,6 +94,8 @@ def import_command(
         nprobe=nprobe,
         nlist=nlist,
         pq_m=pq_m,
+        rerank=rerank,
+        rerank_factor=rerank_factor,
     )
     started = time.perf_counter()
     with progress_bar("importing (corpus lines, then vectors)") as advance:
@@ -96,6 +109,8 @@ def import_command(
         else f"{vectors['dense_index']} kept ({vectors['placed']})"
     )
     peak = vectors["peak_rss_bytes"] / 2**20
+    if "rerank" in vectors:
+        how += f"; float32 rows kept for re-scoring ({vectors['rerank']['placed']})"
     stderr.print(f"vectors: {how}; peak memory {peak:,.0f} MiB ({vectors['peak_rss_scope']})")
     check = imported["sample_check"]
     if check is not None:

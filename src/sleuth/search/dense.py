@@ -101,11 +101,15 @@ class DenseEngine(BatchSearch):
         mmap: bool = False,
         nprobe: int | None = None,
         metric: str = "ip",
+        rerank_factor: int | None = None,
+        exact: Any = None,
     ) -> None:
         """``query_prefix`` goes before every query (e5: ``"query: "``); ``mmap`` maps a flat
         index's vectors from the file instead of reading them into memory; ``nprobe`` sets the
         lists an IVF index searches; ``metric`` ``l2`` turns distances into scores (negated),
-        so a higher score is a better hit for every index."""
+        so a higher score is a better hit for every index. ``rerank_factor`` with ``exact``
+        (a ``sleuth.search.disk_rerank.DiskVectors``): the index returns ``k x rerank_factor``
+        candidates, re-scored exactly against the float32 rows kept on disk beside it."""
         faiss = _faiss()
         path = folder / FAISS_FILE
         flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
@@ -120,6 +124,13 @@ class DenseEngine(BatchSearch):
         self.query_prefix = query_prefix
         self._sign = -1.0 if metric == "l2" else 1.0
         self._docs = docstore
+        self.rerank_factor, self.exact = rerank_factor, exact
+        shape = (self._index.ntotal, self._index.d)
+        if exact is not None and (exact.ntotal, exact.d) != shape:
+            raise IndexFormatError(
+                f"{exact.path}: {exact.ntotal:,} x {exact.d} vectors for an index of "
+                f"{shape[0]:,} x {shape[1]}"
+            )
         self.encoder = Encoder(encoder, encoder_backend)
         if self.encoder.dim != self._index.d:
             raise IndexFormatError(
@@ -137,9 +148,12 @@ class DenseEngine(BatchSearch):
     def ranked_rows_batch(
         self, queries: Sequence[str], k: int
     ) -> list[tuple[list[int], list[float]]]:
-        scores, rows = self._index.search(
-            self.encode_queries(queries), min(k, len(self._docs)), params=self._search_params
-        )
+        vectors, k = self.encode_queries(queries), min(k, len(self._docs))
+        if self.exact is not None and self.rerank_factor is not None:
+            depth = min(k * self.rerank_factor, self._index.ntotal)
+            _, candidates = self._index.search(vectors, depth, params=self._search_params)
+            return self.exact.rescore(vectors, candidates, k)
+        scores, rows = self._index.search(vectors, k, params=self._search_params)
         ranked = []
         for row_list, score_list in zip(rows, scores, strict=True):
             keep = row_list >= 0  # faiss pads with -1 when fewer than k vectors exist

@@ -148,7 +148,8 @@ class FlatFileSource(VectorSource):
             return None
         return source
 
-    def _read(self, fd: int, start: int, count: int) -> np.ndarray:
+    def read_rows(self, fd: int, start: int, count: int) -> np.ndarray:
+        """``count`` rows from ``start``, read from the open file ``fd`` with one pread."""
         size = 4 * self.d * count
         data = os.pread(fd, size, self.offset + 4 * self.d * start)
         if len(data) != size:
@@ -162,7 +163,7 @@ class FlatFileSource(VectorSource):
             sha.update(os.pread(fd, self.offset, 0))  # the header
             step = self.chunk_rows()
             for start in range(0, self.ntotal, step):
-                block = self._read(fd, start, min(step, self.ntotal - start))
+                block = self.read_rows(fd, start, min(step, self.ntotal - start))
                 sha.update(block.tobytes())
                 yield start, block
         finally:
@@ -174,7 +175,7 @@ class FlatFileSource(VectorSource):
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for n, row in enumerate(rows):
-                out[n] = self._read(fd, int(row), 1)[0]
+                out[n] = self.read_rows(fd, int(row), 1)[0]
         finally:
             os.close(fd)
         return out

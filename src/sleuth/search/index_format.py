@@ -441,7 +441,28 @@ PARAM_SPECS: dict[str, tuple[tuple[str, ...], ParamCheck]] = {
     "mmap": (("dense",), _is_bool()),
     "nprobe": (("dense",), _is_number(1, 1_000_000, integer=True)),
     "metric": (("dense",), _is_one_of("ip", "l2")),
+    # ``--rerank disk``: candidates re-scored exactly against float32 rows kept on disk.
+    "rerank": (("dense",), _is_one_of("disk")),
+    "rerank_factor": (("dense",), _is_number(1, 10_000, integer=True)),
 }
+
+
+def _rerank_factor(params: dict[str, Any]) -> int | None:
+    """Candidates per hit the dense index returns for exact re-scoring (None: no re-scoring)."""
+    from sleuth.search.disk_rerank import DEFAULT_FACTOR
+
+    if params.get("rerank") != "disk":
+        return None
+    return int(params.get("rerank_factor", DEFAULT_FACTOR))
+
+
+def _exact_vectors(folder: Path, params: dict[str, Any]) -> Any:
+    """The float32 rows on disk that a ``--rerank disk`` index re-scores against, else None."""
+    if params.get("rerank") != "disk":
+        return None
+    from sleuth.search.disk_rerank import RERANK_FILE, DiskVectors
+
+    return DiskVectors(folder / RERANK_FILE)
 
 
 def validate_params(engine: str, params: Any, where: Path | str) -> dict[str, Any]:
@@ -560,6 +581,8 @@ def open_index(
                 mmap=params.get("mmap", False),
                 nprobe=params.get("nprobe"),
                 metric=params.get("metric", "ip"),
+                rerank_factor=_rerank_factor(params),
+                exact=_exact_vectors(data / "dense", params),
             )
     if engine == "bm25":
         result: Any = lexical

@@ -28,10 +28,12 @@ from sleuth.corpus.documents import record_to_document
 from sleuth.corpus.jsonl import GZIP_ERRORS, MAX_LINE_BYTES, UTF8_BOM, open_bytes
 from sleuth.errors import CorpusError, IndexFormatError, SleuthError
 from sleuth.jsonio import write_json_atomic
-from sleuth.search.dense import FAISS_FILE
+from sleuth.search.dense import FAISS_FILE, _faiss
+from sleuth.search.disk_rerank import DEFAULT_FACTOR, RERANK_FILE, RERANK_KINDS
 from sleuth.search.docstore import DocStoreWriter, DuplicateIdError
 from sleuth.search.faiss_convert import TARGETS, ChunkAdder, PeakMemory, make_target, train
-from sleuth.search.faiss_source import VectorSource, open_source
+from sleuth.search.faiss_source import FlatFileSource, VectorSource, open_source
+from sleuth.search.flat_file import FlatFileWriter
 from sleuth.search.index_format import (
     MANIFEST,
     CorpusHasher,
@@ -60,6 +62,8 @@ class ImportOptions:
     nprobe: int | None = None
     nlist: int | None = None
     pq_m: int | None = None
+    rerank: str | None = None  # "disk": float32 rows kept beside the index, candidates re-scored
+    rerank_factor: int | None = None  # candidates per hit (default DEFAULT_FACTOR)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -84,6 +88,7 @@ def import_index(
     source = open_source(faiss_path)
     if source.ntotal == 0:
         raise IndexFormatError(f"{source.path}: the faiss index holds no vectors")
+    check_rerank(options, source)
     local = Path(options.encoder).expanduser()
     if local.is_dir():  # a folder: recorded absolute, so the index opens from any folder
         options.encoder = str(local.resolve())
@@ -346,10 +351,9 @@ def _place_vectors(
 ) -> dict[str, Any]:
     """One pass over the source rows (sample check, file hash, conversion), then the faiss file
     into ``dense``: the source linked or copied as it is, or the converted index written."""
-    from sleuth.search.dense import _faiss
-
     dense.mkdir()
     target_kind = options.to if options.to not in (None, source.kind) else None
+    rerank = _RerankRows(source, dense / RERANK_FILE, options.link) if options.rerank else None
     with PeakMemory() as peak:
         target = trained = adder = None
         if target_kind is not None:
@@ -363,6 +367,8 @@ def _place_vectors(
                     check.add(start, block)
                 if adder is not None:
                     adder.add(start, block)
+                if rerank is not None:
+                    rerank.add(block)
                 if progress:
                     progress(len(block))
         if target is not None:
@@ -387,7 +393,55 @@ def _place_vectors(
     )
     if target_kind == "ivf-pq":
         placed.update(pq_m=int(target.pq.M), pq_bits=int(target.pq.nbits))
+    if rerank is not None:
+        placed["rerank"] = rerank.finish()
     return placed
+
+
+def check_rerank(options: ImportOptions, source: VectorSource) -> None:
+    """``--rerank disk`` needs a quantised target and full-precision source rows."""
+    if options.rerank is None:
+        if options.rerank_factor is not None:
+            raise SleuthError("--rerank-factor applies only with --rerank disk")
+        return
+    if options.rerank != "disk":
+        raise SleuthError(f"unknown --rerank {options.rerank!r}; the one choice is 'disk'")
+    if options.to not in RERANK_KINDS:
+        raise SleuthError(
+            "--rerank disk re-scores the candidates of a quantised index: give --to "
+            + " or --to ".join(RERANK_KINDS)
+        )
+    if options.rerank_factor is not None and options.rerank_factor < 1:
+        raise SleuthError(f"--rerank-factor must be at least 1, got {options.rerank_factor}")
+    lossless = source.kind in ("flat", "hnsw") or isinstance(source.index, _faiss().IndexIVFFlat)
+    if not lossless:
+        raise SleuthError(
+            f"{source.path}: its vectors are already quantised ({source.kind}); --rerank disk "
+            "needs the full-precision vectors (a flat, HNSW or IVF-flat source)"
+        )
+
+
+class _RerankRows:
+    """The float32 rows kept beside the converted index for exact re-scoring: a flat source
+    file is linked (or copied) as it is; any other source's rows are written as they stream."""
+
+    def __init__(self, source: VectorSource, path: Path, link: bool) -> None:
+        self.source, self.path, self.link = source, path, link
+        self.writer = None
+        if not isinstance(source, FlatFileSource):
+            self.writer = FlatFileWriter(path, source.d, source.ntotal, source.metric)
+
+    def add(self, block: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.write(block)
+
+    def finish(self) -> dict[str, Any]:
+        if self.writer is not None:
+            self.writer.close()
+            placed = "written"
+        else:
+            placed = _link_or_copy(self.source.path, self.path, self.link)
+        return {"file": RERANK_FILE, "placed": placed, "bytes": self.path.stat().st_size}
 
 
 def _link_or_copy(source: Path, target: Path, link: bool) -> str:
@@ -418,6 +472,9 @@ def _params(
         "metric": source.metric,
         "mmap": kind == "flat",
     }
+    if options.rerank is not None:
+        params["rerank"] = options.rerank
+        params["rerank_factor"] = options.rerank_factor or DEFAULT_FACTOR
     if "nlist" in placed:  # IVF: the source's own nprobe when it set one, else up to 32 lists
         own = placed.get("source_nprobe") or 1
         default = own if own > 1 else min(placed["nlist"], IVF_NPROBE)

@@ -332,6 +332,11 @@ def _write_dense(
     if not new_rows:
         _link_files(source / "dense", target / "dense")
         return
+    if params.get("rerank"):
+        raise SleuthError(
+            f"{source}: documents cannot be added to an index imported with --rerank disk (its "
+            "full-precision rows on disk are not appended to); import it again instead"
+        )
     index = _faiss().read_index(str(source / "dense" / FAISS_FILE))
     if index.ntotal != new_rows[0][0]:
         raise IndexFormatError(
