@@ -95,6 +95,12 @@ def run_on_socket(
         access_log=False,
         proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
+        # The HTTP parser and event loop are named, not "auto": uvicorn's auto picks httptools
+        # and uvloop whenever they happen to be installed (Ray brings both), which changed which
+        # requests get a 400 with the environment, not with Sleuth. h11 and asyncio are what
+        # every benchmark and test measured.
+        http="h11",
+        loop="asyncio",
     )
     uvicorn.Server(config).run(sockets=[sock])
 
