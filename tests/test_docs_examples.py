@@ -154,6 +154,11 @@ NOT_RUN: list[tuple[str, str]] = [
         "needs Search-R1's wiki-18 files (about 80 GB) and e5-base-v2; test_index_import.py "
         "runs the same command on a 240-passage source in that layout",
     ),
+    (
+        r"^scale\.md: sleuth index corpus\.jsonl --out wiki-dense ",
+        "a corpus of the user's and a Ray cluster; test_ray_encode.py runs the same build on a "
+        "local cluster",
+    ),
     (r"^training\.md: (pip install|accelerate launch)", "installs packages / several GPUs"),
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),
