@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -12,6 +12,9 @@ from typer.core import TyperGroup
 
 from sleuth.cli import search_options
 from sleuth.corpus.bundled import describe as describe_bundled
+
+if TYPE_CHECKING:
+    from sleuth.search.ray_encode import RayOptions
 
 BUILD = "build"
 
@@ -187,7 +190,7 @@ def index_command(
 
 def ray_build_options(
     engine: str, address: str | None, workers: int, shards: int | None, cpus: float
-) -> object:
+) -> RayOptions:
     """``--ray``'s settings, checked before the corpus is read: an engine with vectors, Ray
     installed, sane counts and an address of the right shape."""
     from sleuth.errors import SleuthError
