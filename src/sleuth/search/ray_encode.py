@@ -355,7 +355,11 @@ def _run(
     encoded = dataset.map_batches(
         _encoder_class(encoder, backend, threads),
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(options.workers, len(pending))),
+        # one shard in flight per actor: the first actor up must not queue every shard while
+        # the others are still loading their encoder
+        compute=ray.data.ActorPoolStrategy(
+            size=min(options.workers, len(pending)), max_tasks_in_flight_per_actor=1
+        ),
         num_cpus=options.cpus_per_worker,
     )
     for row in encoded.iter_rows():
