@@ -6,7 +6,9 @@
 2. The Ray build (Ray Data, ``workers`` encoder actors of one CPU each on a local Ray started
    here; Ray's start-up timed apart): wall time, and its vectors against the one-process ones.
 3. The projection to a cluster: the measured per-worker throughput times the workers, with the
-   driver's serial part (reading, storing, faiss) kept, for 21M passages (Wikipedia-2018).
+   driver's serial part (reading, storing, faiss) kept, for 21M passages (Wikipedia-2018). The
+   serial part is a difference of two timings, so on a machine shared with other jobs it takes
+   their noise (docs/scale.md gives it measured directly as well).
 
 Every timing here is on the same machine in the same run; on this shared 2-core box two Ray
 workers cannot beat one process using both cores, so the figure to read is the overhead ratio
