@@ -40,6 +40,7 @@ BENCHMARKS = (
     "simulator_fidelity",
     "train_engines",
     "selfplay",
+    "ray_encode",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -168,6 +168,11 @@ NOT_RUN: list[tuple[str, str]] = [
         r"^scale\.md: (python -m bench\.scale dense_768|SLEUTH_DENSE_SCRATCH=)",
         "an hour or more of benchmark on 2 cores; test_disk_rerank.py runs the feature it measures",
     ),
+    (
+        r"^scale\.md: sleuth index corpus\.jsonl --out wiki-dense ",
+        "a corpus of the user's and a Ray cluster; test_ray_encode.py runs the same build on a "
+        "local cluster",
+    ),
     (r"^training\.md: (pip install|accelerate launch)", "installs packages / several GPUs"),
     (r"^llm\.md: pip install", "installs packages"),
     (r"^llm\.md: curl -s localhost:8001", SERVED + " (`sleuth serve-llm` loads the model)"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -12,6 +12,9 @@ from typer.core import TyperGroup
 
 from sleuth.cli import search_options
 from sleuth.corpus.bundled import describe as describe_bundled
+
+if TYPE_CHECKING:
+    from sleuth.search.ray_encode import RayOptions
 
 BUILD = "build"
 
@@ -109,6 +112,34 @@ def index_command(
     chunk_words: Annotated[
         int, typer.Option(help="Split documents longer than this many words (0 = never)")
     ] = 0,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Encode the vectors (dense/hybrid) on Ray workers, shard by shard; a rerun "
+            "resumes from the finished shards (docs/scale.md; needs sleuth[ray])",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --ray: 'auto' (the Ray cluster running here) or the head's HOST:PORT "
+            "(default: start Ray on this machine)"
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option(help="With --ray: encoder workers (one encoder loaded in each)")
+    ] = 2,
+    ray_shards: Annotated[
+        int | None,
+        typer.Option(
+            help="With --ray: shards to split the corpus into (default: the workers, or one "
+            "per 50,000 documents if more)"
+        ),
+    ] = None,
+    ray_worker_cpus: Annotated[
+        float, typer.Option(help="With --ray: CPUs each worker takes (its encoder threads)")
+    ] = 1.0,
 ) -> None:
     """Index CORPUS into OUT."""
     import time
@@ -121,6 +152,13 @@ def index_command(
 
     check_engine_options(engine, dense_index)  # all checks before the corpus is read
     check_index_target(out)
+    ray_options = None
+    if ray:
+        ray_options = ray_build_options(
+            engine, ray_address, ray_workers, ray_shards, ray_worker_cpus
+        )
+    elif ray_address is not None or ray_shards is not None:
+        raise typer.BadParameter("--ray-address and --ray-shards go with --ray")
     documents = load_documents(corpus, format=format)
     if chunk_words:
         documents = chunk_documents(documents, max_words=chunk_words, overlap=chunk_words // 5)
@@ -137,6 +175,7 @@ def index_command(
             source=corpus_source(corpus),
             progress=advance,
             reuse_dense=reuse_dense,
+            ray=ray_options,
         )
     manifest = read_manifest(path)
     count = manifest["corpus"]["documents"]
@@ -147,6 +186,32 @@ def index_command(
         f"[green]indexed {count:,} {plural(count, 'document')}[/green] into "
         f"{safe_markup(path)} in {time.perf_counter() - started:.1f}s (engine {engine})"
     )
+
+
+def ray_build_options(
+    engine: str, address: str | None, workers: int, shards: int | None, cpus: float
+) -> RayOptions:
+    """``--ray``'s settings, checked before the corpus is read: an engine with vectors, Ray
+    installed, sane counts and an address of the right shape."""
+    from sleuth.errors import SleuthError
+    from sleuth.progress import stderr
+    from sleuth.search.ray_encode import RayOptions, check_options, import_ray
+
+    if engine not in ("dense", "hybrid"):
+        raise SleuthError(
+            f"--ray encodes vectors, and a {engine} index has none to encode "
+            "(use --engine dense or hybrid, or drop --ray)"
+        )
+    options = RayOptions(
+        address,
+        workers,
+        shards,
+        cpus,
+        log=lambda line: stderr.print(line, markup=False, highlight=False),
+    )
+    check_options(options)
+    import_ray()
+    return options
 
 
 def corpus_source(corpus: str) -> str:

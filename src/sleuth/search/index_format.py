@@ -119,6 +119,7 @@ def build_index(
     source: str = "",
     progress: Callable[[int], None] | None = None,
     reuse_dense: str | Path | None = None,
+    ray: Any = None,
 ) -> Path:
     """Index ``documents`` into the folder ``out`` (atomically) and return its path.
 
@@ -129,7 +130,9 @@ def build_index(
     ``reuse_dense``: an existing dense or hybrid index; when its manifest shows the same corpus
     checksum, encoder and faiss settings, its vectors are copied instead of encoding again (an
     existing index at ``out`` is tried too). ``progress`` is called with the number of documents
-    processed since the last call.
+    processed since the last call. ``ray`` (a ``ray_encode.RayOptions``): the vectors are
+    encoded on a Ray cluster, shard by shard, resumable from a work folder beside ``out`` that is
+    removed once the index is in place; the index written is the same.
     """
     from sleuth.search.lexical import TOKENIZERS
 
@@ -140,6 +143,16 @@ def build_index(
     out = check_index_target(out)  # before any work: a bad --out fails now, not after the build
     candidates = [Path(reuse_dense).expanduser()] if reuse_dense else []
     candidates.append(out)
+    if ray is not None:
+        from sleuth.search.ray_encode import check_options, import_ray
+
+        if engine not in ("dense", "hybrid"):
+            raise SleuthError(
+                f"--ray encodes vectors, and a {engine} index has none to encode "
+                "(use --engine dense or hybrid, or drop --ray)"
+            )
+        check_options(ray)
+        import_ray()
     with atomic_index_folder(out) as tmp:
         params = _build_into(
             documents,
@@ -152,11 +165,16 @@ def build_index(
             ef_construction,
             progress,
             candidates if engine in ("dense", "hybrid") else [],
+            (ray, out),
         )
         count, checksum = params.pop("_count"), params.pop("_checksum")
         if count == 0:
             raise CorpusError(f"{source or 'corpus'}: no documents to index")
         write_json_atomic(tmp / MANIFEST, new_manifest(engine, params, checksum, count, source))
+    if ray is not None:  # the index is in place: its shards are no longer needed
+        from sleuth.search.ray_encode import work_folder
+
+        shutil.rmtree(work_folder(out), ignore_errors=True)
     return out
 
 
@@ -216,8 +234,11 @@ def _build_into(
     ef_construction: int,
     progress: Callable[[int], None] | None,
     reuse_candidates: list[Path],
+    ray_target: tuple[Any, Path] = (None, Path()),
 ) -> dict[str, Any]:
     store, hasher = DocStoreWriter(folder), CorpusHasher()
+    ray_options, out = ray_target
+    on_ray = False
     params: dict[str, Any] = {}
     lexical = encoder = None
     if engine in ("bm25", "hybrid"):
@@ -236,7 +257,13 @@ def _build_into(
         if "hnsw" in dense_index:
             dense_params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
         reusable = [c for c in reuse_candidates if _dense_settings_match(c, dense_params)]
-        if not reusable:  # nothing to reuse: encode while streaming, as before
+        if not reusable and ray_options is not None:  # encoded on Ray once the store is written
+            from sleuth.search.encoder import resolve_backend
+
+            on_ray = True
+            backend = resolve_backend(encoder_spec[1])
+            params.update(dense_params, encoder_backend=backend, dim=None)  # dim: from Ray
+        elif not reusable:  # nothing to reuse: encode while streaming, as before
             encoder = _load_encoder(encoder_spec)
             params.update(dense_params, encoder_backend=encoder.backend, dim=encoder.dim)
     vectors, pending = [], []
@@ -251,7 +278,7 @@ def _build_into(
                 if len(pending) >= ENCODE_BATCH:
                     vectors.append(encoder.encode(pending, progress))  # counts encoded docs
                     pending = []
-            elif progress and (row + 1) % PROGRESS_STEP == 0:
+            elif progress and not on_ray and (row + 1) % PROGRESS_STEP == 0:
                 progress(PROGRESS_STEP)
         store.close()
     except BaseException as exc:
@@ -263,7 +290,10 @@ def _build_into(
     if lexical is not None:
         lexical.close()
     checksum = hasher.hexdigest()
-    if dense_params and encoder is None:
+    ray_build = (folder, store.count, checksum, encoder_spec, ray_options, out, progress)
+    if on_ray:
+        params["dim"] = _encode_on_ray(*ray_build, dense_index, hnsw_m, ef_construction)
+    elif dense_params and encoder is None:
         source = next((c for c in reusable if _same_corpus(c, checksum, store.count)), None)
         if source is not None:
             manifest = read_manifest(source)
@@ -275,6 +305,12 @@ def _build_into(
             params.update(
                 dense_params, dim=dim, encoder_backend=backend, dense_reused_from=str(source)
             )
+        elif ray_options is not None:  # settings matched but the corpus did not: encode on Ray
+            from sleuth.search.encoder import resolve_backend
+
+            on_ray = True
+            params.update(dense_params, encoder_backend=resolve_backend(encoder_spec[1]))
+            params["dim"] = _encode_on_ray(*ray_build, dense_index, hnsw_m, ef_construction)
         else:  # settings matched but the corpus did not: encode from the stored documents
             encoder = _load_encoder(encoder_spec)
             params.update(dense_params, encoder_backend=encoder.backend, dim=encoder.dim)
@@ -282,24 +318,56 @@ def _build_into(
     if encoder is not None:
         import numpy as np
 
-        from sleuth.search.dense import build_faiss, save_faiss
-
         if pending:
             vectors.append(encoder.encode(pending, progress))
         if vectors:
-            dense_folder = folder / "dense"
-            dense_folder.mkdir()
-            kind_params = (
-                {"hnsw_m": hnsw_m, "ef_construction": ef_construction}
-                if "hnsw" in dense_index
-                else {}
-            )
-            faiss_index = build_faiss(np.concatenate(vectors), dense_index, **kind_params)
-            save_faiss(faiss_index, dense_folder)
-    if progress and encoder is None:
+            _write_faiss(folder, np.concatenate(vectors), dense_index, hnsw_m, ef_construction)
+    if progress and encoder is None and not on_ray:
         progress(store.count % PROGRESS_STEP)
     params["_count"], params["_checksum"] = store.count, checksum
     return params
+
+
+def _encode_on_ray(
+    folder: Path,
+    count: int,
+    checksum: str,
+    encoder_spec: tuple[str | None, str | None],
+    options: Any,
+    out: Path,
+    progress: Callable[[int], None] | None,
+    dense_index: str,
+    hnsw_m: int,
+    ef_construction: int,
+) -> int | None:
+    """Encode the store's documents on Ray (``sleuth.search.ray_encode``) and write their faiss
+    index; the vectors' dimension (None for an empty corpus, which the caller refuses)."""
+    from sleuth.search.encoder import resolve_backend
+    from sleuth.search.ray_encode import encode_corpus, work_folder
+
+    if not count:
+        return None
+    backend = resolve_backend(encoder_spec[1])
+    encoded = encode_corpus(
+        folder, count, checksum, encoder_spec[0], backend, work_folder(out), options, progress
+    )
+    _write_faiss(folder, encoded.vectors, dense_index, hnsw_m, ef_construction)
+    return encoded.dim
+
+
+def _write_faiss(
+    folder: Path, vectors: Any, dense_index: str, hnsw_m: int, ef_construction: int
+) -> None:
+    """The faiss index of ``vectors`` (row order) in ``folder/dense``: one code path for the
+    vectors encoded here and those encoded on Ray, so both builds write the same index."""
+    from sleuth.search.dense import build_faiss, save_faiss
+
+    dense_folder = folder / "dense"
+    dense_folder.mkdir()
+    kind_params = (
+        {"hnsw_m": hnsw_m, "ef_construction": ef_construction} if "hnsw" in dense_index else {}
+    )
+    save_faiss(build_faiss(vectors, dense_index, **kind_params), dense_folder)
 
 
 FAISS_FILE = "vectors.faiss"
