@@ -165,8 +165,10 @@ NOT_RUN: list[tuple[str, str]] = [
     ),
     (r"^scale\.md: ray start ", "starts a node of a Ray cluster (tests/test_ray_serve.py: one)"),
     (
-        r"^scale\.md: (python -m bench\.scale dense_768|SLEUTH_DENSE_SCRATCH=)",
-        "an hour or more of benchmark on 2 cores; test_disk_rerank.py runs the feature it measures",
+        r"^scale\.md: (python -m bench\.scale (dense_768|--bm25-passages|--extrapolate-from)|"
+        r"SLEUTH_DENSE_SCRATCH=)",
+        "an hour or more of benchmark on 2 cores (the BM25 one builds millions of passages); "
+        "test_disk_rerank.py runs the feature the dense one measures",
     ),
     (
         r"^scale\.md: sleuth index corpus\.jsonl --out wiki-dense ",
