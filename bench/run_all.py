@@ -38,6 +38,7 @@ BENCHMARKS = (
     "simulator_fidelity",
     "train_engines",
     "selfplay",
+    "async_rollouts",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
