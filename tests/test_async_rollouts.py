@@ -74,7 +74,7 @@ def test_async_rollouts_stay_within_the_bound_and_weigh_off_policy_groups(
     config = AgentTrainConfig(
         out=str(tmp_path / "run"), limit=2, steps=2, save_steps=10, num_generations=2,
         concurrency=2, learning_rate=1e-3, reward={"em": 1.0}, async_rollouts=True, max_staleness=1,
-        episode=training_episode(top_k=2, doc_chars=150),
+        episode=training_episode(top_k=2, doc_chars=150, prompt_example=False),
     )  # fmt: skip
     generate = right_then_wrong(tokenizer, limit=2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -115,7 +115,9 @@ def test_staleness_zero_is_synchronous_and_a_resumed_run_refills_its_queue(
     settings = dict(
         out=str(tmp_path / "run"), limit=3, num_generations=2, concurrency=2,
         reward={"f1": 1.0, "format": 0.2}, async_rollouts=True, max_staleness=0,
-        episode=training_episode(top_k=1, doc_chars=80, max_turns=2, max_new_tokens=12),
+        episode=training_episode(
+            top_k=1, doc_chars=80, max_turns=2, max_new_tokens=12, prompt_example=False
+        ),
     )  # fmt: skip
     first = build_trainer(AgentTrainConfig(steps=1, **settings), hotpot_bm25, model, tokenizer)
     train_resuming(first, tmp_path / "run", log=lambda _: None)
