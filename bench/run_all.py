@@ -41,6 +41,7 @@ BENCHMARKS = (
     "train_engines",
     "selfplay",
     "ray_encode",
+    "async_rollouts",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -143,6 +143,9 @@ def agent_command(
         int,
         typer.Option(help="With --rollouts tree: branch from the state after every N-th turn"),
     ] = 1,
+    async_rollouts: train_options.AsyncRollouts = False,
+    max_staleness: train_options.MaxStaleness = 1,
+    max_minutes: train_options.MaxMinutes = 0.0,
 ) -> None:
     """GRPO on multi-turn search episodes run through the agent loop.
 
@@ -235,6 +238,8 @@ def searcher_command(
     user_max_answers: options.UserMaxAnswers = 2,
     ask_cost: train_options.AskCost = 0.0,
     extra_ask_cost: train_options.ExtraAskCost = 0.0,
+    async_rollouts: train_options.AsyncRollouts = False,
+    max_staleness: train_options.MaxStaleness = 1,
 ) -> None:
     """GRPO on a searcher beside a frozen reader, rewarded by Gain Beyond RAG (s3).
 

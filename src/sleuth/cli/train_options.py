@@ -47,6 +47,22 @@ AskCost = Annotated[
 ExtraAskCost = Annotated[
     float, typer.Option(help="Reward subtracted per ask beyond the first on an ambiguous question")
 ]
+# Asynchronous rollouts (``train agent | searcher``; sleuth.train.async_rollout).
+AsyncRollouts = Annotated[
+    bool,
+    typer.Option(
+        "--async-rollouts/--sync-rollouts",
+        help="Generate GRPO groups ahead on a thread with a snapshot of the policy, at most "
+        "--max-staleness updates old (off-policy groups weighted by their sampling log-probs)",
+    ),
+]
+MaxStaleness = Annotated[
+    int,
+    typer.Option(
+        help="With --async-rollouts: updates a group's weights may lag the trainer's (0 = "
+        "synchronous behaviour)"
+    ),
+]
 
 # Fine-tuning (``train sft | simulator``).
 LoraRank = Annotated[int, typer.Option(help="LoRA rank")]

@@ -91,6 +91,11 @@ class AgentTrainConfig:
     rollouts: str = "chain"
     tree_roots: int = 2
     tree_branch_every: int = 1
+    # Asynchronous rollouts (sleuth.train.async_rollout): groups generated ahead by a snapshot
+    # of the policy at most max_staleness updates old (0: synchronous behaviour).
+    async_rollouts: bool = False
+    max_staleness: int = 1
+    max_minutes: float = 0.0  # > 0: stop after this much wall time, step saved (rerun resumes)
     # The rollouts' episode, sampled at its temperature. A primed model trains with the actions
     # and system prompt it was primed on (sleuth synth trajectories: search/open/answer, no
     # worked example).
@@ -105,6 +110,13 @@ class AgentTrainConfig:
         check_training_episode(self.episode)
         if self.rollouts not in ("chain", "tree"):
             raise SleuthError(f"--rollouts is chain or tree, not {self.rollouts!r}")
+        from sleuth.train.async_rollout import check_async_settings
+
+        check_async_settings(
+            self.async_rollouts, self.max_staleness, self.rollouts, self.noise_schedule
+        )
+        if self.max_minutes < 0:
+            raise SleuthError("--max-minutes cannot be negative")
         if self.rollouts == "tree":
             from sleuth.train.tree_rollout import check_tree_settings
 
@@ -198,6 +210,7 @@ def build_trainer(
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
     from trl import GRPOTrainer
 
+    from sleuth.train.async_rollout import chain_rollout
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
     from sleuth.train.tree_advantage import TreeGRPOMixin
@@ -211,6 +224,7 @@ def build_trainer(
     users = None
     if config.user:
         users = rollout_users(config.user, config.user_max_answers, questions)
+    dataset = build_dataset(questions)
     rollout_args = (search, tokenizer, config.agent_config(), config.concurrency)
     if config.rollouts == "tree":
         rollout: AgentRolloutFunc = TreeRolloutFunc(
@@ -219,13 +233,14 @@ def build_trainer(
             roots=config.tree_roots,
             branch_every=config.tree_branch_every,
         )
-    else:
-        rollout = AgentRolloutFunc(*rollout_args, generate=generate, users=users)
+    else:  # synchronous, or asynchronous with config.async_rollouts
+        rollout = chain_rollout(config, search, tokenizer, dataset, generate=generate, users=users)
     reward = make_reward_function(config.reward_spec())
-    dataset = build_dataset(questions)
     # Tree-GRPO advantages for a tree's rollouts, the rollouts' cost logged either way
     base = type("AgentGRPOTrainer", (TreeGRPOMixin, trainer_class_override or GRPOTrainer), {})
-    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, base)
+    return rollout_trainer(
+        args, model, tokenizer, reward, dataset, rollout, base, max_minutes=config.max_minutes
+    )
 
 
 class AgentRun(GRPORun):
@@ -247,12 +262,18 @@ class AgentRun(GRPORun):
     ) -> dict[str, Any]:
         masked = _masked_share(trainer.sleuth_rollout.last)
         summary = summarise_history(history)
+        extra: dict[str, Any] = {}
+        if self.config.async_rollouts:
+            from sleuth.train.async_rollout import async_summary
+
+            extra["async_rollouts"] = async_summary(history, trainer.sleuth_rollout)
         return self.results(
             name,
             summary,
             seconds,
             masked_share_of_completion_tokens=masked,
             rollouts=rollout_summary(history, self.config),
+            **extra,
         )
 
     def curve(self, history: list[dict[str, Any]]) -> bytes:
@@ -300,6 +321,7 @@ ROLLOUT_KEYS = (
     "trained_tokens",
     "generated_tokens_per_episode",
     "shared_token_share",
+    "seconds",
 )
 
 
@@ -312,7 +334,7 @@ def rollout_summary(history: list[dict[str, Any]], config: AgentTrainConfig) -> 
     if config.rollouts == "tree":
         summary.update(roots=config.tree_roots, branch_every=config.tree_branch_every)
     for key in ROLLOUT_KEYS:
-        values = [float(r[f"rollout/{key}"]) for r in steps]
+        values = [float(r[f"rollout/{key}"]) for r in steps if f"rollout/{key}" in r]
         summary[f"{key}_per_step"] = values
         summary[f"mean_{key}"] = round(sum(values) / len(values), 3) if values else None
     return summary

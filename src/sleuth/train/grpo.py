@@ -199,12 +199,14 @@ def wall_time_stop(max_minutes: float) -> Any:
 
 
 def trainer_class(base: type | None = None) -> type:
-    """``base`` (TRL's ``GRPOTrainer`` by default) with checkpoints written atomically and
-    passes without signal skipped."""
+    """``base`` (TRL's ``GRPOTrainer`` by default) with checkpoints written atomically, passes
+    without signal skipped, and a rollout's sampling log-probabilities (asynchronous rollouts)
+    used as the importance ratio's denominator."""
     from trl import GRPOTrainer
 
+    from sleuth.train.behaviour_logprobs import BehaviourLogprobsMixin
     from sleuth.train.checkpoints import AtomicCheckpointMixin
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental
-    bases = (AtomicCheckpointMixin, SkipNoSignalMixin, base or GRPOTrainer)
+    bases = (AtomicCheckpointMixin, SkipNoSignalMixin, BehaviourLogprobsMixin, base or GRPOTrainer)
     return type("SleuthGRPOTrainer", bases, {})

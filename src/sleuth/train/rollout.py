@@ -281,6 +281,7 @@ class AgentRolloutFunc:
                 max_batch=max(1, self.concurrency),
             )
         generate = self._generate
+        started = time.perf_counter()
         self.last = asyncio.run(
             run_episodes(
                 questions,
@@ -293,4 +294,7 @@ class AgentRolloutFunc:
                 self.users,
             )
         )
+        metrics = getattr(trainer, "_metrics", None)
+        if metrics is not None:  # what the trainer waited for its rollouts (async logs it too)
+            metrics["train"]["rollout/seconds"].append(time.perf_counter() - started)
         return as_trl_output(self.last, self.tokenizer.eos_token_id)

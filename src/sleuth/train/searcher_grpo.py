@@ -107,6 +107,9 @@ class SearcherTrainConfig:
     lora_r: int = 16
     lora_top_layers: int = 0  # > 0: adapt only the top N layers (cheaper CPU steps)
     max_minutes: float = 0.0  # > 0: stop after this much wall time, step saved (rerun resumes)
+    # Asynchronous rollouts (sleuth.train.async_rollout), as ``train agent``'s.
+    async_rollouts: bool = False
+    max_staleness: int = 1
     # Clarification (as ``train agent``): the user answering ``ask``, its cap, the ask costs.
     user: str | None = None
     user_max_answers: int = DEFAULT_MAX_ANSWERS
@@ -131,6 +134,9 @@ class SearcherTrainConfig:
         if self.user_max_answers < 0:
             raise SleuthError("--user-max-answers cannot be negative")
         with_ask_cost({}, self.ask_cost, self.extra_ask_cost)  # a negative cost is refused
+        from sleuth.train.async_rollout import check_async_settings
+
+        check_async_settings(self.async_rollouts, self.max_staleness)
         check_training_episode(self.episode)
 
     def agent_config(self) -> AgentConfig:
@@ -354,23 +360,17 @@ def build_trainer(
     """A GRPO trainer whose rollouts are searcher episodes read by the frozen ``reader``;
     ``generate`` overrides the policy's sampler (tests script it); ``users`` gives each
     rollout its simulated user (``sleuth.train.clarify.rollout_users``)."""
+    from sleuth.train.async_rollout import chain_rollout
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.lora import lora_config
-    from sleuth.train.rollout import AgentRolloutFunc
 
     episode = config.episode
     shown = max(episode.top_k, config.read_budget)  # turn 0 shows read_budget hits
     args = trainer_grpo_args(
         config, episode_tokens(episode.max_turns, episode.max_new_tokens, shown)
     )
-    rollout = AgentRolloutFunc(
-        search,
-        tokenizer,
-        episode,
-        config.concurrency,
-        generate=generate,
-        reader=reader,
-        users=users,
+    rollout = chain_rollout(
+        config, search, tokenizer, dataset, generate=generate, reader=reader, users=users
     )
     reward = make_reward_function(config)
     peft = (
@@ -460,6 +460,11 @@ class SearcherRun(GRPORun):
     ) -> dict[str, Any]:
         rollouts = trainer.sleuth_rollout.last
         searches = [len(r.trajectory.searches) for r in rollouts]
+        extra: dict[str, Any] = {}
+        if self.config.async_rollouts:
+            from sleuth.train.async_rollout import async_summary
+
+            extra["async_rollouts"] = async_summary(history, trainer.sleuth_rollout)
         return self.results(
             name,
             summarise_history(history),
@@ -469,6 +474,7 @@ class SearcherRun(GRPORun):
             last_step_searches_per_episode=round(sum(searches) / len(searches), 2)
             if searches
             else None,
+            **extra,
         )
 
     def curve(self, history: list[dict[str, Any]]) -> bytes:
