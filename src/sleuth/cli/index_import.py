@@ -70,7 +70,7 @@ def import_command(
     ] = None,
     rerank_factor: Annotated[
         int | None,
-        typer.Option(help="--rerank disk: candidates re-scored per hit returned (default 10)"),
+        typer.Option(help="--rerank disk: candidates re-scored per hit returned (default 20)"),
     ] = None,
     encoder_backend: search_options.EncoderBackend = None,
 ) -> None:
