@@ -45,6 +45,8 @@ def right_then_wrong(tokenizer, limit: int):
     return generate
 
 
+@pytest.mark.slow  # two GRPO steps beside a producer thread (~1.5-2.5 min on 2 cores); the
+# producer, snapshot, queue and resume run by default in the S = 0 test below
 def test_async_rollouts_stay_within_the_bound_and_weigh_off_policy_groups(
     policy, hotpot_bm25, tmp_path
 ):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from searchr1_layout import DATA, E5_LIKE, write_searchr1_corpus
 
 from sleuth.errors import SleuthError
 from sleuth.search import open_index, read_manifest
@@ -26,9 +27,7 @@ from sleuth.types import Document
 
 faiss = pytest.importorskip("faiss")
 
-DATA = Path(__file__).resolve().parents[1] / "src" / "sleuth" / "data" / "hotpotqa_dev_1100_beir"
 PASSAGES, QUESTIONS, K = 400, 40, 10
-E5_LIKE = {"encoder": "packaged", "query_prefix": "query: ", "passage_prefix": "passage: "}
 # 48 sub-quantizers of 4 bits (24 bytes a vector; 400 rows cannot train 8-bit codes): a lossy
 # first stage whose top 10 holds about half of the exact top 10, its top 50 about 90 %.
 PQ = {"nlist": 4, "pq_m": 48, "nprobe": 4}
@@ -41,14 +40,7 @@ def _options(**extra: object) -> ImportOptions:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("rerank")
-    lines = []
-    with (DATA / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for n, line in zip(range(PASSAGES), handle, strict=False):
-            record = json.loads(line)
-            contents = f'"{record["title"]}"\n{record["text"]}'
-            lines.append(json.dumps({"id": str(n), "contents": contents}, ensure_ascii=False))
-    corpus = folder / "wiki.jsonl"
-    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus, lines = write_searchr1_corpus(folder, PASSAGES)
     encoder = Encoder(None)
     vectors = encoder.encode([f"passage: {json.loads(line)['contents']}" for line in lines])
     with (DATA / "queries.jsonl").open(encoding="utf-8") as handle:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import LiveServer
+from searchr1_layout import DATA, E5_LIKE, write_searchr1_corpus
 from serve_process import sleuth
 
 from sleuth.errors import CorpusError, IndexFormatError, SleuthError
@@ -25,10 +26,8 @@ from sleuth.search.index_import import ImportOptions, import_index
 
 faiss = pytest.importorskip("faiss")
 
-DATA = Path(__file__).resolve().parents[1] / "src" / "sleuth" / "data" / "hotpotqa_dev_1100_beir"
 PASSAGES = 240
 K = 10
-E5_LIKE = {"encoder": "packaged", "query_prefix": "query: ", "passage_prefix": "passage: "}
 
 
 def _options(**extra: object) -> ImportOptions:
@@ -39,14 +38,7 @@ def _options(**extra: object) -> ImportOptions:
 def source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The corpus in Search-R1's layout, its vectors, the faiss indexes and some questions."""
     folder = tmp_path_factory.mktemp("searchr1")
-    lines = []
-    with (DATA / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for n, line in zip(range(PASSAGES), handle, strict=False):
-            record = json.loads(line)
-            contents = f'"{record["title"]}"\n{record["text"]}'
-            lines.append(json.dumps({"id": str(n), "contents": contents}, ensure_ascii=False))
-    corpus = folder / "wiki.jsonl"
-    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus, lines = write_searchr1_corpus(folder, PASSAGES)
     contents = [json.loads(line)["contents"] for line in lines]
     vectors = Encoder(None).encode([f"passage: {c}" for c in contents])
     d = vectors.shape[1]

@@ -145,6 +145,9 @@ def encoded_shards(lines: list[str]) -> list[int]:
     return sorted(int(line.split()[1].split("/")[0]) for line in lines if " encoded: " in line)
 
 
+@pytest.mark.slow  # a Ray cluster, two encoder actors and a hybrid build (~1.5-2.5 min on 2 cores):
+# the default suite stays under CI's 15 minutes; the shard planning, the checked shard records
+# and the errors run by default below
 def test_ray_build_survives_a_dying_worker(cluster, hotpot_subset, plain_index, tmp_path):
     """The worker encoding shard 2 exits mid-shard once; Ray restarts it, the build completes,
     and the hybrid index equals the one-process build's."""
@@ -173,7 +176,7 @@ def test_ray_build_survives_a_dying_worker(cluster, hotpot_subset, plain_index, 
     assert_same_index(out, plain_index, questions)
 
 
-@pytest.mark.slow  # a second Ray job and a CLI process on top of the default test's (~60 s)
+@pytest.mark.slow  # a second Ray job and a CLI process (~60 s)
 def test_killed_build_resumes_with_the_missing_shards(
     cluster, hotpot_subset, plain_index, tmp_path
 ):
