@@ -105,6 +105,7 @@ def test_async_rollouts_stay_within_the_bound_and_weigh_off_policy_groups(
     assert summary["groups_generated"] >= 2
 
 
+@pytest.mark.slow  # a training session and its resume (~1 min on 2 cores): CI's 15 minutes
 def test_staleness_zero_is_synchronous_and_a_resumed_run_refills_its_queue(
     policy, hotpot_bm25, tmp_path
 ):

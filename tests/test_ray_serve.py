@@ -140,6 +140,9 @@ def test_dense_shards_answer_as_one_process(cluster: str, hotpot, tmp_path: Path
         deployment.shutdown()  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # a Ray cluster and a Serve deployment (~1-1.5 min on 2 cores): CI's 15
+# minutes; the dense shard merge (test_dense_shards.py), the CLI's refusals (test_ray_cli.py) and
+# servers following generations (test_serve_follow.py) run by default
 def test_bm25_replicas_failover_and_updates(cluster: str, hotpot, tmp_path: Path) -> None:
     index = build_index(hotpot, tmp_path / "bm25", source="hotpotqa-1100")
     with LiveServer(create_app(open_index(index), token=TOKEN, access_log=False)) as plain:
