@@ -36,8 +36,8 @@ import numpy as np
 
 from sleuth.errors import SleuthError
 from sleuth.jsonio import atomic_write, write_json_atomic
+from sleuth.search import ray_cluster
 
-EXTRA_HINT = "pip install 'sleuth[ray]'"
 SHARD_DOCS = 50_000  # documents per shard at most (more shards than workers for a big corpus)
 PLAN = "plan.json"
 WAVE_SHARDS = 8  # shards handed to Ray at a time (or twice the workers): bounds driver memory
@@ -76,12 +76,7 @@ def work_folder(out: Path) -> Path:
 
 def import_ray() -> Any:
     """``ray`` with Ray Data, or a SleuthError naming the extra that installs it."""
-    try:
-        import ray
-        import ray.data  # (the serve-only install lacks it)
-    except ImportError:
-        raise SleuthError(f"--ray needs Ray with Ray Data: {EXTRA_HINT}") from None
-    return ray
+    return ray_cluster.import_ray("data", "Ray with Ray Data")  # the serve-only install lacks it
 
 
 def check_options(options: RayOptions) -> None:
@@ -92,43 +87,18 @@ def check_options(options: RayOptions) -> None:
         raise SleuthError(f"--ray-shards must be at least 1, got {options.shards}")
     if options.cpus_per_worker <= 0:
         raise SleuthError(f"--ray-worker-cpus must be positive, got {options.cpus_per_worker}")
-    if options.address not in (None, "auto"):
-        _host_port(options.address)
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise SleuthError(f"--ray-address {address!r}: expected auto or HOST:PORT")
-    return host.strip("[]"), int(port)
+    ray_cluster.check_address(options.address)
 
 
 def connect(ray: Any, options: RayOptions) -> bool:
-    """Join (or start) Ray; True when this call started the connection (so it shuts it down).
-    An address nobody answers on fails in seconds with its name, not after Ray's long retries."""
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-    if options.address is None:
-        kwargs.update(include_dashboard=False)
-    elif options.address != "auto":
-        host, port = _host_port(options.address)
-        try:
-            socket.create_connection((host, port), timeout=5).close()
-        except OSError as exc:
-            raise SleuthError(
-                f"--ray-address {options.address}: cannot reach a Ray cluster there ({exc}); "
-                "start one with `ray start --head` or give the head's address"
-            ) from None
-        kwargs["address"] = options.address
-    else:
-        kwargs["address"] = "auto"
-    try:
-        ray.init(**kwargs)
-    except ConnectionError as exc:
-        where = options.address or "a local Ray"
-        raise SleuthError(f"--ray-address {where}: cannot connect to Ray ({exc})") from None
-    return True
+    """Join (or start) Ray; True when this call started the connection (so it shuts it down)."""
+    return ray_cluster.connect(
+        ray,
+        options.address,
+        start={"include_dashboard": False},
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
 
 
 def plan_shards(count: int, shards: int) -> list[tuple[int, int]]:

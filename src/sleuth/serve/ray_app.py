@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sleuth.errors import SleuthError
+from sleuth.search import ray_cluster
 from sleuth.serve.spec import ServerSpec
 
 APP_NAME = "sleuth"
@@ -37,15 +38,7 @@ SHARDED_UPDATES = (
 
 def require_ray() -> Any:
     """The ``ray`` module with Serve, or a SleuthError naming the extra to install."""
-    try:
-        import ray
-        from ray import serve  # noqa: F401
-    except ImportError as exc:
-        raise SleuthError(
-            f"--ray needs Ray Serve, which is not installed ({exc.name or exc}): "
-            "pip install 'sleuth[ray]'"
-        ) from None
-    return ray
+    return ray_cluster.import_ray("serve", "Ray Serve")
 
 
 @dataclass(frozen=True)
@@ -207,22 +200,15 @@ def deploy(
 
     check_spec(spec, options)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    started = address is None
     runtime_env = {"env_vars": _worker_env()}
-    try:
-        if started:
-            ray.init(  # "local": a new instance, never a cluster another process started
-                address="local",
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env=runtime_env,
-            )
-        else:
-            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise SleuthError(f"cannot start {where}: {exc}") from None
+    connected = ray_cluster.connect(
+        ray,
+        address,
+        start={"num_cpus": num_cpus, "include_dashboard": False},
+        log_to_driver=False,
+        runtime_env=runtime_env,
+    )
+    started = connected and address is None  # a Ray instance of this process's own, to stop
     deployment = Deployment(f"http://{_shown(host)}:{port}", started, ray)
     try:
         serve.start(
