@@ -258,8 +258,8 @@ def serve_on_ray(
         probe = bind_socket(host, 0)
         port = probe.getsockname()[1]
         probe.close()
-    else:
-        bind_socket(host, port).close()  # a taken port is one line, before Ray starts
+    elif address is None:  # a taken port is one line, before Ray starts (a joined cluster's
+        bind_socket(host, port).close()  # Serve proxy may hold it already: deploy checks that)
     stderr.print(f"starting Ray Serve ({'joining ' + address if address else 'local Ray'}) ...")
     deployment = deploy(spec, options, host=host, port=port, address=address)
     base = deployment.url
