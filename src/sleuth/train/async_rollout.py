@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sleuth.errors import SleuthError
-from sleuth.train.rollout import AgentRolloutFunc, Rollout, as_trl_output, run_episodes
+from sleuth.train.rollout import AgentRolloutFunc, Rollout, as_trl_output
 
 POLL_S = 0.5  # how often a blocked thread looks for a stop request
 
@@ -211,18 +211,6 @@ class AsyncRolloutFunc(AgentRolloutFunc):
         self.producer: RolloutProducer | None = None
         self.consumed: list[Group] = []  # every group trained on, in order (tests, summaries)
         self.dropped = 0
-
-    async def episodes(self, questions: list[str], generate: Any) -> list[Rollout]:
-        return await run_episodes(
-            questions,
-            generate,
-            self.tokenizer,
-            self.search,
-            self.config,
-            self.concurrency,
-            self.reader,
-            self.users,
-        )
 
     def behaviour_logprobs(
         self, model: Any, episodes: list[Rollout], halted: Any = None

@@ -270,6 +270,19 @@ class AgentRolloutFunc:
         self.users = users
         self.last: list[Rollout] = []  # the latest batch, for logging and tests
 
+    async def episodes(self, questions: list[str], generate: Generate) -> list[Rollout]:
+        """One episode per question with ``generate`` (the trainer's model, or a snapshot's)."""
+        return await run_episodes(
+            questions,
+            generate,
+            self.tokenizer,
+            self.search,
+            self.config,
+            self.concurrency,
+            self.reader,
+            self.users,
+        )
+
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         questions = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
         if self._generate is None:  # one batcher for the whole run: a group decodes together
@@ -282,18 +295,7 @@ class AgentRolloutFunc:
             )
         generate = self._generate
         started = time.perf_counter()
-        self.last = asyncio.run(
-            run_episodes(
-                questions,
-                generate,
-                self.tokenizer,
-                self.search,
-                self.config,
-                self.concurrency,
-                self.reader,
-                self.users,
-            )
-        )
+        self.last = asyncio.run(self.episodes(questions, generate))
         metrics = getattr(trainer, "_metrics", None)
         if metrics is not None:  # what the trainer waited for its rollouts (async logs it too)
             metrics["train"]["rollout/seconds"].append(time.perf_counter() - started)
