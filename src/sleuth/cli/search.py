@@ -120,13 +120,7 @@ def index_command(
             "resumes from the finished shards (docs/scale.md; needs sleuth[ray])",
         ),
     ] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="With --ray: 'auto' (the Ray cluster running here) or the head's HOST:PORT "
-            "(default: start Ray on this machine)"
-        ),
-    ] = None,
+    ray_address: search_options.RayAddress = None,
     ray_workers: Annotated[
         int, typer.Option(help="With --ray: encoder workers (one encoder loaded in each)")
     ] = 2,

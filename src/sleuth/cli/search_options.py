@@ -44,3 +44,11 @@ EncoderBackend = Annotated[
         "openvino | torch; the first use of onnx/openvino exports the model once into the cache"
     ),
 ]
+# index --ray and serve --ray: what the address means is ``sleuth.search.ray_cluster``'s.
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="With --ray: join a running cluster ('auto', or the HOST:PORT of `ray start "
+        "--head`); without it a Ray instance is started here for this command and stopped after"
+    ),
+]

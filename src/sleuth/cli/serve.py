@@ -161,13 +161,7 @@ def serve_command(
             "by its own deployment; queries fan out and merge by score (the same top-k)"
         ),
     ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="With --ray: join a running cluster (auto, or HOST:PORT of `ray start --head`); "
-            "without it a local Ray instance is started and stopped with the server"
-        ),
-    ] = None,
+    ray_address: search_options.RayAddress = None,
     replica_cpus: Annotated[
         float, typer.Option(help="With --ray: CPUs Ray reserves for each replica (0.25 is fine)")
     ] = 0.5,
