@@ -48,6 +48,16 @@ def trajectories_command(
             "primed with thoughts writes them as its answers)"
         ),
     ] = 0.0,
+    searcher: Annotated[
+        int,
+        typer.Option(
+            "--searcher",
+            metavar="K",
+            help="K > 0: searcher@K episodes (priming a searcher for `train searcher` / "
+            "`--model` beside `--reader`): RAG's top K, a search for each missing gold "
+            "paragraph, then <select> of the gold paragraphs; 0: the agent's episodes",
+        ),
+    ] = 0,
 ) -> None:
     """SFT episodes for behaviour priming, played through the real agent loop and engine.
 
@@ -55,6 +65,10 @@ def trajectories_command(
     when that misses, opens a hit to read past the snippet, judges what is found or missing,
     runs a second hop from what the first returned, and answers with the gold answer. Only
     episodes that retrieved both gold paragraphs are kept; the stats print as JSON.
+
+    With --searcher K the episodes are a searcher's (s3): it searches by name for each gold
+    paragraph RAG's top K missed and selects the gold paragraphs by number; only episodes whose
+    selection names both are kept. Use --think-share 0.5 for a thought before each search.
     """
     from sleuth.search.factory import open_engine
     from sleuth.synth.trajectories import check_benchmark, synth_trajectories
@@ -71,6 +85,7 @@ def trajectories_command(
         judge_share=judge_share,
         prefetch_k=prefetch,
         think_share=think_share,
+        searcher_k=searcher,
     )
     typer.echo(json.dumps(stats.to_dict()))
     typer.echo(f"kept {stats.kept} of {stats.questions} episodes: {out}")

@@ -37,8 +37,9 @@ from sleuth.synth.ask_episodes import (
     load_clarify_file,
     with_titles,
 )
-from sleuth.synth.script import BehaviourScript, Plan
-from sleuth.synth.words import fits
+from sleuth.synth.plans import plan_for
+from sleuth.synth.script import BehaviourScript
+from sleuth.synth.searcher_episodes import searcher_episode
 
 ALLOWED_BENCHMARKS = ("hotpotqa-1100:train", "hotpotqa-1100:dev")
 SYNTH_CONFIG = AgentConfig(
@@ -91,58 +92,6 @@ def load_questions(name: str, search: SearchEngine, limit: int | None) -> list[B
     if is_question_file(name):
         return [with_titles(q, search) for q in load_clarify_file(name, limit)]
     return load_benchmark(name, limit=limit).questions
-
-
-def _titles(question: BenchmarkQuestion) -> list[tuple[frozenset[str], str]]:
-    """(alias ids, title) per gold paragraph; the title is the alias that is not a BEIR id."""
-    out = []
-    for aliases in question.gold_evidence:
-        out.append((frozenset(aliases), aliases[-1]))
-    return out
-
-
-def _doc_text(search: SearchEngine, aliases: frozenset[str]) -> str:
-    for doc_id in sorted(aliases):
-        try:
-            return search.get(doc_id).text
-        except Exception:  # an alias the index does not key by
-            continue
-    return ""
-
-
-def plan_for(
-    question: BenchmarkQuestion, search: SearchEngine, config: AgentConfig, rng: random.Random
-) -> Plan | None:
-    """The hop order and facts the script plays, or None when the question cannot be scripted."""
-    gold = _titles(question)
-    if len(gold) != 2 or not question.answers:
-        return None
-    (ids_a, title_a), (ids_b, title_b) = gold
-    text_a, text_b = _doc_text(search, ids_a), _doc_text(search, ids_b)
-    bridge = question.metadata.get("type", "bridge") == "bridge"
-    if bridge and title_a.lower() not in text_b.lower() and title_b.lower() not in text_a.lower():
-        pass  # keep supporting-fact order
-    elif bridge and title_a.lower() in text_b.lower() and title_b.lower() not in text_a.lower():
-        (ids_a, title_a, text_a), (ids_b, title_b, text_b) = (
-            (ids_b, title_b, text_b),
-            (ids_a, title_a, text_a),
-        )
-    shown = " ".join(text_a.split())[: config.doc_chars]
-    answer = question.answers[0].strip()
-    if not fits(answer, 10):
-        return None
-    return Plan(
-        question=question.question,
-        answer=answer,
-        hop1_ids=ids_a,
-        hop1_title=title_a,
-        hop2_ids=ids_b,
-        hop2_title=title_b,
-        bridge_visible=title_b.lower() in shown.lower(),
-        bridge_in_text=title_b.lower() in text_a.lower(),
-        bridge=bridge,
-        judge="judge" in config.actions,
-    )
 
 
 def _drop_reason(traj: Trajectory, question: BenchmarkQuestion, answer: str) -> str:
@@ -230,10 +179,21 @@ def synth_trajectories(
     judge_share: float = 0.3,
     prefetch_k: int = 0,
     think_share: float = 0.0,
+    searcher_k: int = 0,
 ) -> SynthStats:
-    """Write kept episodes to ``out`` (a new trajectory JSONL); ``limit`` is per benchmark."""
+    """Write kept episodes to ``out`` (a new trajectory JSONL); ``limit`` is per benchmark.
+    ``searcher_k`` > 0: the ``searcher@K`` method's episodes (``synth.searcher_episodes``)."""
     for benchmark in benchmarks:
         check_benchmark(benchmark)
+        if searcher_k and is_question_file(benchmark):
+            raise SleuthError(
+                "--searcher episodes are built from hotpotqa-1100:train or :dev, not from a "
+                f"`synth ambiguous` file ({benchmark})"
+            )
+    if not 0 <= searcher_k <= 50:
+        raise SleuthError(f"--searcher K must be 1 to 50 (0: agent episodes), not {searcher_k}")
+    if searcher_k and prefetch_k:
+        raise SleuthError("--searcher K retrieves RAG's top K itself; leave --prefetch out")
     if out.exists():
         raise SleuthError(f"{out} exists; choose a new --out (synthetic data is never appended)")
     questions = [(name, q) for name in benchmarks for q in load_questions(name, search, limit)]
@@ -244,6 +204,8 @@ def synth_trajectories(
 
         async def one(name: str, q: BenchmarkQuestion):
             async with gate:
+                if searcher_k:
+                    return await searcher_episode(q, search, name, seed, searcher_k, think_share)
                 return await synth_episode(
                     q, search, name, seed, judge_share, prefetch_k, think_share
                 )

@@ -1,0 +1,90 @@
+"""Searcher episodes for priming (``sleuth synth trajectories --searcher K``).
+
+Each question is played through the real loop as the ``searcher@K`` method plays it under
+``eval run``'s budget (RAG's top K first, follow-up searches of 3 hits, ``<select>``, a final
+read of K documents), with ``SearcherScript`` as the searcher and a scripted reader that says
+the gold answer (the reader's turn is a separate call that SFT leaves out: only the searcher's
+turns are trained on). Kept: episodes whose selection names every gold paragraph.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import replace
+
+from sleuth.agent.config import AgentConfig
+from sleuth.agent.loop import Agent
+from sleuth.agent.trajectory import Trajectory
+from sleuth.evaluate.benchmarks import BenchmarkQuestion
+from sleuth.llm.scripted import ScriptedLLM
+from sleuth.search.base import SearchEngine
+from sleuth.synth.plans import plan_for
+from sleuth.synth.searcher_script import SearcherScript
+
+# eval run's budget (top_k 3, 8 turns, 4 searches, 600-character hits, the prompt's example),
+# so a primed searcher runs under eval's defaults as it was trained (trained_settings).
+SEARCHER_SYNTH_CONFIG = AgentConfig(
+    actions=("search", "select"),
+    top_k=3,
+    max_turns=8,
+    max_searches=4,
+    max_new_tokens=64,
+    doc_chars=600,
+    prompt_example=True,
+    prefetch_k=5,  # searcher@5; ``searcher_config(k)`` for another K
+    final_read=5,
+)
+
+
+def searcher_config(k: int) -> AgentConfig:
+    """The ``searcher@k`` method's configuration under the synthesis budget."""
+    return replace(SEARCHER_SYNTH_CONFIG, prefetch_k=k, final_read=k)
+
+
+def _drop_reason(traj: Trajectory, question: BenchmarkQuestion) -> str:
+    if traj.stop_reason != "selected":
+        return f"not_selected:{traj.stop_reason}"
+    if traj.invalid_actions:
+        return "invalid_action"
+    selected = set(traj.metadata.get("selected") or ())
+    if any(not (set(aliases) & selected) for aliases in question.gold_evidence):
+        return "evidence_not_selected"
+    return ""
+
+
+async def searcher_episode(
+    question: BenchmarkQuestion,
+    search: SearchEngine,
+    benchmark: str,
+    seed: int,
+    k: int,
+    think_share: float,
+) -> tuple[Trajectory | None, str, list[str]]:
+    """One scripted searcher episode: ``(trajectory or None, drop reason, behaviours)``."""
+    rng = random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
+    config = searcher_config(k)
+    plan = plan_for(question, search, config, rng)
+    if plan is None:
+        return None, "not_scriptable", []
+    script = SearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
+    searcher = ScriptedLLM(script, name="synthetic-searcher-script")
+    reader = ScriptedLLM(lambda _messages: f"<answer>{plan.answer}</answer>", name="gold-reader")
+    agent = Agent(searcher, search, config, reader=reader)
+    traj = await agent.run(question.question, episode_id=question.id)
+    behaviours = list(dict.fromkeys(script.behaviours))
+    traj.metadata.update(
+        synthetic=True,
+        source="sleuth synth trajectories --searcher",
+        benchmark=benchmark,
+        question_id=question.id,
+        type=question.metadata.get("type", ""),
+        answers=list(question.answers),
+        evidence_ids=[list(a) for a in question.gold_evidence],
+        behaviours=behaviours,
+        hops=[plan.hop1_title, plan.hop2_title],
+        seed=seed,
+        prefetch_k=k,
+    )
+    reason = _drop_reason(traj, question)
+    return (None if reason else traj), reason, behaviours
