@@ -79,6 +79,36 @@ def test_numbers_run_across_searches_and_the_reader_reads_the_selection_first(ho
     assert [s.role for s in traj.steps] == ["", "searcher", "searcher", "reader"]
 
 
+def test_searcher_selected_reads_the_selection_alone(hotpot_bm25):
+    """``searcher_selected@K`` (s3's reader): the two documents selected are all the reader
+    reads; no place is filled from RAG's documents. An empty selection still reads RAG's."""
+    config = agent_config("searcher_selected@3", eval_budget(top_k=3))
+    assert config.read_selection_only and config.final_read == 3 and config.prefetch_k == 3
+    assert not agent_config("searcher@3", eval_budget(top_k=3)).read_selection_only
+    assert parse_methods("searcher_selected@03,searcher@3") == [
+        "searcher_selected@3",
+        "searcher@3",
+    ]
+
+    seen: list[dict[int, str]] = []
+
+    def searcher(messages):
+        seen.append(shown(messages))
+        if sum(m["role"] == "assistant" for m in messages) == 0:
+            return "<search>Taylor Hanson Fountains of Wayne</search>"
+        return "<select>4, 2</select>"
+
+    reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="reader")
+    traj = run(ScriptedLLM(searcher, name="searcher"), reader, config=config, engine=hotpot_bm25)
+    numbers = seen[-1]
+    assert traj.metadata["final_read"] == traj.metadata["selected"] == [numbers[4], numbers[2]]
+    _, user = reader.calls[0]
+    assert [doc_id for _, doc_id in NUMBERED.findall(user["content"])] == [numbers[4], numbers[2]]
+    nothing = ScriptedLLM(["<select>none of them</select>"], name="searcher")
+    empty = run(nothing, ScriptedLLM(["<answer>x</answer>"]), config=config, engine=hotpot_bm25)
+    assert empty.metadata["final_read"] == [h.id for h in empty.steps[0].hits]
+
+
 def test_a_selection_of_nothing_reads_what_rag_reads_in_rags_prompt(hotpot_bm25):
     """No follow-up and no usable choice: the reader's call is exactly single-shot RAG's."""
     searcher = ScriptedLLM(["<select>none of them</select>"], name="searcher")

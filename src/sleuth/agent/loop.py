@@ -573,7 +573,9 @@ class Episode:
         searches = [[hit.id for hit in s.hits] for s in self.trajectory.searches if s.hits]
         ids = reading_order(searches, self.cfg.final_read)
         selected = self.trajectory.metadata.get("selected")
-        if selected is not None:  # a searcher's choice first, the reading order after it
+        if selected and self.cfg.read_selection_only:  # the selection alone (s3's reader)
+            ids = list(dict.fromkeys(selected))[: self.cfg.final_read]
+        elif selected is not None:  # a searcher's choice first, the reading order after it
             everything = reading_order(searches, len(self.knowledge.seen))
             ids = list(dict.fromkeys([*selected, *everything]))[: self.cfg.final_read]
         refs: dict[str, HitRef] = {}

@@ -36,12 +36,13 @@ METHODS: dict[str, str] = {
     "oracle": "ceiling: the reader over the question's gold evidence documents only",
     "searcher": "s3-style searcher (Jiang et al. 2025): RAG's top-k first, then follow-up "
     "searches; it selects which documents the reader answers from, within RAG's read budget "
-    "(top-k documents; places it leaves are filled in reading order)",
+    "(top-k documents; places it leaves are filled in reading order); searcher_selected@K: "
+    "the reader reads the selection alone (at most K documents), as s3's reader does",
 }
 # Single-shot RAG, or the searcher, reading K documents (the read budget: K x doc_chars):
-# "rag@5", "searcher@5".
+# "rag@5", "searcher@5"; "searcher_selected@5" reads the searcher's selection alone.
 RAG_AT = re.compile(r"rag@(\d+)")
-SEARCHER_AT = re.compile(r"searcher@(\d+)")
+SEARCHER_AT = re.compile(r"searcher(_selected)?@(\d+)")
 MAX_RAG_K = 50
 # Methods run as a fixed pipeline (sleuth.evaluate.pipelines.PIPELINES), not as the loop.
 PIPELINES = ("ircot", "iter_retgen", "self_ask", "oracle")
@@ -54,9 +55,15 @@ def rag_depth(method: str) -> int | None:
 
 
 def searcher_depth(method: str) -> int | None:
-    """``K`` of ``searcher@K``; None for any other name."""
+    """``K`` of ``searcher@K`` or ``searcher_selected@K``; None for any other name."""
     found = SEARCHER_AT.fullmatch(method)
-    return int(found.group(1)) if found else None
+    return int(found.group(2)) if found else None
+
+
+def reads_selection_only(method: str) -> bool:
+    """``searcher_selected@K``: the reader reads the selection alone, no places filled."""
+    found = SEARCHER_AT.fullmatch(method)
+    return bool(found and found.group(1))
 
 
 def base_method(method: str) -> str:
@@ -186,7 +193,12 @@ def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -
         # Turn 0 is RAG at the read budget K; follow-ups show top_k hits each; the reader reads
         # K documents: the selection first, then the reading order (RAG's K, then follow-ups).
         k = searcher_depth(method) or budget.top_k
-        settings.update(actions=("search", "select"), prefetch_k=k, final_read=k)
+        settings.update(
+            actions=("search", "select"),
+            prefetch_k=k,
+            final_read=k,
+            read_selection_only=reads_selection_only(method),
+        )
     elif method == "agent_rag":
         settings.update(actions=("search", "open", "answer"), prefetch_k=budget.top_k)
     elif method == "agent_ask":
@@ -219,7 +231,8 @@ def check_method(name: str) -> None:
         raise SleuthError(
             f"unknown method {name!r}; choose from {', '.join(METHODS)}, or rag@K "
             f"(single-shot RAG reading K documents, K 1 to {MAX_RAG_K}, e.g. rag@5), or "
-            "searcher@K (the searcher within a read budget of K documents)"
+            "searcher@K (the searcher within a read budget of K documents; "
+            "searcher_selected@K: the reader reads its selection alone)"
         )
 
 
@@ -228,7 +241,12 @@ def parse_methods(text: str) -> list[str]:
     (``rag@05`` is written ``rag@5``)."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     names = [f"rag@{k}" if (k := rag_depth(n)) is not None else n for n in names]
-    names = [f"searcher@{k}" if (k := searcher_depth(n)) is not None else n for n in names]
+    names = [
+        f"searcher{'_selected' if reads_selection_only(n) else ''}@{k}"
+        if (k := searcher_depth(n)) is not None
+        else n
+        for n in names
+    ]
     names = list(dict.fromkeys(names))
     if not names:
         raise SleuthError("no methods given; choose from " + ", ".join(METHODS))
