@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 from sleuth.agent.log import TrajectoryLog
-from sleuth.agent.trained_settings import settings_of_episodes, trained_settings
+from sleuth.agent.trained_settings import (
+    settings_of_episodes,
+    trained_as_searcher,
+    trained_settings,
+)
 
 
 def test_settings_of_episodes_takes_each_settings_most_common_value() -> None:
@@ -77,3 +81,20 @@ def test_fill_in_prefers_the_flag_then_the_record_then_agent_config() -> None:
         "prefetch_k": AgentConfig().prefetch_k,
     }
     assert fill_in({}, doc_chars=None) == {"doc_chars": AgentConfig().doc_chars}
+
+
+def test_a_searchers_training_episodes_mark_the_model_as_a_searcher(tmp_path: Path) -> None:
+    """Episodes of ``synth trajectories --searcher`` (actions search, select) make the record
+    say ``searcher``, so ``eval run`` points at the searcher methods; agent episodes do not."""
+    searcher = {"actions": ["search", "select"], "prefetch_k": 5, "doc_chars": 600}
+    agent = {"actions": ["search", "open", "answer"], "prefetch_k": 3, "doc_chars": 300}
+    assert settings_of_episodes([searcher, searcher, agent])["searcher"] is True
+    assert "searcher" not in settings_of_episodes([searcher, agent, agent])
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    assert not trained_as_searcher(str(folder))
+    record = {"inference": settings_of_episodes([searcher])}
+    (folder / "sleuth_training.json").write_text(json.dumps(record))
+    assert trained_as_searcher(str(folder))
+    assert trained_settings(str(folder)) == {"prefetch_k": 5, "doc_chars": 600}
+    assert not trained_as_searcher("smollm2-135m-primed") and not trained_as_searcher(None)

@@ -29,13 +29,20 @@ _VALID = {
 
 
 def settings_of_episodes(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The most common value of each setting among the episodes' agent configs."""
+    """The most common value of each setting among the episodes' agent configs, and
+    ``searcher: True`` when most were a searcher's (``select``: a reader answers)."""
     counts: dict[str, Counter] = {key: Counter() for key in SETTING_KEYS}
+    roles: Counter = Counter()
     for config in configs:
         for key in SETTING_KEYS:
             if key in config:
                 counts[key][json.dumps(config[key])] += 1
-    return {key: json.loads(c.most_common(1)[0][0]) for key, c in counts.items() if c}
+        if "actions" in config:
+            roles["select" in config["actions"]] += 1
+    settings = {key: json.loads(c.most_common(1)[0][0]) for key, c in counts.items() if c}
+    if roles[True] > roles[False]:
+        settings["searcher"] = True
+    return settings
 
 
 def model_folder(spec: str | Path | None) -> Path | None:
@@ -66,6 +73,18 @@ def trained_settings(spec: str | Path | None) -> dict[str, Any]:
     return {
         key: settings[key] for key in SETTING_KEYS if key in settings and _VALID[key](settings[key])
     }
+
+
+def trained_as_searcher(spec: str | Path | None) -> bool:
+    """True when the model's training episodes were a searcher's (``synth trajectories
+    --searcher``): it selects documents for a reader rather than answering."""
+    folder = model_folder(spec)
+    try:
+        record = json.loads((folder / PROVENANCE).read_text()) if folder else None
+    except (OSError, json.JSONDecodeError):
+        return False
+    settings = record.get("inference") if isinstance(record, dict) else None
+    return isinstance(settings, dict) and settings.get("searcher") is True
 
 
 def fill_in(trained: dict[str, Any], **given: Any) -> dict[str, Any]:

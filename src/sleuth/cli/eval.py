@@ -124,11 +124,16 @@ def run_command(
     """Run every question x method x seed, appending to OUT/results.jsonl (resumable)."""
     import time
 
-    from sleuth.agent.trained_settings import describe, fill_in, trained_settings
+    from sleuth.agent.trained_settings import (
+        describe,
+        fill_in,
+        trained_as_searcher,
+        trained_settings,
+    )
     from sleuth.display import safe_markup
     from sleuth.errors import SleuthError
     from sleuth.evaluate.benchmarks import load_benchmark
-    from sleuth.evaluate.methods import eval_budget, parse_methods
+    from sleuth.evaluate.methods import base_method, eval_budget, parse_methods
     from sleuth.evaluate.runlock import run_lock
     from sleuth.evaluate.runner import RunSettings, check_run
     from sleuth.evaluate.session import execute, open_llm, open_reader, reader_label
@@ -183,7 +188,13 @@ def run_command(
     trained = trained_settings(model)
     if shown := {k: v for k, v in trained.items() if k != "prefetch_k"}:
         stderr.print(f"[dim]{safe_markup(model)} runs as it was trained: {describe(shown)}[/dim]")
-    if trained.get("prefetch_k") and "agent_rag" not in method_names:
+    if trained_as_searcher(model):
+        if not any(base_method(m) == "searcher" for m in method_names):
+            stderr.print(
+                f"[dim]{safe_markup(model)} was primed as a searcher: the searcher@K and "
+                "searcher_selected@K methods, with --reader[/dim]"
+            )
+    elif trained.get("prefetch_k") and "agent_rag" not in method_names:
         stderr.print(
             f"[dim]{safe_markup(model)} was primed to search after the question's own retrieval: "
             "the agent_rag method[/dim]"
