@@ -41,6 +41,19 @@ def shown(messages: list[dict]) -> dict[int, str]:
     return found
 
 
+def search_then_select(seen: list[dict[int, str]]):
+    """A searcher that searches once, then selects #4 (a follow-up's) and #2 (RAG's); it keeps
+    the numbering each call showed in ``seen``."""
+
+    def searcher(messages):
+        seen.append(shown(messages))
+        if sum(m["role"] == "assistant" for m in messages) == 0:
+            return "<search>Taylor Hanson Fountains of Wayne</search>"
+        return "<select>4, 2</select>"
+
+    return searcher
+
+
 def run(searcher, reader, config=SEARCHER, engine=None):
     agent = Agent(searcher, engine, config, reader=reader)
     return asyncio.run(agent.run(QUESTION, episode_id="e"))
@@ -49,11 +62,7 @@ def run(searcher, reader, config=SEARCHER, engine=None):
 def test_numbers_run_across_searches_and_the_reader_reads_the_selection_first(hotpot_bm25):
     seen: list[dict[int, str]] = []
 
-    def searcher(messages):
-        seen.append(shown(messages))
-        if sum(m["role"] == "assistant" for m in messages) == 0:
-            return "<search>Taylor Hanson Fountains of Wayne</search>"
-        return "<select>4, 2</select>"
+    searcher = search_then_select(seen)
 
     reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="reader")
     traj = run(ScriptedLLM(searcher, name="searcher"), reader, engine=hotpot_bm25)
@@ -92,11 +101,7 @@ def test_searcher_selected_reads_the_selection_alone(hotpot_bm25):
 
     seen: list[dict[int, str]] = []
 
-    def searcher(messages):
-        seen.append(shown(messages))
-        if sum(m["role"] == "assistant" for m in messages) == 0:
-            return "<search>Taylor Hanson Fountains of Wayne</search>"
-        return "<select>4, 2</select>"
+    searcher = search_then_select(seen)
 
     reader = ScriptedLLM(["<answer>Tulsa</answer>"], name="reader")
     traj = run(ScriptedLLM(searcher, name="searcher"), reader, config=config, engine=hotpot_bm25)
