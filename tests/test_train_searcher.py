@@ -233,3 +233,21 @@ def test_cli_refuses_bad_settings_before_anything_loads(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "--accuracy must be one of f1, em, cover_em" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_read_selection_only_reaches_the_training_episode_and_its_record(tmp_path):
+    """``--read-selection-only`` trains the searcher of ``searcher_selected@K``: the episode's
+    final read is the selection alone, and config.json's flat record carries it back."""
+    from sleuth.train.episode import to_record
+    from sleuth.train.searcher_grpo import EPISODE_KEYS
+
+    trained = config(tmp_path, read_budget=5)
+    assert not trained.agent_config().read_selection_only
+    strict = SearcherTrainConfig.from_dict(
+        {"out": str(tmp_path / "run"), "reader": "reader", "read_selection_only": True}
+    )
+    episode = strict.agent_config()
+    assert episode.read_selection_only and episode.actions == ("search", "select")
+    record = to_record(strict, EPISODE_KEYS)
+    assert record["read_selection_only"] is True
+    assert SearcherTrainConfig.from_dict(record).agent_config() == episode

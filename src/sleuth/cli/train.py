@@ -207,6 +207,14 @@ def searcher_command(
     keep_yes_no: Annotated[
         bool, typer.Option(help="Keep yes/no questions (s3 leaves them out)")
     ] = False,
+    read_selection_only: Annotated[
+        bool,
+        typer.Option(
+            help="The reader reads the selection alone, as s3's does (eval's "
+            "searcher_selected@K); default: places the selection leaves are filled in reading "
+            "order (searcher@K)"
+        ),
+    ] = False,
     steps: train_options.Steps = 3,
     questions_per_step: train_options.QuestionsPerStep = 1,
     num_generations: train_options.NumGenerations = 4,

@@ -64,6 +64,7 @@ EPISODE_KEYS = (
     "top_k",
     "doc_chars",
     "prompt_example",
+    "read_selection_only",
 )
 
 
