@@ -106,7 +106,7 @@ NOT_RUN: list[tuple[str, str]] = [
     (r"^viewer\.md: sleuth feedback export\b", "needs a feedback log written in the viewer"),
     (r"^evaluation\.md: sleuth eval (report|compare)\b", "needs the runs the commands above make"),
     (r"^clarification\.md: sleuth eval report\b", "needs the runs the commands above make"),
-    (r"^evaluation\.md: python -m bench\.paired_splits\b", "needs the runs above"),
+    (r"^evaluation\.md: python -m bench\.(paired_splits|searcher_reads)\b", "needs the runs above"),
     (r"^evaluation\.md: make demo", MODEL),
     (r"^training\.md: make prime", MODEL),
     (
