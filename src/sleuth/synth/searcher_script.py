@@ -15,6 +15,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from sleuth.agent.prompts import FORCE_SELECT
 from sleuth.llm.base import Message
 from sleuth.synth.script import Plan, display
 from sleuth.synth.words import argument, content_words
@@ -125,7 +126,7 @@ class SearcherScript:
         found1 = self._number(self.plan.hop1_ids) is not None
         found2 = self._number(self.plan.hop2_ids) is not None
         last = str(messages[-1].get("content") or "")
-        forced = last.startswith("No more searches")
+        forced = FORCE_SELECT in last  # the loop's last turn: only select is allowed
         can_search = self._searches_left() > 0 and self.max_turns - self.turns > 1
         if forced or (found1 and found2) or not can_search:
             return self._select()
