@@ -225,7 +225,7 @@ def check_method(name: str) -> None:
     """Refuse a name that is no method, saying what the names are."""
     k = rag_depth(name) if rag_depth(name) is not None else searcher_depth(name)
     if k is not None and not 1 <= k <= MAX_RAG_K:
-        kind = base_method(name)
+        kind = name.partition("@")[0]  # rag, searcher or searcher_selected
         raise SleuthError(f"{name}: {kind}@K reads K documents; K must be 1 to {MAX_RAG_K}")
     if k is None and name not in METHODS:
         raise SleuthError(
