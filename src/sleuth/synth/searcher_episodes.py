@@ -11,35 +11,27 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import replace
 
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
+from sleuth.evaluate.methods import agent_config, eval_budget
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
 from sleuth.synth.plans import plan_for
 from sleuth.synth.searcher_script import SearcherScript
 
-# eval run's budget (top_k 3, 8 turns, 4 searches, 600-character hits, the prompt's example),
-# so a primed searcher runs under eval's defaults as it was trained (trained_settings).
-SEARCHER_SYNTH_CONFIG = AgentConfig(
-    actions=("search", "select"),
-    top_k=3,
-    max_turns=8,
-    max_searches=4,
-    max_new_tokens=64,
-    doc_chars=600,
-    prompt_example=True,
-    prefetch_k=5,  # searcher@5; ``searcher_config(k)`` for another K
-    final_read=5,
-)
-
 
 def searcher_config(k: int) -> AgentConfig:
-    """The ``searcher@k`` method's configuration under the synthesis budget."""
-    return replace(SEARCHER_SYNTH_CONFIG, prefetch_k=k, final_read=k)
+    """The ``searcher@k`` method exactly as ``eval run`` configures it under its default budget
+    (top_k 3, 8 turns, 4 searches, 600-character hits, the prompt's example), so a primed
+    searcher runs under eval's defaults as it was trained (trained_settings); 64 new tokens a
+    turn are plenty for the script's actions."""
+    return agent_config(f"searcher@{k}", eval_budget(max_new_tokens=64))
+
+
+SEARCHER_SYNTH_CONFIG = searcher_config(5)  # searcher@5, the K the measured priming used
 
 
 def _drop_reason(traj: Trajectory, question: BenchmarkQuestion) -> str:
