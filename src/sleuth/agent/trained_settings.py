@@ -57,9 +57,9 @@ def model_folder(spec: str | Path | None) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def trained_settings(spec: str | Path | None) -> dict[str, Any]:
-    """``{"prompt_example": ..., "prefetch_k": ..., "doc_chars": ...}`` recorded for the model
-    (any subset; empty for a model Sleuth did not train or an unreadable record)."""
+def _inference_record(spec: str | Path | None) -> dict[str, Any]:
+    """The ``inference`` object of the model's training record, unchecked; empty for a model
+    Sleuth did not train or an unreadable record."""
     folder = model_folder(spec)
     if folder is None or not (folder / PROVENANCE).is_file():
         return {}
@@ -68,8 +68,13 @@ def trained_settings(spec: str | Path | None) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError):
         return {}
     settings = record.get("inference") if isinstance(record, dict) else None
-    if not isinstance(settings, dict):
-        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def trained_settings(spec: str | Path | None) -> dict[str, Any]:
+    """``{"prompt_example": ..., "prefetch_k": ..., "doc_chars": ...}`` recorded for the model
+    (any subset; empty for a model Sleuth did not train or an unreadable record)."""
+    settings = _inference_record(spec)
     return {
         key: settings[key] for key in SETTING_KEYS if key in settings and _VALID[key](settings[key])
     }
@@ -78,13 +83,7 @@ def trained_settings(spec: str | Path | None) -> dict[str, Any]:
 def trained_as_searcher(spec: str | Path | None) -> bool:
     """True when the model's training episodes were a searcher's (``synth trajectories
     --searcher``): it selects documents for a reader rather than answering."""
-    folder = model_folder(spec)
-    try:
-        record = json.loads((folder / PROVENANCE).read_text()) if folder else None
-    except (OSError, json.JSONDecodeError):
-        return False
-    settings = record.get("inference") if isinstance(record, dict) else None
-    return isinstance(settings, dict) and settings.get("searcher") is True
+    return _inference_record(spec).get("searcher") is True
 
 
 def fill_in(trained: dict[str, Any], **given: Any) -> dict[str, Any]:
