@@ -574,7 +574,7 @@ class Episode:
         ids = reading_order(searches, self.cfg.final_read)
         selected = self.trajectory.metadata.get("selected")
         if selected and self.cfg.read_selection_only:  # the selection alone (s3's reader)
-            ids = list(dict.fromkeys(selected))[: self.cfg.final_read]
+            ids = selected[: self.cfg.final_read]  # run_select keeps each id once
         elif selected is not None:  # a searcher's choice first, the reading order after it
             everything = reading_order(searches, len(self.knowledge.seen))
             ids = list(dict.fromkeys([*selected, *everything]))[: self.cfg.final_read]
