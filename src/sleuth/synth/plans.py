@@ -8,12 +8,24 @@ Shared by the agent's scripted episodes (``synth.trajectories``) and the searche
 from __future__ import annotations
 
 import random
+import zlib
 
 from sleuth.agent.config import AgentConfig
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.search.base import SearchEngine
 from sleuth.synth.script import Plan
 from sleuth.synth.words import fits
+
+
+def episode_rng(seed: int, question: BenchmarkQuestion) -> random.Random:
+    """The script's choices for one question: fixed by the seed and the question's id, so an
+    episode does not change when other questions are added or reordered."""
+    return random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
+
+
+def covers_gold(ids: set[str], question: BenchmarkQuestion) -> bool:
+    """True when ``ids`` hold one id of every gold paragraph (each has interchangeable ids)."""
+    return all(set(aliases) & ids for aliases in question.gold_evidence)
 
 
 def _titles(question: BenchmarkQuestion) -> list[tuple[frozenset[str], str]]:

@@ -9,9 +9,6 @@ turns are trained on). Kept: episodes whose selection names every gold paragraph
 
 from __future__ import annotations
 
-import random
-import zlib
-
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
@@ -19,7 +16,7 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.methods import agent_config, eval_budget
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
-from sleuth.synth.plans import plan_for
+from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.searcher_script import SearcherScript
 
 
@@ -40,7 +37,7 @@ def _drop_reason(traj: Trajectory, question: BenchmarkQuestion) -> str:
     if traj.invalid_actions:
         return "invalid_action"
     selected = set(traj.metadata.get("selected") or ())
-    if any(not (set(aliases) & selected) for aliases in question.gold_evidence):
+    if not covers_gold(selected, question):
         return "evidence_not_selected"
     return ""
 
@@ -54,7 +51,7 @@ async def searcher_episode(
     think_share: float,
 ) -> tuple[Trajectory | None, str, list[str]]:
     """One scripted searcher episode: ``(trajectory or None, drop reason, behaviours)``."""
-    rng = random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
+    rng = episode_rng(seed, question)
     config = searcher_config(k)
     plan = plan_for(question, search, config, rng)
     if plan is None:

@@ -14,8 +14,6 @@ and searches with its reply, a clear question's never asks (``sleuth.synth.ask_e
 from __future__ import annotations
 
 import asyncio
-import random
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +35,7 @@ from sleuth.synth.ask_episodes import (
     load_clarify_file,
     with_titles,
 )
-from sleuth.synth.plans import plan_for
+from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.script import BehaviourScript
 from sleuth.synth.searcher_episodes import searcher_episode
 
@@ -102,7 +100,7 @@ def _drop_reason(traj: Trajectory, question: BenchmarkQuestion, answer: str) -> 
     retrieved = set(traj.retrieved_ids) | {
         s.argument for s in traj.steps if s.action == "open" and not s.error
     }
-    if any(not (set(aliases) & retrieved) for aliases in question.gold_evidence):
+    if not covers_gold(retrieved, question):
         return "evidence_not_retrieved"
     return ""
 
@@ -120,7 +118,7 @@ async def synth_episode(
     ``prefetch_k`` > 0: the loop retrieves the question first (the ``agent_rag`` method). A
     question that says ``ambiguous`` (a ``synth ambiguous`` file) is offered ``ask``, and the
     rules user answers it from the question's intent."""
-    rng = random.Random(seed * 1_000_003 + zlib.crc32(question.id.encode()))
+    rng = episode_rng(seed, question)
     clarify = isinstance(question.metadata.get("ambiguous"), bool)
     config = replace(SYNTH_CONFIG, prefetch_k=prefetch_k)
     if clarify:
