@@ -27,7 +27,8 @@ METRICS = ("f1", "em", "evidence_recall", "searches")
 SPLITS = ("all", "bridge", "comparison")
 
 
-def _side(text: str) -> tuple[Path, str]:
+def run_and_method(text: str) -> tuple[Path, str]:
+    """``RUN:METHOD`` as (run folder, method); the run folder may itself hold colons."""
     folder, _, method = text.rpartition(":")
     if not folder or not method:
         raise SystemExit(f"expected RUN:METHOD, got {text!r}")
@@ -35,7 +36,7 @@ def _side(text: str) -> tuple[Path, str]:
 
 
 def paired_rows(label: str, a: str, b: str) -> list[dict[str, Any]]:
-    (run_a, method_a), (run_b, method_b) = _side(a), _side(b)
+    (run_a, method_a), (run_b, method_b) = run_and_method(a), run_and_method(b)
     _, records_a = load_run(run_a)
     _, records_b = load_run(run_b)
     ids = {str(r["question_id"]) for r in records_a} | {str(r["question_id"]) for r in records_b}

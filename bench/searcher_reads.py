@@ -19,25 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO
-from sleuth.evaluate.report import load_run
-from sleuth.jsonio import read_jsonl_objects
+from bench.paired_splits import run_and_method
+from sleuth.evaluate.report import load_run, read_trajectories
 
 
-def _side(text: str) -> tuple[Path, str]:
-    folder, _, method = text.rpartition(":")
-    if not folder or not method:
-        raise SystemExit(f"expected RUN:METHOD, got {text!r}")
-    return Path(folder), method
-
-
-def _episodes(run: Path, method: str) -> dict[str, dict[str, Any]]:
-    """The last trajectory of each question for ``method`` (a resumed run may retry)."""
-    found: dict[str, dict[str, Any]] = {}
-    for _, data in read_jsonl_objects(run / "trajectories.jsonl", "a trajectory"):
-        meta = data.get("metadata") or {}
-        if meta.get("method") == method:
-            found[str(meta.get("question_id"))] = data
-    return found
+def _episodes(run: Path, records: list[dict[str, Any]], method: str) -> dict[str, dict]:
+    """``method``'s trajectory of each question (the reader a resumed run's retries leave)."""
+    ids = {str(r["episode_id"]): str(r["question_id"]) for r in records if r["method"] == method}
+    found = read_trajectories(run / "trajectories.jsonl", set(ids))
+    return {ids[episode]: data for episode, data in found.items()}
 
 
 def _gold_hit(ids: set[str], gold: list[list[str]]) -> int:
@@ -45,9 +35,9 @@ def _gold_hit(ids: set[str], gold: list[list[str]]) -> int:
 
 
 def read_changes(searcher: str, rag: str) -> dict[str, Any]:
-    (s_run, s_method), (r_run, r_method) = _side(searcher), _side(rag)
-    episodes = _episodes(s_run, s_method)
+    (s_run, s_method), (r_run, r_method) = run_and_method(searcher), run_and_method(rag)
     _, s_records = load_run(s_run)
+    episodes = _episodes(s_run, s_records, s_method)
     _, r_records = load_run(r_run)
     f1_s = {str(r["question_id"]): r["f1"] for r in s_records if r["method"] == s_method}
     f1_r = {str(r["question_id"]): r["f1"] for r in r_records if r["method"] == r_method}
