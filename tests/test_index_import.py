@@ -180,10 +180,14 @@ def test_conversion_keeps_recall_and_records_its_memory(
     vectors = manifest["imported"]["vectors"]
     assert manifest["params"]["dense_index"] == vectors["dense_index"] == to
     assert vectors["converted_from"] == "hnsw" and vectors["training_rows"] == PASSAGES
-    # a real reading: above the interpreter's own size, never above this process's lifetime
-    # peak (the test process may hold models from other tests, so no fixed ceiling)
+    # a real reading: above the interpreter's own size, and not above this process's peak as
+    # the kernel reports it now (the test process may hold models from other tests, so no fixed
+    # ceiling). The kernel's high-water mark is max(recorded mark, current RSS) at each reading
+    # and the recorded mark is updated lazily, so a reading taken at a transient high can exceed
+    # a later one by what was freed since (CI saw 0.15 MiB); 64 MiB of slack still catches a
+    # reading in the wrong unit, which would be 1024 times off.
     lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    assert 10 << 20 < vectors["peak_rss_bytes"] <= lifetime_peak
+    assert 10 << 20 < vectors["peak_rss_bytes"] <= lifetime_peak + (64 << 20)
     flat_bytes = source["faiss"]["flat"].stat().st_size
     assert vectors["bytes"] < flat_bytes / 3  # one byte a dimension (sq8) or less (ivf-pq)
     assert manifest["imported"]["sample_check"]["passed"]
