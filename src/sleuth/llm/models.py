@@ -126,6 +126,9 @@ def base_spec(folder: Path) -> str:
     except (OSError, json.JSONDecodeError) as exc:
         raise LLMError(f"{folder / ADAPTER_CONFIG}: unreadable adapter config ({exc})") from None
     spec = str(config.get("base_model_name_or_path") or "packaged")
+    beside = folder / spec  # a local base is written relative to the adapter (train/lora.py)
+    if not Path(spec).expanduser().is_absolute() and not is_packaged(spec) and beside.exists():
+        spec = str(beside.resolve())
     if Path(spec).expanduser().resolve() == folder.resolve():
         raise LLMError(f"{folder}: the adapter names itself as its base model")
     return spec

@@ -87,7 +87,7 @@ class AtomicCheckpointMixin:
         name = f"checkpoint-{self.state.global_step}"  # type: ignore[attr-defined]
         adapter_base = getattr(self, "sleuth_adapter_base", None)
         if adapter_base is not None:  # a LoRA run: the adapter names its base portably
-            point_adapter_at(staging_root / name, adapter_base)
+            point_adapter_at(staging_root / name, adapter_base, home=final_root / name)
         target = final_root / name
         if target.exists():  # a re-save of the same step after resume: replace it whole
             shutil.rmtree(target)

@@ -9,6 +9,7 @@ model, a folder), so the adapter loads on another machine the same way (``sleuth
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,26 @@ def lora_config(model: Any, r: int, alpha: int, top_layers: int = 0) -> Any:
     )
 
 
-def point_adapter_at(folder: Path, base_spec: str | None) -> bool:
+def point_adapter_at(folder: Path, base_spec: str | None, home: Path | None = None) -> bool:
     """Make the adapter in ``folder`` name its base by Sleuth's spec (None = packaged); False
-    when ``folder`` holds no adapter (a full fine-tune)."""
+    when ``folder`` holds no adapter (a full fine-tune).
+
+    A base that is a local folder (another adapter, a saved model) is written relative to
+    ``home``, where the adapter will live once published (default ``folder``), so the pair loads
+    from any working directory and moves together; a name stays a name."""
     path = Path(folder) / ADAPTER_CONFIG
     if not path.is_file():
         return False
     data = json.loads(path.read_text(encoding="utf-8"))
-    data["base_model_name_or_path"] = base_spec or "packaged"
+    data["base_model_name_or_path"] = _portable_base(base_spec, Path(home or folder))
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return True
+
+
+def _portable_base(base_spec: str | None, home: Path) -> str:
+    if not base_spec:
+        return "packaged"
+    local = Path(base_spec).expanduser()
+    if not local.exists():  # a named model or a Hugging Face id
+        return base_spec
+    return os.path.relpath(local.resolve(), home.expanduser().resolve())

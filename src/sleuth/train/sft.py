@@ -264,7 +264,7 @@ def train_sft(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict[
             "versions": versions(),
             "command": shlex.join(["sleuth", *sys.argv[1:]]),
         }
-        point_adapter_at(tmp, config.model)  # a portable pointer, not a cache path
+        point_adapter_at(tmp, config.model, home=out)  # a portable pointer, not a cache path
         (tmp / PROVENANCE).write_text(json.dumps(summary, indent=2))
         _publish(tmp, out, config.overwrite)
     finally:
