@@ -257,8 +257,21 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
             "--reader", "reader-model", "--reader-url", f"{read.url}/v1",
             "--trajectory-out", str(out), cache=tmp_path / "cache",
         )  # fmt: skip
+        alone = sleuth(
+            "ask", QUESTION, "--select", "--read-selection-only",
+            "--index", str(hotpot_bm25_path),
+            "--llm-url", f"{model.url}/v1", "--model", "searcher-model",
+            "--reader", "reader-model", "--reader-url", f"{read.url}/v1",
+            "--trajectory-out", str(tmp_path / "alone.jsonl"), cache=tmp_path / "cache",
+        )  # fmt: skip
         refused = sleuth("ask", QUESTION, "--select", "--judge", cache=tmp_path / "cache")
+        unselected = sleuth("ask", QUESTION, "--read-selection-only", cache=tmp_path / "cache")
     assert asked.returncode == 0, asked.stderr
+    assert alone.returncode == 0, alone.stderr
+    # s3's read: the reader gets the two selected documents and nothing filled in after them
+    alone_meta = json.loads((tmp_path / "alone.jsonl").read_text(encoding="utf-8"))["metadata"]
+    assert alone_meta["final_read"] == alone_meta["selected"] and len(alone_meta["selected"]) == 2
+    assert unselected.returncode == 2 and "add --select" in unselected.stderr
     text = " ".join(asked.stdout.split())
     assert "select 4, 2" in text and "answer: Tulsa" in text
     saved = json.loads(out.read_text(encoding="utf-8"))
@@ -267,7 +280,7 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
     assert len(meta["selected"]) == 2 and meta["final_read"][:2] == meta["selected"]
     assert len(meta["final_read"]) == 3  # the read budget is --top-k, as eval's searcher
     assert "You find documents for a reader" in searcher.calls[0][0]["content"]
-    assert len(reader.calls) == 1
+    assert len(reader.calls) == 2  # one answer call in each of the two runs
     assert refused.returncode == 2 and "drop --judge and --ask" in refused.stderr
 
 

@@ -71,6 +71,14 @@ def ask_command(
             "model) answers from --top-k of them, the selection first (eval's searcher method)",
         ),
     ] = False,
+    read_selection_only: Annotated[
+        bool,
+        typer.Option(
+            help="With --select: the reader reads the selection alone, as s3's does (eval's "
+            "searcher_selected@K); default: places the selection leaves are filled in reading "
+            "order (searcher@K)"
+        ),
+    ] = False,
     # The same budget as `sleuth eval run`: `ask` shows one episode of what eval measures.
     max_turns: options.MaxTurns = 8,
     max_searches: options.MaxSearches = 4,
@@ -168,6 +176,8 @@ def ask_command(
         actions = ["search", "select"]
         settings["prefetch_k"] = settings["prefetch_k"] or top_k
         final_read = top_k
+    elif read_selection_only:
+        raise SleuthError("--read-selection-only is a searcher's read: add --select")
     config = AgentConfig(
         action_format=format,
         actions=tuple(actions),
@@ -183,6 +193,7 @@ def ask_command(
         final_read=final_read,
         context_budget=context_budget,
         page_chars=page_chars,
+        read_selection_only=read_selection_only,
     )
     plan = options.strategy_plan(  # a budget too small is refused before any work
         config, strategy, branches, beam_width, simulations, call_budget, critic
