@@ -247,31 +247,30 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
             return "<search>Taylor Hanson Fountains of Wayne</search>"
         return "<select>4, 2</select>"
 
-    searcher = ScriptedLLM(searching, name="searcher-model")
+    # a model Sleuth trained as a searcher whose reader read the selection alone
+    trained = tmp_path / "trained-searcher"
+    trained.mkdir()
+    inference = {"searcher": True, "read_selection_only": True, "prefetch_k": 3}
+    (trained / "sleuth_training.json").write_text(json.dumps({"inference": inference}))
+    searcher = ScriptedLLM(searching, name=str(trained))
     reader = ScriptedLLM(lambda messages: "<answer>Tulsa</answer>", name="reader-model")
-    out = tmp_path / "ask.jsonl"
+    out, alone_out = tmp_path / "ask.jsonl", tmp_path / "alone.jsonl"
+    served = ["--index", str(hotpot_bm25_path), "--reader", "reader-model"]
     with LiveServer(create_llm_app(searcher)) as model, LiveServer(create_llm_app(reader)) as read:
+        served += ["--llm-url", f"{model.url}/v1", "--model", str(trained)]
+        served += ["--reader-url", f"{read.url}/v1"]
+        # flags over the record: a searcher whose read is filled up to --top-k
         asked = sleuth(
-            "ask", QUESTION, "--select", "--index", str(hotpot_bm25_path),
-            "--llm-url", f"{model.url}/v1", "--model", "searcher-model",
-            "--reader", "reader-model", "--reader-url", f"{read.url}/v1",
-            "--trajectory-out", str(out), cache=tmp_path / "cache",
+            "ask", QUESTION, "--select", "--fill-read", *served, "--trajectory-out", str(out),
+            cache=tmp_path / "cache",
         )  # fmt: skip
+        # no flags: the model runs as it was trained, a searcher read alone
         alone = sleuth(
-            "ask", QUESTION, "--select", "--read-selection-only",
-            "--index", str(hotpot_bm25_path),
-            "--llm-url", f"{model.url}/v1", "--model", "searcher-model",
-            "--reader", "reader-model", "--reader-url", f"{read.url}/v1",
-            "--trajectory-out", str(tmp_path / "alone.jsonl"), cache=tmp_path / "cache",
-        )  # fmt: skip
+            "ask", QUESTION, *served, "--trajectory-out", str(alone_out), cache=tmp_path / "cache"
+        )
         refused = sleuth("ask", QUESTION, "--select", "--judge", cache=tmp_path / "cache")
         unselected = sleuth("ask", QUESTION, "--read-selection-only", cache=tmp_path / "cache")
     assert asked.returncode == 0, asked.stderr
-    assert alone.returncode == 0, alone.stderr
-    # s3's read: the reader gets the two selected documents and nothing filled in after them
-    alone_meta = json.loads((tmp_path / "alone.jsonl").read_text(encoding="utf-8"))["metadata"]
-    assert alone_meta["final_read"] == alone_meta["selected"] and len(alone_meta["selected"]) == 2
-    assert unselected.returncode == 2 and "add --select" in unselected.stderr
     text = " ".join(asked.stdout.split())
     assert "select 4, 2" in text and "answer: Tulsa" in text
     saved = json.loads(out.read_text(encoding="utf-8"))
@@ -280,8 +279,14 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
     assert len(meta["selected"]) == 2 and meta["final_read"][:2] == meta["selected"]
     assert len(meta["final_read"]) == 3  # the read budget is --top-k, as eval's searcher
     assert "You find documents for a reader" in searcher.calls[0][0]["content"]
+    assert alone.returncode == 0, alone.stderr
+    assert "a searcher (--select), its selection read alone" in " ".join(alone.stdout.split())
+    # s3's read: the reader gets the two selected documents and nothing filled in after them
+    alone_meta = json.loads(alone_out.read_text(encoding="utf-8"))["metadata"]
+    assert alone_meta["final_read"] == alone_meta["selected"] and len(alone_meta["selected"]) == 2
     assert len(reader.calls) == 2  # one answer call in each of the two runs
     assert refused.returncode == 2 and "drop --judge and --ask" in refused.stderr
+    assert unselected.returncode == 2 and "add --select" in unselected.stderr
 
 
 def test_the_frozen_reader_answers_greedily_while_the_searcher_samples(hotpot_bm25):

@@ -204,6 +204,17 @@ def test_lora_trains_only_an_adapter_that_names_its_base_and_a_wall_time_stop_re
     assert adapter["base_model_name_or_path"] == "packaged" and adapter["r"] == 4
     weights = checkpoint / "adapter_model.safetensors"
     assert weights.stat().st_size < 20_000_000  # an adapter, not the model
+    # the checkpoint records how it was trained to run: ask and eval run it as a searcher
+    from sleuth.agent.trained_settings import (
+        trained_as_searcher,
+        trained_settings,
+        trained_to_read_selection_only,
+    )
+
+    assert trained_as_searcher(str(checkpoint))
+    assert not trained_to_read_selection_only(str(checkpoint))  # the filled read (searcher@K)
+    assert trained_settings(str(checkpoint))["doc_chars"] == 150
+    assert trained_settings(str(checkpoint))["prefetch_k"] == 2  # RAG's top K, the read budget
     # only LoRA weights moved; every base weight is as loaded
     trained = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trained and all("lora_" in n for n in trained)

@@ -10,6 +10,7 @@ from sleuth.agent.trained_settings import (
     settings_of_episodes,
     trained_as_searcher,
     trained_settings,
+    trained_to_read_selection_only,
 )
 
 
@@ -98,3 +99,14 @@ def test_a_searchers_training_episodes_mark_the_model_as_a_searcher(tmp_path: Pa
     assert trained_as_searcher(str(folder))
     assert trained_settings(str(folder)) == {"prefetch_k": 5, "doc_chars": 600}
     assert not trained_as_searcher("smollm2-135m-primed") and not trained_as_searcher(None)
+    assert not trained_to_read_selection_only(str(folder))
+    alone = {**searcher, "read_selection_only": True}
+    assert settings_of_episodes([alone, alone, searcher])["read_selection_only"] is True
+    assert "read_selection_only" not in settings_of_episodes([alone, searcher, searcher])
+    assert "read_selection_only" not in settings_of_episodes(
+        [{**agent, "read_selection_only": True}]
+    )
+    (folder / "sleuth_training.json").write_text(
+        json.dumps({"inference": settings_of_episodes([alone])})
+    )
+    assert trained_to_read_selection_only(str(folder)) and trained_as_searcher(str(folder))

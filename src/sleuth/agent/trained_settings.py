@@ -29,19 +29,26 @@ _VALID = {
 
 
 def settings_of_episodes(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The most common value of each setting among the episodes' agent configs, and
-    ``searcher: True`` when most were a searcher's (``select``: a reader answers)."""
+    """The most common value of each setting among the episodes' agent configs;
+    ``searcher: True`` when most were a searcher's (``select``: a reader answers), and
+    ``read_selection_only: True`` when most searchers' readers read the selection alone."""
     counts: dict[str, Counter] = {key: Counter() for key in SETTING_KEYS}
     roles: Counter = Counter()
+    alone: Counter = Counter()
     for config in configs:
         for key in SETTING_KEYS:
             if key in config:
                 counts[key][json.dumps(config[key])] += 1
         if "actions" in config:
-            roles["select" in config["actions"]] += 1
+            searcher = "select" in config["actions"]
+            roles[searcher] += 1
+            if searcher:
+                alone[config.get("read_selection_only") is True] += 1
     settings = {key: json.loads(c.most_common(1)[0][0]) for key, c in counts.items() if c}
     if roles[True] > roles[False]:
         settings["searcher"] = True
+        if alone[True] > alone[False]:
+            settings["read_selection_only"] = True
     return settings
 
 
@@ -84,6 +91,13 @@ def trained_as_searcher(spec: str | Path | None) -> bool:
     """True when the model's training episodes were a searcher's (``synth trajectories
     --searcher``): it selects documents for a reader rather than answering."""
     return _inference_record(spec).get("searcher") is True
+
+
+def trained_to_read_selection_only(spec: str | Path | None) -> bool:
+    """True when the model was trained as a searcher whose reader reads its selection alone
+    (``train searcher --read-selection-only``: eval's ``searcher_selected@K``)."""
+    record = _inference_record(spec)
+    return record.get("searcher") is True and record.get("read_selection_only") is True
 
 
 def fill_in(trained: dict[str, Any], **given: Any) -> dict[str, Any]:

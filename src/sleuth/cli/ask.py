@@ -64,21 +64,25 @@ def ask_command(
         typer.Option(help="With --user: an answer the simulated user must never reveal (repeat)"),
     ] = None,
     select: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--select",
+            "--select/--no-select",
             help="The model only searches and selects documents; the reader (--reader, else the "
-            "model) answers from --top-k of them, the selection first (eval's searcher method)",
+            "model) answers from --top-k of them, the selection first (eval's searcher method). "
+            "Default: on for a model Sleuth trained as a searcher",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     read_selection_only: Annotated[
-        bool,
+        bool | None,
         typer.Option(
+            "--read-selection-only/--fill-read",
             help="With --select: the reader reads the selection alone, as s3's does (eval's "
-            "searcher_selected@K); default: places the selection leaves are filled in reading "
-            "order (searcher@K)"
+            "searcher_selected@K), or places the selection leaves are filled in reading order "
+            "(searcher@K). Default: as the searcher was trained, else filled",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     # The same budget as `sleuth eval run`: `ask` shows one episode of what eval measures.
     max_turns: options.MaxTurns = 8,
     max_searches: options.MaxSearches = 4,
@@ -134,7 +138,13 @@ def ask_command(
     from sleuth.agent import Agent, AgentConfig, TrajectoryLog
     from sleuth.agent.show import StepPrinter, TitleMemo, default_trajectory_path
     from sleuth.agent.strategies import run_strategy
-    from sleuth.agent.trained_settings import describe, fill_in, trained_settings
+    from sleuth.agent.trained_settings import (
+        describe,
+        fill_in,
+        trained_as_searcher,
+        trained_settings,
+        trained_to_read_selection_only,
+    )
     from sleuth.display import plural, safe_markup, safe_text
     from sleuth.errors import SleuthError
     from sleuth.evaluate.session import open_reader, reader_label
@@ -160,6 +170,13 @@ def ask_command(
     if model is None and llm_url is None:
         model = DEFAULT_ASK_MODEL
     trained = trained_settings(model)
+    as_trained = []  # a searcher's role, from its training record where no flag says otherwise
+    if select is None:
+        select = trained_as_searcher(model) and not (judge or ask)
+        as_trained += ["a searcher (--select)"] if select else []
+    if read_selection_only is None:
+        read_selection_only = select and trained_to_read_selection_only(model)
+        as_trained += ["its selection read alone"] if read_selection_only else []
     settings = fill_in(
         trained, prefetch_k=prefetch, doc_chars=doc_chars, prompt_example=prompt_example
     )
@@ -201,10 +218,10 @@ def ask_command(
     out = trajectory_out or default_trajectory_path()
     log = TrajectoryLog(out)  # fails now, before any work, if OUT cannot be created
     console = Console(highlight=False)
-    if trained:
+    if trained or as_trained:
+        how = ", ".join(([describe(trained)] if trained else []) + as_trained)
         console.print(
-            f"[dim]{safe_markup(model)} runs as it was trained: {describe(trained)} "
-            "(flags override)[/dim]"
+            f"[dim]{safe_markup(model)} runs as it was trained: {how} (flags override)[/dim]"
         )
     opened = open_engine(index, search_url, simulate=simulate, rerank=rerank, llm_url=llm_url)
     engine = TitleMemo(opened.engine)

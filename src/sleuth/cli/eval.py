@@ -129,6 +129,7 @@ def run_command(
         fill_in,
         trained_as_searcher,
         trained_settings,
+        trained_to_read_selection_only,
     )
     from sleuth.display import safe_markup
     from sleuth.errors import SleuthError
@@ -189,10 +190,14 @@ def run_command(
     if shown := {k: v for k, v in trained.items() if k != "prefetch_k"}:
         stderr.print(f"[dim]{safe_markup(model)} runs as it was trained: {describe(shown)}[/dim]")
     if trained_as_searcher(model):
-        if not any(base_method(m) == "searcher" for m in method_names):
+        if not any(base_method(m).startswith("searcher") for m in method_names):
+            which = (
+                "the searcher_selected@K method (its reader read the selection alone)"
+                if trained_to_read_selection_only(model)
+                else "the searcher@K and searcher_selected@K methods"
+            )
             stderr.print(
-                f"[dim]{safe_markup(model)} was primed as a searcher: the searcher@K and "
-                "searcher_selected@K methods, with --reader[/dim]"
+                f"[dim]{safe_markup(model)} was trained as a searcher: {which}, with --reader[/dim]"
             )
     elif trained.get("prefetch_k") and "agent_rag" not in method_names:
         stderr.print(

@@ -210,6 +210,7 @@ def build_trainer(
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
     from trl import GRPOTrainer
 
+    from sleuth.agent.trained_settings import settings_of_episodes
     from sleuth.train.async_rollout import chain_rollout
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
@@ -239,7 +240,15 @@ def build_trainer(
     # Tree-GRPO advantages for a tree's rollouts, the rollouts' cost logged either way
     base = type("AgentGRPOTrainer", (TreeGRPOMixin, trainer_class_override or GRPOTrainer), {})
     return rollout_trainer(
-        args, model, tokenizer, reward, dataset, rollout, base, max_minutes=config.max_minutes
+        args,
+        model,
+        tokenizer,
+        reward,
+        dataset,
+        rollout,
+        base,
+        inference=settings_of_episodes([episode.to_dict()]),
+        max_minutes=config.max_minutes,
     )
 
 

@@ -7,6 +7,7 @@ folder and renamed into place: a ``checkpoint-N`` folder either is complete or d
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 from transformers.trainer_utils import rotate_checkpoints
 
+from sleuth.agent.trained_settings import PROVENANCE
 from sleuth.train.lora import point_adapter_at
 
 STAGING = ".staging"
@@ -88,6 +90,10 @@ class AtomicCheckpointMixin:
         adapter_base = getattr(self, "sleuth_adapter_base", None)
         if adapter_base is not None:  # a LoRA run: the adapter names its base portably
             point_adapter_at(staging_root / name, adapter_base, home=final_root / name)
+        inference = getattr(self, "sleuth_inference", None)
+        if inference is not None:  # how the checkpoint was trained to run (trained_settings)
+            record = {"inference": inference, "step": self.state.global_step}  # type: ignore[attr-defined]
+            (staging_root / name / PROVENANCE).write_text(json.dumps(record, indent=2))
         target = final_root / name
         if target.exists():  # a re-save of the same step after resume: replace it whole
             shutil.rmtree(target)

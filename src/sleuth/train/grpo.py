@@ -151,12 +151,15 @@ def rollout_trainer(
     *,
     peft_config: Any = None,
     adapter_base: str | None = None,
+    inference: dict[str, Any] | None = None,
     max_minutes: float = 0.0,
 ) -> Any:
     """A GRPO trainer (``trainer_class(base)``) whose completions come from ``rollout``
     (TRL's ``rollout_func``; kept as ``trainer.sleuth_rollout``), logging every step to the
     run folder's ``train_log.jsonl``. With ``peft_config`` only a LoRA adapter trains and each
     checkpoint is an adapter naming ``adapter_base`` (the spec the run was given) as its base;
+    ``inference`` (``settings_of_episodes`` of the training episode) is recorded in every
+    checkpoint, so ``ask`` and ``eval run`` run a checkpoint as it was trained;
     ``max_minutes`` > 0 stops after that much wall time with the step saved (a rerun resumes)."""
     from sleuth.train.runlog import JsonlLogCallback
 
@@ -175,6 +178,7 @@ def rollout_trainer(
     )
     trainer.sleuth_rollout = rollout
     trainer.sleuth_adapter_base = adapter_base if peft_config is not None else None
+    trainer.sleuth_inference = inference
     return trainer
 
 
