@@ -210,7 +210,6 @@ def build_trainer(
     sampler (tests script it), ``trainer_class_override`` a subclass of TRL's trainer."""
     from trl import GRPOTrainer
 
-    from sleuth.agent.trained_settings import settings_of_episodes
     from sleuth.train.async_rollout import chain_rollout
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.rollout import AgentRolloutFunc
@@ -239,17 +238,7 @@ def build_trainer(
     reward = make_reward_function(config.reward_spec())
     # Tree-GRPO advantages for a tree's rollouts, the rollouts' cost logged either way
     base = type("AgentGRPOTrainer", (TreeGRPOMixin, trainer_class_override or GRPOTrainer), {})
-    return rollout_trainer(
-        args,
-        model,
-        tokenizer,
-        reward,
-        dataset,
-        rollout,
-        base,
-        inference=settings_of_episodes([episode.to_dict()]),
-        max_minutes=config.max_minutes,
-    )
+    return rollout_trainer(args, model, tokenizer, reward, dataset, rollout, base, run=config)
 
 
 class AgentRun(GRPORun):

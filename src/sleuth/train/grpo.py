@@ -151,19 +151,21 @@ def rollout_trainer(
     *,
     peft_config: Any = None,
     adapter_base: str | None = None,
-    inference: dict[str, Any] | None = None,
-    max_minutes: float = 0.0,
+    run: Any = None,
 ) -> Any:
     """A GRPO trainer (``trainer_class(base)``) whose completions come from ``rollout``
     (TRL's ``rollout_func``; kept as ``trainer.sleuth_rollout``), logging every step to the
     run folder's ``train_log.jsonl``. With ``peft_config`` only a LoRA adapter trains and each
-    checkpoint is an adapter naming ``adapter_base`` (the spec the run was given) as its base;
-    ``inference`` (``settings_of_episodes`` of the training episode) is recorded in every
-    checkpoint, so ``ask`` and ``eval run`` run a checkpoint as it was trained;
-    ``max_minutes`` > 0 stops after that much wall time with the step saved (a rerun resumes)."""
+    checkpoint is an adapter naming ``adapter_base`` (the spec the run was given) as its base.
+    ``run`` is the trainer's config: its ``episode``'s settings are recorded in every
+    checkpoint, so ``ask`` and ``eval run`` run a checkpoint as it was trained, and its
+    ``max_minutes`` > 0 (where it has one) stops after that much wall time with the step saved
+    (a rerun resumes)."""
+    from sleuth.agent.trained_settings import settings_of_episodes
     from sleuth.train.runlog import JsonlLogCallback
 
     callbacks: list[Any] = [JsonlLogCallback(Path(args.output_dir) / "train_log.jsonl")]
+    max_minutes = float(getattr(run, "max_minutes", 0.0))
     if max_minutes > 0:
         callbacks.append(wall_time_stop(max_minutes))
     trainer = trainer_class(base)(
@@ -178,7 +180,10 @@ def rollout_trainer(
     )
     trainer.sleuth_rollout = rollout
     trainer.sleuth_adapter_base = adapter_base if peft_config is not None else None
-    trainer.sleuth_inference = inference
+    episode = getattr(run, "episode", None)
+    trainer.sleuth_inference = (
+        None if episode is None else settings_of_episodes([episode.to_dict()])
+    )
     return trainer
 
 

@@ -361,7 +361,6 @@ def build_trainer(
     """A GRPO trainer whose rollouts are searcher episodes read by the frozen ``reader``;
     ``generate`` overrides the policy's sampler (tests script it); ``users`` gives each
     rollout its simulated user (``sleuth.train.clarify.rollout_users``)."""
-    from sleuth.agent.trained_settings import settings_of_episodes
     from sleuth.train.async_rollout import chain_rollout
     from sleuth.train.grpo import episode_tokens, rollout_trainer, trainer_grpo_args
     from sleuth.train.lora import lora_config
@@ -390,8 +389,7 @@ def build_trainer(
         trainer_class_override,
         peft_config=peft,
         adapter_base=config.model or "packaged",
-        inference=settings_of_episodes([episode.to_dict()]),
-        max_minutes=config.max_minutes,
+        run=config,
     )
 
 

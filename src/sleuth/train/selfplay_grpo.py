@@ -438,7 +438,14 @@ def build_trainer(
     rollout = SelfPlayRolloutFunc(engine, tokenizer, config, seeds, generate=generate, log=log)
     dataset = build_dataset(seeds)
     return rollout_trainer(
-        args, model, tokenizer, selfplay_reward, dataset, rollout, trainer_class_override
+        args,
+        model,
+        tokenizer,
+        selfplay_reward,
+        dataset,
+        rollout,
+        trainer_class_override,
+        run=config,
     )
 
 
