@@ -52,10 +52,21 @@ IRCOT_ANSWER = re.compile(r"\bthe answer is:?\s*(.*)", re.IGNORECASE | re.DOTALL
 SELF_ASK_FINAL = re.compile(r"\bthe final answer is:?\s*(.*)", re.IGNORECASE | re.DOTALL)
 SELF_ASK_FOLLOW = re.compile(r"follow up:\s*(.+)", re.IGNORECASE)
 
+# IRCoT prompts with chain-of-thought demonstrations, one fact a sentence, each the next
+# query; zero-shot, Qwen2.5-Coder-1.5B wrote "So the answer is" as its first sentence in 84
+# of 85 questions, which is RAG. One invented demonstration (no benchmark text) shows the form.
 IRCOT_PROMPT = (
-    "Answer the question by reasoning step by step over the documents. Write only the next "
-    "sentence of the reasoning. When the reasoning reaches the answer, write: So the answer "
-    "is: <answer>.\n\n{documents}\n\nQuestion: {question}\nReasoning so far: {thoughts}"
+    "Answer the question by reasoning step by step over the documents, one fact per sentence: "
+    "first the fact the question leads to, then the fact about it that answers the question. "
+    "Write only the next sentence of the reasoning. When the reasoning reaches the answer, "
+    "write: So the answer is: <answer>.\n\n"
+    "Example (invented documents and question):\n"
+    "[1] Velloran loom: The Velloran loom is a hand loom built by Mira Castell in 1871.\n"
+    "[2] Mira Castell: Mira Castell (1840-1902) was a Portuguese weaver born in Porto.\n"
+    "Question: In which city was the inventor of the Velloran loom born?\n"
+    "Reasoning: The Velloran loom was built by Mira Castell. Mira Castell was born in Porto. "
+    "So the answer is: Porto.\n\n"
+    "{documents}\n\nQuestion: {question}\nReasoning so far: {thoughts}"
 )
 ITER_RETGEN_PROMPT = (
     "Answer the question from the documents. Think step by step in a few sentences, then end "
