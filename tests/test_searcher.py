@@ -250,7 +250,7 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
     # a model Sleuth trained as a searcher whose reader read the selection alone
     trained = tmp_path / "trained-searcher"
     trained.mkdir()
-    inference = {"searcher": True, "read_selection_only": True, "prefetch_k": 3}
+    inference = {"searcher": True, "read_selection_only": True, "prefetch_k": 4}
     (trained / "sleuth_training.json").write_text(json.dumps({"inference": inference}))
     searcher = ScriptedLLM(searching, name=str(trained))
     reader = ScriptedLLM(lambda messages: "<answer>Tulsa</answer>", name="reader-model")
@@ -277,7 +277,8 @@ def test_ask_select_makes_the_served_model_a_searcher_for_the_served_reader(
     assert [s["action"] for s in saved["steps"]] == ["search", "search", "select", "answer"]
     meta = saved["metadata"]
     assert len(meta["selected"]) == 2 and meta["final_read"][:2] == meta["selected"]
-    assert len(meta["final_read"]) == 3  # the read budget is --top-k, as eval's searcher
+    # the read budget is the trained RAG depth K (not --top-k's 3), as in eval's searcher@K
+    assert len(meta["final_read"]) == 4 and saved["config"]["prefetch_k"] == 4
     assert "You find documents for a reader" in searcher.calls[0][0]["content"]
     assert alone.returncode == 0, alone.stderr
     assert "a searcher (--select), its selection read alone" in " ".join(alone.stdout.split())

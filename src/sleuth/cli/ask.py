@@ -68,7 +68,8 @@ def ask_command(
         typer.Option(
             "--select/--no-select",
             help="The model only searches and selects documents; the reader (--reader, else the "
-            "model) answers from --top-k of them, the selection first (eval's searcher method). "
+            "model) answers from K of them, the selection first (eval's searcher@K), K being the "
+            "question's own retrieval depth (--prefetch, else as trained, else --top-k). "
             "Default: on for a model Sleuth trained as a searcher",
             show_default=False,
         ),
@@ -191,8 +192,9 @@ def ask_command(
         if judge or ask:
             raise SleuthError("--select makes the model a searcher: drop --judge and --ask")
         actions = ["search", "select"]
+        # the read budget K is RAG's depth, as in eval's searcher@K (and its training)
         settings["prefetch_k"] = settings["prefetch_k"] or top_k
-        final_read = top_k
+        final_read = settings["prefetch_k"]
     elif read_selection_only:
         raise SleuthError("--read-selection-only is a searcher's read: add --select")
     config = AgentConfig(
