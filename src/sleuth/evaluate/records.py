@@ -80,6 +80,9 @@ def score_trajectory(
         "no_answer": answer_words(prediction) is None,
         "judge": None,
         "evidence_recall": recall,
+        # Of the gold evidence, what the scored answer call had in front of it: a searcher's or
+        # pipeline's read is a few of the documents seen, and the answer follows the read.
+        "read_recall": evidence_recall(read_ids(trajectory), question.gold_evidence),
         "sufficient": sufficient,
         "refused": refused,
         "category": category,
@@ -107,14 +110,18 @@ def score_trajectory(
     }
 
 
-def documents_read(trajectory: Trajectory) -> int:
+def read_ids(trajectory: Trajectory) -> list[str]:
     """The documents in front of the call whose answer is scored: the final read's, a
     pipeline's read, else every document the conversation showed (RAG: its top K)."""
     for key in ("final_read", "read"):
         ids = trajectory.metadata.get(key)
         if isinstance(ids, list):
-            return len(ids)
-    return len(trajectory.retrieved_ids)
+            return [str(doc_id) for doc_id in ids]
+    return trajectory.retrieved_ids
+
+
+def documents_read(trajectory: Trajectory) -> int:
+    return len(read_ids(trajectory))
 
 
 # A result record's fields that readers use, and the JSON types they must have.
@@ -127,6 +134,7 @@ _RECORD_NUMBERS = (
     "cover_em_short",
     "answer_words",
     "evidence_recall",
+    "read_recall",
     "searches",
     "documents_read",
     "model_calls",

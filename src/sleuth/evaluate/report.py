@@ -241,7 +241,7 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
             f"<tr>{name}<td class='num'>{data['episodes']}</td>"
             f"<td class='num'>{data['failures']}</td>"
             + "".join(_cell(m[k], 1 if k == "answer_words" else 3) for k in ANSWER_COLUMNS)
-            + "".join(_cell(m[k]) for k in ("judge", "evidence_recall"))
+            + "".join(_cell(m[k]) for k in ("judge", "evidence_recall", "read_recall"))
             + "</tr>"
         )
         f = data["factorised"]
@@ -274,7 +274,7 @@ def _summary_tables(methods: dict[str, dict[str, Any]]) -> str:
     answers = _table(
         ["method", "episodes", "failures"]
         + [LABELS[k] for k in ANSWER_COLUMNS]
-        + ["judge", "evidence recall"],
+        + ["judge", "evidence recall", "read recall"],
         answer_rows,
     )
     factorised = _table(

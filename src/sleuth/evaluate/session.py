@@ -165,7 +165,17 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
     table = Table(title=Text(safe_text(title)), box=box.SIMPLE_HEAD, padding=(0, 1))
     short = f"cover≤{SHORT_ANSWER_WORDS}w"
     columns = ["method", "n", "EM", "F1", "cover-EM", short, "words", "no ans.", "judge"]
-    columns += ["recall", "suff.", "k.use", "searches", "read", "calls", "s/q", "failed"]
+    columns += [
+        "recall",
+        "read rec.",
+        "suff.",
+        "k.use",
+        "searches",
+        "read",
+        "calls",
+        "s/q",
+        "failed",
+    ]
     for column in columns:
         if column == "judge" and not has_judge:
             continue
@@ -196,6 +206,7 @@ def summary_table(summary: dict[str, dict[str, Any]], title: str) -> Table:
             cell(data, "no_answer", ci=False),
             *judge,
             cell(data, "evidence_recall", ci=False),
+            cell(data, "read_recall", ci=False),
             rate(data["factorised"]["search_sufficiency"]),
             rate(data["factorised"]["knowledge_utilisation"]),
             cell(data, "searches", 2, ci=False),

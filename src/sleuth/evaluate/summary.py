@@ -25,7 +25,7 @@ from sleuth.metrics import (
 )
 
 ANSWER_METRICS = ("em", "f1", "cover_em", "cover_em_short", "judge", "no_answer", "answer_words")
-EVIDENCE_METRICS = ("evidence_recall",)
+EVIDENCE_METRICS = ("evidence_recall", "read_recall")
 EFFICIENCY_METRICS = (
     "searches",
     "documents_read",
@@ -46,6 +46,7 @@ LABELS = {
     "answer_words": "answer words",
     "judge": "judge",
     "evidence_recall": "evidence recall",
+    "read_recall": "read recall",
     "searches": "searches",
     "documents_read": "documents read",
     "model_calls": "model calls",
