@@ -23,7 +23,7 @@ from bench.common import REPO
 from sleuth.evaluate.report import load_run
 from sleuth.evaluate.summary import paired_difference, per_question
 
-METRICS = ("f1", "em", "evidence_recall", "searches")
+METRICS = ("f1", "em", "evidence_recall", "read_recall", "searches")
 SPLITS = ("all", "bridge", "comparison")
 
 

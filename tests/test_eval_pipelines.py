@@ -24,6 +24,7 @@ from sleuth.evaluate.pipelines import run_pipeline
 from sleuth.evaluate.records import ResultLog, score_trajectory
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
+from sleuth.metrics import evidence_recall
 
 BUDGET = eval_budget(top_k=2, max_searches=3, doc_chars=120, max_new_tokens=48)
 THOUGHT = "Harvey Pekar was born in 1939 in Cleveland. Then more."
@@ -136,7 +137,7 @@ def test_self_ask_searches_each_follow_up_question(question, hotpot_bm25) -> Non
     assert trajectory.answer == "Denise Levertov"
 
 
-@pytest.mark.parametrize("method", ["ircot", "iter_retgen", "self_ask", "oracle"])
+@pytest.mark.parametrize("method", ["ircot", "iter_retgen", "self_ask", "links", "oracle"])
 def test_the_reader_answers_within_the_read_budget(method, question, hotpot_bm25) -> None:
     """The final call is RAG's prompt, made by the reader (the model does the rest), over at
     most top_k documents of doc_chars characters; the trajectory scores like the loop's."""
@@ -155,6 +156,55 @@ def test_the_reader_answers_within_the_read_budget(method, question, hotpot_bm25
     assert record["evidence_recall"] is not None and record["searches"] == len(queries(trajectory))
     assert record["tokens"] == trajectory.prompt_tokens + trajectory.completion_tokens > 0
     assert record["searches"] >= (0 if method == "oracle" else 1)
+
+
+def test_links_reads_the_documents_the_question_and_its_best_document_name(hotpot_bm25) -> None:
+    """A comparison question names both its documents; a bridge question's second document is
+    named in the first. RAG's top 2 holds one gold document in each; the links read both."""
+    questions = {q.id: q for q in load_benchmark("hotpotqa-1100:test", limit=6).questions}
+    llm = ScriptedLLM(lambda m: "<answer>x</answer>")
+    for qid, named_by in (
+        ("5a7d5c175542991319bc93b1", "question"),
+        ("5a89da93554299669944a5cc", "best"),
+    ):
+        question = questions[qid]
+        gold = {aliases[0] for aliases in question.gold_evidence}
+        rag = {hit.id for hit in hotpot_bm25.search(question.question, 2)}
+        trajectory = asyncio.run(run_pipeline("links", question, llm, hotpot_bm25, BUDGET, 0))
+        assert len(rag & gold) == 1 and set(trajectory.metadata["read"]) == gold
+        followed = trajectory.metadata["links"][named_by]
+        assert (gold - rag) <= set(followed)
+        record = score_trajectory(trajectory, question, "links", 0)
+        assert record["read_recall"] == 1.0 and record["searches"] == len(trajectory.searches) > 1
+        assert len(llm.calls[-1][-1]["content"]) > 0 and record["model_calls"] == 1
+
+
+def test_links_reads_more_gold_evidence_than_rag_on_held_out_questions(hotpot_bm25) -> None:
+    """On 100 train questions (the rule was written looking at test questions), the three
+    documents the links pipeline reads hold more of the gold evidence than RAG's top 3: 0.82
+    against 0.65 on all 300."""
+    budget = eval_budget(top_k=3)
+    llm = ScriptedLLM(lambda m: "<answer>x</answer>")
+    links, rag = [], []
+    for question in load_benchmark("hotpotqa-1100:train", limit=100).questions:
+        trajectory = asyncio.run(run_pipeline("links", question, llm, hotpot_bm25, budget, 0))
+        links.append(score_trajectory(trajectory, question, "links", 0)["read_recall"])
+        top = [hit.id for hit in hotpot_bm25.search(question.question, 3)]
+        rag.append(evidence_recall(top, question.gold_evidence))
+    assert sum(links) / len(links) >= sum(rag) / len(rag) + 0.1
+
+
+def test_read_recall_counts_what_the_answer_call_read(question, hotpot_bm25) -> None:
+    """IRCoT sees documents its read leaves out: evidence recall counts every one seen, read
+    recall the read only; for RAG they are the same documents."""
+    trajectory, _ = run("ircot", question, hotpot_bm25)
+    record = score_trajectory(trajectory, question, "ircot", 0)
+    read = trajectory.metadata["read"]
+    assert record["read_recall"] == evidence_recall(read, question.gold_evidence)
+    assert record["evidence_recall"] == evidence_recall(
+        trajectory.retrieved_ids, question.gold_evidence
+    )
+    assert len(trajectory.retrieved_ids) > len(read)
 
 
 def test_oracle_reads_exactly_the_gold_documents(question, hotpot_bm25) -> None:

@@ -58,7 +58,7 @@ def run_command(
         typer.Option(
             help="Comma-separated: closed_book, rag, agent, agent_judge, agent_rag, agent_ask, "
             "agent_rag_ask (with --user); baselines "
-            "rag@K (RAG reading K documents), ircot, iter_retgen, self_ask; ceiling oracle "
+            "rag@K (RAG reading K documents), ircot, iter_retgen, self_ask, links; ceiling oracle "
             "(docs/evaluation.md, 'Baselines and ceilings')"
         ),
     ] = "closed_book,rag,agent,agent_judge",

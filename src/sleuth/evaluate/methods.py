@@ -33,6 +33,9 @@ METHODS: dict[str, str] = {
     "agent_rag_ask": "agent_rag plus the ask action",
     "agent_rag_access": "agent_rag plus the access action: read a whole document page by page "
     "(long horizons: give it --max-turns 40 and a --context-budget)",
+    "links": "link following (as PathRetriever, Asai et al. 2020, follows Wikipedia's links): the "
+    "question's best document, the documents the question names and one the best document "
+    "names (exact-title searches), then the question's next hits; no model call but the reader's",
     "oracle": "ceiling: the reader over the question's gold evidence documents only",
     "searcher": "s3-style searcher (Jiang et al. 2025): RAG's top-k first, then follow-up "
     "searches; it selects which documents the reader answers from, within RAG's read budget "
@@ -45,7 +48,7 @@ RAG_AT = re.compile(r"rag@(\d+)")
 SEARCHER_AT = re.compile(r"searcher(_selected)?@(\d+)")
 MAX_RAG_K = 50
 # Methods run as a fixed pipeline (sleuth.evaluate.pipelines.PIPELINES), not as the loop.
-PIPELINES = ("ircot", "iter_retgen", "self_ask", "oracle")
+PIPELINES = ("ircot", "iter_retgen", "self_ask", "links", "oracle")
 
 
 def rag_depth(method: str) -> int | None:

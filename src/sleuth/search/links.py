@@ -1,0 +1,64 @@
+"""Names in a text that are the titles of documents in the collection: the links a multi-hop
+question's second document hangs on.
+
+HotpotQA's questions were written over pairs of Wikipedia articles joined by a hyperlink, and
+a bridge question's second article is named in the first (PathRetriever, Asai et al. 2020,
+retrieves by following those links). A plain search engine has no link graph, so a link is
+recovered the way a reader would: a capitalised or quoted name in the text is searched, and a
+hit whose title *is* that name (or the longest part of it that is a title) is the linked
+document. Works on any engine whose documents carry titles; where titles mean nothing, nothing
+matches and nothing is followed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sleuth.types import Hit
+
+# A run of capitalised words, allowing the small words inside names ("Battle of the Somme"),
+# or a quoted title ("Bang Bang", a film); numbers count as capitalised ("2014 FIFA World
+# Cup"), though a number alone is no name; a word keeps its dots inside ("U.S.") or after an
+# initial ("J."), not at the end of a sentence.
+_NAME_WORD = r"[A-Z0-9](?:[\w'’&-]|\.(?=\w))*(?:(?<=\b[A-Z])\.)?"
+_NAME = re.compile(
+    rf"\"([^\"]{{2,80}})\"|({_NAME_WORD}"
+    rf"(?:\s+(?:(?:of|the|de|la|le|and|von|van|du|del|da|for|in|on|&)\s+)*{_NAME_WORD})*)"
+)
+_WORD = re.compile(r"\w+")
+_PARENTHESIS = re.compile(r"\s*\([^)]*\)")
+MIN_TITLE_CHARS = 4  # "The", "US", "A" name too much to be a link
+
+
+def normalise(text: str) -> str:
+    """Lower-case words joined by one space: how names and titles are compared."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def title_key(title: str) -> str:
+    """A title without its disambiguation ("Mercury (planet)" is named "Mercury")."""
+    return normalise(_PARENTHESIS.sub("", title))
+
+
+def names_in(text: str) -> list[str]:
+    """The capitalised or quoted names in ``text``, in order, each once."""
+    names: list[str] = []
+    for found in _NAME.finditer(text):
+        name = (found.group(1) or found.group(2) or "").strip(" .,'’")
+        if len(name) >= MIN_TITLE_CHARS and not name.isdigit() and name not in names:
+            names.append(name)
+    return names
+
+
+def title_named(name: str, hits: Sequence[Hit]) -> Hit | None:
+    """The hit whose title is ``name``, else the one whose title is the longest run of
+    ``name``'s words ("Tom Hanks" in "Oscar winner Tom Hanks"); None when no title is."""
+    words = normalise(name).split()
+    titled = {title_key(hit.title): hit for hit in reversed(hits) if hit.title}
+    for length in range(len(words), 0, -1):
+        for start in range(len(words) - length + 1):
+            run = " ".join(words[start : start + length])
+            if len(run) >= MIN_TITLE_CHARS and run in titled:
+                return titled[run]
+    return None
