@@ -179,6 +179,35 @@ def test_links_reads_the_documents_the_question_and_its_best_document_name(hotpo
         assert len(llm.calls[-1][-1]["content"]) > 0 and record["model_calls"] == 1
 
 
+class CountingEngine:
+    """The bundled index, counting the requests a pipeline makes."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.requests = engine, 0
+
+    def search(self, query, k=10):
+        self.requests += 1
+        return self.engine.search(query, k)
+
+    def search_batch(self, queries, k=10):
+        self.requests += 1
+        return self.engine.search_batch(queries, k)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def test_links_looks_names_up_in_one_request_per_text(question, hotpot_bm25) -> None:
+    """A remote engine gets the question, then one batch for the question's names and one for
+    the best document's: three requests, however many names (each still a search step)."""
+    engine = CountingEngine(hotpot_bm25)
+    llm = ScriptedLLM(lambda m: "<answer>x</answer>")
+    trajectory = asyncio.run(run_pipeline("links", question, llm, engine, BUDGET, 0))
+    assert engine.requests == 3 and len(trajectory.searches) > 3
+    names = [step.argument for step in trajectory.searches[1:]]
+    assert "Between Harvey Pekar and Denise Levertov" in names and "Denise Levertov" in names
+
+
 def test_links_reads_more_gold_evidence_than_rag_on_held_out_questions(hotpot_bm25) -> None:
     """On 100 train questions (the rule was written looking at test questions), the three
     documents the links pipeline reads hold more of the gold evidence than RAG's top 3: 0.82

@@ -20,6 +20,12 @@ def test_names_are_capitalised_runs_and_quoted_titles() -> None:
     assert names[:3] == ["The Battle of the Somme", "Bang Bang", "Tom Cruise"]
     assert "Oscar" in names and names.count("Tom Cruise") == 1
     assert "The" not in names_in("The cat sat. A dog ran.")  # too short to be a title
+    # two entities joined by "and" are searched together and each alone
+    assert names_in("Between Harvey Pekar and Denise Levertov who")[:3] == [
+        "Between Harvey Pekar and Denise Levertov",
+        "Between Harvey Pekar",
+        "Denise Levertov",
+    ]
 
 
 def test_a_name_resolves_to_the_hit_titled_by_it_or_its_longest_titled_run() -> None:

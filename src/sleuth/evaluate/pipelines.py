@@ -169,21 +169,43 @@ class Pipeline:
         empty result with its error; a broken engine ends the pipeline, ``search_error``)."""
         query = " ".join(query.split())[:QUERY_CHARS]
         started = time.perf_counter()
-        step = Step(index=0, prompt_delta=[], model_output="", action="search", argument=query)
+        error = ""
         try:
             hits = await asyncio.to_thread(self.engine.search, query, k or self.budget.top_k)
         except QueryError as exc:
-            hits, step.error = [], str(exc)
+            hits, error = [], str(exc)
         except Exception as exc:
             raise EpisodeStop("search_error", f"{type(exc).__name__}: {exc}") from None
+        self._record_search(query, hits, error, time.perf_counter() - started)
+        return hits
+
+    async def search_all(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """``search`` for each of ``queries`` in one batch (one request to a remote engine, not
+        one each); each is still its own search step. A bad query: each searched alone."""
+        queries = [" ".join(query.split())[:QUERY_CHARS] for query in queries]
+        if not queries:
+            return []
+        started = time.perf_counter()
+        try:
+            results = await asyncio.to_thread(self.engine.search_batch, queries, k)
+        except QueryError:
+            return [await self.search(query, k) for query in queries]
+        except Exception as exc:
+            raise EpisodeStop("search_error", f"{type(exc).__name__}: {exc}") from None
+        seconds = (time.perf_counter() - started) / len(queries)
+        for query, hits in zip(queries, results, strict=True):
+            self._record_search(query, hits, "", seconds)
+        return results
+
+    def _record_search(self, query: str, hits: list[Hit], error: str, seconds: float) -> None:
+        step = Step(index=0, prompt_delta=[], model_output="", action="search", argument=query)
         text, step.hits = self.knowledge.render_hits(hits)
         step.observation = f"<information>\n{text}\n</information>"
-        step.tool_seconds = time.perf_counter() - started
+        step.error, step.tool_seconds = error, seconds
         self.record(step)
         for hit in hits:
             self.hits.setdefault(hit.id, hit)
         self.searches.append([hit.id for hit in hits])
-        return hits
 
     def to_read(self) -> list[Hit]:
         """What the next call reads, within the read budget: every search's best document
@@ -337,11 +359,10 @@ async def links(p: Pipeline) -> None:
         )
 
     async def named(text: str) -> list[Hit]:
+        names = names_in(text)[: max(0, MAX_LINK_LOOKUPS - len(p.searches) + 1)]
         found: dict[str, Hit] = {}
-        for name in names_in(text):
-            if len(p.searches) > MAX_LINK_LOOKUPS:
-                break
-            hit = title_named(name, await p.search(name, LINK_LOOKUP_K))
+        for name, hits in zip(names, await p.search_all(names, LINK_LOOKUP_K), strict=True):
+            hit = title_named(name, hits)
             if hit is not None and hit.id != best.id:
                 found.setdefault(hit.id, hit)
         return order(list(found.values()))

@@ -26,6 +26,7 @@ _NAME = re.compile(
     rf"\"([^\"]{{2,80}})\"|({_NAME_WORD}"
     rf"(?:\s+(?:(?:of|the|de|la|le|and|von|van|du|del|da|for|in|on|&)\s+)*{_NAME_WORD})*)"
 )
+_AND = re.compile(r"\s+(?:and|&)\s+")
 _WORD = re.compile(r"\w+")
 _PARENTHESIS = re.compile(r"\s*\([^)]*\)")
 MIN_TITLE_CHARS = 4  # "The", "US", "A" name too much to be a link
@@ -42,12 +43,16 @@ def title_key(title: str) -> str:
 
 
 def names_in(text: str) -> list[str]:
-    """The capitalised or quoted names in ``text``, in order, each once."""
+    """The capitalised or quoted names in ``text``, in order, each once; a run joined by "and"
+    is also split ("Harvey Pekar and Denise Levertov" names two people, "Pride and Prejudice"
+    one book, so both are kept)."""
     names: list[str] = []
     for found in _NAME.finditer(text):
         name = (found.group(1) or found.group(2) or "").strip(" .,'’")
-        if len(name) >= MIN_TITLE_CHARS and not name.isdigit() and name not in names:
-            names.append(name)
+        for part in [name, *(_AND.split(name) if found.group(2) else [])]:
+            part = part.strip()
+            if len(part) >= MIN_TITLE_CHARS and not part.isdigit() and part not in names:
+                names.append(part)
     return names
 
 
