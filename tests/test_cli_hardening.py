@@ -634,3 +634,34 @@ def test_synth_questions_that_writes_nothing_says_why_and_names_a_bigger_model(
     assert len(reasons) == 2 and f"(rejected because: {reasons[0]} (2))" in message
     assert f"{out}.proposals.jsonl" in "".join(result.stderr.split())
     assert "--model qwen2.5-coder-0.5b" in message and "about a fifth" in message
+
+
+def test_ask_links_reads_the_named_documents_once_with_the_model(
+    hotpot_bm25_path: Path, tmp_path: Path
+) -> None:
+    """``--links`` (eval's links pipeline): the question, then the names it and its best hit
+    carry, each searched; one answer call over the best hit and the named paragraphs; agent
+    flags are refused."""
+    script = ScriptedLLM(["<answer>Achimenes</answer>"])
+    question = "Which is a type of herb, Brassia or Achimenes?"
+    with LiveServer(create_llm_app(script)) as server:
+        result = sleuth(
+            "ask", question, "--index", str(hotpot_bm25_path), "--llm-url",
+            f"{server.url}/v1", "--links", cache=tmp_path / "cache",
+        )  # fmt: skip
+        refused = sleuth(
+            "ask", question, "--index", str(hotpot_bm25_path), "--llm-url",
+            f"{server.url}/v1", "--links", "--judge", cache=tmp_path / "cache",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"step 0 search {question}" in out and "search Brassia" in out
+    assert "answer: Achimenes" in out and len(script.calls) == 1
+    read = script.calls[0][-1]["content"]
+    assert "Brassia" in read and "Achimenes" in read  # both named plants' paragraphs
+    saved = next((tmp_path / "cache" / "runs" / "ask").glob("*.jsonl"))
+    trajectory = json.loads(saved.read_text(encoding="utf-8"))
+    assert (
+        trajectory["metadata"]["pipeline"] == "links" and len(trajectory["metadata"]["read"]) == 3
+    )
+    assert refused.returncode != 0 and "--links runs a fixed pipeline" in refused.stderr

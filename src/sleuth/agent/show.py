@@ -118,7 +118,7 @@ class StepPrinter:
     def print_step(self, step: Step) -> None:
         colour = ACTION_STYLES.get(step.action, "red")
         action = safe_markup(step.action)
-        if step.fresh_context:
+        if step.fresh_context and step.hits:  # a pipeline's fresh prompts read nothing new
             self.console.print(
                 f"[dim]step {step.index}: final read, the question again over the "
                 f"{len(step.hits)} documents below (seen before)[/dim]"

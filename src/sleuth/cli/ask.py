@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sleuth.agent.final_read import DEFAULT_DOCUMENTS
 from sleuth.cli import agent_options as options
 from sleuth.cli import search_options
+
+if TYPE_CHECKING:
+    from sleuth.agent import AgentConfig, Trajectory
+    from sleuth.llm.base import LLM
+    from sleuth.search.base import SearchEngine
 
 # The model a newcomer's `sleuth ask` runs: primed to search (docs/training.md); `--model
 # packaged` is the bare SmolLM2-135M.
@@ -114,6 +119,15 @@ def ask_command(
         ),
     ] = False,
     page_chars: Annotated[int, typer.Option(help="Characters per page of --access")] = 1500,
+    links: Annotated[
+        bool,
+        typer.Option(
+            "--links",
+            help="No agent: eval's links pipeline. The question's best hit, the documents the "
+            "question and that hit name (exact-title searches), then its next hits, --top-k in "
+            "all, read once by the reader (--reader, else --model); docs/evaluation.md",
+        ),
+    ] = False,
     prompt_example: options.PromptExampleOrTrained = None,
     strategy: options.Strategy = "react",
     branches: options.Branches = 3,
@@ -197,6 +211,11 @@ def ask_command(
         final_read = settings["prefetch_k"]
     elif read_selection_only:
         raise SleuthError("--read-selection-only is a searcher's read: add --select")
+    if links and (select or judge or ask or access or strategy != "react"):
+        raise SleuthError(
+            "--links runs a fixed pipeline, no agent: drop --select, --judge, --ask, --user, "
+            "--access and --strategy"
+        )
     config = AgentConfig(
         action_format=format,
         actions=tuple(actions),
@@ -258,7 +277,12 @@ def ask_command(
     started = time.perf_counter()
     printer = StepPrinter(console, engine.titles)
     try:
-        trajectory = asyncio.run(run_strategy(agent, question, plan, on_step=printer))
+        if links:
+            trajectory = asyncio.run(run_links(question, llm, engine, config, reader_llm))
+            for step in trajectory.steps:
+                printer(step)
+        else:
+            trajectory = asyncio.run(run_strategy(agent, question, plan, on_step=printer))
     except KeyboardInterrupt:  # Ctrl-C: keep the steps done so far
         partial = printer.partial_trajectory(question, config.to_dict(), getattr(llm, "name", ""))
         log.append(partial)
@@ -289,3 +313,14 @@ def ask_command(
     if trajectory.stop_reason in ("llm_error", "search_error"):
         what = "the model" if trajectory.stop_reason == "llm_error" else "the search engine"
         raise SleuthError(f"{what} failed: {safe_text(error or trajectory.stop_reason)}")
+
+
+async def run_links(
+    question: str, llm: LLM, engine: SearchEngine, config: AgentConfig, reader: LLM | None
+) -> Trajectory:
+    """One question through eval's ``links`` pipeline (no gold, no answers: nothing scored)."""
+    from sleuth.evaluate.benchmarks import BenchmarkQuestion
+    from sleuth.evaluate.pipelines import run_pipeline
+
+    asked = BenchmarkQuestion(id="ask", question=question, answers=())
+    return await run_pipeline("links", asked, llm, engine, config, reader=reader)

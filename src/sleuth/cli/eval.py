@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
     app.command(
         "demo",
-        help="Build the bundled HotpotQA BM25 index, compare closed_book / rag / agent / "
-        "agent_rag on up to 100 questions with smollm2-135m-primed (the packaged SmolLM2-135M "
+        help="Build the bundled HotpotQA BM25 index, compare closed_book / rag / links / agent "
+        "/ agent_rag on up to 100 questions with smollm2-135m-primed (the packaged SmolLM2-135M "
         "with its shipped priming adapter), and write a report.",
     )(demo_command)
 
