@@ -299,3 +299,30 @@ def test_versus_tables_print_names_from_the_run_literally() -> None:
         console.print(table)
     printed = buffer.getvalue()
     assert f"F1 {hostile}" in printed and f"{hostile} - rag F1" in printed
+
+
+def test_the_f1_split_groups_questions_by_the_evidence_each_read() -> None:
+    """A pipeline that saw all the evidence but read half of it is a 'part' question: the split
+    follows the read (read recall), and falls back to what was found for older records."""
+    from sleuth.evaluate.versus import evidence_shifts
+
+    def record(method: str, qid: str, f1: float, found: float, read: float | None) -> dict:
+        return {"method": method, "question_id": qid, "seed": 0, "f1": f1,
+                "evidence_recall": found, "read_recall": read}  # fmt: skip
+
+    records = [
+        record("rag", "q1", 0.5, 0.5, 0.5),
+        record("links", "q1", 0.5, 1.0, 0.5),
+        record("rag", "q2", 0.0, 0.5, 0.5),
+        record("links", "q2", 1.0, 1.0, 1.0),
+    ]
+    rows = evidence_shifts(records, "links", "rag")
+    assert [(r["evidence"], r["baseline_evidence"], r["method_evidence"]) for r in rows] == [
+        ("read", "part", "part"),
+        ("read", "part", "all"),
+    ]
+    older = [{**r, "read_recall": None} for r in records]
+    rows = evidence_shifts(older, "links", "rag")
+    assert [(r["evidence"], r["method_evidence"], r["questions"]) for r in rows] == [
+        ("found", "all", 2)
+    ]

@@ -311,7 +311,9 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
     for method, rows in versus["shifts"].items():
         name = safe_text(method)
         shifts = Table(
-            title=Text(f"{name} - {base} F1, by the gold evidence each found"),
+            title=Text(
+                f"{name} - {base} F1, by the gold evidence each {rows[0].get('evidence', 'found')}"
+            ),
             box=box.SIMPLE_HEAD,
             padding=(0, 1),
         )

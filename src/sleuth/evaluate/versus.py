@@ -62,15 +62,21 @@ def versus_rows(
 def evidence_shifts(
     records: Sequence[dict[str, Any]], method: str, baseline: str = BASELINE
 ) -> list[dict[str, Any]]:
-    """The F1 difference split by (baseline's evidence level, method's evidence level).
+    """The F1 difference split by (baseline's evidence level, method's evidence level): of the
+    evidence each *read* (``read_recall``: the documents in front of the scored answer call,
+    which is what the answer follows), or each found where records predate read recall.
 
     ``share`` is each group's part of the overall mean difference (its summed per-question
     differences over all shared questions), so the shares add up to the overall difference.
     Empty when either method has no evidence recall (a benchmark without gold evidence)."""
     base_f1, other_f1 = per_question(records, baseline, "f1"), per_question(records, method, "f1")
-    base_recall = per_question(records, baseline, "evidence_recall")
-    other_recall = per_question(records, method, "evidence_recall")
-    shared = [q for q in base_f1 if q in other_f1 and q in base_recall and q in other_recall]
+    both = [q for q in base_f1 if q in other_f1]
+    evidence, metric = "read", "read_recall"
+    if any(r.get("read_recall") is None for r in records if r.get("evidence_recall") is not None):
+        evidence, metric = "found", "evidence_recall"  # a run scored before read recall
+    base_recall = per_question(records, baseline, metric)
+    other_recall = per_question(records, method, metric)
+    shared = [q for q in both if q in base_recall and q in other_recall]
     if not shared:
         return []
     groups: dict[tuple[str, str], list[str]] = {}
@@ -86,6 +92,7 @@ def evidence_shifts(
             diffs = [other_f1[q] - base_f1[q] for q in ids]
             rows.append(
                 {
+                    "evidence": evidence,
                     "baseline_evidence": before,
                     "method_evidence": after,
                     "questions": len(ids),
