@@ -1,4 +1,5 @@
-"""Paired comparisons between (run, method) pairs, overall and by HotpotQA question type.
+"""Paired comparisons between (run, method) pairs, overall and by HotpotQA question type
+(any split of HotpotQA-1100).
 
 ``sleuth eval report`` pairs each method with the run's own RAG and ``sleuth eval compare``
 pairs one method across two runs; neither splits by bridge / comparison question or pairs
@@ -18,13 +19,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.agent_table import question_types
 from bench.common import REPO
 from sleuth.evaluate.report import load_run
 from sleuth.evaluate.summary import paired_difference, per_question
 
 METRICS = ("f1", "em", "evidence_recall", "read_recall", "searches")
 SPLITS = ("all", "bridge", "comparison")
+
+
+def hotpot_types() -> dict[str, str]:
+    """bridge / comparison of every HotpotQA-1100 question, train, dev and test."""
+    folder = REPO / "src" / "sleuth" / "data" / "hotpotqa_dev_1100"
+    return {
+        row["id"]: row["type"]
+        for split in ("train", "dev", "test")
+        for row in map(json.loads, (folder / f"{split}.jsonl").read_text().splitlines())
+    }
 
 
 def run_and_method(text: str) -> tuple[Path, str]:
@@ -40,7 +50,7 @@ def paired_rows(label: str, a: str, b: str) -> list[dict[str, Any]]:
     _, records_a = load_run(run_a)
     _, records_b = load_run(run_b)
     ids = {str(r["question_id"]) for r in records_a} | {str(r["question_id"]) for r in records_b}
-    types = question_types(2000)
+    types = hotpot_types()
     rows = []
     for split in SPLITS:
         wanted = {q for q in ids if split == "all" or types.get(q) == split}
