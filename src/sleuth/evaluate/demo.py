@@ -34,8 +34,9 @@ DEMO_BUDGET = eval_budget(
 # Measured on 200 test questions at this budget (docs/training.md): the primed agent_rag finds
 # more of the gold evidence than rag (0.728 vs 0.667) with F1 within noise (0.137 vs 0.146).
 DEMO_MODEL = "smollm2-135m-primed"
-# links: the read that pays with a capable reader (+0.089 F1 over rag@3 with Qwen2.5-Coder-1.5B,
-# docs/evaluation.md); with the demo's 135M reader +0.017 (within noise), at one reader call.
+# links: the read that pays with a capable reader (F1 +0.083 over best-k RAG on 200 test and
+# +0.114 on 300 dev questions with Qwen2.5-Coder-1.5B reading, docs/evaluation.md); with the
+# demo's 135M as reader +0.017 (within noise). One reader call, like rag.
 DEMO_METHODS = ["closed_book", "rag", "links", "agent", "agent_rag"]
 
 
