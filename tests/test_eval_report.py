@@ -321,7 +321,15 @@ def test_the_f1_split_groups_questions_by_the_evidence_each_read() -> None:
         ("read", "part", "part"),
         ("read", "part", "all"),
     ]
+    from sleuth.evaluate.versus import versus_rows
+
+    paired = {(r["method"], r["metric"]): r for r in versus_rows(records, "rag")}
+    assert paired["links", "read_recall"]["diff"] == 0.25  # (0 + 0.5) / 2
+    assert paired["links", "evidence_recall"]["diff"] == 0.5
     older = [{**r, "read_recall": None} for r in records]
+    assert ("links", "read_recall") not in {
+        (r["method"], r["metric"]) for r in versus_rows(older, "rag")
+    }
     rows = evidence_shifts(older, "links", "rag")
     assert [(r["evidence"], r["method_evidence"], r["questions"]) for r in rows] == [
         ("found", "all", 2)

@@ -355,8 +355,9 @@ VERSUS_NOTE = (
     "Per-method intervals above overlap even when a paired difference is clear; here each "
     "method is compared with {base} on the same questions. Difference: method minus {base}, "
     "with its 95% paired-bootstrap interval (* = excludes 0) and two-sided p. The second table "
-    "splits the F1 difference by how much of the gold evidence each found: an agent can win "
-    "where it completed evidence {base} had in part, and lose where {base} already had it all; "
+    "splits the F1 difference by how much of the gold evidence each read (the documents in "
+    "front of the scored answer; older runs: found): a method can win where it completed "
+    "evidence {base} had in part, and lose where {base} already had it all; "
     "“of total” is the group's part of the overall difference."
 )
 

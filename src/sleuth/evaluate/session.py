@@ -336,7 +336,8 @@ def versus_tables(versus: dict[str, Any]) -> list[Table]:
 VERSUS_LEGEND = (
     "difference: method minus baseline, mean over the questions both answered; 95% CI: paired "
     "bootstrap (5,000 resamples), * = excludes 0; p: two-sided bootstrap p-value. Evidence "
-    "none / part / all: how many of a question's gold paragraphs the method's searches found; "
+    "none / part / all: how many of a question's gold paragraphs were among the documents the "
+    "method's scored answer call read (read recall; runs scored before it: its searches found); "
     "each: mean F1 difference in that group; of total: the group's part of the overall "
     "difference (the column adds up to it)."
 )

@@ -20,8 +20,8 @@ from sleuth.evaluate.methods import NEEDS_SEARCH
 from sleuth.evaluate.summary import paired_difference, per_question
 
 BASELINE = "rag"
-VERSUS_METRICS = ("f1", "em", "evidence_recall")
-# How much of a question's gold evidence a method's searches found.
+VERSUS_METRICS = ("f1", "em", "evidence_recall", "read_recall")
+# How much of a question's gold evidence a method read (or, in older records, found).
 EVIDENCE_LEVELS = ("none", "part", "all")
 
 
@@ -44,12 +44,13 @@ def versus_rows(
 ) -> list[dict[str, Any]]:
     """One row per (method, metric), the shape ``sleuth eval compare`` prints: ``a`` the
     baseline's mean, ``b`` the method's, their paired difference with its 95% bootstrap interval
-    and p, over the questions both answered (seeds averaged). Evidence recall only for methods
-    that search (closed book finds nothing by construction)."""
+    and p, over the questions both answered (seeds averaged). Evidence and read recall only for
+    methods that search (closed book finds nothing by construction); read recall only where the
+    records have it (runs scored before it existed have none)."""
     rows = []
     for method in _compared_methods(records, baseline):
         for metric in metrics:
-            if metric == "evidence_recall" and method not in NEEDS_SEARCH:
+            if metric in ("evidence_recall", "read_recall") and method not in NEEDS_SEARCH:
                 continue
             paired = paired_difference(
                 per_question(records, baseline, metric), per_question(records, method, metric)
