@@ -304,7 +304,7 @@ def test_versus_tables_print_names_from_the_run_literally() -> None:
 def test_the_f1_split_groups_questions_by_the_evidence_each_read() -> None:
     """A pipeline that saw all the evidence but read half of it is a 'part' question: the split
     follows the read (read recall), and falls back to what was found for older records."""
-    from sleuth.evaluate.versus import evidence_shifts
+    from sleuth.evaluate.versus import evidence_shifts, versus_rows
 
     def record(method: str, qid: str, f1: float, found: float, read: float | None) -> dict:
         return {"method": method, "question_id": qid, "seed": 0, "f1": f1,
@@ -321,8 +321,6 @@ def test_the_f1_split_groups_questions_by_the_evidence_each_read() -> None:
         ("read", "part", "part"),
         ("read", "part", "all"),
     ]
-    from sleuth.evaluate.versus import versus_rows
-
     paired = {(r["method"], r["metric"]): r for r in versus_rows(records, "rag")}
     assert paired["links", "read_recall"]["diff"] == 0.25  # (0 + 0.5) / 2
     assert paired["links", "evidence_recall"]["diff"] == 0.5
