@@ -43,12 +43,7 @@ def question_types(n: int) -> dict[str, str]:
     from sleuth.evaluate.benchmarks import load_benchmark
 
     bench = load_benchmark("hotpotqa-1100:test", limit=n)
-    path = REPO / "src" / "sleuth" / "data" / "hotpotqa_dev_1100" / "test.jsonl"
-    types = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        types[row["id"]] = row["type"]
-    return {q.id: types[q.id] for q in bench.questions}
+    return {q.id: q.metadata["type"] for q in bench.questions}
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, float]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO
+from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.evaluate.report import load_run
 from sleuth.evaluate.summary import paired_difference, per_question
 
@@ -29,11 +30,10 @@ SPLITS = ("all", "bridge", "comparison")
 
 def hotpot_types() -> dict[str, str]:
     """bridge / comparison of every HotpotQA-1100 question, train, dev and test."""
-    folder = REPO / "src" / "sleuth" / "data" / "hotpotqa_dev_1100"
     return {
-        row["id"]: row["type"]
+        q.id: q.metadata["type"]
         for split in ("train", "dev", "test")
-        for row in map(json.loads, (folder / f"{split}.jsonl").read_text().splitlines())
+        for q in load_benchmark(f"hotpotqa-1100:{split}").questions
     }
 
 

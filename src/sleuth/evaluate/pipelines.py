@@ -368,7 +368,8 @@ async def links(p: Pipeline) -> None:
         return order(list(found.values()))
 
     in_question = await named(p.question.question)
-    from_best = [hit for hit in await named(best.text) if hit.id not in {h.id for h in in_question}]
+    named_by_question = {hit.id for hit in in_question}
+    from_best = [hit for hit in await named(best.text) if hit.id not in named_by_question]
     chosen = {hit.id: hit for hit in [best, *in_question, *from_best[:1], *pool]}
     p.trajectory.metadata["links"] = {
         "question": [hit.id for hit in in_question],

@@ -391,8 +391,7 @@ def _versus_html(versus: dict[str, Any] | None) -> str:
             for s in shifts
         ]
         evidence = shifts[0].get("evidence", "found") if shifts else "found"
-        shift_headers = [f"gold evidence {evidence}: {versus['baseline']} → {method}"]
-        shift_headers += ["questions"]
+        shift_headers = [f"gold evidence {evidence}: {versus['baseline']} → {method}", "questions"]
         shift_headers += [f"F1 {versus['baseline']}", f"F1 {method}", "each", "of total"]
         html += f"<h3>Where {escape(method)}'s F1 difference comes from</h3>" + _table(
             shift_headers, shift_rows
