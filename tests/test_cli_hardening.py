@@ -665,3 +665,22 @@ def test_ask_links_reads_the_named_documents_once_with_the_model(
         trajectory["metadata"]["pipeline"] == "links" and len(trajectory["metadata"]["read"]) == 3
     )
     assert refused.returncode != 0 and "--links runs a fixed pipeline" in refused.stderr
+
+
+def test_ask_links_with_a_trained_searcher_is_not_refused(
+    hotpot_bm25_path: Path, tmp_path: Path
+) -> None:
+    """A trained searcher runs as one (--select) by default; with --links there is no agent,
+    so that default gives way instead of refusing a --select the user never typed."""
+    model = tmp_path / "my-searcher"
+    model.mkdir()
+    (model / "sleuth_training.json").write_text(json.dumps({"inference": {"searcher": True}}))
+    script = ScriptedLLM(["<answer>Achimenes</answer>"], name=str(model))
+    with LiveServer(create_llm_app(script)) as server:
+        result = sleuth(
+            "ask", "Which is a type of herb, Brassia or Achimenes?", "--index",
+            str(hotpot_bm25_path), "--llm-url", f"{server.url}/v1", "--model", str(model),
+            "--links", cache=tmp_path / "cache",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "answer: Achimenes" in result.stdout and "a searcher (--select)" not in result.stdout

@@ -187,7 +187,7 @@ def ask_command(
     trained = trained_settings(model)
     as_trained = []  # a searcher's role, from its training record where no flag says otherwise
     if select is None:
-        select = trained_as_searcher(model) and not (judge or ask)
+        select = trained_as_searcher(model) and not (judge or ask or links)
         as_trained += ["a searcher (--select)"] if select else []
     if read_selection_only is None:
         read_selection_only = select and trained_to_read_selection_only(model)
