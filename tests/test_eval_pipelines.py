@@ -25,6 +25,7 @@ from sleuth.evaluate.records import ResultLog, score_trajectory
 from sleuth.evaluate.runner import EvaluationRunner, RunSettings
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.metrics import evidence_recall
+from sleuth.search.links import normalise, title_key
 
 BUDGET = eval_budget(top_k=2, max_searches=3, doc_chars=120, max_new_tokens=48)
 THOUGHT = "Harvey Pekar was born in 1939 in Cleveland. Then more."
@@ -174,6 +175,9 @@ def test_links_reads_the_documents_the_question_and_its_best_document_name(hotpo
         assert len(rag & gold) == 1 and set(trajectory.metadata["read"]) == gold
         followed = trajectory.metadata["links"][named_by]
         assert (gold - rag) <= set(followed)
+        names = trajectory.metadata["links"]["names"]  # what found each linked document
+        for doc_id in followed:
+            assert title_key(hotpot_bm25.get(doc_id).title) in normalise(names[doc_id])
         record = score_trajectory(trajectory, question, "links", 0)
         assert record["read_recall"] == 1.0 and record["searches"] == len(trajectory.searches) > 1
         assert len(llm.calls[-1][-1]["content"]) > 0 and record["model_calls"] == 1

@@ -58,6 +58,14 @@ def trajectories_command(
             "paragraph, then <select> of the gold paragraphs; 0: the agent's episodes",
         ),
     ] = 0,
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="With --searcher: gold (search the gold paragraphs' titles, select them) or "
+            "links (play the links pipeline: search the names the question and its best hit "
+            "contain, select the documents titled by them; kept when they hold the evidence)"
+        ),
+    ] = "gold",
 ) -> None:
     """SFT episodes for behaviour priming, played through the real agent loop and engine.
 
@@ -68,7 +76,9 @@ def trajectories_command(
 
     With --searcher K the episodes are a searcher's (s3): it searches by name for each gold
     paragraph RAG's top K missed and selects the gold paragraphs by number; only episodes whose
-    selection names both are kept. Use --think-share 0.5 for a thought before each search.
+    selection names both are kept. With --teacher links every search and selection follows
+    from the text the searcher sees (the links pipeline's choices), not from the gold titles.
+    Use --think-share 0.5 for a thought before each search.
     """
     from sleuth.search.factory import open_engine
     from sleuth.synth.trajectories import check_benchmark, synth_trajectories
@@ -86,6 +96,7 @@ def trajectories_command(
         prefetch_k=prefetch,
         think_share=think_share,
         searcher_k=searcher,
+        teacher=teacher,
     )
     typer.echo(json.dumps(stats.to_dict()))
     typer.echo(f"kept {stats.kept} of {stats.questions} episodes: {out}")

@@ -358,6 +358,8 @@ async def links(p: Pipeline) -> None:
             ),
         )
 
+    linked_by: dict[str, str] = {}  # document id -> the name that found it
+
     async def named(text: str) -> list[Hit]:
         names = names_in(text)[: max(0, MAX_LINK_LOOKUPS - len(p.searches) + 1)]
         found: dict[str, Hit] = {}
@@ -365,6 +367,7 @@ async def links(p: Pipeline) -> None:
             hit = title_named(name, hits)
             if hit is not None and hit.id != best.id:
                 found.setdefault(hit.id, hit)
+                linked_by.setdefault(hit.id, name)
         return order(list(found.values()))
 
     in_question = await named(p.question.question)
@@ -374,6 +377,7 @@ async def links(p: Pipeline) -> None:
     p.trajectory.metadata["links"] = {
         "question": [hit.id for hit in in_question],
         "best": [hit.id for hit in from_best],
+        "names": linked_by,
     }
     await p.finish(list(chosen.values()))
 

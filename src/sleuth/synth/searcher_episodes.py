@@ -16,8 +16,12 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.methods import agent_config, eval_budget
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
+from sleuth.search.links import normalise
+from sleuth.synth.link_searcher import LinkSearcherScript, link_plan
 from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.searcher_script import SearcherScript
+
+TEACHERS = ("gold", "links")  # who the scripted searcher imitates (``--teacher``)
 
 
 def searcher_config(k: int) -> AgentConfig:
@@ -77,3 +81,56 @@ async def searcher_episode(
     )
     reason = _drop_reason(traj, question)
     return (None if reason else traj), reason, behaviours
+
+
+async def link_searcher_episode(
+    question: BenchmarkQuestion,
+    search: SearchEngine,
+    benchmark: str,
+    seed: int,
+    k: int,
+    think_share: float,
+) -> tuple[Trajectory | None, str, list[str]]:
+    """One episode of a searcher playing ``links`` (``synth.link_searcher``): kept when its
+    selection is links' read and names every gold paragraph."""
+    plan = await link_plan(question, search, k)
+    if plan is None:
+        return None, "not_scriptable", []
+    rng = episode_rng(seed, question)
+    config = searcher_config(k)
+    script = LinkSearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
+    searcher = ScriptedLLM(script, name="synthetic-link-searcher-script")
+    reader = ScriptedLLM(lambda _messages: f"<answer>{plan.answer}</answer>", name="gold-reader")
+    agent = Agent(searcher, search, config, reader=reader)
+    traj = await agent.run(question.question, episode_id=question.id)
+    behaviours = list(dict.fromkeys(script.behaviours))
+    traj.metadata.update(
+        synthetic=True,
+        source="sleuth synth trajectories --searcher --teacher links",
+        benchmark=benchmark,
+        question_id=question.id,
+        type=question.metadata.get("type", ""),
+        answers=list(question.answers),
+        evidence_ids=[list(a) for a in question.gold_evidence],
+        behaviours=behaviours,
+        links_read=list(plan.read),
+        seed=seed,
+        prefetch_k=k,
+    )
+    reason = _drop_reason(traj, question)
+    if not reason and set(traj.metadata.get("selected") or ()) != set(plan.read):
+        reason = "links_read_not_selected"  # a linked hit the loop's search did not return
+    if not reason and not _queries_on_screen(traj):
+        reason = "name_not_on_screen"  # links read past the 600 characters the searcher sees
+    return (None if reason else traj), reason, behaviours
+
+
+def _queries_on_screen(traj: Trajectory) -> bool:
+    """True when every follow-up query is a name in the question or in what was shown before
+    it, so the searcher is never taught to write a name it could not have read."""
+    screen = normalise(traj.question)
+    for step in traj.steps:
+        if step.action == "search" and step.model_output and normalise(step.argument) not in screen:
+            return False
+        screen += " " + normalise(step.observation or "")
+    return True

@@ -37,7 +37,7 @@ from sleuth.synth.ask_episodes import (
 )
 from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.script import BehaviourScript
-from sleuth.synth.searcher_episodes import searcher_episode
+from sleuth.synth.searcher_episodes import TEACHERS, link_searcher_episode, searcher_episode
 
 ALLOWED_BENCHMARKS = ("hotpotqa-1100:train", "hotpotqa-1100:dev")
 SYNTH_CONFIG = AgentConfig(
@@ -178,9 +178,16 @@ def synth_trajectories(
     prefetch_k: int = 0,
     think_share: float = 0.0,
     searcher_k: int = 0,
+    teacher: str = "gold",
 ) -> SynthStats:
     """Write kept episodes to ``out`` (a new trajectory JSONL); ``limit`` is per benchmark.
-    ``searcher_k`` > 0: the ``searcher@K`` method's episodes (``synth.searcher_episodes``)."""
+    ``searcher_k`` > 0: the ``searcher@K`` method's episodes (``synth.searcher_episodes``),
+    scripted by ``teacher``: "gold" (searches the gold paragraphs' titles) or "links" (plays
+    the links pipeline)."""
+    if teacher not in TEACHERS:
+        raise SleuthError(f"--teacher must be one of {', '.join(TEACHERS)}, not {teacher!r}")
+    if teacher != "gold" and not searcher_k:
+        raise SleuthError("--teacher scripts a searcher's episodes; give --searcher K too")
     for benchmark in benchmarks:
         check_benchmark(benchmark)
         if searcher_k and is_question_file(benchmark):
@@ -203,7 +210,8 @@ def synth_trajectories(
         async def one(name: str, q: BenchmarkQuestion):
             async with gate:
                 if searcher_k:
-                    return await searcher_episode(q, search, name, seed, searcher_k, think_share)
+                    play = link_searcher_episode if teacher == "links" else searcher_episode
+                    return await play(q, search, name, seed, searcher_k, think_share)
                 return await synth_episode(
                     q, search, name, seed, judge_share, prefetch_k, think_share
                 )

@@ -1,0 +1,140 @@
+"""A searcher that plays the ``links`` pipeline: priming episodes whose every action follows
+from what the searcher sees (``sleuth synth trajectories --searcher K --teacher links``).
+
+The gold script (``synth.searcher_script``) searches for the gold paragraph by its title, which
+the searcher cannot see; the 135M searcher primed on it learned the numbers of its selections,
+not how to choose (docs/evaluation.md). ``links`` (docs/evaluation.md) reads the documents that
+the question and its best hit *name*, and with the 1.5B reader it beats RAG by +0.08 F1 without
+any gold. Its choices are a function of the text on the screen: search a capitalised name the
+question (or document [1]) contains, then select the hit titled by it. A searcher primed on them
+learns a policy it can carry out on questions it has never seen.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+from sleuth.agent.prompts import FORCE_SELECT
+from sleuth.evaluate.benchmarks import BenchmarkQuestion
+from sleuth.evaluate.methods import eval_budget
+from sleuth.evaluate.pipelines import run_pipeline
+from sleuth.llm.base import Message
+from sleuth.llm.scripted import ScriptedLLM
+from sleuth.search.base import SearchEngine
+from sleuth.synth.words import argument
+
+# "[7] (id: X) Title" or "[2] already seen: (id: X) Title": the episode-wide number and id.
+_NUMBERED_HIT = re.compile(r"^\[(\d+)\] (?:already seen: )?\(id: ([^)\n]*)\)", re.MULTILINE)
+LINK_BEHAVIOURS = (
+    "prefetched",  # turn 0 was the loop's own retrieval of the question (always)
+    "selected_at_once",  # every document links reads was among RAG's: select without searching
+    "question_link",  # searched a name the question contains
+    "best_link",  # searched a name document [1] contains
+    "selected_new",  # the selection holds a document only a follow-up search found
+    "think",  # a short thought before a search
+)
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """What ``links`` read for one question (cut to the read budget) and the name that found
+    each linked document; the answer is what the scripted reader says."""
+
+    read: tuple[str, ...]
+    names: dict[str, str]  # linked document id -> the name searched to find it
+    from_question: frozenset[str]  # linked ids named by the question (else by document [1])
+    answer: str
+
+
+async def link_plan(question: BenchmarkQuestion, search: SearchEngine, k: int) -> LinkPlan | None:
+    """The links pipeline's read of ``question`` under a read budget of ``k`` documents (its
+    own searches on the same engine; the answer call is a scripted one), or None when the
+    question has no short answer to say."""
+    if not question.answers or not question.answers[0].strip():
+        return None
+    answer = question.answers[0].strip()
+    reader = ScriptedLLM(lambda _messages: f"<answer>{answer}</answer>", name="gold-reader")
+    traj = await run_pipeline("links", question, reader, search, eval_budget(top_k=k))
+    links = traj.metadata.get("links") or {}
+    if not traj.metadata.get("read"):
+        return None
+    return LinkPlan(
+        read=tuple(traj.metadata["read"]),
+        names=dict(links.get("names") or {}),
+        from_question=frozenset(links.get("question") or ()),
+        answer=answer,
+    )
+
+
+@dataclass
+class LinkSearcherScript:
+    """One question's scripted searcher (called by ``ScriptedLLM`` with the conversation):
+    searches the name of each document links reads that RAG's top K lacks, in links' order,
+    then selects links' read by the episode-wide numbers."""
+
+    plan: LinkPlan
+    rng: random.Random
+    max_turns: int
+    max_searches: int
+    think_rate: float = 0.5
+    numbers: dict[str, int] = field(default_factory=dict)  # id -> episode-wide number
+    prefetched_ids: set[str] = field(default_factory=set)
+    searched: set[str] = field(default_factory=set)  # linked ids whose name was searched
+    turns: int = 0
+    behaviours: list[str] = field(default_factory=list)
+
+    def _observe(self, messages: list[Message]) -> None:
+        last = messages[-1]
+        if last["role"] != "user":
+            return
+        first = self.turns == 0
+        for number, doc_id in _NUMBERED_HIT.findall(str(last.get("content") or "")):
+            self.numbers.setdefault(doc_id, int(number))
+            if first:
+                self.prefetched_ids.add(doc_id)
+        if first:
+            self.behaviours.append("prefetched")
+
+    def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
+        if behaviour:
+            self.behaviours.append(behaviour)
+        self.turns += 1
+        prefix = ""
+        if thought and self.rng.random() < self.think_rate:
+            self.behaviours.append("think")
+            prefix = f"<think>{argument(thought, 'think', limit=12)}</think>\n"
+        return f"{prefix}<{name}>{text}</{name}>"
+
+    def _searches_left(self) -> int:
+        return self.max_searches - 1 - len(self.searched)  # the loop counts its prefetch
+
+    def _search(self, doc_id: str) -> str:
+        self.searched.add(doc_id)
+        name = self.plan.names[doc_id]
+        if doc_id in self.plan.from_question:
+            behaviour, why = "question_link", f"the question names {name}; find its page"
+        else:
+            behaviour, why = "best_link", f"[1] names {name}; find its page"
+        return self._act("search", argument(name, "search"), why, behaviour)
+
+    def _select(self) -> str:
+        numbers = [self.numbers[doc_id] for doc_id in self.plan.read if doc_id in self.numbers]
+        if not self.searched:
+            self.behaviours.append("selected_at_once")
+        picked = {doc_id for doc_id in self.plan.read if doc_id in self.numbers}
+        if picked - self.prefetched_ids:
+            self.behaviours.append("selected_new")
+        return self._act("select", ", ".join(str(n) for n in numbers) or "1")
+
+    def __call__(self, messages: list[Message]) -> str:
+        self._observe(messages)
+        forced = FORCE_SELECT in str(messages[-1].get("content") or "")
+        can_search = self._searches_left() > 0 and self.max_turns - self.turns > 1
+        if not forced and can_search:
+            for doc_id in self.plan.read:
+                unseen = doc_id not in self.numbers and doc_id not in self.searched
+                if unseen and doc_id in self.plan.names:
+                    return self._search(doc_id)
+        return self._select()
