@@ -75,8 +75,14 @@ def test_every_query_is_a_name_on_the_screen_and_finds_its_document(link_episode
             ), doc_id
     for traj in new:
         assert set(traj.metadata["selected"]) - {hit.id for hit in traj.steps[0].hits}
-    for traj in at_once:
+    for traj in at_once:  # nothing to look up: links read RAG's documents, no name resolved
         assert len(traj.searches) == 1
+    shown = [t for t in trajectories if "shown_link" in t.metadata["behaviours"]]
+    assert len(shown) >= 0.2 * len(trajectories)
+    for traj in shown:  # one look-up of a name RAG already showed, then the selection
+        assert len(traj.searches) == 2
+        assert set(traj.metadata["selected"]) <= {hit.id for hit in traj.steps[0].hits}
+    assert len(at_once) < 0.2 * len(trajectories)  # the first action is a search, mostly
 
 
 def test_link_searcher_turns_match_the_grammar(link_episodes):
