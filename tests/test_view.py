@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LiveServer
+from markupsafe import escape
 from typer.testing import CliRunner
 from view_support import policy
 
@@ -507,3 +508,29 @@ def test_the_viewer_leaves_the_process_logging_alone(run_dir: Path, tmp_path: Pa
     with LiveServer(create_app(state)) as server, httpx.Client(base_url=server.url) as http:
         assert http.get("/").status_code == 200
     assert (list(root.handlers), root.level) == before
+
+
+def test_the_links_read_says_which_name_linked_each_document(
+    hotpot_bm25_path: Path, tmp_path: Path
+) -> None:
+    """A links episode's final read marks each linked document with the name whose exact-title
+    search found it (the pipeline's ``links.names``), escaped like every other text."""
+    from dataclasses import replace
+
+    from view_support import SETTINGS, make_run, view_episode
+
+    run_dir = make_run(hotpot_bm25_path, tmp_path / "links-run", n=6,
+                       settings=replace(SETTINGS, methods=["links"]))  # fmt: skip
+    episodes = load_runs([run_dir])["links-run"].episodes.values()
+    linked = [e for e in episodes if (e.trajectory.metadata.get("links") or {}).get("names")]
+    assert linked  # some of the 6 questions name a document
+    episode = min(linked, key=lambda e: e.question_id)
+    names = episode.trajectory.metadata["links"]["names"]
+    page = view_episode(run_dir, episode.id)
+    read = set(episode.trajectory.metadata["read"])
+    assert read & set(names)
+    for doc_id, name in names.items():
+        if doc_id in read:
+            assert f"linked by “{escape(name)}”" in page
+    evil = view_episode(run_dir, "evil-1::links::s0")
+    assert "<script>alert" not in evil
