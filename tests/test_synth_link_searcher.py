@@ -9,9 +9,11 @@ import asyncio
 import re
 
 import pytest
+from typer.testing import CliRunner
 
 from sleuth.agent.grammar import ActionGrammar
 from sleuth.agent.log import TrajectoryLog
+from sleuth.cli import app as cli
 from sleuth.errors import SleuthError
 from sleuth.search.links import normalise, title_key
 from sleuth.synth.link_searcher import link_plan
@@ -106,3 +108,17 @@ def test_teacher_is_checked_before_anything_is_written(hotpot_bm25, tmp_path):
             ["hotpotqa-1100:train"], hotpot_bm25, tmp_path / "x.jsonl", teacher="links"
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_writes_link_episodes_and_names_a_bad_teacher(hotpot_bm25_path, tmp_path):
+    out = tmp_path / "links.jsonl"
+    args = ["synth", "trajectories", "--benchmark", "hotpotqa-1100:train", "-n", "10",
+            "--index", str(hotpot_bm25_path), "--searcher", "3", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, [*args, "--teacher", "links"])
+    assert result.exit_code == 0, result.output
+    kept = len(TrajectoryLog(out).read())
+    assert f"kept {kept} of 10 episodes" in result.output and kept >= 5
+    bad = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "x.jsonl"), "--teacher", "oracle"])
+    assert isinstance(bad.exception, SleuthError)  # `sleuth` prints it in one line, exit 2
+    assert "--teacher must be one of gold, links" in str(bad.exception)
+    assert not (tmp_path / "x.jsonl").exists()
