@@ -7,7 +7,9 @@ not how to choose (docs/evaluation.md). ``links`` (docs/evaluation.md) reads the
 the question and its best hit *name*, and with the 1.5B reader it beats RAG by +0.08 F1 without
 any gold. Its choices are a function of the text on the screen: search a capitalised name the
 question (or document [1]) contains, then select the hit titled by it. A searcher primed on them
-learns a policy it can carry out on questions it has never seen.
+should learn a policy it can carry out on questions it has never seen. The 135M did not: it
+copies names, but `links` tells a link by trying every name, which 3 searches cannot
+(docs/evaluation.md, "A 135M searcher primed on link following").
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ class LinkSearcherScript:
     def _shown_link(self) -> str | None:
         """A linked document RAG already showed, to look up before selecting: the first action
         is then always a search. Primed on episodes that selected at once when RAG held the
-        whole read (90 of 201), the 135M chose ``<select>`` first on every test question,
-        greedy decoding resolving a near coin flip the same way each time."""
+        whole read (90 of 201), the 135M chose ``<select>`` first on each of the first 32 test
+        questions, greedy decoding resolving a near coin flip the same way each time."""
         linked = [doc_id for doc_id in self.plan.read if doc_id in self.plan.names]
         return linked[0] if linked else next(iter(self.plan.names), None)
