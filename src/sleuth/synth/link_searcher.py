@@ -15,7 +15,6 @@ copies names, but `links` tells a link by trying every name, which 3 searches ca
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 
 from sleuth.agent.prompts import FORCE_SELECT
@@ -25,10 +24,9 @@ from sleuth.evaluate.pipelines import run_pipeline
 from sleuth.llm.base import Message
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
+from sleuth.synth.searcher_script import NumberedHits, scripted_action
 from sleuth.synth.words import argument
 
-# "[7] (id: X) Title" or "[2] already seen: (id: X) Title": the episode-wide number and id.
-_NUMBERED_HIT = re.compile(r"^\[(\d+)\] (?:already seen: )?\(id: ([^)\n]*)\)", re.MULTILINE)
 LINK_BEHAVIOURS = (
     "prefetched",  # turn 0 was the loop's own retrieval of the question (always)
     "selected_at_once",  # every document links reads was among RAG's and had no name to look up
@@ -82,33 +80,19 @@ class LinkSearcherScript:
     max_turns: int
     max_searches: int
     think_rate: float = 0.5
-    numbers: dict[str, int] = field(default_factory=dict)  # id -> episode-wide number
-    prefetched_ids: set[str] = field(default_factory=set)
+    shown: NumberedHits = field(default_factory=NumberedHits)
     searched: set[str] = field(default_factory=set)  # linked ids whose name was searched
     turns: int = 0
     behaviours: list[str] = field(default_factory=list)
-
-    def _observe(self, messages: list[Message]) -> None:
-        last = messages[-1]
-        if last["role"] != "user":
-            return
-        first = self.turns == 0
-        for number, doc_id in _NUMBERED_HIT.findall(str(last.get("content") or "")):
-            self.numbers.setdefault(doc_id, int(number))
-            if first:
-                self.prefetched_ids.add(doc_id)
-        if first:
-            self.behaviours.append("prefetched")
 
     def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
         if behaviour:
             self.behaviours.append(behaviour)
         self.turns += 1
-        prefix = ""
-        if thought and self.rng.random() < self.think_rate:
+        action, thought_written = scripted_action(name, text, self.rng, self.think_rate, thought)
+        if thought_written:
             self.behaviours.append("think")
-            prefix = f"<think>{argument(thought, 'think', limit=12)}</think>\n"
-        return f"{prefix}<{name}>{text}</{name}>"
+        return action
 
     def _searches_left(self) -> int:
         return self.max_searches - 1 - len(self.searched)  # the loop counts its prefetch
@@ -123,21 +107,23 @@ class LinkSearcherScript:
         return self._act("search", argument(name, "search"), why, behaviour)
 
     def _select(self) -> str:
-        numbers = [self.numbers[doc_id] for doc_id in self.plan.read if doc_id in self.numbers]
+        seen = self.shown.numbers
+        numbers = [seen[doc_id] for doc_id in self.plan.read if doc_id in seen]
         if not self.searched:
             self.behaviours.append("selected_at_once")
-        picked = {doc_id for doc_id in self.plan.read if doc_id in self.numbers}
-        if picked - self.prefetched_ids:
+        picked = {doc_id for doc_id in self.plan.read if doc_id in seen}
+        if picked - self.shown.prefetched:
             self.behaviours.append("selected_new")
         return self._act("select", ", ".join(str(n) for n in numbers) or "1")
 
     def __call__(self, messages: list[Message]) -> str:
-        self._observe(messages)
+        if self.shown.observe(messages, first=self.turns == 0) and self.turns == 0:
+            self.behaviours.append("prefetched")
         forced = FORCE_SELECT in str(messages[-1].get("content") or "")
         can_search = self._searches_left() > 0 and self.max_turns - self.turns > 1
         if not forced and can_search:
             for doc_id in self.plan.read:
-                unseen = doc_id not in self.numbers and doc_id not in self.searched
+                unseen = doc_id not in self.shown.numbers and doc_id not in self.searched
                 if unseen and doc_id in self.plan.names:
                     return self._search(doc_id)
             if not self.searched and (shown := self._shown_link()):

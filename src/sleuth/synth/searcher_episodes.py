@@ -46,6 +46,33 @@ def _drop_reason(traj: Trajectory, question: BenchmarkQuestion) -> str:
     return ""
 
 
+async def _play(
+    question: BenchmarkQuestion,
+    search: SearchEngine,
+    config: AgentConfig,
+    searcher: ScriptedLLM,
+    answer: str,
+    behaviours: list[str],
+) -> tuple[Trajectory, list[str]]:
+    """The scripted searcher's episode through the real loop, with a scripted reader that says
+    ``answer``; the trajectory carries the question's gold and the behaviours shown (once
+    each, in order), which are also returned."""
+    reader = ScriptedLLM(lambda _messages: f"<answer>{answer}</answer>", name="gold-reader")
+    traj = await Agent(searcher, search, config, reader=reader).run(
+        question.question, episode_id=question.id
+    )
+    shown = list(dict.fromkeys(behaviours))
+    traj.metadata.update(
+        synthetic=True,
+        question_id=question.id,
+        type=question.metadata.get("type", ""),
+        answers=list(question.answers),
+        evidence_ids=[list(a) for a in question.gold_evidence],
+        behaviours=shown,
+    )
+    return traj, shown
+
+
 async def searcher_episode(
     question: BenchmarkQuestion,
     search: SearchEngine,
@@ -61,20 +88,13 @@ async def searcher_episode(
     if plan is None:
         return None, "not_scriptable", []
     script = SearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
-    searcher = ScriptedLLM(script, name="synthetic-searcher-script")
-    reader = ScriptedLLM(lambda _messages: f"<answer>{plan.answer}</answer>", name="gold-reader")
-    agent = Agent(searcher, search, config, reader=reader)
-    traj = await agent.run(question.question, episode_id=question.id)
-    behaviours = list(dict.fromkeys(script.behaviours))
+    traj, behaviours = await _play(
+        question, search, config, ScriptedLLM(script, name="synthetic-searcher-script"),
+        plan.answer, script.behaviours,
+    )  # fmt: skip
     traj.metadata.update(
-        synthetic=True,
         source="sleuth synth trajectories --searcher",
         benchmark=benchmark,
-        question_id=question.id,
-        type=question.metadata.get("type", ""),
-        answers=list(question.answers),
-        evidence_ids=[list(a) for a in question.gold_evidence],
-        behaviours=behaviours,
         hops=[plan.hop1_title, plan.hop2_title],
         seed=seed,
         prefetch_k=k,
@@ -99,20 +119,13 @@ async def link_searcher_episode(
     rng = episode_rng(seed, question)
     config = searcher_config(k)
     script = LinkSearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
-    searcher = ScriptedLLM(script, name="synthetic-link-searcher-script")
-    reader = ScriptedLLM(lambda _messages: f"<answer>{plan.answer}</answer>", name="gold-reader")
-    agent = Agent(searcher, search, config, reader=reader)
-    traj = await agent.run(question.question, episode_id=question.id)
-    behaviours = list(dict.fromkeys(script.behaviours))
+    traj, behaviours = await _play(
+        question, search, config, ScriptedLLM(script, name="synthetic-link-searcher-script"),
+        plan.answer, script.behaviours,
+    )  # fmt: skip
     traj.metadata.update(
-        synthetic=True,
         source="sleuth synth trajectories --searcher --teacher links",
         benchmark=benchmark,
-        question_id=question.id,
-        type=question.metadata.get("type", ""),
-        answers=list(question.answers),
-        evidence_ids=[list(a) for a in question.gold_evidence],
-        behaviours=behaviours,
         links_read=list(plan.read),
         seed=seed,
         prefetch_k=k,

@@ -36,6 +36,37 @@ SEARCHER_BEHAVIOURS = (
 
 
 @dataclass
+class NumberedHits:
+    """The episode-wide number of every hit shown so far ("[7] (id: X) ..."), and the ids turn
+    0 (RAG's retrieval of the question) showed: what a scripted searcher selects by."""
+
+    numbers: dict[str, int] = field(default_factory=dict)  # id -> episode-wide number
+    prefetched: set[str] = field(default_factory=set)
+
+    def observe(self, messages: list[Message], first: bool) -> bool:
+        """Read the conversation's last observation (``first``: turn 0's); False if none."""
+        last = messages[-1]
+        if last["role"] != "user":
+            return False
+        for number, doc_id in _NUMBERED_HIT.findall(str(last.get("content") or "")):
+            self.numbers.setdefault(doc_id, int(number))
+            if first:
+                self.prefetched.add(doc_id)
+        return True
+
+
+def scripted_action(
+    name: str, text: str, rng: random.Random, think_rate: float, thought: str = ""
+) -> tuple[str, bool]:
+    """``<name>text</name>``, after a short ``<think>`` at rate ``think_rate`` when there is a
+    thought; and whether the thought was written."""
+    action = f"<{name}>{text}</{name}>"
+    if thought and rng.random() < think_rate:
+        return f"<think>{argument(thought, 'think', limit=12)}</think>\n{action}", True
+    return action, False
+
+
+@dataclass
 class SearcherScript:
     """One question's scripted searcher (called by ``ScriptedLLM`` with the conversation)."""
 
@@ -44,41 +75,30 @@ class SearcherScript:
     max_turns: int
     max_searches: int
     think_rate: float = 0.5
-    numbers: dict[str, int] = field(default_factory=dict)  # id -> episode-wide number
-    prefetched_ids: set[str] = field(default_factory=set)
+    shown: NumberedHits = field(default_factory=NumberedHits)
     turns: int = 0
     queries: list[str] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)  # hop ("1", "2") -> searches for it
     behaviours: list[str] = field(default_factory=list)
 
     def _observe(self, messages: list[Message]) -> None:
-        last = messages[-1]
-        if last["role"] != "user":
-            return
-        text = str(last.get("content") or "")
-        first = self.turns == 0
-        for number, doc_id in _NUMBERED_HIT.findall(text):
-            self.numbers.setdefault(doc_id, int(number))
-            if first:
-                self.prefetched_ids.add(doc_id)
-        if first:
+        if self.shown.observe(messages, first=self.turns == 0) and self.turns == 0:
             self.behaviours.append("prefetched")
 
     def _number(self, ids: frozenset[str]) -> int | None:
-        found = [self.numbers[doc_id] for doc_id in ids if doc_id in self.numbers]
+        found = [self.shown.numbers[doc_id] for doc_id in ids if doc_id in self.shown.numbers]
         return min(found) if found else None
 
     def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
         if behaviour:
             self.behaviours.append(behaviour)
         self.turns += 1
-        prefix = ""
-        if thought and self.rng.random() < self.think_rate:
+        action, thought_written = scripted_action(name, text, self.rng, self.think_rate, thought)
+        if thought_written:
             self.behaviours.append("think")
-            prefix = f"<think>{argument(thought, 'think', limit=12)}</think>\n"
         if name == "search":
             self.queries.append(text)
-        return f"{prefix}<{name}>{text}</{name}>"
+        return action
 
     def _searches_left(self) -> int:
         return self.max_searches - 1 - len(self.queries)  # the loop counts its prefetch
@@ -116,8 +136,8 @@ class SearcherScript:
         numbers = [n for n in chosen if n is not None]
         if not self.queries:
             self.behaviours.append("selected_at_once")
-        picked = {doc_id for doc_id, n in self.numbers.items() if n in numbers}
-        if picked - self.prefetched_ids:
+        picked = {doc_id for doc_id, n in self.shown.numbers.items() if n in numbers}
+        if picked - self.shown.prefetched:
             self.behaviours.append("selected_new")
         return self._act("select", ", ".join(str(n) for n in numbers) or "1")
 
