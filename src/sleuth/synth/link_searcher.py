@@ -86,13 +86,10 @@ class LinkSearcherScript:
     behaviours: list[str] = field(default_factory=list)
 
     def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
-        if behaviour:
-            self.behaviours.append(behaviour)
         self.turns += 1
-        action, thought_written = scripted_action(name, text, self.rng, self.think_rate, thought)
-        if thought_written:
-            self.behaviours.append("think")
-        return action
+        return scripted_action(
+            name, text, self.rng, self.think_rate, self.behaviours, thought, behaviour
+        )
 
     def _searches_left(self) -> int:
         return self.max_searches - 1 - len(self.searched)  # the loop counts its prefetch

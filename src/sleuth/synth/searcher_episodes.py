@@ -53,10 +53,11 @@ async def _play(
     searcher: ScriptedLLM,
     answer: str,
     behaviours: list[str],
+    **record: object,
 ) -> tuple[Trajectory, list[str]]:
     """The scripted searcher's episode through the real loop, with a scripted reader that says
-    ``answer``; the trajectory carries the question's gold and the behaviours shown (once
-    each, in order), which are also returned."""
+    ``answer``; the trajectory carries the question's gold, the behaviours shown (once each,
+    in order; also returned) and ``record``."""
     reader = ScriptedLLM(lambda _messages: f"<answer>{answer}</answer>", name="gold-reader")
     traj = await Agent(searcher, search, config, reader=reader).run(
         question.question, episode_id=question.id
@@ -69,6 +70,7 @@ async def _play(
         answers=list(question.answers),
         evidence_ids=[list(a) for a in question.gold_evidence],
         behaviours=shown,
+        **record,
     )
     return traj, shown
 
@@ -90,15 +92,9 @@ async def searcher_episode(
     script = SearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
     traj, behaviours = await _play(
         question, search, config, ScriptedLLM(script, name="synthetic-searcher-script"),
-        plan.answer, script.behaviours,
+        plan.answer, script.behaviours, source="sleuth synth trajectories --searcher",
+        benchmark=benchmark, hops=[plan.hop1_title, plan.hop2_title], seed=seed, prefetch_k=k,
     )  # fmt: skip
-    traj.metadata.update(
-        source="sleuth synth trajectories --searcher",
-        benchmark=benchmark,
-        hops=[plan.hop1_title, plan.hop2_title],
-        seed=seed,
-        prefetch_k=k,
-    )
     reason = _drop_reason(traj, question)
     return (None if reason else traj), reason, behaviours
 
@@ -121,15 +117,9 @@ async def link_searcher_episode(
     script = LinkSearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
     traj, behaviours = await _play(
         question, search, config, ScriptedLLM(script, name="synthetic-link-searcher-script"),
-        plan.answer, script.behaviours,
+        plan.answer, script.behaviours, benchmark=benchmark, links_read=list(plan.read),
+        source="sleuth synth trajectories --searcher --teacher links", seed=seed, prefetch_k=k,
     )  # fmt: skip
-    traj.metadata.update(
-        source="sleuth synth trajectories --searcher --teacher links",
-        benchmark=benchmark,
-        links_read=list(plan.read),
-        seed=seed,
-        prefetch_k=k,
-    )
     reason = _drop_reason(traj, question)
     if not reason and set(traj.metadata.get("selected") or ()) != set(plan.read):
         reason = "links_read_not_selected"  # a linked hit the loop's search did not return

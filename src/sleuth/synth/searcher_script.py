@@ -56,14 +56,23 @@ class NumberedHits:
 
 
 def scripted_action(
-    name: str, text: str, rng: random.Random, think_rate: float, thought: str = ""
-) -> tuple[str, bool]:
+    name: str,
+    text: str,
+    rng: random.Random,
+    think_rate: float,
+    behaviours: list[str],
+    thought: str = "",
+    behaviour: str = "",
+) -> str:
     """``<name>text</name>``, after a short ``<think>`` at rate ``think_rate`` when there is a
-    thought; and whether the thought was written."""
+    thought; ``behaviour`` (and "think" when a thought is written) go to ``behaviours``."""
+    if behaviour:
+        behaviours.append(behaviour)
     action = f"<{name}>{text}</{name}>"
     if thought and rng.random() < think_rate:
-        return f"<think>{argument(thought, 'think', limit=12)}</think>\n{action}", True
-    return action, False
+        behaviours.append("think")
+        return f"<think>{argument(thought, 'think', limit=12)}</think>\n{action}"
+    return action
 
 
 @dataclass
@@ -90,15 +99,12 @@ class SearcherScript:
         return min(found) if found else None
 
     def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
-        if behaviour:
-            self.behaviours.append(behaviour)
         self.turns += 1
-        action, thought_written = scripted_action(name, text, self.rng, self.think_rate, thought)
-        if thought_written:
-            self.behaviours.append("think")
         if name == "search":
             self.queries.append(text)
-        return action
+        return scripted_action(
+            name, text, self.rng, self.think_rate, self.behaviours, thought, behaviour
+        )
 
     def _searches_left(self) -> int:
         return self.max_searches - 1 - len(self.queries)  # the loop counts its prefetch
