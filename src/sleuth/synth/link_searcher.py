@@ -22,9 +22,8 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.pipelines import run_pipeline
 from sleuth.llm.base import Message
-from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
-from sleuth.synth.searcher_script import NumberedHits, scripted_action
+from sleuth.synth.searcher_script import NumberedHits, gold_reader, scripted_action
 from sleuth.synth.words import argument
 
 LINK_BEHAVIOURS = (
@@ -56,8 +55,7 @@ async def link_plan(question: BenchmarkQuestion, search: SearchEngine, k: int) -
     if not question.answers or not question.answers[0].strip():
         return None
     answer = question.answers[0].strip()
-    reader = ScriptedLLM(lambda _messages: f"<answer>{answer}</answer>", name="gold-reader")
-    traj = await run_pipeline("links", question, reader, search, eval_budget(top_k=k))
+    traj = await run_pipeline("links", question, gold_reader(answer), search, eval_budget(top_k=k))
     links = traj.metadata.get("links") or {}
     if not traj.metadata.get("read"):
         return None
@@ -104,14 +102,13 @@ class LinkSearcherScript:
         return self._act("search", argument(name, "search"), why, behaviour)
 
     def _select(self) -> str:
-        seen = self.shown.numbers
-        numbers = [seen[doc_id] for doc_id in self.plan.read if doc_id in seen]
+        picked = [doc_id for doc_id in self.plan.read if doc_id in self.shown.numbers]
         if not self.searched:
             self.behaviours.append("selected_at_once")
-        picked = {doc_id for doc_id in self.plan.read if doc_id in seen}
-        if picked - self.shown.prefetched:
+        if set(picked) - self.shown.prefetched:
             self.behaviours.append("selected_new")
-        return self._act("select", ", ".join(str(n) for n in numbers) or "1")
+        numbers = ", ".join(str(self.shown.numbers[doc_id]) for doc_id in picked)
+        return self._act("select", numbers or "1")
 
     def __call__(self, messages: list[Message]) -> str:
         if self.shown.observe(messages, first=self.turns == 0) and self.turns == 0:

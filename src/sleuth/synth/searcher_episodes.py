@@ -19,7 +19,7 @@ from sleuth.search.base import SearchEngine
 from sleuth.search.links import normalise
 from sleuth.synth.link_searcher import LinkSearcherScript, link_plan
 from sleuth.synth.plans import covers_gold, episode_rng, plan_for
-from sleuth.synth.searcher_script import SearcherScript
+from sleuth.synth.searcher_script import SearcherScript, gold_reader
 
 TEACHERS = ("gold", "links")  # who the scripted searcher imitates (``--teacher``)
 
@@ -58,8 +58,7 @@ async def _play(
     """The scripted searcher's episode through the real loop, with a scripted reader that says
     ``answer``; the trajectory carries the question's gold, the behaviours shown (once each,
     in order; also returned) and ``record``."""
-    reader = ScriptedLLM(lambda _messages: f"<answer>{answer}</answer>", name="gold-reader")
-    traj = await Agent(searcher, search, config, reader=reader).run(
+    traj = await Agent(searcher, search, config, reader=gold_reader(answer)).run(
         question.question, episode_id=question.id
     )
     shown = list(dict.fromkeys(behaviours))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sleuth.agent.prompts import FORCE_SELECT
 from sleuth.llm.base import Message
+from sleuth.llm.scripted import ScriptedLLM
 from sleuth.synth.script import Plan, display
 from sleuth.synth.words import argument, content_words
 
@@ -53,6 +54,12 @@ class NumberedHits:
             if first:
                 self.prefetched.add(doc_id)
         return True
+
+
+def gold_reader(answer: str) -> ScriptedLLM:
+    """The scripted reader of a searcher's episodes: it says the gold ``answer`` (SFT leaves its
+    call out; only the searcher's turns are trained on)."""
+    return ScriptedLLM(lambda _messages: f"<answer>{answer}</answer>", name="gold-reader")
 
 
 def scripted_action(
