@@ -22,19 +22,19 @@ from typing import Any
 
 from bench.common import REPO
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
+from sleuth.evaluate.pipelines import LINK_LOOKUP_K, LINK_POOL, MAX_LINK_LOOKUPS
+from sleuth.metrics import evidence_recall
 from sleuth.search.base import SearchEngine
 from sleuth.search.factory import open_engine
 from sleuth.search.links import names_in, title_named
 
 READ = 3
-POOL = 8  # the question's hits links reads from
-LOOKUP_K = 3  # hits per name search, as links and the loop's follow-ups
-BUDGETS = (1, 2, 3, 5, 24)
+BUDGETS = (1, 2, 3, 5, MAX_LINK_LOOKUPS)
 
 
 def capped_read(engine: SearchEngine, question: str, lookups: int, best_names: bool) -> list[str]:
     """The ids of a links-style read with at most ``lookups`` name searches."""
-    pool = engine.search(question, POOL)
+    pool = engine.search(question, LINK_POOL)
     if not pool:
         return []
     best = pool[0]
@@ -43,7 +43,7 @@ def capped_read(engine: SearchEngine, question: str, lookups: int, best_names: b
         names += [name for name in names_in(best.text) if name not in names]
     read = [best.id]
     for name in names[:lookups]:
-        hit = title_named(name, engine.search(name, LOOKUP_K))
+        hit = title_named(name, engine.search(name, LINK_LOOKUP_K))
         if hit is not None and hit.id not in read:
             read.append(hit.id)
     read += [hit.id for hit in pool if hit.id not in read]
@@ -51,13 +51,12 @@ def capped_read(engine: SearchEngine, question: str, lookups: int, best_names: b
 
 
 def read_recall(read: list[str], question: BenchmarkQuestion) -> float:
-    gold = question.gold_evidence
-    return sum(1 for aliases in gold if set(aliases) & set(read)) / len(gold) if gold else 0.0
+    return evidence_recall(read, question.gold_evidence) or 0.0
 
 
 def measure(split: str, n: int) -> dict[str, Any]:
     engine = open_engine(None).engine
-    questions = [q for q in load_benchmark(f"hotpotqa-1100:{split}", limit=n).questions]
+    questions = load_benchmark(f"hotpotqa-1100:{split}", limit=n).questions
     rag = [read_recall([h.id for h in engine.search(q.question, READ)], q) for q in questions]
     rows: list[dict[str, Any]] = [
         {"read": f"rag@{READ}", "lookups": 0, "read_recall": round(sum(rag) / len(rag), 3)}
