@@ -301,6 +301,13 @@ def main(argv: list[str] | None = None) -> None:
         help="write bm25_21m_extrapolated from the bm25_<N>m sections of two earlier runs",
     )
     parser.add_argument(
+        "--serve-questions",
+        type=Path,
+        metavar="INDEX",
+        help="time the 1,100 HotpotQA-1100 questions as queries on a kept index of "
+        "--bm25-passages passages (bench/scale_bm25.py), added to that run's section",
+    )
+    parser.add_argument(
         "--cpu-from", help="section of a run that timed CPU per query (for --extrapolate-from)"
     )
     args = parser.parse_args(argv)
@@ -312,6 +319,18 @@ def main(argv: list[str] | None = None) -> None:
         result = scale_bm25.extrapolate(small, large, stored.get(args.cpu_from or ""))
         print(json.dumps(result, indent=2))
         print(f"merged into {merge_section('bm25_21m_extrapolated', result)}")
+        return
+    if args.serve_questions:
+        from bench import scale_bm25
+
+        if args.bm25_passages is None:
+            parser.error("--serve-questions needs --bm25-passages (the run it belongs to)")
+        name = scale_bm25.section_name(args.bm25_passages)
+        section = json.loads(RESULTS.read_text())[name]
+        section["single_questions"] = scale_bm25.serve_questions(args.serve_questions)
+        section["summary"] = scale_bm25.summary(section)
+        print(json.dumps(section["single_questions"], indent=2))
+        print(f"merged into {merge_section(name, section)}")
         return
     if args.bm25_passages is None:
         print(json.dumps(run(quick=True), indent=2))
