@@ -107,6 +107,7 @@ NOT_RUN: list[tuple[str, str]] = [
     (r"^evaluation\.md: sleuth eval (report|compare)\b", "needs the runs the commands above make"),
     (r"^clarification\.md: sleuth eval report\b", "needs the runs the commands above make"),
     (r"^evaluation\.md: python -m bench\.(paired_splits|searcher_reads)\b", "needs the runs above"),
+    (r"^planning\.md: python -m bench\.tree_grpo\b", "two 30-step GRPO runs: about 45 minutes"),
     (r"^evaluation\.md: make demo", MODEL),
     (r"^training\.md: make prime", MODEL),
     (
