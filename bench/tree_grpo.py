@@ -10,8 +10,9 @@ groups whose rewards differ (the groups GRPO learns from), reward and evidence r
 of the run, and seconds per step. A curve of reward per step goes to
 ``docs/img/tree_grpo_curve.png``.
 
-Run (about 45 minutes on 2 idle cores): ``python -m bench.tree_grpo --out runs/tree-grpo --steps 30``;
-the run folders resume if stopped. ``--summarise`` reads existing folders without training.
+Run (about 45 minutes on 2 idle cores):
+``python -m bench.tree_grpo --out runs/tree-grpo --steps 30``; the run folders resume if
+stopped. ``--summarise`` reads existing folders without training.
 Results: ``bench/results/tree_grpo.json``.
 """
 
