@@ -16,13 +16,13 @@ bench/results/link_lookups.json]``; the bundled BM25 index.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.common import REPO
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
 from sleuth.evaluate.pipelines import LINK_LOOKUP_K, LINK_POOL, MAX_LINK_LOOKUPS
+from sleuth.jsonio import write_json_atomic
 from sleuth.metrics import evidence_recall
 from sleuth.search.base import SearchEngine
 from sleuth.search.factory import open_engine
@@ -86,7 +86,7 @@ def main() -> None:
     result = measure(args.split, args.n)
     for row in result["rows"]:
         print(f"{row['read']:<28} lookups {row['lookups']:>2}  read recall {row['read_recall']}")
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(args.out, result)
     print(f"written: {args.out}")
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import folder_bytes, run_child
+from bench.common import folder_bytes, percentile, run_child
 
 BUILD = """
 import json, os, resource, sys, threading, time
@@ -87,10 +87,44 @@ result = {{
 }}
 """
 
+
+def stats(times: list[float]) -> dict[str, float]:
+    """p50 / p95 / p99 and the mean of ``times`` (ms)."""
+    return {f"p{q}_ms": percentile(times, q) for q in (50, 95, 99)} | {
+        "mean_ms": sum(times) / len(times)
+    }
+
+
+def time_single_queries(engine: Any, queries: list[str]) -> dict[str, Any]:
+    """One query at a time, top 10: the tantivy search and the SQLite document lookup timed
+    apart, and the CPU time of both (what the latency would be with a core to itself)."""
+    docs = engine._docs  # the SQLite store
+    search, lookup, total, cpu, empty = [], [], [], [], 0
+    for q in queries:
+        c0, t0 = time.thread_time(), time.perf_counter()
+        rows, scores = engine.ranked_rows(q, 10)
+        t1 = time.perf_counter()
+        hits = docs.hits(rows, scores)
+        t2, c2 = time.perf_counter(), time.thread_time()
+        search.append((t1 - t0) * 1e3)
+        lookup.append((t2 - t1) * 1e3)
+        total.append((t2 - t0) * 1e3)
+        cpu.append((c2 - c0) * 1e3)
+        empty += not hits
+    return {
+        "queries": len(total),
+        "no_hits": empty,
+        "search_and_lookup": stats(total),
+        "cpu_per_query": stats(cpu),
+        "tantivy_search": stats(search),
+        "docstore_lookup": stats(lookup),
+    }
+
+
 SERVE = """
 import json, os, time
-from bench.common import percentile
 from bench.corpus_gen import wiki_queries
+from bench.scale_bm25 import stats, time_single_queries
 from sleuth.search import open_index
 
 def status_mb():
@@ -98,33 +132,16 @@ def status_mb():
     keys = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
     return {{k: round(int(fields[k].split()[0]) / 1024, 1) for k in keys}}
 
-def stats(times):
-    return {{f"p{{q}}_ms": percentile(times, q) for q in (50, 95, 99)}} | {{
-        "mean_ms": sum(times) / len(times)}}
-
 queries = wiki_queries({warm} + {single} + {batch})
 result = {{"rss_before_open_mb": status_mb()}}
 started = time.perf_counter()
 engine = open_index({path!r})
 result["open_seconds"] = time.perf_counter() - started
 result["rss_after_open_mb"] = status_mb()
-docs = engine._docs  # the SQLite store: the lookup is timed apart from the tantivy search
 for q in queries[:{warm}]:
     engine.search(q, 10)
 result["rss_after_warmup_mb"] = status_mb()
-search, lookup, total, cpu, empty = [], [], [], [], 0
-for q in queries[{warm}:{warm} + {single}]:
-    c0, t0 = time.thread_time(), time.perf_counter()
-    rows, scores = engine.ranked_rows(q, 10)
-    t1 = time.perf_counter()
-    hits = docs.hits(rows, scores)
-    t2, c2 = time.perf_counter(), time.thread_time()
-    search.append((t1 - t0) * 1e3); lookup.append((t2 - t1) * 1e3); total.append((t2 - t0) * 1e3)
-    cpu.append((c2 - c0) * 1e3)  # CPU time: what the latency would be with a core to itself
-    empty += not hits
-result["single"] = {{"queries": len(total), "no_hits": empty, "search_and_lookup": stats(total),
-                    "cpu_per_query": stats(cpu),
-                    "tantivy_search": stats(search), "docstore_lookup": stats(lookup)}}
+result["single"] = time_single_queries(engine, queries[{warm}:{warm} + {single}])
 batch_queries = queries[{warm} + {single}:]
 batch_times = []
 cpu_started, started = time.process_time(), time.perf_counter()
@@ -144,28 +161,17 @@ result["example_queries"] = queries[{warm}:{warm} + 5]
 
 
 SERVE_QUESTIONS = """
-import os, time
-from bench.common import percentile
+import os
+from bench.scale_bm25 import time_single_queries
 from sleuth.evaluate.benchmarks import load_benchmark
 from sleuth.search import open_index
 
 questions = [q.question for q in load_benchmark("hotpotqa-1100").questions]
 engine = open_index({path!r})
-docs = engine._docs
 for q in questions[:100]:
     engine.search(q, 10)  # warm-up (these 100 are timed again below)
-total, search, cpu = [], [], []
-for q in questions:
-    c0, t0 = time.thread_time(), time.perf_counter()
-    rows, scores = engine.ranked_rows(q, 10)
-    t1 = time.perf_counter()
-    docs.hits(rows, scores)
-    total.append((time.perf_counter() - t0) * 1e3); search.append((t1 - t0) * 1e3)
-    cpu.append((time.thread_time() - c0) * 1e3)
-stats = lambda times: {{f"p{{q}}_ms": percentile(times, q) for q in (50, 95, 99)}}
-result = {{"queries": len(total), "source": "hotpotqa-1100 questions (all splits), as written",
-          "search_and_lookup": stats(total), "tantivy_search": stats(search),
-          "cpu_per_query": stats(cpu), "load_average_after": os.getloadavg()}}
+result = {{**time_single_queries(engine, questions), "load_average_after": os.getloadavg(),
+          "source": "hotpotqa-1100 questions (all splits), as written"}}
 """
 
 
