@@ -21,12 +21,12 @@ from typing import Any
 
 from bench.common import REPO
 from sleuth.evaluate.benchmarks import BenchmarkQuestion, load_benchmark
-from sleuth.evaluate.pipelines import LINK_LOOKUP_K, LINK_POOL, MAX_LINK_LOOKUPS
+from sleuth.evaluate.pipelines import LINK_POOL
 from sleuth.jsonio import write_json_atomic
 from sleuth.metrics import evidence_recall
 from sleuth.search.base import SearchEngine
 from sleuth.search.factory import open_engine
-from sleuth.search.links import names_in, title_named
+from sleuth.search.links import LINK_LOOKUP_K, MAX_LINK_LOOKUPS, names_in, title_named
 
 READ = 3
 BUDGETS = (1, 2, 3, 5, MAX_LINK_LOOKUPS)

@@ -39,7 +39,7 @@ from sleuth.errors import DocumentNotFound, QueryError, SleuthError
 from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.methods import agent_config, method_settings
 from sleuth.llm.base import GenerationConfig, Message
-from sleuth.search.links import names_in, title_named
+from sleuth.search.links import LINK_LOOKUP_K, MAX_LINK_LOOKUPS, linked_hits, names_in
 from sleuth.types import Document, Hit
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from sleuth.search.base import SearchEngine
 
 LINK_POOL = 8  # the question's hits the links pipeline reads from (rag@8's: recall 0.83)
-LINK_LOOKUP_K = 3  # hits an exact-title search looks through for the name's title
-MAX_LINK_LOOKUPS = 24  # names searched at most (a question and its best document: ~15)
 ITER_RETGEN_ROUNDS = 3  # the paper's gains flatten after two or three iterations
 QUERY_CHARS = 1000  # a generation appended to the question is cut here (Iter-RetGen)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -362,13 +360,10 @@ async def links(p: Pipeline) -> None:
 
     async def named(text: str) -> list[Hit]:
         names = names_in(text)[: max(0, MAX_LINK_LOOKUPS - len(p.searches) + 1)]
-        found: dict[str, Hit] = {}
-        for name, hits in zip(names, await p.search_all(names, LINK_LOOKUP_K), strict=True):
-            hit = title_named(name, hits)
-            if hit is not None and hit.id != best.id:
-                found.setdefault(hit.id, hit)
-                linked_by.setdefault(hit.id, name)
-        return order(list(found.values()))
+        found = linked_hits(names, await p.search_all(names, LINK_LOOKUP_K), exclude=best.id)
+        for doc_id, (name, _) in found.items():
+            linked_by.setdefault(doc_id, name)
+        return order([hit for _, hit in found.values()])
 
     in_question = await named(p.question.question)
     named_by_question = {hit.id for hit in in_question}

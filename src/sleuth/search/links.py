@@ -30,6 +30,8 @@ _AND = re.compile(r"\s+(?:and|&)\s+")
 _WORD = re.compile(r"\w+")
 _PARENTHESIS = re.compile(r"\s*\([^)]*\)")
 MIN_TITLE_CHARS = 4  # "The", "US", "A" name too much to be a link
+LINK_LOOKUP_K = 3  # hits an exact-title search looks through for the name's title
+MAX_LINK_LOOKUPS = 24  # names searched at most (a question and its best document: ~15)
 
 
 def normalise(text: str) -> str:
@@ -67,3 +69,17 @@ def title_named(name: str, hits: Sequence[Hit]) -> Hit | None:
             if len(run) >= MIN_TITLE_CHARS and run in titled:
                 return titled[run]
     return None
+
+
+def linked_hits(
+    names: Sequence[str], results: Sequence[Sequence[Hit]], exclude: str = ""
+) -> dict[str, tuple[str, Hit]]:
+    """The documents the ``names`` link to, given each name's search ``results``: document id ->
+    (the first name titling it, its hit), in the names' order; ``exclude`` (the document the
+    names came from) is no link to itself."""
+    found: dict[str, tuple[str, Hit]] = {}
+    for name, hits in zip(names, results, strict=True):
+        hit = title_named(name, hits)
+        if hit is not None and hit.id != exclude:
+            found.setdefault(hit.id, (name, hit))
+    return found
