@@ -146,6 +146,21 @@ ACTION_SPECS: tuple[ActionSpec, ...] = (
         chars=220,
         engine=True,
     ),
+    # Link following for a searcher (``searcher_links@K``): the look-ups of the ``links``
+    # pipeline as one action. Which names are titles shows only in searches' results, so a
+    # searcher copying one name per search cannot tell a link (docs/evaluation.md); here the
+    # tool tries every name of a document and shows the documents titled by them.
+    ActionSpec(
+        name="follow",
+        prompt="<follow>number</follow> shows the documents that document [number] links to "
+        "(those titled by a name in it); <follow>0</follow> shows those the question names.",
+        description="Show the documents a document links to (titled by names in it); 0: the "
+        "documents the question names.",
+        parameters={"document": "a document number, or 0 for the question"},
+        words=1,
+        chars=20,
+        engine=True,
+    ),
 )
 SPECS: dict[str, ActionSpec] = {spec.name: spec for spec in ACTION_SPECS}
 ACTIONS: tuple[str, ...] = tuple(SPECS)

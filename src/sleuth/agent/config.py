@@ -60,6 +60,10 @@ class AgentConfig:
     # selection leaves in reading order (RAG's documents first). An empty selection reads the
     # reading order either way.
     read_selection_only: bool = False
+    # The final read's worked example when it differs from the conversation's (None: as
+    # ``prompt_example``): a searcher trained with the example reads for a reader that was not
+    # (the demo's searcher row), and the reader's prompt stays RAG's.
+    read_prompt_example: bool | None = None
     # > 0: the most tokens a conversation's prompt may have (long horizons). Older search
     # results and opened pages are then replaced by one-line stubs and their documents kept in
     # a notes block (id, title, start of text) at the end of the system prompt; the trajectory

@@ -101,7 +101,7 @@ class JudgeCritic:
     async def sufficiency(self, episode: Episode) -> float:
         """1.0 when the model judges the documents sufficient, 0.0 when not (or none were
         seen), 0.5 when its verdict cannot be read."""
-        searches = [[h.id for h in s.hits] for s in episode.trajectory.searches if s.hits]
+        searches = [[h.id for h in s.hits] for s in episode.trajectory.retrievals if s.hits]
         ids = tuple(reading_order(searches, CRITIC_DOCUMENTS))
         if not ids:
             return 0.0

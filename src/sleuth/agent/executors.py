@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Protocol
 
 from sleuth.agent import prompts
@@ -24,6 +25,7 @@ from sleuth.agent.parsing import Action, judge_verdict
 from sleuth.agent.trajectory import Step, Trajectory
 from sleuth.errors import DocumentNotFound, QueryError, SleuthError
 from sleuth.search.base import SearchEngine
+from sleuth.search.links import LINK_LOOKUP_K, MAX_LINK_LOOKUPS, linked_hits, names_in
 from sleuth.types import Document, Hit
 
 AskUser = Callable[[str], Awaitable[str]]
@@ -55,6 +57,7 @@ class EpisodeState(Protocol):
     cfg: AgentConfig
     knowledge: KnowledgeCache
     trajectory: Trajectory
+    question: str
     searches: int
     queries: set[str]
     answer_only: bool
@@ -65,6 +68,14 @@ class EpisodeState(Protocol):
 
 
 Executor = Callable[[EpisodeState, Action, Step], Awaitable[bool]]
+
+
+def refuse(ep: EpisodeState, action: Action, step: Step, error: str, observation: str) -> bool:
+    """An action that cannot run: its ``error`` recorded, ``observation`` told to the model,
+    and the episode goes on (False)."""
+    step.error, step.observation = error, observation
+    ep.observe(observation, action)
+    return False
 
 
 def closing_word(cfg: AgentConfig) -> str:
@@ -186,14 +197,11 @@ async def run_select(ep: EpisodeState, action: Action, step: Step) -> bool:
         elif doc_id not in chosen:
             chosen.append(doc_id)
     if unknown and not chosen:
-        shown = len(ep.knowledge.seen)
-        step.error = f"no document has the number(s) {', '.join(unknown)}"
-        step.observation = (
+        return refuse(
+            ep, action, step, f"no document has the number(s) {', '.join(unknown)}",
             f"No document has the number(s) {', '.join(unknown)}; the documents shown are "
-            f"numbered 1 to {shown}. Select again."
-        )
-        ep.observe(step.observation, action)
-        return False
+            f"numbered 1 to {len(ep.knowledge.seen)}. Select again.",
+        )  # fmt: skip
     if unknown:
         step.error = f"ignored number(s) of no document: {', '.join(unknown)}"
     ep.trajectory.metadata["selected"] = chosen
@@ -269,6 +277,78 @@ async def run_access(ep: EpisodeState, action: Action, step: Step) -> bool:
     return False
 
 
+QUESTION_NUMBER = 0  # <follow>0</follow>: the names of the question
+
+
+def follow_source(argument: str) -> int:
+    """The number a ``follow`` names (its first number; -1 when it names none)."""
+    found = re.search(r"\d+", argument)
+    return int(found.group()) if found else -1
+
+
+def follow_key(number: int) -> str:
+    """How a followed source is remembered among the episode's queries (no second follow)."""
+    return f"<follow>{number}"
+
+
+async def run_follow(ep: EpisodeState, action: Action, step: Step) -> bool:
+    """Show the documents titled by the names in a document shown (by its episode-wide
+    number) or in the question (0): ``links``' look-ups, every name tried at once and one
+    action of the search budget; each engine query is counted in the metadata's
+    ``link_lookups``. Following the same source twice, or a number of no document, is told."""
+    cfg = ep.cfg
+    if ep.searches >= cfg.max_searches:
+        step.error = "search budget exhausted"
+        raise EpisodeStop("max_searches")
+    number = follow_source(action.argument)
+    source_id = "" if number == QUESTION_NUMBER else ep.knowledge.document_numbered(number)
+    if source_id is None:
+        return refuse(
+            ep, action, step, f"no document numbered {action.argument.strip()!r}",
+            f"No document has the number {neutralise(action.argument.strip())!r}; follow a "
+            f"number from 1 to {len(ep.knowledge.seen)}, or 0 for the question.",
+        )  # fmt: skip
+    key = follow_key(number)
+    if key in ep.queries:
+        step.error = "followed before"
+        step.observation = "You followed these links before. " + closing_word(cfg)
+        ep.answer_only = True
+        ep.observe(step.observation, action)
+        return False
+    ep.queries.add(key)
+    ep.searches += 1
+    text = ep.question if source_id == "" else ep.knowledge.documents[source_id][1]
+    names = names_in(text)[:MAX_LINK_LOOKUPS]
+    try:
+        results = (
+            await asyncio.to_thread(
+                ep.agent.search.search_batch,  # type: ignore[union-attr]
+                names,
+                LINK_LOOKUP_K,
+            )
+            if names
+            else []
+        )
+    except SleuthError as exc:
+        raise EpisodeStop("search_error", str(exc)) from None
+    except Exception as exc:  # an engine/server failure ends the episode, as a search's does
+        raise EpisodeStop("search_error", f"{type(exc).__name__}: {exc}") from None
+    lookups = ep.trajectory.metadata.get("link_lookups", 0) + len(names)
+    ep.trajectory.metadata["link_lookups"] = lookups
+    # Ranked in the names' order (each came first or near it in its own name's search).
+    found = linked_hits(names, results, exclude=source_id).values()
+    hits = [replace(hit, rank=rank) for rank, (_, hit) in enumerate(found, start=1)]
+    source = "The question" if source_id == "" else f"Document [{number}]"
+    if hits:
+        text, step.hits = ep.knowledge.render_hits(hits)
+        text = f"{source} links to:\n{text}"
+    else:
+        text = f"{source} names no document's title. Search, follow another, or select."
+    step.observation = text
+    ep.observe(text, action, wrap=True)
+    return False
+
+
 EXECUTORS: dict[str, Executor] = {
     "search": run_search,
     "open": run_open,
@@ -277,4 +357,5 @@ EXECUTORS: dict[str, Executor] = {
     "ask": run_ask,
     "select": run_select,
     "access": run_access,
+    "follow": run_follow,
 }

@@ -36,6 +36,7 @@ __all__ = ["EARLY_BLOCKED", "Agent", "AskUser", "Episode", "EpisodeStop"]
 
 # Actions that need something retrieved first: not offered before min_searches searches.
 EARLY_BLOCKED = tuple(spec.name for spec in ACTION_SPECS if spec.after_search)
+SEARCH_BUDGETED = ("search", "follow")  # actions that spend the episode's search budget
 # Limits after which the episode still gets one answer-only turn (``force_answer``);
 # "call_budget": a tree search (``sleuth.agent.strategies``) spent its model calls.
 FORCED_AFTER = ("max_turns", "max_searches", "wall_time", "call_budget")
@@ -305,11 +306,12 @@ class Episode:
         return cfg.actions
 
     def _offered(self, actions: tuple[str, ...]) -> tuple[str, ...]:
-        """What the grammar offers: no ``search`` once the budget is spent, so a constrained
-        model answers instead of ending the episode on a search it may not make. (Parsing still
-        accepts it: an unconstrained model's extra search stops the episode as before.)"""
-        if "search" in actions and self.searches >= self.cfg.max_searches and len(actions) > 1:
-            return tuple(a for a in actions if a != "search")
+        """What the grammar offers: no ``search`` (nor ``follow``) once the budget is spent, so a
+        constrained model answers instead of ending the episode on a search it may not make.
+        (Parsing still accepts it: an unconstrained model's extra search stops the episode.)"""
+        if self.searches >= self.cfg.max_searches:  # follow spends the search budget too
+            left = tuple(a for a in actions if a not in SEARCH_BUDGETED)
+            return left or actions
         return actions
 
     def _explain_early_answer(self, action: Action) -> Action:
@@ -570,7 +572,7 @@ class Episode:
         """Answer once more from the documents seen (``final_read``), in a fresh answer-only
         prompt like RAG's. Its answer replaces the conversation's, which stays in the metadata;
         the step is marked ``fresh_context``: it did not continue the conversation."""
-        searches = [[hit.id for hit in s.hits] for s in self.trajectory.searches if s.hits]
+        searches = [[hit.id for hit in s.hits] for s in self.trajectory.retrievals if s.hits]
         ids = reading_order(searches, self.cfg.final_read)
         selected = self.trajectory.metadata.get("selected")
         if selected and self.cfg.read_selection_only:  # the selection alone (s3's reader)
@@ -579,15 +581,18 @@ class Episode:
             everything = reading_order(searches, len(self.knowledge.seen))
             ids = list(dict.fromkeys([*selected, *everything]))[: self.cfg.final_read]
         refs: dict[str, HitRef] = {}
-        for search in self.trajectory.searches:
+        for search in self.trajectory.retrievals:
             for hit in search.hits:
                 refs.setdefault(hit.id, hit)  # as first retrieved
         if not ids:
             return
+        example = self.cfg.prompt_example
+        if self.cfg.read_prompt_example is not None:
+            example = self.cfg.read_prompt_example
         system = (
-            prompts.tag_system_prompt(("answer",), self.cfg.prompt_example)
+            prompts.tag_system_prompt(("answer",), example)
             if self.tags
-            else prompts.json_system_prompt(("answer",), self.cfg.prompt_example)
+            else prompts.json_system_prompt(("answer",), example)
         )
         information = f"<information>\n{self.knowledge.render_documents(ids)}\n</information>"
         messages: list[Message] = [

@@ -24,6 +24,7 @@ MODEL_OUTPUT_CHARS = 300
 TITLE_CHARS = 80
 ACTION_STYLES = {
     "search": "cyan",
+    "follow": "cyan",
     "open": "blue",
     "access": "blue",
     "judge": "magenta",

@@ -31,10 +31,12 @@ _VALID = {
 def settings_of_episodes(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The most common value of each setting among the episodes' agent configs;
     ``searcher: True`` when most were a searcher's (``select``: a reader answers), and
-    ``read_selection_only: True`` when most searchers' readers read the selection alone."""
+    ``read_selection_only: True`` when most searchers' readers read the selection alone, and
+    ``follows_links: True`` when most searchers could follow links (``searcher_links@K``)."""
     counts: dict[str, Counter] = {key: Counter() for key in SETTING_KEYS}
     roles: Counter = Counter()
     alone: Counter = Counter()
+    follows: Counter = Counter()
     for config in configs:
         for key in SETTING_KEYS:
             if key in config:
@@ -44,11 +46,14 @@ def settings_of_episodes(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
             roles[searcher] += 1
             if searcher:
                 alone[config.get("read_selection_only") is True] += 1
+                follows["follow" in config["actions"]] += 1
     settings = {key: json.loads(c.most_common(1)[0][0]) for key, c in counts.items() if c}
     if roles[True] > roles[False]:
         settings["searcher"] = True
         if alone[True] > alone[False]:
             settings["read_selection_only"] = True
+        if follows[True] > follows[False]:
+            settings["follows_links"] = True
     return settings
 
 
@@ -98,6 +103,13 @@ def trained_to_read_selection_only(spec: str | Path | None) -> bool:
     (``train searcher --read-selection-only``: eval's ``searcher_selected@K``)."""
     record = _inference_record(spec)
     return record.get("searcher") is True and record.get("read_selection_only") is True
+
+
+def trained_to_follow_links(spec: str | Path | None) -> bool:
+    """True when the model was trained as a searcher that follows links (``synth
+    trajectories --searcher K --teacher follow``: eval's ``searcher_links@K``)."""
+    record = _inference_record(spec)
+    return record.get("searcher") is True and record.get("follows_links") is True
 
 
 def fill_in(trained: dict[str, Any], **given: Any) -> dict[str, Any]:

@@ -91,6 +91,12 @@ class Trajectory:
         return [s for s in self.steps if s.action == "search"]
 
     @property
+    def retrievals(self) -> list[Step]:
+        """The steps that brought documents from the engine: searches and link ``follow``s
+        (the final read's sources, in order)."""
+        return [s for s in self.steps if s.action in ("search", "follow")]
+
+    @property
     def retrieved_ids(self) -> list[str]:
         """Every document id shown to the model, first-seen order, de-duplicated."""
         seen: dict[str, None] = {}

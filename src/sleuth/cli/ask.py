@@ -89,6 +89,16 @@ def ask_command(
             show_default=False,
         ),
     ] = None,
+    follow: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow/--no-follow",
+            help="With --select: the searcher may also follow links (<follow>N</follow> shows "
+            "the documents titled by the names in document N, 0 the question's; eval's "
+            "searcher_links@K). Default: as the searcher was trained, else off",
+            show_default=False,
+        ),
+    ] = None,
     # The same budget as `sleuth eval run`: `ask` shows one episode of what eval measures.
     max_turns: options.MaxTurns = 8,
     max_searches: options.MaxSearches = 4,
@@ -158,6 +168,7 @@ def ask_command(
         fill_in,
         trained_as_searcher,
         trained_settings,
+        trained_to_follow_links,
         trained_to_read_selection_only,
     )
     from sleuth.display import plural, safe_markup, safe_text
@@ -192,6 +203,9 @@ def ask_command(
     if read_selection_only is None:
         read_selection_only = select and trained_to_read_selection_only(model)
         as_trained += ["its selection read alone"] if read_selection_only else []
+    if follow is None:
+        follow = select and trained_to_follow_links(model)
+        as_trained += ["following links (--follow)"] if follow else []
     settings = fill_in(
         trained, prefetch_k=prefetch, doc_chars=doc_chars, prompt_example=prompt_example
     )
@@ -205,12 +219,17 @@ def ask_command(
     if select:  # a searcher: RAG's top K first, follow-ups, then the reader reads K documents
         if judge or ask:
             raise SleuthError("--select makes the model a searcher: drop --judge and --ask")
-        actions = ["search", "select"]
+        actions = ["search", "follow", "select"] if follow else ["search", "select"]
         # the read budget K is RAG's depth, as in eval's searcher@K (and its training)
         settings["prefetch_k"] = settings["prefetch_k"] or top_k
         final_read = settings["prefetch_k"]
-    elif read_selection_only:
-        raise SleuthError("--read-selection-only is a searcher's read: add --select")
+    elif read_selection_only or follow:
+        flag = (
+            "--read-selection-only is a searcher's read"
+            if read_selection_only
+            else ("--follow is a searcher's action")
+        )
+        raise SleuthError(f"{flag}: add --select")
     if links and (select or judge or ask or access or strategy != "react"):
         raise SleuthError(
             "--links runs a fixed pipeline, no agent: drop --select, --judge, --ask, --user, "

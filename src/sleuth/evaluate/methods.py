@@ -40,12 +40,15 @@ METHODS: dict[str, str] = {
     "searcher": "s3-style searcher (Jiang et al. 2025): RAG's top-k first, then follow-up "
     "searches; it selects which documents the reader answers from, within RAG's read budget "
     "(top-k documents; places it leaves are filled in reading order); searcher_selected@K: "
-    "the reader reads the selection alone (at most K documents), as s3's reader does",
+    "the reader reads the selection alone (at most K documents), as s3's reader does; "
+    "searcher_links@K: the searcher may also follow links (<follow>N</follow>: the documents "
+    "titled by the names in document N, or in the question for 0)",
 }
 # Single-shot RAG, or the searcher, reading K documents (the read budget: K x doc_chars):
-# "rag@5", "searcher@5"; "searcher_selected@5" reads the searcher's selection alone.
+# "rag@5", "searcher@5"; "searcher_selected@5" reads the searcher's selection alone;
+# "searcher_links@5" may also follow links (the ``follow`` action).
 RAG_AT = re.compile(r"rag@(\d+)")
-SEARCHER_AT = re.compile(r"searcher(_selected)?@(\d+)")
+SEARCHER_AT = re.compile(r"searcher(_selected|_links)?@(\d+)")
 MAX_RAG_K = 50
 # Methods run as a fixed pipeline (sleuth.evaluate.pipelines.PIPELINES), not as the loop.
 PIPELINES = ("ircot", "iter_retgen", "self_ask", "links", "oracle")
@@ -58,7 +61,7 @@ def rag_depth(method: str) -> int | None:
 
 
 def searcher_depth(method: str) -> int | None:
-    """``K`` of ``searcher@K`` or ``searcher_selected@K``; None for any other name."""
+    """``K`` of ``searcher@K``, ``searcher_selected@K`` or ``searcher_links@K``; else None."""
     found = SEARCHER_AT.fullmatch(method)
     return int(found.group(2)) if found else None
 
@@ -66,7 +69,18 @@ def searcher_depth(method: str) -> int | None:
 def reads_selection_only(method: str) -> bool:
     """``searcher_selected@K``: the reader reads the selection alone, no places filled."""
     found = SEARCHER_AT.fullmatch(method)
-    return bool(found and found.group(1))
+    return bool(found and found.group(1) == "_selected")
+
+
+def follows_links(method: str) -> bool:
+    """``searcher_links@K``: the searcher may also ``follow`` a document's links."""
+    found = SEARCHER_AT.fullmatch(method)
+    return bool(found and found.group(1) == "_links")
+
+
+def searcher_name(kind: str, k: int) -> str:
+    """The canonical name of a searcher method: ``searcher_links@5`` from ("_links", 5)."""
+    return f"searcher{kind}@{k}"
 
 
 def base_method(method: str) -> str:
@@ -197,7 +211,9 @@ def method_settings(method: str, budget: AgentConfig, seed: int | None = None) -
         # K documents: the selection first, then the reading order (RAG's K, then follow-ups).
         k = searcher_depth(method) or budget.top_k
         settings.update(
-            actions=("search", "select"),
+            actions=("search", "follow", "select")
+            if follows_links(method)
+            else ("search", "select"),
             prefetch_k=k,
             final_read=k,
             read_selection_only=reads_selection_only(method),
@@ -228,14 +244,15 @@ def check_method(name: str) -> None:
     """Refuse a name that is no method, saying what the names are."""
     k = rag_depth(name) if rag_depth(name) is not None else searcher_depth(name)
     if k is not None and not 1 <= k <= MAX_RAG_K:
-        kind = name.partition("@")[0]  # rag, searcher or searcher_selected
+        kind = name.partition("@")[0]  # rag, searcher, searcher_selected or searcher_links
         raise SleuthError(f"{name}: {kind}@K reads K documents; K must be 1 to {MAX_RAG_K}")
     if k is None and name not in METHODS:
         raise SleuthError(
             f"unknown method {name!r}; choose from {', '.join(METHODS)}, or rag@K "
             f"(single-shot RAG reading K documents, K 1 to {MAX_RAG_K}, e.g. rag@5), or "
             "searcher@K (the searcher within a read budget of K documents; "
-            "searcher_selected@K: the reader reads its selection alone)"
+            "searcher_selected@K: the reader reads its selection alone; searcher_links@K: it "
+            "may also follow links)"
         )
 
 
@@ -245,7 +262,7 @@ def parse_methods(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     names = [f"rag@{k}" if (k := rag_depth(n)) is not None else n for n in names]
     names = [
-        f"searcher{'_selected' if reads_selection_only(n) else ''}@{k}"
+        searcher_name(SEARCHER_AT.fullmatch(n).group(1) or "", k)  # type: ignore[union-attr]
         if (k := searcher_depth(n)) is not None
         else n
         for n in names

@@ -86,7 +86,8 @@ def score_trajectory(
         "sufficient": sufficient,
         "refused": refused,
         "category": category,
-        "searches": len(trajectory.searches),
+        # Engine queries: a ``follow`` action's look-ups count one each, as links' do.
+        "searches": len(trajectory.searches) + trajectory.metadata.get("link_lookups", 0),
         "documents_read": documents_read(trajectory),
         # A tree search's every policy call, on every branch (the chosen path's alone for
         # ReAct's chain); the critic's apart.

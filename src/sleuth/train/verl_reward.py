@@ -34,7 +34,7 @@ FORMAT_WEIGHT = 0.0  # score = outcome + FORMAT_WEIGHT * format
 
 # The action tags of Sleuth's loop: its action table's names (sleuth.agent.actions.ACTIONS),
 # which `sleuth export verl` writes here; a test keeps this copy equal to the table.
-ACTION_TAGS = ("search", "open", "judge", "answer", "ask", "select", "access")
+ACTION_TAGS = ("search", "open", "judge", "answer", "ask", "select", "access", "follow")
 
 OUTCOMES = ("em", "f1", "cover_em")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

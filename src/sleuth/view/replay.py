@@ -19,8 +19,8 @@ from typing import Any
 from sleuth.agent.actions import SPECS
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.escape import neutralise
-from sleuth.agent.executors import page_request
-from sleuth.agent.loop import Agent, Episode, EpisodeStop
+from sleuth.agent.executors import follow_key, follow_source, page_request
+from sleuth.agent.loop import SEARCH_BUDGETED, Agent, Episode, EpisodeStop
 from sleuth.agent.parsing import Action
 from sleuth.agent.trajectory import Step, Trajectory
 from sleuth.errors import DocumentNotFound, SleuthError
@@ -193,7 +193,9 @@ class _Replay:
                 )
                 ep.knowledge.seen.setdefault(doc_id, "")
                 ep.knowledge.texts.append(step.observation.partition("\n")[2])
-            ep.searches += step.action == "search"
+            ep.searches += step.action in SEARCH_BUDGETED
+            if step.action == "follow" and not step.error:  # a second follow is refused
+                ep.queries.add(follow_key(follow_source(step.argument)))
             ep.tokens += step.completion_tokens
 
     async def apply(self) -> bool:
