@@ -63,7 +63,8 @@ def trajectories_command(
         typer.Option(
             help="With --searcher: gold (search the gold paragraphs' titles, select them) or "
             "links (play the links pipeline: search the names the question and its best hit "
-            "contain, select the documents titled by them; kept when they hold the evidence)"
+            "contain, select the documents titled by them; kept when they hold the evidence) "
+            "or follow (the same read with the follow action: searcher_links@K episodes)"
         ),
     ] = "gold",
 ) -> None:

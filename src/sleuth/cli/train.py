@@ -215,6 +215,14 @@ def searcher_command(
             "order (searcher@K)"
         ),
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            help="The searcher may also follow links (<follow>N</follow>: the documents titled "
+            "by the names in document N, 0 the question's; eval's searcher_links@K), as a "
+            "searcher primed by `synth trajectories --teacher follow` does"
+        ),
+    ] = False,
     steps: train_options.Steps = 3,
     questions_per_step: train_options.QuestionsPerStep = 1,
     num_generations: train_options.NumGenerations = 4,

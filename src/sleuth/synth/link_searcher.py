@@ -23,7 +23,12 @@ from sleuth.evaluate.methods import eval_budget
 from sleuth.evaluate.pipelines import run_pipeline
 from sleuth.llm.base import Message
 from sleuth.search.base import SearchEngine
-from sleuth.synth.searcher_script import NumberedHits, gold_reader, scripted_action
+from sleuth.synth.searcher_script import (
+    NUMBERED_HIT,
+    NumberedHits,
+    gold_reader,
+    scripted_action,
+)
 from sleuth.synth.words import argument
 
 LINK_BEHAVIOURS = (
@@ -67,6 +72,20 @@ async def link_plan(question: BenchmarkQuestion, search: SearchEngine, k: int) -
     )
 
 
+def take_turn(
+    script: LinkSearcherScript | FollowSearcherScript,
+    name: str,
+    text: str,
+    thought: str = "",
+    behaviour: str = "",
+) -> str:
+    """A scripted searcher's next action (``scripted_action``), counted as one of its turns."""
+    script.turns += 1
+    return scripted_action(
+        name, text, script.rng, script.think_rate, script.behaviours, thought, behaviour
+    )
+
+
 @dataclass
 class LinkSearcherScript:
     """One question's scripted searcher (called by ``ScriptedLLM`` with the conversation):
@@ -84,10 +103,7 @@ class LinkSearcherScript:
     behaviours: list[str] = field(default_factory=list)
 
     def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
-        self.turns += 1
-        return scripted_action(
-            name, text, self.rng, self.think_rate, self.behaviours, thought, behaviour
-        )
+        return take_turn(self, name, text, thought, behaviour)
 
     def _searches_left(self) -> int:
         return self.max_searches - 1 - len(self.searched)  # the loop counts its prefetch
@@ -131,3 +147,62 @@ class LinkSearcherScript:
         questions, greedy decoding resolving a near coin flip the same way each time."""
         linked = [doc_id for doc_id in self.plan.read if doc_id in self.plan.names]
         return linked[0] if linked else next(iter(self.plan.names), None)
+
+
+FOLLOW_BEHAVIOURS = (
+    "prefetched",  # turn 0 was the loop's own retrieval of the question (always)
+    "question_follow",  # followed the names of the question (<follow>0</follow>)
+    "best_follow",  # followed the names of document [1], RAG's best hit
+    "selected_new",  # the selection holds a document only a follow found
+    "think",  # a short thought before a follow
+)
+
+
+@dataclass
+class FollowSearcherScript:
+    """One question's scripted searcher for ``searcher_links@K`` (``--teacher follow``): it
+    follows the question's names (0, when it has any) and document [1]'s, then selects [1], the
+    documents the question links to and the first that [1] links to, cut to K: ``links``' read
+    made of numbers on the screen. Every choice is a rule over what was shown, so the lesson is
+    one a searcher can carry out (the ``links`` teacher's was not: which names are titles shows
+    only after trying them, which ``follow`` does and one search a name cannot)."""
+
+    k: int
+    question_has_names: bool
+    rng: random.Random
+    think_rate: float = 0.5
+    shown: NumberedHits = field(default_factory=NumberedHits)
+    followed: list[int] = field(default_factory=list)
+    links: dict[int, list[int]] = field(default_factory=dict)  # source -> numbers it showed
+    turns: int = 0
+    behaviours: list[str] = field(default_factory=list)
+
+    def _act(self, name: str, text: str, thought: str = "", behaviour: str = "") -> str:
+        return take_turn(self, name, text, thought, behaviour)
+
+    def selection(self) -> list[int]:
+        """[1], what the question links to, then the first new link of [1]; at most K."""
+        from_question = self.links.get(0, [])
+        from_best = [n for n in self.links.get(1, []) if n not in from_question and n != 1]
+        return list(dict.fromkeys([1, *from_question, *from_best[:1]]))[: self.k]
+
+    def __call__(self, messages: list[Message]) -> str:
+        first = self.turns == 0
+        if self.shown.observe(messages, first=first) and first:
+            self.behaviours.append("prefetched")
+        content = str(messages[-1].get("content") or "")
+        if self.followed and not first and self.followed[-1] not in self.links:
+            self.links[self.followed[-1]] = [int(n) for n, _ in NUMBERED_HIT.findall(content)]
+        if FORCE_SELECT not in content:
+            if 0 not in self.followed and self.question_has_names:
+                self.followed.append(0)
+                why = "the question names documents; follow them"
+                return self._act("follow", "0", why, "question_follow")
+            if 1 not in self.followed:
+                self.followed.append(1)
+                why = "[1] may name the next document; follow it"
+                return self._act("follow", "1", why, "best_follow")
+        picked = self.selection()
+        if set(picked) - {self.shown.numbers[d] for d in self.shown.prefetched}:
+            self.behaviours.append("selected_new")
+        return self._act("select", ", ".join(map(str, picked)))

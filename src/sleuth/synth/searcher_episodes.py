@@ -16,20 +16,21 @@ from sleuth.evaluate.benchmarks import BenchmarkQuestion
 from sleuth.evaluate.methods import agent_config, eval_budget
 from sleuth.llm.scripted import ScriptedLLM
 from sleuth.search.base import SearchEngine
-from sleuth.search.links import normalise
-from sleuth.synth.link_searcher import LinkSearcherScript, link_plan
+from sleuth.search.links import names_in, normalise
+from sleuth.synth.link_searcher import FollowSearcherScript, LinkSearcherScript, link_plan
 from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.searcher_script import SearcherScript, gold_reader
 
-TEACHERS = ("gold", "links")  # who the scripted searcher imitates (``--teacher``)
+TEACHERS = ("gold", "links", "follow")  # who the scripted searcher imitates (``--teacher``)
 
 
-def searcher_config(k: int) -> AgentConfig:
+def searcher_config(k: int, follow: bool = False) -> AgentConfig:
     """The ``searcher@k`` method exactly as ``eval run`` configures it under its default budget
     (top_k 3, 8 turns, 4 searches, 600-character hits, the prompt's example), so a primed
     searcher runs under eval's defaults as it was trained (trained_settings); 64 new tokens a
-    turn are plenty for the script's actions."""
-    return agent_config(f"searcher@{k}", eval_budget(max_new_tokens=64))
+    turn are plenty for the script's actions. ``follow``: ``searcher_links@k``."""
+    method = f"searcher_links@{k}" if follow else f"searcher@{k}"
+    return agent_config(method, eval_budget(max_new_tokens=64))
 
 
 SEARCHER_SYNTH_CONFIG = searcher_config(5)  # searcher@5, the K the measured priming used
@@ -125,6 +126,30 @@ async def link_searcher_episode(
     if not reason and not _queries_on_screen(traj):
         reason = "name_not_on_screen"  # links read past the 600 characters the searcher sees
     return (None if reason else traj), reason, behaviours
+
+
+async def follow_searcher_episode(
+    question: BenchmarkQuestion,
+    search: SearchEngine,
+    benchmark: str,
+    seed: int,
+    k: int,
+    think_share: float,
+) -> tuple[Trajectory | None, str, list[str]]:
+    """One ``searcher_links@K`` episode of ``FollowSearcherScript`` (follow the question's
+    names and [1]'s, select links' read by number): kept when its selection names every gold
+    paragraph."""
+    if not question.answers or not question.answers[0].strip():
+        return None, "not_scriptable", []
+    rng = episode_rng(seed, question)
+    config = searcher_config(k, follow=True)
+    script = FollowSearcherScript(k, bool(names_in(question.question)), rng, think_share)
+    traj, behaviours = await _play(
+        question, search, config, ScriptedLLM(script, name="synthetic-follow-searcher-script"),
+        question.answers[0].strip(), script.behaviours, benchmark=benchmark, seed=seed,
+        source="sleuth synth trajectories --searcher --teacher follow", prefetch_k=k,
+    )  # fmt: skip
+    return (None if (reason := _drop_reason(traj, question)) else traj), reason, behaviours
 
 
 def _queries_on_screen(traj: Trajectory) -> bool:

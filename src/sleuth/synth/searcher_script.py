@@ -22,7 +22,7 @@ from sleuth.synth.script import Plan, display
 from sleuth.synth.words import argument, content_words
 
 # "[7] (id: X) Title" or "[2] already seen: (id: X) Title": the episode-wide number and id.
-_NUMBERED_HIT = re.compile(r"^\[(\d+)\] (?:already seen: )?\(id: ([^)\n]*)\)", re.MULTILINE)
+NUMBERED_HIT = re.compile(r"^\[(\d+)\] (?:already seen: )?\(id: ([^)\n]*)\)", re.MULTILINE)
 SEARCHER_BEHAVIOURS = (
     "prefetched",  # turn 0 was the loop's own retrieval of the question (always)
     "selected_at_once",  # RAG's documents held both gold paragraphs: select without searching
@@ -49,7 +49,7 @@ class NumberedHits:
         last = messages[-1]
         if last["role"] != "user":
             return False
-        for number, doc_id in _NUMBERED_HIT.findall(str(last.get("content") or "")):
+        for number, doc_id in NUMBERED_HIT.findall(str(last.get("content") or "")):
             self.numbers.setdefault(doc_id, int(number))
             if first:
                 self.prefetched.add(doc_id)

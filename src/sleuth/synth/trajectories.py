@@ -37,7 +37,12 @@ from sleuth.synth.ask_episodes import (
 )
 from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.script import BehaviourScript
-from sleuth.synth.searcher_episodes import TEACHERS, link_searcher_episode, searcher_episode
+from sleuth.synth.searcher_episodes import (
+    TEACHERS,
+    follow_searcher_episode,
+    link_searcher_episode,
+    searcher_episode,
+)
 
 ALLOWED_BENCHMARKS = ("hotpotqa-1100:train", "hotpotqa-1100:dev")
 SYNTH_CONFIG = AgentConfig(
@@ -182,8 +187,8 @@ def synth_trajectories(
 ) -> SynthStats:
     """Write kept episodes to ``out`` (a new trajectory JSONL); ``limit`` is per benchmark.
     ``searcher_k`` > 0: the ``searcher@K`` method's episodes (``synth.searcher_episodes``),
-    scripted by ``teacher``: "gold" (searches the gold paragraphs' titles) or "links" (plays
-    the links pipeline)."""
+    scripted by ``teacher``: "gold" (searches the gold paragraphs' titles), "links" (plays
+    the links pipeline by searches) or "follow" (plays it with ``follow``: searcher_links@K)."""
     if teacher not in TEACHERS:
         raise SleuthError(f"--teacher must be one of {', '.join(TEACHERS)}, not {teacher!r}")
     if teacher != "gold" and not searcher_k:
@@ -210,7 +215,10 @@ def synth_trajectories(
         async def one(name: str, q: BenchmarkQuestion):
             async with gate:
                 if searcher_k:
-                    play = link_searcher_episode if teacher == "links" else searcher_episode
+                    play = {
+                        "links": link_searcher_episode,
+                        "follow": follow_searcher_episode,
+                    }.get(teacher, searcher_episode)
                     return await play(q, search, name, seed, searcher_k, think_share)
                 return await synth_episode(
                     q, search, name, seed, judge_share, prefetch_k, think_share

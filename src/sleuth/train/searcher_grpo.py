@@ -90,6 +90,7 @@ class SearcherTrainConfig:
     index: str | None = None
     limit: int = 0
     read_budget: int = 3  # K: RAG's depth and the documents the reader reads (s3 trains at 8)
+    follow: bool = False  # the searcher may also follow links (eval's searcher_links@K)
     accuracy: str = "f1"  # Acc in GBR: f1 | em | cover_em
     add_accuracy: bool = False  # s3's released code: GBR + Acc(reader over the searcher's docs)
     recall_weight: float = 0.0  # + weight x evidence recall of the documents read
@@ -129,6 +130,8 @@ class SearcherTrainConfig:
         # The read budget is RAG's depth and the final read's size, whatever the episode said.
         budget = {"prefetch_k": self.read_budget, "final_read": self.read_budget}
         episode = replace(self.episode, **budget)
+        if self.follow and "follow" not in episode.actions:
+            episode = replace(episode, actions=("search", "follow", "select"))
         if training_user(self.user) is not None:  # a user to answer: the episode offers ask
             episode = with_ask(episode)
         object.__setattr__(self, "episode", episode)
