@@ -22,9 +22,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
     app.command(
         "demo",
-        help="Build the bundled HotpotQA BM25 index, compare closed_book / rag / links / agent "
-        "/ agent_rag on up to 100 questions with smollm2-135m-primed (the packaged SmolLM2-135M "
-        "with its shipped priming adapter), and write a report.",
+        help="Build the bundled HotpotQA BM25 index, compare closed_book / rag / links / "
+        "searcher_links@3 / agent / agent_rag on up to 100 questions with smollm2-135m-primed "
+        "(the packaged SmolLM2-135M with its shipped priming adapter; in searcher_links@3 the "
+        "shipped searcher smollm2-135m-searcher searches and selects, and it reads), and write "
+        "a report.",
     )(demo_command)
 
 
@@ -74,6 +76,14 @@ def run_command(
     llm_url: options.LlmUrl = None,
     reader: options.Reader = None,
     reader_url: options.ReaderUrl = None,
+    searcher: Annotated[
+        str | None,
+        typer.Option(
+            help="A local model the searcher methods (searcher@K, searcher_links@K) search with "
+            "instead of --model, e.g. smollm2-135m-searcher; --reader (else --model) answers "
+            "for it, so one run compares it with rag@K read by the same model"
+        ),
+    ] = None,
     judge_llm: Annotated[
         str | None,
         typer.Option(help="Also grade answers with this model as a judge ('packaged' = SmolLM2)"),
@@ -129,6 +139,7 @@ def run_command(
         fill_in,
         trained_as_searcher,
         trained_settings,
+        trained_to_follow_links,
         trained_to_read_selection_only,
     )
     from sleuth.display import safe_markup
@@ -142,6 +153,11 @@ def run_command(
     from sleuth.search.factory import check_one_source, open_engine
 
     method_names = parse_methods(methods)
+    if searcher and not any(base_method(m) == "searcher" for m in method_names):
+        raise SleuthError(
+            "--searcher searches for the searcher methods only: add searcher@K or "
+            "searcher_links@K to --methods"
+        )
     reader_name = reader_label(reader, reader_url)
     if seeds < 1:
         raise SleuthError("--seeds must be at least 1")
@@ -194,6 +210,8 @@ def run_command(
             which = (
                 "the searcher_selected@K method (its reader read the selection alone)"
                 if trained_to_read_selection_only(model)
+                else "the searcher_links@K method (it follows links)"
+                if trained_to_follow_links(model)
                 else "the searcher@K and searcher_selected@K methods"
             )
             stderr.print(
@@ -234,6 +252,7 @@ def run_command(
         search=search_label,
         judge=judge_label,
         reader=reader_name,
+        searcher=searcher,
         user=user_spec.label if user_spec else None,
         user_max_answers=user_max_answers if user_spec else None,
         full_intent=True if full_intent else None,
@@ -244,6 +263,10 @@ def run_command(
         from sleuth.llm.models import check_model_spec
 
         check_model_spec(model)  # an unknown --model: before the folder, an export or a download
+    if searcher:
+        from sleuth.llm.models import check_model_spec
+
+        check_model_spec(searcher)
     if time_budget is not None and time_budget <= 0:
         raise SleuthError("--time-budget must be a positive number of seconds")
     with run_lock(out):  # refuse a second run on this folder before loading anything
@@ -252,6 +275,7 @@ def run_command(
             reader_llm = open_reader(
                 reader, reader_url, model or "packaged", llm_url, llm, backend, constrain_via
             )
+            searcher_llm = open_llm(searcher, None, backend, constrain_via) if searcher else None
             judge = None
             if judge_llm:
                 same = judge_llm == (model or "packaged") and judge_url == llm_url
@@ -281,6 +305,7 @@ def run_command(
                 deadline=deadline,
                 reader=reader_llm,
                 user=users,
+                searcher=searcher_llm,
             )
             if outcome.all_failed:  # a table of zeros is no result: say why, and fail
                 raise SleuthError(

@@ -16,7 +16,7 @@ import platform
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from sleuth.evaluate.methods import (
     PIPELINES,
     TREE_METHODS,
     agent_config,
+    base_method,
     budget_record,
     eval_budget,
     method_settings,
@@ -59,6 +60,7 @@ FINGERPRINT_KEYS = (
     "budget",
     "judge",
     "reader",
+    "searcher",
     "user",
     "user_max_answers",
     "full_intent",
@@ -81,6 +83,10 @@ class RunSettings:
     # The reader model (``Agent(reader=...)``): its spec, "@URL" when served; None: the model
     # answers itself.
     reader: str | None = None
+    # The model the searcher methods (searcher@K, searcher_links@K) search with when it is not
+    # the run's model (``--searcher``, the demo's shipped searcher); their reader is then the
+    # reader, else the run's model. None: the run's model searches.
+    searcher: str | None = None
     # The simulated user answering ``ask`` (``--user``, e.g. "simulated:rules") and its cap;
     # None: nobody answers. ``full_intent``: the questions were asked as their
     # original_question (the ceiling of a clarification run); None: as given.
@@ -311,12 +317,15 @@ class EvaluationRunner:
         deadline: float | None = None,
         reader: LLM | None = None,
         user: UserFactory | None = None,
+        searcher: LLM | None = None,
     ) -> None:
         """``deadline`` (a ``time.monotonic()`` value): start no episode after it; the rest
         stays pending for a resume, so a time-boxed run (the demo) ends on time. ``reader``:
         every episode's answer-only calls go to it (``Agent``'s rule; ``settings.reader``
         names it). ``user``: makes each episode's simulated user, who answers the ``ask`` action
-        of the methods that have it (``settings.user`` names it)."""
+        of the methods that have it (``settings.user`` names it). ``searcher``: the searcher
+        methods' searching model (``settings.searcher`` names it), run with the worked example
+        as it was trained; the reader (else ``llm``) answers for it."""
         check_run(Path(run_dir), settings, engine is not None)
         self.run_dir = Path(run_dir)
         self.settings = settings
@@ -327,6 +336,13 @@ class EvaluationRunner:
         self.deadline = deadline
         self.reader = reader
         self.user = user
+        self.searcher = searcher
+        from sleuth.agent.trained_settings import trained_settings
+
+        # The prompt the searcher was trained with; the hit length stays the run's (the read
+        # budget every method shares).
+        trained = trained_settings(settings.searcher) if searcher is not None else {}
+        self._searcher_prompt = {k: v for k, v in trained.items() if k == "prompt_example"}
         from sleuth.agent.strategy_config import StrategyConfig
 
         self.results = ResultLog(self.run_dir / RESULTS_FILE)
@@ -420,7 +436,13 @@ class EvaluationRunner:
                 config = agent_config(method, self.settings.budget, seed)
                 user = self.user(question) if self.user and "ask" in config.actions else None
                 strategy = self._strategy if method in TREE_METHODS else None
-                agent = Agent(self.llm, engine, config, ask_user=user, reader=self.reader)
+                llm, reader = self.llm, self.reader
+                if self.searcher is not None and base_method(method) == "searcher":
+                    llm, reader = self.searcher, self.reader or self.llm
+                    config = replace(
+                        config, **self._searcher_prompt, read_prompt_example=config.prompt_example
+                    )
+                agent = Agent(llm, engine, config, ask_user=user, reader=reader)
                 trajectory = await run_strategy(
                     agent, question.question, strategy, episode_id=key, metadata=metadata
                 )

@@ -75,6 +75,7 @@ def run_with_progress(
     deadline: float | None = None,
     reader: LLM | None = None,
     user: UserFactory | None = None,
+    searcher: LLM | None = None,
 ) -> RunOutcome:
     """Run the evaluation with a rich bar showing done/total and the running EM / cover-EM."""
     from rich.progress import (
@@ -124,6 +125,7 @@ def run_with_progress(
             deadline=deadline,
             reader=reader,
             user=user,
+            searcher=searcher,
         )
         done = len(runner.results.keys())
         bar.update(task, total=max(0, len(runner.pending(runner.results.keys()))))
@@ -137,6 +139,8 @@ def run_with_progress(
                     await judge_llm.aclose()
                 if reader is not None and reader is not llm and reader is not judge_llm:
                     await reader.aclose()
+                if searcher is not None and searcher not in (llm, reader, judge_llm):
+                    await searcher.aclose()
 
         outcome = asyncio.run(main())
     if done:
@@ -371,6 +375,7 @@ def execute(
     deadline: float | None = None,
     reader: LLM | None = None,
     user: UserFactory | None = None,
+    searcher: LLM | None = None,
 ) -> tuple[RunOutcome, dict[str, dict[str, Any]], Path | None]:
     """Run, print the summary table, and write the report; returns what a caller may show."""
     from sleuth.display import safe_markup, safe_text
@@ -389,6 +394,7 @@ def execute(
         deadline=deadline,
         reader=reader,
         user=user,
+        searcher=searcher,
     )
     config, records = load_run(out)
     summary = summarize(records, config["methods"])
@@ -402,6 +408,11 @@ def execute(
     if settings.reader:
         reader = safe_text(f"reader: {settings.reader}")
         console.print(reader, markup=False, highlight=False, style="dim")
+    if settings.searcher:
+        who = f"searcher: {settings.searcher} (the searcher methods; {settings.model} reads)"
+        if settings.reader:
+            who = f"searcher: {settings.searcher} (the searcher methods)"
+        console.print(safe_text(who), markup=False, highlight=False, style="dim")
     print_versus(console, records, best)
     stderr.print(
         f"{outcome.ran} episodes run ({outcome.failed} failed), {outcome.skipped} already done, "
