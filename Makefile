@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench soak lint clean prime lock test-latest test-lowest
+.PHONY: install demo test bench soak lint clean prime searcher lock test-latest test-lowest
 
 $(STAMP): pyproject.toml $(LOCKS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml $(LOCKS)
 	$(BIN)/sleuth model prepare
 	# ... and the demo's model: the packaged one with the shipped priming adapter (~1 min).
 	$(BIN)/sleuth model prepare --model smollm2-135m-primed
+	# ... and the demo's searcher (the searcher_links@3 row): the shipped searcher adapter.
+	$(BIN)/sleuth model prepare --model smollm2-135m-searcher
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -113,3 +115,19 @@ prime: $(STAMP)
 	nice -n 10 $(BIN)/sleuth train sft --data $(PRIME_DIR)/trajectories.jsonl \
 	    --out $(PRIME_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 45 \
 	    --grad-accum 8 --lr 1e-3 --max-minutes 60 --seed 0
+
+# The shipped searcher (issue 29): searcher_links@3 episodes on HotpotQA-1100 train+dev (never
+# test) played by the follow teacher (follow the question's names and [1]'s, select links' read
+# by number), then LoRA SFT of the packaged SmolLM2 on CPU (~39 min on 2 cores, capped at 60).
+# The adapter lands in runs/searcher-prime/adapter/ with its settings, data digest, seed and library
+# versions in sleuth_training.json. The shipped `smollm2-135m-searcher` is this adapter: copy
+# its adapter_* files and sleuth_training.json into src/sleuth/data/adapters/smollm2-135m-searcher/.
+SEARCHER_DIR := runs/searcher-prime
+searcher: $(STAMP)
+	rm -f $(SEARCHER_DIR)/episodes.jsonl
+	$(BIN)/sleuth synth trajectories --benchmark hotpotqa-1100:train \
+	    --benchmark hotpotqa-1100:dev --out $(SEARCHER_DIR)/episodes.jsonl --seed 0 \
+	    --searcher 3 --teacher follow --think-share 0.5
+	nice -n 10 $(BIN)/sleuth train sft --data $(SEARCHER_DIR)/episodes.jsonl \
+	    --out $(SEARCHER_DIR)/adapter --overwrite --lora --lora-top-layers 10 --max-steps 42 \
+	    --grad-accum 8 --lr 1e-3 --max-length 2048 --max-minutes 60 --seed 0

@@ -37,7 +37,12 @@ DEMO_MODEL = "smollm2-135m-primed"
 # links: the read that pays with a capable reader (F1 +0.083 over best-k RAG on 200 test and
 # +0.114 on 300 dev questions with Qwen2.5-Coder-1.5B reading, docs/evaluation.md); with the
 # demo's 135M as reader +0.017 (within noise). One reader call, like rag.
-DEMO_METHODS = ["closed_book", "rag", "links", "agent", "agent_rag"]
+# searcher_links@3: the shipped searcher (``smollm2-135m-searcher``, ``make searcher``), primed
+# on follow episodes, selects the 3 documents the demo's model then reads. With Qwen2.5-Coder-1.5B
+# reading it scored F1 +0.083 over best-k RAG on 200 test questions (docs/evaluation.md); the
+# demo's 135M reads too weakly for a read to pay much (links: +0.017 with it).
+DEMO_SEARCHER = "smollm2-135m-searcher"
+DEMO_METHODS = ["closed_book", "rag", "links", "searcher_links@3", "agent", "agent_rag"]
 
 
 def demo_budget() -> AgentConfig:
@@ -87,6 +92,8 @@ def run_demo(
     reader_llm = open_reader(reader, reader_url, DEMO_MODEL, None, llm)
     if reader_llm is not None and reader_llm is not llm:
         stderr.print(f"reader ready: {safe_markup(reader_llm.name)}")
+    searcher = open_llm(DEMO_SEARCHER, None)
+    stderr.print(f"searcher ready: {safe_markup(searcher.name)} (the searcher_links@3 row)")
     questions = load_benchmark(DEMO_BENCHMARK, limit=n).questions
     settings = RunSettings(
         benchmark=DEMO_BENCHMARK,
@@ -98,6 +105,7 @@ def run_demo(
         model=DEMO_MODEL,
         search=opened.label,
         reader=reader_name,
+        searcher=DEMO_SEARCHER,
     )
     deadline = time.monotonic() - (time.perf_counter() - started) + TIME_LIMIT_S
     _, _, html = execute(
@@ -110,6 +118,7 @@ def run_demo(
         opened.manifest,
         deadline=deadline - DEADLINE_MARGIN_S,
         reader=reader_llm,
+        searcher=searcher,
     )
     stderr.print(f"demo finished in {time.perf_counter() - started:.0f}s; open {safe_markup(html)}")
     return html

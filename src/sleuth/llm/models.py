@@ -21,7 +21,7 @@ from sleuth.llm.locks import publish_once
 from sleuth.paths import cache_dir
 
 # LoRA adapters shipped in the package (src/sleuth/data/adapters/NAME), usable as model names.
-SHIPPED_ADAPTERS = ("smollm2-135m-primed",)
+SHIPPED_ADAPTERS = ("smollm2-135m-primed", "smollm2-135m-searcher")
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 
