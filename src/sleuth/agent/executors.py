@@ -310,14 +310,16 @@ async def run_follow(ep: EpisodeState, action: Action, step: Step) -> bool:
         )  # fmt: skip
     key = follow_key(number)
     if key in ep.queries:
-        step.error = "followed before"
-        step.observation = "You followed these links before. " + closing_word(cfg)
         ep.answer_only = True
-        ep.observe(step.observation, action)
-        return False
+        return refuse(
+            ep, action, step, "followed before",
+            "You followed these links before. " + closing_word(cfg),
+        )  # fmt: skip
     ep.queries.add(key)
     ep.searches += 1
-    text = ep.question if source_id == "" else ep.knowledge.documents[source_id][1]
+    # A hit's text as it was shown (an opened document, not kept there: its title).
+    kept = ep.knowledge.documents.get(source_id)
+    text = ep.question if source_id == "" else kept[1] if kept else ep.knowledge.seen[source_id]
     names = names_in(text)[:MAX_LINK_LOOKUPS]
     try:
         results = (

@@ -223,13 +223,10 @@ def ask_command(
         # the read budget K is RAG's depth, as in eval's searcher@K (and its training)
         settings["prefetch_k"] = settings["prefetch_k"] or top_k
         final_read = settings["prefetch_k"]
-    elif read_selection_only or follow:
-        flag = (
-            "--read-selection-only is a searcher's read"
-            if read_selection_only
-            else ("--follow is a searcher's action")
-        )
-        raise SleuthError(f"{flag}: add --select")
+    elif read_selection_only:
+        raise SleuthError("--read-selection-only is a searcher's read: add --select")
+    elif follow:
+        raise SleuthError("--follow is a searcher's action: add --select")
     if links and (select or judge or ask or access or strategy != "react"):
         raise SleuthError(
             "--links runs a fixed pipeline, no agent: drop --select, --judge, --ask, --user, "
