@@ -351,3 +351,14 @@ def test_the_shipped_searcher_is_small_recorded_and_follows_links(hotpot_bm25):
         shown = {hit.id for step in traj.retrievals for hit in step.hits}
         assert set(traj.metadata["selected"]) <= shown
     assert followed >= 3
+
+
+def test_model_list_says_the_shipped_searcher_needs_a_reader():
+    from typer.testing import CliRunner
+
+    from sleuth.cli import app
+
+    listed = CliRunner().invoke(app, ["model", "list"]).output
+    after = listed[listed.index("smollm2-135m-searcher") :]
+    assert "a searcher: give it a --reader (eval method searcher_links@K)" in after
+    assert "a searcher" not in listed[: listed.index("smollm2-135m-searcher")]

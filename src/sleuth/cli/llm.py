@@ -114,7 +114,12 @@ def prepare_command(
 @model_app.command("list")
 def list_command() -> None:
     """The named local models and how to install them."""
-    from sleuth.agent.trained_settings import describe, trained_settings
+    from sleuth.agent.trained_settings import (
+        describe,
+        trained_as_searcher,
+        trained_settings,
+        trained_to_follow_links,
+    )
     from sleuth.llm.models import SHIPPED_ADAPTERS
     from sleuth.llm.named import NAMED_MODELS, install_command
 
@@ -122,6 +127,9 @@ def list_command() -> None:
         typer.echo(f"{name}  (shipped LoRA adapter on the packaged SmolLM2-135M, Apache-2.0)")
         trained = describe(trained_settings(name))
         typer.echo(f"    installed with sleuth; runs as it was trained: {trained}")
+        if trained_as_searcher(name):
+            method = "searcher_links@K" if trained_to_follow_links(name) else "searcher@K"
+            typer.echo(f"    a searcher: give it a --reader (eval method {method})")
     for name, spec in NAMED_MODELS.items():
         typer.echo(f"{name}  ({spec.size / 1e6:.0f} MB GGUF, {spec.license})")
         typer.echo(f"    {install_command(name)}")
