@@ -173,13 +173,8 @@ def test_the_teachers_read_holds_more_evidence_than_rags(hotpot_bm25):
 
 def _played(module, question: BenchmarkQuestion, engine):
     """The teacher's episode whether or not it is kept (its drop filter aside)."""
-    from sleuth.synth.link_searcher import FollowSearcherScript
-    from sleuth.synth.plans import episode_rng
-
-    script = FollowSearcherScript(3, bool(names_in(question.question)), episode_rng(0, question))
-    config = module.searcher_config(3, follow=True)
-    agent = Agent(ScriptedLLM(script), engine, config, reader=gold_reader("x"))
-    return asyncio.run(agent.run(question.question))
+    play = module.play_follow_searcher(question, engine, "hotpotqa-1100:train", 0, 3, 0.5)
+    return asyncio.run(play)[0]
 
 
 def test_train_searcher_follow_trains_the_searcher_links_episode(tmp_path):

@@ -83,13 +83,18 @@ def closing_word(cfg: AgentConfig) -> str:
     return "Select the documents now." if "select" in cfg.actions else "Give your final answer now."
 
 
+def stop_if_searches_spent(ep: EpisodeState, step: Step) -> None:
+    """Search and follow share ``max_searches``: past it the episode stops (forced answer)."""
+    if ep.searches >= ep.cfg.max_searches:
+        step.error = "search budget exhausted"
+        raise EpisodeStop("max_searches")
+
+
 async def run_search(ep: EpisodeState, action: Action, step: Step) -> bool:
     """Search, unless the budget is spent (the episode stops), the query is the instructions'
     placeholder (not run, not counted) or a repeat under ``answer_on_repeat`` (answer next)."""
     cfg = ep.cfg
-    if ep.searches >= cfg.max_searches:
-        step.error = "search budget exhausted"
-        raise EpisodeStop("max_searches")
+    stop_if_searches_spent(ep, step)
     normalised = " ".join(action.argument.lower().split())
     if normalised.strip("\"'<>") in prompts.PLACEHOLDER_QUERIES:  # not run, not counted
         step.error = "placeholder query"
@@ -297,9 +302,7 @@ async def run_follow(ep: EpisodeState, action: Action, step: Step) -> bool:
     action of the search budget; each engine query is counted in the metadata's
     ``link_lookups``. Following the same source twice, or a number of no document, is told."""
     cfg = ep.cfg
-    if ep.searches >= cfg.max_searches:
-        step.error = "search budget exhausted"
-        raise EpisodeStop("max_searches")
+    stop_if_searches_spent(ep, step)
     number = follow_source(action.argument)
     source_id = "" if number == QUESTION_NUMBER else ep.knowledge.document_numbered(number)
     if source_id is None:

@@ -141,15 +141,28 @@ async def follow_searcher_episode(
     paragraph."""
     if not question.answers or not question.answers[0].strip():
         return None, "not_scriptable", []
+    traj, behaviours = await play_follow_searcher(question, search, benchmark, seed, k, think_share)
+    return (None if (reason := _drop_reason(traj, question)) else traj), reason, behaviours
+
+
+async def play_follow_searcher(
+    question: BenchmarkQuestion,
+    search: SearchEngine,
+    benchmark: str,
+    seed: int,
+    k: int,
+    think_share: float,
+) -> tuple[Trajectory, list[str]]:
+    """The teacher's episode before the drop filter: what the rule reads on any question (the
+    test that compares its read with RAG's plays it on every question, kept or not)."""
     rng = episode_rng(seed, question)
     config = searcher_config(k, follow=True)
     script = FollowSearcherScript(k, bool(names_in(question.question)), rng, think_share)
-    traj, behaviours = await _play(
+    return await _play(
         question, search, config, ScriptedLLM(script, name="synthetic-follow-searcher-script"),
         question.answers[0].strip(), script.behaviours, benchmark=benchmark, seed=seed,
         source="sleuth synth trajectories --searcher --teacher follow", prefetch_k=k,
     )  # fmt: skip
-    return (None if (reason := _drop_reason(traj, question)) else traj), reason, behaviours
 
 
 def _queries_on_screen(traj: Trajectory) -> bool:
