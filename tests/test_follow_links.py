@@ -355,5 +355,47 @@ def test_model_list_says_the_shipped_searcher_needs_a_reader():
 
     listed = CliRunner().invoke(app, ["model", "list"]).output
     after = listed[listed.index("smollm2-135m-searcher") :]
-    assert "a searcher: give it a --reader (eval method searcher_links@K)" in after
+    assert "a searcher: a reader answers (--reader; `ask` defaults to the base model; " in after
+    assert "eval method searcher_links@K)" in after
     assert "a searcher" not in listed[: listed.index("smollm2-135m-searcher")]
+
+
+def test_ask_reads_with_a_searchers_base_model_when_no_reader_is_given(hotpot_bm25_path, tmp_path):
+    """A searcher was taught to select, not to answer (the shipped one answered its own
+    thought, "the question names documents"): without --reader, ``ask`` has the base model its
+    adapter sits on read, says so, and records it as the reader. The searcher is served on
+    loopback; the reader is the real packaged model (converted by ``make install``)."""
+    import json
+
+    from conftest import LiveServer
+    from test_cli_hardening import sleuth
+
+    from sleuth.agent.trained_settings import PROVENANCE, searcher_base_reader
+    from sleuth.llm.serve_llm import create_llm_app
+    from sleuth.paths import cache_dir
+
+    assert searcher_base_reader("smollm2-135m-searcher") == "packaged"
+    assert searcher_base_reader("packaged") is None
+    folder = tmp_path / "my-searcher"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "packaged"}))
+    (folder / PROVENANCE).write_text(json.dumps({"inference": {"searcher": True}}))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if (cache_dir() / "models").is_dir():  # the converted packaged model, not converted again
+        (cache / "models").symlink_to(cache_dir() / "models")
+    searcher = ScriptedLLM(lambda messages: "<select>1, 2</select>", name=str(folder))
+    out = tmp_path / "ask.jsonl"
+    with LiveServer(create_llm_app(searcher)) as served:
+        asked = sleuth(
+            "ask", QUESTION, "--index", str(hotpot_bm25_path), "--llm-url", f"{served.url}/v1",
+            "--model", str(folder), "--trajectory-out", str(out), cache=cache, timeout=600,
+        )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    text = " ".join(asked.stdout.split())
+    assert "read by its base model 'packaged' (--reader to choose)" in text
+    assert "reader: packaged answers from the documents" in text
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert saved["metadata"]["roles"]["reader"]["model"] != saved["model"]
+    assert [s.get("role") for s in saved["steps"] if s.get("role")] == ["searcher", "reader"]
+    assert len(searcher.calls) == 1  # it selected; it never answered

