@@ -173,8 +173,8 @@ def test_the_teachers_read_holds_more_evidence_than_rags(hotpot_bm25):
 
 def _played(module, question: BenchmarkQuestion, engine):
     """The teacher's episode whether or not it is kept (its drop filter aside)."""
-    play = module.play_follow_searcher(question, engine, "hotpotqa-1100:train", 0, 3, 0.5)
-    return asyncio.run(play)[0]
+    job = module.Teaching(question, engine, "hotpotqa-1100:train", 0, 3, 0.5)
+    return asyncio.run(module.play_follow_searcher(job))[0]
 
 
 def test_train_searcher_follow_trains_the_searcher_links_episode(tmp_path):
@@ -399,3 +399,27 @@ def test_ask_reads_with_a_searchers_base_model_when_no_reader_is_given(hotpot_bm
     assert saved["metadata"]["roles"]["reader"]["model"] != saved["model"]
     assert [s.get("role") for s in saved["steps"] if s.get("role")] == ["searcher", "reader"]
     assert len(searcher.calls) == 1  # it selected; it never answered
+
+
+def test_a_second_synthesis_trains_on_the_same_examples(hotpot_bm25, tmp_path, tokenizer):
+    """Trajectories record their timings, so two syntheses of the same episodes differ as
+    files; the SFT record's ``examples_sha256`` digests what is trained on and agrees, which is
+    how a rebuild (``make searcher``) is checked against a shipped record."""
+    from sleuth.train.sft import SFTRunConfig, load_examples, sha256_file
+
+    files = [tmp_path / "first.jsonl", tmp_path / "second.jsonl"]
+    for out in files:
+        synth_trajectories(
+            ["hotpotqa-1100:train"], hotpot_bm25, out, limit=12, searcher_k=3, think_share=0.5,
+            teacher="follow",
+        )  # fmt: skip
+    assert sha256_file(files[0]) != sha256_file(files[1])
+    digests = [
+        load_examples(SFTRunConfig(data=str(out), out="unused"), tokenizer)[1]["examples_sha256"]
+        for out in files
+    ]
+    assert digests[0] == digests[1]
+    first = files[0].read_text(encoding="utf-8").splitlines()
+    files[1].write_text("\n".join(first[1:]) + "\n", encoding="utf-8")  # one episode fewer
+    fewer = load_examples(SFTRunConfig(data=str(files[1]), out="unused"), tokenizer)[1]
+    assert fewer["examples_sha256"] != digests[0]

@@ -9,6 +9,8 @@ turns are trained on). Kept: episodes whose selection names every gold paragraph
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sleuth.agent.config import AgentConfig
 from sleuth.agent.loop import Agent
 from sleuth.agent.trajectory import Trajectory
@@ -22,6 +24,20 @@ from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.searcher_script import SearcherScript, gold_reader
 
 TEACHERS = ("gold", "links", "follow")  # who the scripted searcher imitates (``--teacher``)
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """One question for a teacher: the engine, the benchmark it came from and the run's seed
+    (recorded), the read budget ``k`` (RAG's depth, as in ``searcher@k``) and the share of
+    turns that think first."""
+
+    question: BenchmarkQuestion
+    search: SearchEngine
+    benchmark: str
+    seed: int
+    k: int
+    think_share: float
 
 
 def searcher_config(k: int, follow: bool = False) -> AgentConfig:
@@ -48,8 +64,7 @@ def _drop_reason(traj: Trajectory, question: BenchmarkQuestion) -> str:
 
 
 async def _play(
-    question: BenchmarkQuestion,
-    search: SearchEngine,
+    job: Teaching,
     config: AgentConfig,
     searcher: ScriptedLLM,
     answer: str,
@@ -58,8 +73,9 @@ async def _play(
 ) -> tuple[Trajectory, list[str]]:
     """The scripted searcher's episode through the real loop, with a scripted reader that says
     ``answer``; the trajectory carries the question's gold, the behaviours shown (once each,
-    in order; also returned) and ``record``."""
-    traj = await Agent(searcher, search, config, reader=gold_reader(answer)).run(
+    in order; also returned), the job's benchmark, seed and K, and ``record``."""
+    question = job.question
+    traj = await Agent(searcher, job.search, config, reader=gold_reader(answer)).run(
         question.question, episode_id=question.id
     )
     shown = list(dict.fromkeys(behaviours))
@@ -70,57 +86,46 @@ async def _play(
         answers=list(question.answers),
         evidence_ids=[list(a) for a in question.gold_evidence],
         behaviours=shown,
+        benchmark=job.benchmark,
+        seed=job.seed,
+        prefetch_k=job.k,
         **record,
     )
     return traj, shown
 
 
-async def searcher_episode(
-    question: BenchmarkQuestion,
-    search: SearchEngine,
-    benchmark: str,
-    seed: int,
-    k: int,
-    think_share: float,
-) -> tuple[Trajectory | None, str, list[str]]:
+async def searcher_episode(job: Teaching) -> tuple[Trajectory | None, str, list[str]]:
     """One scripted searcher episode: ``(trajectory or None, drop reason, behaviours)``."""
-    rng = episode_rng(seed, question)
-    config = searcher_config(k)
-    plan = plan_for(question, search, config, rng)
+    rng = episode_rng(job.seed, job.question)
+    config = searcher_config(job.k)
+    plan = plan_for(job.question, job.search, config, rng)
     if plan is None:
         return None, "not_scriptable", []
-    script = SearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
+    script = SearcherScript(plan, rng, config.max_turns, config.max_searches, job.think_share)
     traj, behaviours = await _play(
-        question, search, config, ScriptedLLM(script, name="synthetic-searcher-script"),
-        plan.answer, script.behaviours, source="sleuth synth trajectories --searcher",
-        benchmark=benchmark, hops=[plan.hop1_title, plan.hop2_title], seed=seed, prefetch_k=k,
+        job, config, ScriptedLLM(script, name="synthetic-searcher-script"), plan.answer,
+        script.behaviours, source="sleuth synth trajectories --searcher",
+        hops=[plan.hop1_title, plan.hop2_title],
     )  # fmt: skip
-    reason = _drop_reason(traj, question)
+    reason = _drop_reason(traj, job.question)
     return (None if reason else traj), reason, behaviours
 
 
-async def link_searcher_episode(
-    question: BenchmarkQuestion,
-    search: SearchEngine,
-    benchmark: str,
-    seed: int,
-    k: int,
-    think_share: float,
-) -> tuple[Trajectory | None, str, list[str]]:
+async def link_searcher_episode(job: Teaching) -> tuple[Trajectory | None, str, list[str]]:
     """One episode of a searcher playing ``links`` (``synth.link_searcher``): kept when its
     selection is links' read and names every gold paragraph."""
-    plan = await link_plan(question, search, k)
+    plan = await link_plan(job.question, job.search, job.k)
     if plan is None:
         return None, "not_scriptable", []
-    rng = episode_rng(seed, question)
-    config = searcher_config(k)
-    script = LinkSearcherScript(plan, rng, config.max_turns, config.max_searches, think_share)
+    rng = episode_rng(job.seed, job.question)
+    config = searcher_config(job.k)
+    script = LinkSearcherScript(plan, rng, config.max_turns, config.max_searches, job.think_share)
     traj, behaviours = await _play(
-        question, search, config, ScriptedLLM(script, name="synthetic-link-searcher-script"),
-        plan.answer, script.behaviours, benchmark=benchmark, links_read=list(plan.read),
-        source="sleuth synth trajectories --searcher --teacher links", seed=seed, prefetch_k=k,
+        job, config, ScriptedLLM(script, name="synthetic-link-searcher-script"), plan.answer,
+        script.behaviours, source="sleuth synth trajectories --searcher --teacher links",
+        links_read=list(plan.read),
     )  # fmt: skip
-    reason = _drop_reason(traj, question)
+    reason = _drop_reason(traj, job.question)
     if not reason and set(traj.metadata.get("selected") or ()) != set(plan.read):
         reason = "links_read_not_selected"  # a linked hit the loop's search did not return
     if not reason and not _queries_on_screen(traj):
@@ -128,40 +133,27 @@ async def link_searcher_episode(
     return (None if reason else traj), reason, behaviours
 
 
-async def follow_searcher_episode(
-    question: BenchmarkQuestion,
-    search: SearchEngine,
-    benchmark: str,
-    seed: int,
-    k: int,
-    think_share: float,
-) -> tuple[Trajectory | None, str, list[str]]:
+async def follow_searcher_episode(job: Teaching) -> tuple[Trajectory | None, str, list[str]]:
     """One ``searcher_links@K`` episode of ``FollowSearcherScript`` (follow the question's
     names and [1]'s, select links' read by number): kept when its selection names every gold
     paragraph."""
-    if not question.answers or not question.answers[0].strip():
+    if not job.question.answers or not job.question.answers[0].strip():
         return None, "not_scriptable", []
-    traj, behaviours = await play_follow_searcher(question, search, benchmark, seed, k, think_share)
-    return (None if (reason := _drop_reason(traj, question)) else traj), reason, behaviours
+    traj, behaviours = await play_follow_searcher(job)
+    return (None if (reason := _drop_reason(traj, job.question)) else traj), reason, behaviours
 
 
-async def play_follow_searcher(
-    question: BenchmarkQuestion,
-    search: SearchEngine,
-    benchmark: str,
-    seed: int,
-    k: int,
-    think_share: float,
-) -> tuple[Trajectory, list[str]]:
+async def play_follow_searcher(job: Teaching) -> tuple[Trajectory, list[str]]:
     """The teacher's episode before the drop filter: what the rule reads on any question (the
     test that compares its read with RAG's plays it on every question, kept or not)."""
-    rng = episode_rng(seed, question)
-    config = searcher_config(k, follow=True)
-    script = FollowSearcherScript(k, bool(names_in(question.question)), rng, think_share)
+    question = job.question
+    rng = episode_rng(job.seed, question)
+    config = searcher_config(job.k, follow=True)
+    script = FollowSearcherScript(job.k, bool(names_in(question.question)), rng, job.think_share)
     return await _play(
-        question, search, config, ScriptedLLM(script, name="synthetic-follow-searcher-script"),
-        question.answers[0].strip(), script.behaviours, benchmark=benchmark, seed=seed,
-        source="sleuth synth trajectories --searcher --teacher follow", prefetch_k=k,
+        job, config, ScriptedLLM(script, name="synthetic-follow-searcher-script"),
+        question.answers[0].strip(), script.behaviours,
+        source="sleuth synth trajectories --searcher --teacher follow",
     )  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from sleuth.synth.plans import covers_gold, episode_rng, plan_for
 from sleuth.synth.script import BehaviourScript
 from sleuth.synth.searcher_episodes import (
     TEACHERS,
+    Teaching,
     follow_searcher_episode,
     link_searcher_episode,
     searcher_episode,
@@ -219,7 +220,7 @@ def synth_trajectories(
                         "links": link_searcher_episode,
                         "follow": follow_searcher_episode,
                     }.get(teacher, searcher_episode)
-                    return await play(q, search, name, seed, searcher_k, think_share)
+                    return await play(Teaching(q, search, name, seed, searcher_k, think_share))
                 return await synth_episode(
                     q, search, name, seed, judge_share, prefetch_k, think_share
                 )

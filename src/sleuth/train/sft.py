@@ -113,6 +113,7 @@ def load_examples(
     if not rows:
         raise SleuthError(f"{path}: no trajectory with a model turn fits in {config.max_length}")
     counts = {
+        "examples_sha256": examples_digest(rows),
         "trajectories": len(trajectories),
         "examples": len(rows),
         "skipped_too_long": too_long,
@@ -120,6 +121,18 @@ def load_examples(
         "loss_tokens": sum(sum(r["assistant_masks"]) for r in rows),
     }
     return rows, counts, settings
+
+
+def examples_digest(rows: list[dict]) -> str:
+    """sha256 of what is trained on (token ids and loss masks, in order). The data file's own
+    sha256 changes with every synthesis, since trajectories record their timings; this one is
+    the same whenever the same episodes are trained on, so a rebuild (``make searcher``) can be
+    checked against a shipped record."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row["input_ids"], row["assistant_masks"]]).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def read_chats(path: Path) -> list[Any]:
