@@ -239,3 +239,34 @@ def test_a_cached_format2_bundled_index_is_rebuilt(cran_docs, tmp_path: Path, mo
     manifest = read_manifest(path)
     assert manifest["format_version"] == 3 and manifest["params"]["splitter"] == "words"
     assert open_index(path).splitter == "words"
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        ("corpus", "sha256", "0" * 64),  # the installed corpus changed since the cache was built
+        ("corpus", "documents", 1),
+        ("params", "stopwords", None),  # a default of the analysis changed without a new format
+    ],
+)
+def test_a_cached_bundled_index_unlike_a_build_now_is_rebuilt(tmp_path: Path, monkeypatch, stale):
+    """A bundled index cached by another version is rebuilt when its corpus or its analysis is
+    not what a build now writes; a current one is reused as it is."""
+    from sleuth.jsonio import write_json_atomic
+    from sleuth.search.bundled import bundled_index
+
+    monkeypatch.setenv("SLEUTH_CACHE", str(tmp_path))
+    path = bundled_index("cranfield")
+    built = read_manifest(path)
+    assert bundled_index("cranfield") == path and read_manifest(path) == built  # reused
+
+    section, key, value = stale
+    tampered = json.loads(json.dumps(built))
+    tampered[section][key] = value
+    tampered["created"] = "2000-01-01T00:00:00Z"
+    write_json_atomic(path / "manifest.json", tampered)
+    assert bundled_index("cranfield") == path
+    rebuilt = read_manifest(path)
+    assert rebuilt["created"] != "2000-01-01T00:00:00Z"
+    assert rebuilt["corpus"] == built["corpus"] and rebuilt["params"] == built["params"]
+    assert len(open_index(path).search("boundary layer", 3)) == 3
