@@ -34,7 +34,12 @@ def cached_index_is_current(path: Path, name: str, engine: str) -> bool:
     installed now (checksum and count: an upgrade may change the data) and, for BM25, the
     current analysis settings (an upgrade may change a default without a new format)."""
     from sleuth.corpus import load_documents
-    from sleuth.search.index_format import FORMAT_VERSION, CorpusHasher, read_manifest
+    from sleuth.search.index_format import (
+        FORMAT_VERSION,
+        CorpusHasher,
+        manifest_has_corpus,
+        read_manifest,
+    )
     from sleuth.search.lexical import DEFAULT_ANALYZER, analyzer_params
 
     try:
@@ -49,5 +54,4 @@ def cached_index_is_current(path: Path, name: str, engine: str) -> bool:
     for doc in load_documents(name):
         hasher.add(doc)
         count += 1
-    corpus = manifest.get("corpus", {})
-    return corpus.get("sha256") == hasher.hexdigest() and corpus.get("documents") == count
+    return manifest_has_corpus(manifest, hasher.hexdigest(), count)

@@ -294,7 +294,10 @@ def _build_into(
     if on_ray:
         params["dim"] = _encode_on_ray(*ray_build, dense_index, hnsw_m, ef_construction)
     elif dense_params and encoder is None:
-        source = next((c for c in reusable if _same_corpus(c, checksum, store.count)), None)
+        source = next(
+            (c for c in reusable if manifest_has_corpus(read_manifest(c), checksum, store.count)),
+            None,
+        )
         if source is not None:
             manifest = read_manifest(source)
             (folder / "dense").mkdir()
@@ -396,8 +399,9 @@ def _dense_settings_match(candidate: Path, wanted: dict[str, Any]) -> bool:
     )
 
 
-def _same_corpus(candidate: Path, checksum: str, count: int) -> bool:
-    manifest = read_manifest(candidate)
+def manifest_has_corpus(manifest: dict[str, Any], checksum: str, count: int) -> bool:
+    """Whether an index's manifest says it holds exactly the corpus of ``checksum`` and
+    ``count`` documents (``CorpusHasher``), rows included."""
     corpus = manifest.get("corpus", {})
     # an updated index keeps the vectors of deleted documents (``next_row`` counts them too)
     rows = manifest.get("next_row", corpus.get("documents"))
